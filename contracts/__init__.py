@@ -1,0 +1,56 @@
+"""The wire language shared by every process: envelope, commands, replies, topology."""
+
+from contracts.envelope import Envelope
+from contracts.messages import (
+    COMMANDS,
+    REPLIES,
+    CancelOrder,
+    ChargePayment,
+    CommandFailed,
+    CommitStock,
+    CreateOrder,
+    OrderCancelled,
+    OrderCreated,
+    OrderItem,
+    PaymentCharged,
+    PaymentMethod,
+    PaymentRefunded,
+    PricedItem,
+    RefundPayment,
+    ReleaseStock,
+    ReserveStock,
+    StockCommitted,
+    StockReleased,
+    StockReserved,
+)
+from contracts.money import Money, money
+from contracts.topology import PARTICIPANTS, Participant, Topology
+
+__all__ = [
+    "COMMANDS",
+    "PARTICIPANTS",
+    "REPLIES",
+    "CancelOrder",
+    "ChargePayment",
+    "CommandFailed",
+    "CommitStock",
+    "CreateOrder",
+    "Envelope",
+    "Money",
+    "OrderCancelled",
+    "OrderCreated",
+    "OrderItem",
+    "Participant",
+    "PaymentCharged",
+    "PaymentMethod",
+    "PaymentRefunded",
+    "PricedItem",
+    "RefundPayment",
+    "ReleaseStock",
+    "ReserveStock",
+    "StockCommitted",
+    "StockReleased",
+    "StockReserved",
+    "Topology",
+    "money",
+]

@@ -1,0 +1,38 @@
+"""The message envelope every command and reply travels in."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+class Envelope(BaseModel):
+    """One message on the wire: ids for deduplication and tracing, a type, a payload.
+
+    `message_id` is unique per message (a redelivery keeps it); `causation_id` is the
+    id of the message that caused this one (a reply names its command); `correlation_id`
+    ties every message of one saga together. `idempotency_key` names the unit of work
+    (saga, step, action) so that a participant does it at most once.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message_id: str = Field(pattern=ID_PATTERN)
+    saga_id: str = Field(pattern=ID_PATTERN)
+    correlation_id: str = Field(pattern=ID_PATTERN)
+    causation_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    type: str = Field(min_length=1, max_length=64)
+    sent_at: datetime
+    payload: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, max_length=256)
+
+    def to_bytes(self) -> bytes:
+        """The envelope as UTF-8 JSON."""
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> "Envelope":
+        """Parse an envelope; raises pydantic.ValidationError on anything malformed."""
+        return cls.model_validate_json(body)

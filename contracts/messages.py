@@ -1,0 +1,150 @@
+"""Every command and reply as a pydantic model, with registries by wire type name."""
+
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from contracts.money import Money
+
+PaymentMethod = Literal["Credit Card", "Debit Card", "Cash on Delivery"]
+ProductId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Quantity = Annotated[int, Field(ge=1, le=1_000_000)]
+MAX_ITEMS: Final = 100
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OrderItem(Message):
+    """An item as the customer asks for it; `unit_price`, if given, must match the shop's."""
+
+    product_id: ProductId
+    quantity: Quantity
+    unit_price: Money | None = None
+
+
+class PricedItem(Message):
+    """An item at the shop's authoritative price."""
+
+    product_id: ProductId
+    quantity: Quantity
+    price: Money
+
+
+# --- stock -------------------------------------------------------------------------
+
+
+class ReserveStock(Message):
+    """Reserve every item, or none."""
+
+    items: list[OrderItem] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class StockReserved(Message):
+    items: list[PricedItem]
+    amount: Money
+
+
+class ReleaseStock(Message):
+    """Compensation of ReserveStock: give the saga's reservation back."""
+
+
+class StockReleased(Message):
+    released: bool
+
+
+class CommitStock(Message):
+    """The saga completed: the reservation becomes a sale."""
+
+
+class StockCommitted(Message):
+    committed: bool
+
+
+# --- payment -----------------------------------------------------------------------
+
+
+class ChargePayment(Message):
+    customer: EmailStr
+    amount: Money
+
+
+class PaymentCharged(Message):
+    amount: Money
+
+
+class RefundPayment(Message):
+    """Compensation of ChargePayment: refund the saga's charge, if any."""
+
+    customer: EmailStr
+
+
+class PaymentRefunded(Message):
+    amount: Money
+
+
+# --- order -------------------------------------------------------------------------
+
+
+class CreateOrder(Message):
+    customer: EmailStr
+    vendor: EmailStr
+    items: list[PricedItem] = Field(min_length=1, max_length=MAX_ITEMS)
+    amount: Money
+    delivery_address: str = Field(min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=2000)
+    payment_method: PaymentMethod
+
+
+class OrderCreated(Message):
+    order_id: str
+
+
+class CancelOrder(Message):
+    """Compensation of CreateOrder: cancel the saga's order, if any."""
+
+
+class OrderCancelled(Message):
+    order_id: str | None
+
+
+# --- any participant ---------------------------------------------------------------
+
+
+class CommandFailed(Message):
+    """The participant refused the command; nothing of it took effect.
+
+    `reason` is a stable machine-readable word (`insufficient_stock`, `unknown_vendor`, ...).
+    """
+
+    reason: str = Field(min_length=1, max_length=64)
+    detail: str | None = Field(default=None, max_length=1000)
+
+
+COMMANDS: Final[dict[str, type[Message]]] = {
+    m.__name__: m
+    for m in (
+        ReserveStock,
+        ReleaseStock,
+        CommitStock,
+        ChargePayment,
+        RefundPayment,
+        CreateOrder,
+        CancelOrder,
+    )
+}
+
+REPLIES: Final[dict[str, type[Message]]] = {
+    m.__name__: m
+    for m in (
+        StockReserved,
+        StockReleased,
+        StockCommitted,
+        PaymentCharged,
+        PaymentRefunded,
+        OrderCreated,
+        OrderCancelled,
+        CommandFailed,
+    )
+}

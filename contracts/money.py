@@ -1,0 +1,40 @@
+"""Money: a Decimal with two places that travels as a decimal string, never a float."""
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
+CENT = Decimal("0.01")
+MAX_MONEY = Decimal("1000000000")  # a billion: far above any order, far below float trouble
+
+
+def money(value: Any) -> Decimal:
+    """Parse an amount: a decimal string or an int; floats are refused, at most two places."""
+    if isinstance(value, (bool, float)):
+        raise ValueError('money must be a decimal string such as "12.50", not a float')
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, int | str):
+        try:
+            amount = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError(f"not a decimal amount: {value!r}") from None
+    else:
+        raise ValueError(f"money must be a decimal string, got {type(value).__name__}")
+    if not amount.is_finite():
+        raise ValueError("money must be a finite amount")
+    if amount != amount.quantize(CENT, rounding=ROUND_HALF_EVEN):
+        raise ValueError("money has at most two decimal places")
+    if amount < 0:
+        raise ValueError("money cannot be negative")
+    if amount > MAX_MONEY:
+        raise ValueError(f"money cannot exceed {MAX_MONEY}")
+    return amount.quantize(CENT)
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(money),
+    PlainSerializer(lambda d: f"{d:.2f}", return_type=str),
+]

@@ -1,0 +1,56 @@
+"""Exchange, queue and routing-key names, derived from one namespace."""
+
+import re
+from dataclasses import dataclass
+from typing import Final, Literal, get_args
+
+Participant = Literal["stock", "payment", "order"]
+PARTICIPANTS: Final[tuple[Participant, ...]] = get_args(Participant)
+
+NAMESPACE_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+ORCHESTRATOR_ROUTING_KEY: Final = "orchestrator"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Every AMQP name of one deployment; two namespaces never share a name."""
+
+    namespace: str
+
+    def __post_init__(self) -> None:
+        if not NAMESPACE_PATTERN.fullmatch(self.namespace):
+            raise ValueError(f"namespace {self.namespace!r} must match {NAMESPACE_PATTERN.pattern}")
+
+    @property
+    def commands_exchange(self) -> str:
+        return f"{self.namespace}.commands"
+
+    @property
+    def replies_exchange(self) -> str:
+        return f"{self.namespace}.replies"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.namespace}.dead"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.namespace}.dead-letters"
+
+    @property
+    def orchestrator_queue(self) -> str:
+        return f"{self.namespace}.orchestrator"
+
+    def participant_queue(self, participant: Participant) -> str:
+        return f"{self.namespace}.{participant}"
+
+    def all_queues(self) -> list[str]:
+        """Every queue of the namespace (for clean-up and inspection)."""
+        return [
+            self.orchestrator_queue,
+            *(self.participant_queue(p) for p in PARTICIPANTS),
+            self.dead_letter_queue,
+        ]
+
+    def all_exchanges(self) -> list[str]:
+        return [self.commands_exchange, self.replies_exchange, self.dead_letter_exchange]

@@ -1,0 +1,156 @@
+"""The front door: start order sagas, show them to their owners."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from contracts.messages import OrderItem
+from saga.api.auth import AuthClient, Caller, current_caller
+from saga.api.schemas import (
+    CreateOrderRequest,
+    EventView,
+    SagaAccepted,
+    SagaLinks,
+    SagaView,
+    StepView,
+)
+from saga.bootstrap import DEFINITIONS, transport_for
+from saga.connections import redis_client
+from saga.core.order import ORDER_SAGA, OrderInput
+from saga.core.state import SagaState
+from saga.orchestrator import Dispatcher, SagaStarter
+from saga.settings import Settings
+from saga.store import RedisSagaStore
+from saga.transport import INFRASTRUCTURE_ERRORS
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+def saga_view(state: SagaState) -> SagaView:
+    summary = (
+        DEFINITIONS[state.saga_type].summarize(state) if state.saga_type in DEFINITIONS else {}
+    )
+    return SagaView(
+        saga_id=state.saga_id,
+        type=state.saga_type,
+        status=state.status,
+        reason=state.reason if state.status in ("compensated", "failed") else None,
+        steps=[StepView(name=s.name, status=s.status) for s in state.steps],
+        order_id=summary.get("order_id"),
+        amount=summary.get("amount"),
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API, wired from settings; connections open when the app starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = redis_client(settings)
+        transport = transport_for(settings)
+        await transport.connect()
+        store = RedisSagaStore(redis, settings.namespace)
+        app.state.redis = redis
+        app.state.transport = transport
+        app.state.store = store
+        app.state.starter = SagaStarter(store, Dispatcher(store, transport))
+        app.state.auth = AuthClient(settings.auth_url, timeout=settings.auth_timeout)
+        try:
+            yield
+        finally:
+            await app.state.auth.close()
+            await transport.close()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="saga front door",
+        version="0.1.0",
+        description="Places orders as sagas over stock, payment and order services.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(RedisError)
+    async def store_down(_: Request, exc: RedisError) -> JSONResponse:
+        return JSONResponse({"detail": f"saga store unavailable: {type(exc).__name__}"}, 503)
+
+    @app.post("/orders/create_order", status_code=202, response_model=SagaAccepted)
+    async def create_order(
+        body: CreateOrderRequest, caller: CallerDep, request: Request, response: Response
+    ) -> SagaAccepted:
+        """Start an order saga; answers once its first event and command are durable."""
+        if body.user_email is not None and body.user_email.lower() != caller.email:
+            raise HTTPException(403, "user_email must be the token owner's email")
+        order = OrderInput(
+            customer=caller.email,
+            vendor=body.vendor_email.lower(),
+            delivery_address=body.delivery_address,
+            description=body.description,
+            items=[
+                OrderItem(product_id=i.product_id, quantity=i.quantity, unit_price=i.unit_price)
+                for i in body.items
+            ],
+            payment_method=body.payment_method,
+        )
+        starter: SagaStarter = request.app.state.starter
+        try:
+            state = await starter.start(ORDER_SAGA, customer=caller.email, saga_input=order)
+        except INFRASTRUCTURE_ERRORS as exc:
+            raise HTTPException(503, f"saga store unavailable: {type(exc).__name__}") from exc
+        link = f"/sagas/{state.saga_id}"
+        response.headers["Location"] = link
+        return SagaAccepted(saga_id=state.saga_id, status=state.status, links=SagaLinks(self=link))
+
+    async def visible_saga(saga_id: str, caller: Caller, request: Request) -> SagaState:
+        store: RedisSagaStore = request.app.state.store
+        state = await store.load(saga_id) if _plausible_id(saga_id) else None
+        # Someone else's saga is "not found", not "forbidden": ids are not confirmed.
+        if state is None or not (caller.is_admin or state.customer == caller.email):
+            raise HTTPException(404, f"no saga {saga_id}")
+        return state
+
+    @app.get("/sagas/{saga_id}", response_model=SagaView)
+    async def get_saga(saga_id: str, caller: CallerDep, request: Request) -> SagaView:
+        return saga_view(await visible_saga(saga_id, caller, request))
+
+    @app.get("/sagas/{saga_id}/events", response_model=list[EventView])
+    async def get_events(saga_id: str, caller: CallerDep, request: Request) -> list[EventView]:
+        await visible_saga(saga_id, caller, request)
+        store: RedisSagaStore = request.app.state.store
+        return [EventView.model_validate(r.to_wire()) for r in await store.events(saga_id)]
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready(request: Request) -> JSONResponse:
+        checks = {
+            "redis": await _redis_ok(request),
+            "rabbitmq": "ok" if request.app.state.transport.connected else "unreachable",
+            "auth": "ok" if await request.app.state.auth.healthy() else "unreachable",
+        }
+        failing = [name for name, result in checks.items() if result != "ok"]
+        body = {"status": "ready" if not failing else "unavailable", "checks": checks}
+        if failing:
+            body["detail"] = f"not reachable: {', '.join(failing)}"
+        return JSONResponse(body, status_code=503 if failing else 200)
+
+    return app
+
+
+async def _redis_ok(request: Request) -> str:
+    try:
+        await request.app.state.redis.ping()
+    except (RedisError, OSError):
+        return "unreachable"
+    return "ok"
+
+
+def _plausible_id(saga_id: str) -> bool:
+    return 0 < len(saga_id) <= 128 and saga_id.replace("-", "").replace("_", "").isalnum()

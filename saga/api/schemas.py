@@ -1,0 +1,73 @@
+"""The front door's request and response bodies."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
+
+from contracts.messages import MAX_ITEMS, PaymentMethod, ProductId, Quantity
+from contracts.money import money
+from saga.core.state import SagaStatus, StepStatus
+
+
+def _price(value: Any) -> Decimal:
+    # JSON numbers are taken by their shortest written form (12.5 -> "12.5"), so a
+    # client sending numbers is served exactly; internally money is never a float.
+    return money(repr(value) if isinstance(value, float) else value)
+
+
+Price = Annotated[Decimal, BeforeValidator(_price)]
+
+
+class ItemRequest(BaseModel):
+    product_id: ProductId
+    quantity: Quantity
+    unit_price: Price | None = None
+
+
+class CreateOrderRequest(BaseModel):
+    """The seed's create-order body; the customer is always the token's owner."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    user_email: EmailStr | None = None
+    vendor_email: EmailStr
+    delivery_address: str = Field(min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=2000)
+    items: list[ItemRequest] = Field(min_length=1, max_length=MAX_ITEMS)
+    payment_method: PaymentMethod
+
+
+class SagaLinks(BaseModel):
+    self: str
+
+
+class SagaAccepted(BaseModel):
+    saga_id: str
+    status: SagaStatus
+    links: SagaLinks
+
+
+class StepView(BaseModel):
+    name: str
+    status: StepStatus
+
+
+class SagaView(BaseModel):
+    saga_id: str
+    type: str
+    status: SagaStatus
+    reason: str | None
+    steps: list[StepView]
+    order_id: str | None
+    amount: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class EventView(BaseModel):
+    seq: int
+    type: str
+    at: datetime
+    data: dict[str, Any]

@@ -1,0 +1,86 @@
+"""Wiring in one place: settings -> connections -> store, transport -> the processes."""
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+
+import structlog
+
+from contracts.topology import Participant, Topology
+from saga.connections import redis_client
+from saga.core.definition import SagaDefinition
+from saga.core.order import ORDER_SAGA
+from saga.orchestrator import Dispatcher, Orchestrator, OutboxRelay
+from saga.settings import Settings
+from saga.store import RedisSagaStore
+from saga.transport import RabbitTransport
+from services.order import OrderService
+from services.payment import PaymentService
+from services.runtime import ParticipantRuntime, ParticipantService
+from services.stock import StockService
+
+log = structlog.get_logger(__name__)
+
+DEFINITIONS: Mapping[str, SagaDefinition] = {ORDER_SAGA.name: ORDER_SAGA}
+
+
+def transport_for(settings: Settings) -> RabbitTransport:
+    return RabbitTransport(
+        settings.rabbitmq_url, Topology(settings.namespace), prefetch=settings.prefetch
+    )
+
+
+async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
+    """Consume replies and relay outboxes until `stop` is set."""
+    redis = redis_client(settings)
+    transport = transport_for(settings)
+    await transport.connect()
+    try:
+        store = RedisSagaStore(redis, settings.namespace)
+        dispatcher = Dispatcher(store, transport)
+        orchestrator = Orchestrator(store, dispatcher, DEFINITIONS)
+        relay = OutboxRelay(
+            store, dispatcher, interval=settings.relay_interval, grace=settings.relay_grace
+        )
+        await transport.consume(transport.topology.orchestrator_queue, orchestrator.handle)
+        log.info("orchestrator running", namespace=settings.namespace)
+        await relay.run(stop)
+        await transport.stop_consuming()
+    finally:
+        await transport.close()
+        await redis.aclose()
+    log.info("orchestrator stopped")
+
+
+async def run_participant(name: Participant, settings: Settings, stop: asyncio.Event) -> None:
+    """Consume the participant's commands until `stop` is set."""
+    redis = redis_client(settings)
+    transport = transport_for(settings)
+    await transport.connect()
+    try:
+        services: dict[Participant, ParticipantService] = {
+            "stock": StockService(redis, settings.namespace),
+            "payment": PaymentService(redis, settings.namespace),
+            "order": OrderService(redis, settings.namespace),
+        }
+        await ParticipantRuntime(services[name], transport).run()
+        log.info("service running", service=name, namespace=settings.namespace)
+        await stop.wait()
+        await transport.stop_consuming()
+    finally:
+        await transport.close()
+        await redis.aclose()
+    log.info("service stopped", service=name)
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run a process's main coroutine; SIGTERM and Ctrl-C ask it to stop cleanly."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())

@@ -1,0 +1,1 @@
+"""The `saga` command line: run the processes, manage data, inspect sagas."""

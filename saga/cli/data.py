@@ -1,0 +1,248 @@
+"""Data commands for operators, demos and tests: stock, balances, vendors, orders, users."""
+
+from decimal import Decimal
+from typing import Annotated
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+from redis.asyncio import Redis
+from rich.table import Table
+
+from contracts.money import money
+from saga.cli.output import CliError, console, print_json, with_redis
+from saga.settings import Settings
+from services.auth.users import UserStore
+from services.order import Order, OrderService
+from services.payment import Account, PaymentService
+from services.stock import Product, StockService
+
+stock_app = typer.Typer(help="Products: stock levels and prices.", no_args_is_help=True)
+payment_app = typer.Typer(help="Customers' balances and ledgers.", no_args_is_help=True)
+order_app = typer.Typer(help="Orders and vendors.", no_args_is_help=True)
+vendor_app = typer.Typer(help="Vendors that may receive orders.", no_args_is_help=True)
+order_app.add_typer(vendor_app, name="vendor")
+
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def _amount(text: str) -> Decimal:
+    try:
+        return money(text)
+    except ValueError as exc:
+        raise CliError(f"bad amount {text!r}: {exc}") from None
+
+
+def _valid_email(text: str) -> str:
+    from pydantic import EmailStr
+
+    try:
+        return str(TypeAdapter(EmailStr).validate_python(text)).lower()
+    except ValidationError:
+        raise CliError(f"not an email address: {text!r}") from None
+
+
+# --- stock ---------------------------------------------------------------------------
+
+
+def _show_product(product: Product, json_out: bool) -> None:
+    if json_out:
+        print_json(product)
+        return
+    table = Table("product", "available", "reserved", "sold", "price")
+    table.add_row(
+        product.product_id,
+        str(product.available),
+        str(product.reserved),
+        str(product.sold),
+        f"{product.price:.2f}",
+    )
+    console().print(table)
+
+
+@stock_app.command("set")
+def stock_set(
+    product_id: Annotated[str, typer.Argument(help="The product's id.")],
+    quantity: Annotated[int, typer.Option(min=0, help="Units available.")],
+    price: Annotated[str, typer.Option(help="Unit price, e.g. 12.50.")],
+    json_out: Json = False,
+) -> None:
+    """Set a product's available quantity and price."""
+    from contracts.messages import OrderItem
+
+    try:
+        OrderItem(product_id=product_id, quantity=1)
+    except ValidationError:
+        raise CliError(f"bad product id {product_id!r}: letters, digits, _ . : - only") from None
+    amount = _amount(price)
+
+    async def work(redis: Redis, settings: Settings) -> Product:
+        return await StockService(redis, settings.namespace).set_product(
+            product_id, quantity=quantity, price=amount
+        )
+
+    _show_product(with_redis(work), json_out)
+
+
+@stock_app.command("show")
+def stock_show(
+    product_id: Annotated[str, typer.Argument(help="The product's id.")], json_out: Json = False
+) -> None:
+    """Show a product: available, reserved, sold, price."""
+
+    async def work(redis: Redis, settings: Settings) -> Product | None:
+        return await StockService(redis, settings.namespace).product(product_id)
+
+    product = with_redis(work)
+    if product is None:
+        raise CliError(f"no product {product_id!r}")
+    _show_product(product, json_out)
+
+
+# --- payment -------------------------------------------------------------------------
+
+
+def _show_account(account: Account, json_out: bool) -> None:
+    if json_out:
+        print_json(account)
+        return
+    out = console()
+    out.print(f"{account.customer}: balance {account.balance:.2f}")
+    if account.ledger:
+        table = Table("at", "kind", "amount", "saga")
+        for entry in account.ledger:
+            table.add_row(
+                entry.at.isoformat(timespec="seconds"),
+                entry.kind,
+                f"{entry.amount:.2f}",
+                entry.saga_id,
+            )
+        out.print(table)
+
+
+@payment_app.command("deposit")
+def payment_deposit(
+    email: Annotated[str, typer.Argument(help="The customer's email.")],
+    amount: Annotated[str, typer.Argument(help="Amount to add, e.g. 100.00.")],
+    json_out: Json = False,
+) -> None:
+    """Add money to a customer's balance."""
+    customer, value = _valid_email(email), _amount(amount)
+
+    async def work(redis: Redis, settings: Settings) -> Account:
+        return await PaymentService(redis, settings.namespace).deposit(customer, value)
+
+    _show_account(with_redis(work), json_out)
+
+
+@payment_app.command("show")
+def payment_show(
+    email: Annotated[str, typer.Argument(help="The customer's email.")], json_out: Json = False
+) -> None:
+    """Show a customer's balance and ledger of charges and refunds."""
+    customer = _valid_email(email)
+
+    async def work(redis: Redis, settings: Settings) -> Account:
+        return await PaymentService(redis, settings.namespace).account(customer)
+
+    _show_account(with_redis(work), json_out)
+
+
+# --- orders and vendors ----------------------------------------------------------------
+
+
+@vendor_app.command("add")
+def vendor_add(
+    email: Annotated[str, typer.Argument(help="The vendor's email.")], json_out: Json = False
+) -> None:
+    """Register a vendor."""
+    vendor = _valid_email(email)
+
+    async def work(redis: Redis, settings: Settings) -> None:
+        await OrderService(redis, settings.namespace).add_vendor(vendor)
+
+    with_redis(work)
+    if json_out:
+        print_json({"vendor": vendor})
+    else:
+        console().print(f"vendor {vendor} registered")
+
+
+@vendor_app.command("list")
+def vendor_list(json_out: Json = False) -> None:
+    """List registered vendors."""
+
+    async def work(redis: Redis, settings: Settings) -> list[str]:
+        return await OrderService(redis, settings.namespace).vendors()
+
+    vendors = with_redis(work)
+    if json_out:
+        print_json(vendors)
+    else:
+        for vendor in vendors:
+            console().print(vendor)
+
+
+def _orders_table(orders: list[Order]) -> Table:
+    table = Table("order", "status", "customer", "vendor", "amount", "items", "saga")
+    for o in orders:
+        items = ", ".join(f"{i.quantity}x{i.product_id}" for i in o.items)
+        table.add_row(
+            o.order_id, o.status, o.customer, o.vendor, f"{o.amount:.2f}", items, o.saga_id
+        )
+    return table
+
+
+@order_app.command("show")
+def order_show(
+    order_id: Annotated[str, typer.Argument(help="The order's id.")], json_out: Json = False
+) -> None:
+    """Show one order."""
+
+    async def work(redis: Redis, settings: Settings) -> Order | None:
+        return await OrderService(redis, settings.namespace).order(order_id)
+
+    order = with_redis(work)
+    if order is None:
+        raise CliError(f"no order {order_id!r}")
+    if json_out:
+        print_json(order)
+    else:
+        console().print(_orders_table([order]))
+
+
+@order_app.command("list")
+def order_list(
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 100,
+    json_out: Json = False,
+) -> None:
+    """List orders, newest first."""
+
+    async def work(redis: Redis, settings: Settings) -> list[Order]:
+        return await OrderService(redis, settings.namespace).orders(limit=limit)
+
+    orders = with_redis(work)
+    if json_out:
+        print_json(orders)
+    else:
+        console().print(_orders_table(orders))
+
+
+# --- users ---------------------------------------------------------------------------
+
+
+def add_user(email: str, password: str, roles: list[str], json_out: bool) -> None:
+    address = _valid_email(email)
+    if len(password) < 8:
+        raise CliError("the password must have at least 8 characters")
+
+    async def work(redis: Redis, settings: Settings) -> object:
+        try:
+            return await UserStore(redis, settings.namespace).add(address, password, roles)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+
+    user = with_redis(work)
+    if json_out:
+        print_json(user)
+    else:
+        console().print(f"user {address} saved")

@@ -1,0 +1,136 @@
+"""The `saga` command: every process and every operator command, one line of help each."""
+
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from contracts.topology import Participant
+from saga.cli import data, sagas
+from saga.cli.output import CliError, fail, settings
+from saga.cli.up import up
+
+app = typer.Typer(
+    help="An event-sourced saga orchestrator over RabbitMQ.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+auth_app = typer.Typer(help="Run the auth service, or manage its users.", no_args_is_help=False)
+app.add_typer(auth_app, name="auth")
+app.add_typer(data.stock_app, name="stock")
+app.add_typer(data.payment_app, name="payment")
+app.add_typer(data.order_app, name="order")
+app.command("list", help="List sagas, newest first.")(sagas.list_sagas)
+app.command("show", help="Show a saga's state and its event history with timings.")(sagas.show_saga)
+app.command("up", help="Run the whole system on local servers, one child process each.")(up)
+
+Host = Annotated[str, typer.Option(help="Address to listen on.")]
+
+
+def _serve(app_factory_path: str, host: str, port: int) -> None:
+    import uvicorn
+
+    from saga.logs import configure_logging
+
+    config = settings()
+    configure_logging(config)
+    if app_factory_path == "api":
+        from saga.api.app import create_app
+
+        asgi = create_app(config)
+    else:
+        from services.auth.app import create_auth_app
+
+        asgi = create_auth_app(config)
+    uvicorn.run(asgi, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+
+
+@auth_app.callback(invoke_without_command=True)
+def auth(
+    ctx: typer.Context,
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 7002,
+) -> None:
+    """Run the auth service (token issue and verification)."""
+    if ctx.invoked_subcommand is None:
+        _serve("auth", host, port)
+
+
+@auth_app.command("add-user")
+def add_user(
+    email: Annotated[str, typer.Argument(help="The user's email.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, help="The password.")],
+    role: Annotated[list[str] | None, typer.Option(help="A role beyond customer: admin.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create a user (or reset its password and roles)."""
+    data.add_user(email, password, role or [], json_out)
+
+
+@app.command()
+def api(
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 7001,
+) -> None:
+    """Run the front door (HTTP API)."""
+    _serve("api", host, port)
+
+
+@app.command()
+def orchestrator() -> None:
+    """Run the orchestrator: apply replies, drive sagas, relay outboxes."""
+    from saga.bootstrap import run_orchestrator, run_until_signalled
+    from saga.logs import configure_logging
+
+    config = settings()
+    configure_logging(config)
+    run_until_signalled(lambda stop: run_orchestrator(config, stop))
+
+
+@app.command()
+def service(
+    name: Annotated[Participant, typer.Argument(help="stock, payment or order.")],
+) -> None:
+    """Run a participant service: stock, payment or order."""
+    from saga.bootstrap import run_participant, run_until_signalled
+    from saga.logs import configure_logging
+
+    config = settings()
+    configure_logging(config)
+    run_until_signalled(lambda stop: run_participant(name, config, stop))
+
+
+def main() -> None:
+    """Entry point: known problems end in one line on stderr, never a traceback."""
+    try:
+        app()
+    except CliError as exc:
+        fail(str(exc))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        fail(f"invalid setting or value {where}: {err.get('msg')}", 2)
+    except RedisConnectionError as exc:
+        fail(f"cannot reach Redis ({settings_url('redis_url')}): {exc}")
+    except RedisError as exc:
+        fail(f"Redis error: {exc}")
+    except OSError as exc:
+        fail(f"{type(exc).__name__}: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def settings_url(name: str) -> str:
+    try:
+        return str(getattr(settings(), name))
+    except ValidationError:
+        return "?"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""CLI output: rich tables for people, JSON for scripts, one-line errors."""
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+from pydantic import BaseModel
+from redis.asyncio import Redis
+from rich.console import Console
+
+from saga.connections import redis_client
+from saga.settings import Settings
+
+T = TypeVar("T")
+
+
+class CliError(Exception):
+    """A problem the user can act on: printed as one line, exit code 1."""
+
+
+def console() -> Console:
+    """A console for tables; plain and wide when the output is not a terminal."""
+    tty = sys.stdout.isatty()
+    return Console(
+        no_color=bool(os.environ.get("NO_COLOR")) or not tty,
+        highlight=False,
+        width=None if tty else 200,
+    )
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    print(f"saga: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    print(json.dumps(value, indent=2, default=str))
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+def with_redis(work: Callable[[Redis, Settings], Awaitable[T]]) -> T:
+    """Run one piece of async work with a Redis client from settings, then close it."""
+    config = settings()
+
+    async def run() -> T:
+        redis = redis_client(config)
+        try:
+            return await work(redis, config)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())

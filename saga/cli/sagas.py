@@ -1,0 +1,112 @@
+"""The operator's view of sagas: list them, show one with its history and timings."""
+
+from datetime import datetime
+from typing import Annotated, Any, get_args
+
+import typer
+from redis.asyncio import Redis
+from rich.table import Table
+
+from saga.api.app import saga_view
+from saga.cli.output import CliError, console, print_json, with_redis
+from saga.core.events import EventRecord
+from saga.core.state import SagaState, SagaStatus
+from saga.settings import Settings
+from saga.store import RedisSagaStore
+
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+_STATUSES = get_args(SagaStatus)
+
+
+def list_sagas(
+    status: Annotated[
+        str | None, typer.Option(help=f"Only sagas in this status: {', '.join(_STATUSES)}.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 50,
+    json_out: Json = False,
+) -> None:
+    """List sagas, newest first."""
+    if status is not None and status not in _STATUSES:
+        raise CliError(f"unknown status {status!r}; one of {', '.join(_STATUSES)}")
+
+    async def work(redis: Redis, settings: Settings) -> list[SagaState]:
+        store = RedisSagaStore(redis, settings.namespace)
+        found: list[SagaState] = []
+        offset, page = 0, 500
+        while len(found) < limit:
+            ids = await store.list_ids(limit=page, offset=offset)
+            if not ids:
+                break
+            states = await store.load_many(ids)
+            found += [s for s in states if status is None or s.status == status]
+            offset += page
+        return found[:limit]
+
+    states = with_redis(work)
+    if json_out:
+        print_json([saga_view(s) for s in states])
+        return
+    table = Table("saga", "type", "status", "reason", "customer", "steps", "created")
+    for s in states:
+        steps = " ".join(f"{st.name}:{st.status}" for st in s.steps)
+        table.add_row(
+            s.saga_id,
+            s.saga_type,
+            s.status,
+            s.reason or "",
+            s.customer,
+            steps,
+            s.created_at.isoformat(timespec="seconds"),
+        )
+    console().print(table)
+
+
+def show_saga(
+    saga_id: Annotated[str, typer.Argument(help="The saga's id.")], json_out: Json = False
+) -> None:
+    """Show a saga's state and its event history with timings."""
+
+    async def work(redis: Redis, settings: Settings) -> tuple[SagaState | None, list[EventRecord]]:
+        store = RedisSagaStore(redis, settings.namespace)
+        return await store.load(saga_id), await store.events(saga_id)
+
+    state, records = with_redis(work)
+    if state is None:
+        raise CliError(f"no saga {saga_id!r}")
+    if json_out:
+        view: dict[str, Any] = saga_view(state).model_dump(mode="json")
+        view["customer"] = state.customer
+        view["events"] = [r.to_wire() for r in records]
+        print_json(view)
+        return
+    out = console()
+    out.print(
+        f"saga {state.saga_id} ({state.saga_type}) — {state.status}"
+        + (f", reason: {state.reason}" if state.reason else "")
+    )
+    out.print(f"customer {state.customer}, version {state.version}")
+    steps = Table("step", "status", "attempts", "started", "took")
+    for step in state.steps:
+        steps.add_row(
+            step.name,
+            step.status,
+            str(step.attempts),
+            step.started_at.isoformat(timespec="milliseconds") if step.started_at else "",
+            _ms(step.started_at, step.ended_at),
+        )
+    out.print(steps)
+    history = Table("seq", "+ms", "event", "details")
+    start = records[0].at if records else state.created_at
+    for record in records:
+        data = record.to_wire()["data"]
+        details = " ".join(
+            f"{k}={v}" for k, v in data.items() if k not in ("input", "steps", "result")
+        )
+        history.add_row(str(record.seq), _ms(start, record.at), record.event.type, details)
+    out.print(history)
+
+
+def _ms(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    return f"{(end - start).total_seconds() * 1000:.0f}"

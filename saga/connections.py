@@ -1,0 +1,22 @@
+"""Connections to Redis, built from settings; nothing connects at import."""
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from saga.settings import Settings
+
+
+def redis_client(settings: Settings) -> "Redis":
+    """A Redis client that reconnects by itself and answers str, not bytes."""
+    return Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )

@@ -1,0 +1,145 @@
+"""The saga's domain events: facts in the past tense, the only truth a saga has."""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+Action = Literal["execute", "compensate"]
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SagaStarted(Event):
+    type: Literal["SagaStarted"] = "SagaStarted"
+    saga_id: str
+    saga_type: str
+    definition_version: int
+    steps: list[str]
+    customer: str
+    input: dict[str, Any]
+
+
+class StepRequested(Event):
+    """A command for a step (or its compensation) was put in the outbox."""
+
+    type: Literal["StepRequested"] = "StepRequested"
+    step: str
+    action: Action
+    participant: str
+    command_id: str
+    command_type: str
+    attempt: int = 1
+
+
+class StepSkipped(Event):
+    """A step's condition did not hold for this saga's input."""
+
+    type: Literal["StepSkipped"] = "StepSkipped"
+    step: str
+
+
+class StepSucceeded(Event):
+    type: Literal["StepSucceeded"] = "StepSucceeded"
+    step: str
+    reply_id: str
+    result: dict[str, Any]
+
+
+class StepFailed(Event):
+    type: Literal["StepFailed"] = "StepFailed"
+    step: str
+    reply_id: str
+    reason: str
+    detail: str | None = None
+
+
+class CompensationStarted(Event):
+    type: Literal["CompensationStarted"] = "CompensationStarted"
+    reason: str
+    failed_step: str
+
+
+class StepCompensated(Event):
+    type: Literal["StepCompensated"] = "StepCompensated"
+    step: str
+    reply_id: str
+    result: dict[str, Any]
+
+
+class CompensationFailed(Event):
+    type: Literal["CompensationFailed"] = "CompensationFailed"
+    step: str
+    reply_id: str
+    reason: str
+    detail: str | None = None
+
+
+class ReplyIgnored(Event):
+    """A reply arrived for a command the saga no longer awaits; kept for the record."""
+
+    type: Literal["ReplyIgnored"] = "ReplyIgnored"
+    reply_id: str
+    reply_type: str
+    causation_id: str | None
+    why: str
+
+
+class SagaCompleted(Event):
+    type: Literal["SagaCompleted"] = "SagaCompleted"
+
+
+class SagaCompensated(Event):
+    """Every completed step was undone; `reason` is why the saga could not complete."""
+
+    type: Literal["SagaCompensated"] = "SagaCompensated"
+    reason: str
+
+
+class SagaFailed(Event):
+    """A compensation could not be done: a human must look."""
+
+    type: Literal["SagaFailed"] = "SagaFailed"
+    reason: str
+
+
+AnyEvent = Annotated[
+    SagaStarted
+    | StepRequested
+    | StepSkipped
+    | StepSucceeded
+    | StepFailed
+    | CompensationStarted
+    | StepCompensated
+    | CompensationFailed
+    | ReplyIgnored
+    | SagaCompleted
+    | SagaCompensated
+    | SagaFailed,
+    Field(discriminator="type"),
+]
+
+
+class EventRecord(BaseModel):
+    """An event as stored in the log: its position, its time and the fact itself."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int = Field(ge=1)
+    at: datetime
+    event: AnyEvent
+
+    def to_wire(self) -> dict[str, Any]:
+        """The public shape: {seq, type, at, data}."""
+        data = self.event.model_dump(mode="json", exclude={"type"})
+        return {"seq": self.seq, "type": self.event.type, "at": self.at.isoformat(), "data": data}
+
+
+_record_adapter: TypeAdapter[EventRecord] = TypeAdapter(EventRecord)
+
+
+def record_from_json(raw: str | bytes) -> EventRecord:
+    """Parse one stored event record."""
+    return _record_adapter.validate_json(raw)

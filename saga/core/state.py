@@ -1,0 +1,181 @@
+"""A saga's state and the fold that rebuilds it from its events."""
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from saga.core.events import (
+    Action,
+    CompensationFailed,
+    CompensationStarted,
+    EventRecord,
+    ReplyIgnored,
+    SagaCompensated,
+    SagaCompleted,
+    SagaFailed,
+    SagaStarted,
+    StepCompensated,
+    StepFailed,
+    StepRequested,
+    StepSkipped,
+    StepSucceeded,
+)
+
+SagaStatus = Literal["running", "compensating", "completed", "compensated", "failed"]
+StepStatus = Literal[
+    "pending",
+    "running",
+    "succeeded",
+    "failed",
+    "skipped",
+    "compensating",
+    "compensated",
+    "compensation_failed",
+]
+TERMINAL: frozenset[SagaStatus] = frozenset({"completed", "compensated", "failed"})
+
+
+class StepState(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    status: StepStatus = "pending"
+    attempts: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    reason: str | None = None
+
+
+class PendingCommand(BaseModel):
+    """A command the saga sent and whose reply it awaits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    step: str
+    action: Action
+    command_type: str
+
+
+class SagaState(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    saga_id: str
+    saga_type: str
+    definition_version: int
+    version: int
+    status: SagaStatus
+    customer: str
+    input: dict[str, Any]
+    results: dict[str, dict[str, Any]] = {}
+    steps: tuple[StepState, ...]
+    pending: dict[str, PendingCommand] = {}
+    reason: str | None = None
+    failed_step: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def step(self, name: str) -> StepState:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(f"saga {self.saga_id} has no step {name!r}")
+
+
+class FoldError(ValueError):
+    """The log cannot be folded: it does not begin with SagaStarted, or skips a number."""
+
+
+def _with_step(state: SagaState, name: str, **changes: Any) -> tuple[StepState, ...]:
+    return tuple(s.model_copy(update=changes) if s.name == name else s for s in state.steps)
+
+
+def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
+    """Apply one event to the state; the first event must be SagaStarted."""
+    event, at = record.event, record.at
+    if state is None:
+        if not isinstance(event, SagaStarted) or record.seq != 1:
+            raise FoldError("a saga's log must begin with SagaStarted at seq 1")
+        return SagaState(
+            saga_id=event.saga_id,
+            saga_type=event.saga_type,
+            definition_version=event.definition_version,
+            version=1,
+            status="running",
+            customer=event.customer,
+            input=event.input,
+            steps=tuple(StepState(name=n) for n in event.steps),
+            created_at=at,
+            updated_at=at,
+        )
+    saga_id = state.saga_id
+    if record.seq != state.version + 1:
+        raise FoldError(f"saga {saga_id}: event {record.seq} follows version {state.version}")
+    changes: dict[str, Any] = {"version": record.seq, "updated_at": at}
+    match event:
+        case SagaStarted():
+            raise FoldError(f"saga {saga_id}: SagaStarted at seq {record.seq}")
+        case StepRequested(step=step, action=action):
+            status: StepStatus = "running" if action == "execute" else "compensating"
+            previous = state.step(step)
+            changes["steps"] = _with_step(
+                state,
+                step,
+                status=status,
+                attempts=previous.attempts + 1 if action == "execute" else previous.attempts,
+                started_at=at if action == "execute" else previous.started_at,
+                ended_at=None,
+            )
+            changes["pending"] = {
+                **state.pending,
+                event.command_id: PendingCommand(
+                    step=step, action=action, command_type=event.command_type
+                ),
+            }
+        case StepSkipped(step=step):
+            changes["steps"] = _with_step(state, step, status="skipped", ended_at=at)
+        case StepSucceeded(step=step, result=result):
+            changes["steps"] = _with_step(state, step, status="succeeded", ended_at=at)
+            changes["results"] = {**state.results, step: result}
+            changes["pending"] = _without_step(state, step)
+        case StepFailed(step=step, reason=reason):
+            changes["steps"] = _with_step(state, step, status="failed", ended_at=at, reason=reason)
+            changes["pending"] = _without_step(state, step)
+        case CompensationStarted(reason=reason, failed_step=failed_step):
+            changes.update(status="compensating", reason=reason, failed_step=failed_step)
+        case StepCompensated(step=step):
+            changes["steps"] = _with_step(state, step, status="compensated", ended_at=at)
+            changes["pending"] = _without_step(state, step)
+        case CompensationFailed(step=step, reason=reason):
+            changes["steps"] = _with_step(
+                state, step, status="compensation_failed", ended_at=at, reason=reason
+            )
+            changes["pending"] = _without_step(state, step)
+        case ReplyIgnored():
+            pass
+        case SagaCompleted():
+            changes.update(status="completed", pending={})
+        case SagaCompensated(reason=reason):
+            changes.update(status="compensated", reason=reason, pending={})
+        case SagaFailed(reason=reason):
+            changes.update(status="failed", reason=reason, pending={})
+    return state.model_copy(update=changes)
+
+
+def _without_step(state: SagaState, step: str) -> dict[str, PendingCommand]:
+    return {cid: p for cid, p in state.pending.items() if p.step != step}
+
+
+def fold(records: Iterable[EventRecord]) -> SagaState:
+    """Rebuild a saga's state from its whole log."""
+    state: SagaState | None = None
+    for record in records:
+        state = evolve(state, record)
+    if state is None:
+        raise FoldError("a saga's log cannot be empty")
+    return state

@@ -1,0 +1,40 @@
+"""Settings from the environment (prefix SAGA_), read once at start-up and passed down."""
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.topology import NAMESPACE_PATTERN
+
+
+class Settings(BaseSettings):
+    """Every knob of every process. Nothing else reads the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SAGA_", extra="ignore", frozen=True)
+
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    auth_url: str = "http://127.0.0.1:7002"
+    namespace: str = "saga"
+
+    auth_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for tokens; when unset the auth service keeps one in Redis",
+    )
+    token_ttl: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    auth_timeout: float = Field(default=2.0, gt=0, le=30)
+
+    prefetch: int = Field(default=32, ge=1, le=1000)
+    relay_interval: float = Field(default=1.0, gt=0, le=60)
+    relay_grace: float = Field(default=5.0, ge=0, le=600)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_safe(cls, value: str) -> str:
+        if not NAMESPACE_PATTERN.fullmatch(value):
+            raise ValueError(f"must match {NAMESPACE_PATTERN.pattern}")
+        return value

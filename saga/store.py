@@ -1,0 +1,202 @@
+"""The Redis event store: a saga's log, state snapshot, applied ids and outbox, one script per input."""
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final, Literal, cast
+
+from redis.asyncio import Redis
+
+from contracts.envelope import Envelope
+from contracts.topology import Participant
+from saga.core.decide import Decision, OutgoingCommand
+from saga.core.events import EventRecord, record_from_json
+from saga.core.state import SagaState
+
+# One atomic step per input. KEYS: state, events, applied, outbox.
+# ARGV: expected version, applied message id ('' for none), new version, state json,
+#       number of events, the events..., then (command id, command json) pairs.
+_APPEND: Final = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then
+  return {'duplicate', current}
+end
+if current ~= tonumber(ARGV[1]) then
+  return {'conflict', current}
+end
+local n = tonumber(ARGV[5])
+for i = 1, n do
+  redis.call('RPUSH', KEYS[2], ARGV[5 + i])
+end
+redis.call('HSET', KEYS[1], 'version', ARGV[3], 'state', ARGV[4])
+if ARGV[2] ~= '' then
+  redis.call('SADD', KEYS[3], ARGV[2])
+end
+local i = 6 + n
+while i < #ARGV do
+  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+return {'ok', tonumber(ARGV[3])}
+"""
+
+# Forget an outbox marker only if nobody re-marked the saga since it was read.
+_UNMARK: Final = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+class VersionConflict(Exception):
+    """Another writer appended to the saga since its state was read."""
+
+    def __init__(self, saga_id: str, expected: int, actual: int) -> None:
+        super().__init__(f"saga {saga_id}: expected version {expected}, found {actual}")
+        self.saga_id, self.expected, self.actual = saga_id, expected, actual
+
+
+class SagaExists(Exception):
+    """A saga with this id was already started."""
+
+
+AppendOutcome = Literal["appended", "duplicate"]
+
+
+@dataclass(frozen=True)
+class SagaKeys:
+    """The keys of one saga; they share a hash tag, so one script can touch them all."""
+
+    state: str
+    events: str
+    applied: str
+    outbox: str
+
+    def all(self) -> list[str]:
+        return [self.state, self.events, self.applied, self.outbox]
+
+
+class RedisSagaStore:
+    """Sagas in Redis under one namespace."""
+
+    def __init__(self, redis: "Redis", namespace: str) -> None:
+        self._redis = redis
+        self._ns = namespace
+        self._append = redis.register_script(_APPEND)
+        self._unmark = redis.register_script(_UNMARK)
+        self.index_key = f"{namespace}:sagas"
+        self.outbox_index_key = f"{namespace}:outbox-pending"
+
+    def keys(self, saga_id: str) -> SagaKeys:
+        base = f"{self._ns}:saga:{{{saga_id}}}"
+        return SagaKeys(f"{base}:state", f"{base}:events", f"{base}:applied", f"{base}:outbox")
+
+    async def create(self, decision: Decision, *, marker: int) -> None:
+        """Store a new saga's first events and commands; raises SagaExists."""
+        state = decision.state
+        await self._redis.zadd(self.index_key, {state.saga_id: state.created_at.timestamp()})
+        try:
+            await self.append(decision, expected_version=0, applied_id=None, marker=marker)
+        except VersionConflict:
+            raise SagaExists(state.saga_id) from None
+
+    async def append(
+        self,
+        decision: Decision,
+        *,
+        expected_version: int,
+        applied_id: str | None,
+        marker: int,
+    ) -> AppendOutcome:
+        """Append a decision atomically: events, state, applied id and outbox, or nothing.
+
+        `marker` is written to the outbox index first, so that a crash after the script
+        leaves the relay a trace to follow.
+        """
+        state = decision.state
+        keys = self.keys(state.saga_id)
+        if decision.commands:
+            await self.mark_outbox(state.saga_id, marker)
+        args: list[Any] = [
+            expected_version,
+            applied_id or "",
+            state.version,
+            state.model_dump_json(),
+            len(decision.records),
+            *(r.model_dump_json() for r in decision.records),
+        ]
+        for command in decision.commands:
+            args += [command.envelope.message_id, _command_json(command)]
+        status, version = await self._append(keys=keys.all(), args=args)
+        status = status.decode() if isinstance(status, bytes) else status
+        if status == "conflict":
+            raise VersionConflict(state.saga_id, expected_version, int(version))
+        return "duplicate" if status == "duplicate" else "appended"
+
+    async def load(self, saga_id: str) -> SagaState | None:
+        """The saga's current state (its snapshot), or None if there is no such saga."""
+        raw = await self._redis.hget(self.keys(saga_id).state, "state")
+        return None if raw is None else SagaState.model_validate_json(raw)
+
+    async def load_many(self, saga_ids: list[str]) -> list[SagaState]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for saga_id in saga_ids:
+                pipe.hget(self.keys(saga_id).state, "state")
+            raws = await pipe.execute()
+        return [SagaState.model_validate_json(r) for r in raws if r is not None]
+
+    async def events(self, saga_id: str) -> list[EventRecord]:
+        """The saga's whole log, oldest first."""
+        return [
+            record_from_json(r) for r in await self._redis.lrange(self.keys(saga_id).events, 0, -1)
+        ]
+
+    async def list_ids(self, *, limit: int, offset: int = 0) -> list[str]:
+        """Saga ids, newest first."""
+        raw = await self._redis.zrevrange(self.index_key, offset, offset + limit - 1)
+        return [str(r) for r in raw]
+
+    # --- outbox ---------------------------------------------------------------------
+
+    async def mark_outbox(self, saga_id: str, marker: int) -> None:
+        await self._redis.zadd(self.outbox_index_key, {saga_id: marker})
+
+    async def outbox(self, saga_id: str) -> list[OutgoingCommand]:
+        raw = await self._redis.hgetall(self.keys(saga_id).outbox)
+        return [_command_from_json(v) for v in raw.values()]
+
+    async def clear_outbox(self, saga_id: str, command_ids: list[str], *, marker: int) -> None:
+        """Remove published commands; drop the saga's marker if its outbox is empty."""
+        outbox = self.keys(saga_id).outbox
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if command_ids:
+                pipe.hdel(outbox, *command_ids)
+            pipe.hlen(outbox)
+            *_, remaining = await pipe.execute()
+        if remaining == 0:
+            await self._unmark(keys=[self.outbox_index_key], args=[saga_id, str(marker)])
+
+    async def marked_before(self, cutoff: int, limit: int) -> list[tuple[str, int]]:
+        """Sagas whose outbox may hold commands left since before `cutoff`."""
+        raw = await self._redis.zrangebyscore(
+            self.outbox_index_key, "-inf", cutoff, start=0, num=limit, withscores=True
+        )
+        pairs = cast(list[tuple[str, float]], raw)
+        return [(str(k), int(s)) for k, s in pairs]
+
+    async def outbox_size(self) -> int:
+        return int(await self._redis.zcard(self.outbox_index_key))
+
+
+def _command_json(command: OutgoingCommand) -> str:
+    return json.dumps(
+        {"participant": command.participant, "envelope": command.envelope.model_dump(mode="json")}
+    )
+
+
+def _command_from_json(raw: str | bytes) -> OutgoingCommand:
+    data = json.loads(raw)
+    participant: Participant = data["participant"]
+    return OutgoingCommand(
+        participant=participant, envelope=Envelope.model_validate(data["envelope"])
+    )

@@ -1,0 +1,1 @@
+"""The saga participants (stock, payment, order) and the auth service."""

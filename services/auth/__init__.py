@@ -1,0 +1,1 @@
+"""The auth service: users with hashed passwords in Redis, signed expiring tokens."""

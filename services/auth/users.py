@@ -1,0 +1,61 @@
+"""Users in Redis: email, password hash and roles."""
+
+import asyncio
+import json
+import secrets
+from typing import Final
+
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from services.auth.passwords import hash_password, verify_password
+
+ROLES: Final = frozenset({"customer", "admin"})
+# Verifying against this when the user is unknown keeps both answers equally slow.
+_DUMMY_HASH: Final = hash_password(secrets.token_urlsafe(16))
+
+
+class User(BaseModel):
+    email: str
+    roles: list[str]
+
+
+class UserStore:
+    def __init__(self, redis: "Redis", namespace: str) -> None:
+        self._redis = redis
+        self._prefix = f"{namespace}:auth"
+
+    def _key(self, email: str) -> str:
+        return f"{self._prefix}:user:{email.lower()}"
+
+    async def add(self, email: str, password: str, roles: list[str]) -> User:
+        """Create the user, or replace its password and roles."""
+        unknown = set(roles) - ROLES
+        if unknown:
+            raise ValueError(f"unknown role(s) {sorted(unknown)}; known: {sorted(ROLES)}")
+        hashed = await asyncio.to_thread(hash_password, password)
+        roles = sorted({"customer", *roles})
+        await self._redis.hset(
+            self._key(email), mapping={"password": hashed, "roles": json.dumps(roles)}
+        )
+        return User(email=email.lower(), roles=roles)
+
+    async def get(self, email: str) -> User | None:
+        raw = await self._redis.hgetall(self._key(email))
+        return User(email=email.lower(), roles=json.loads(raw["roles"])) if raw else None
+
+    async def authenticate(self, email: str, password: str) -> User | None:
+        raw = await self._redis.hgetall(self._key(email))
+        stored = str(raw.get("password", _DUMMY_HASH))
+        ok = await asyncio.to_thread(verify_password, password, stored)
+        if not raw or not ok:
+            return None
+        return User(email=email.lower(), roles=json.loads(raw["roles"]))
+
+    async def secret(self) -> str:
+        """The namespace's token key: made once, kept in Redis, shared by every replica."""
+        key = f"{self._prefix}:secret"
+        await self._redis.set(key, secrets.token_urlsafe(48), nx=True)
+        value = await self._redis.get(key)
+        assert value is not None
+        return str(value)

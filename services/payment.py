@@ -1,0 +1,130 @@
+"""The payment service: customer balances and a ledger of charges and refunds per customer."""
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Final, Literal
+
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from contracts.envelope import Envelope
+from contracts.messages import ChargePayment, Message, RefundPayment
+from contracts.topology import Participant
+from services.runtime import Reply
+from services.scripts import cents, from_cents, idempotent, stored_reply
+
+# KEYS: handled, balance, ledger, charge. ARGV: amount cents, saga id, time.
+_CHARGE: Final = idempotent("""
+local existing = redis.call('GET', KEYS[4])
+if existing then
+  local c = cjson.decode(existing)
+  if c.status == 'charged' then return reply('PaymentCharged', {amount = money(c.amount_cents)}) end
+  return fail('payment_refunded', 'this saga\\'s payment was already refunded')
+end
+local amount = tonumber(ARGV[1])
+local balance = tonumber(redis.call('GET', KEYS[2]) or '0')
+if balance < amount then
+  return fail('insufficient_funds', 'balance ' .. money(balance) .. ', amount ' .. money(amount))
+end
+redis.call('DECRBY', KEYS[2], amount)
+redis.call('RPUSH', KEYS[3], cjson.encode({saga_id = ARGV[2], kind = 'charge', amount_cents = amount, at = ARGV[3]}))
+redis.call('SET', KEYS[4], cjson.encode({status = 'charged', amount_cents = amount}))
+return reply('PaymentCharged', {amount = money(amount)})
+""")
+
+# KEYS: handled, balance, ledger, charge. ARGV: saga id, time.
+_REFUND: Final = idempotent("""
+local existing = redis.call('GET', KEYS[4])
+if not existing then
+  -- Remember the refund so a late charge for this saga is refused.
+  redis.call('SET', KEYS[4], cjson.encode({status = 'refunded', amount_cents = 0}))
+  return reply('PaymentRefunded', {amount = money(0)})
+end
+local c = cjson.decode(existing)
+if c.status == 'charged' then
+  redis.call('INCRBY', KEYS[2], c.amount_cents)
+  redis.call('RPUSH', KEYS[3], cjson.encode({saga_id = ARGV[1], kind = 'refund', amount_cents = c.amount_cents, at = ARGV[2]}))
+  c.status = 'refunded'
+  redis.call('SET', KEYS[4], cjson.encode(c))
+end
+return reply('PaymentRefunded', {amount = money(c.amount_cents)})
+""")
+
+
+class LedgerEntry(BaseModel):
+    saga_id: str
+    kind: Literal["charge", "refund"]
+    amount: Decimal
+    at: datetime
+
+
+class Account(BaseModel):
+    customer: str
+    balance: Decimal
+    ledger: list[LedgerEntry]
+
+
+class PaymentService:
+    """Balances, charges and refunds in Redis, all under one hash tag."""
+
+    name: Participant = "payment"
+    commands: Mapping[str, type[Message]] = {m.__name__: m for m in (ChargePayment, RefundPayment)}
+
+    def __init__(self, redis: "Redis", namespace: str) -> None:
+        self._redis = redis
+        self._prefix = f"{namespace}:payment:{{payment}}"
+        self._charge = redis.register_script(_CHARGE)
+        self._refund = redis.register_script(_REFUND)
+
+    def _keys(self, envelope: Envelope, customer: str) -> list[str]:
+        key = envelope.idempotency_key or envelope.message_id
+        return [
+            f"{self._prefix}:handled:{key}",
+            f"{self._prefix}:balance:{customer}",
+            f"{self._prefix}:ledger:{customer}",
+            f"{self._prefix}:charge:{envelope.saga_id}",
+        ]
+
+    # --- operator side ---------------------------------------------------------------
+
+    async def deposit(self, customer: str, amount: Decimal) -> Account:
+        await self._redis.incrby(f"{self._prefix}:balance:{customer.lower()}", cents(amount))
+        return await self.account(customer)
+
+    async def account(self, customer: str) -> Account:
+        customer = customer.lower()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(f"{self._prefix}:balance:{customer}")
+            pipe.lrange(f"{self._prefix}:ledger:{customer}", 0, -1)
+            balance, ledger = await pipe.execute()
+        entries = [json.loads(e) for e in ledger]
+        return Account(
+            customer=customer,
+            balance=from_cents(balance or 0),
+            ledger=[
+                LedgerEntry(
+                    saga_id=e["saga_id"],
+                    kind=e["kind"],
+                    amount=from_cents(e["amount_cents"]),
+                    at=datetime.fromisoformat(e["at"]),
+                )
+                for e in entries
+            ],
+        )
+
+    # --- participant side ------------------------------------------------------------
+
+    async def handle(self, envelope: Envelope, command: Message) -> Reply:
+        now = datetime.now(UTC).isoformat()
+        match command:
+            case ChargePayment(customer=customer, amount=amount):
+                keys = self._keys(envelope, customer.lower())
+                raw = await self._charge(keys=keys, args=[cents(amount), envelope.saga_id, now])
+            case RefundPayment(customer=customer):
+                keys = self._keys(envelope, customer.lower())
+                raw = await self._refund(keys=keys, args=[envelope.saga_id, now])
+            case _:
+                raise TypeError(f"payment cannot handle {type(command).__name__}")
+        return stored_reply(raw)

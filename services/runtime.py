@@ -1,0 +1,99 @@
+"""The participant runtime: consume a command, validate, deduplicate, handle, reply."""
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+import structlog
+from pydantic import ValidationError
+
+from contracts.envelope import Envelope
+from contracts.messages import REPLIES, CommandFailed, Message
+from contracts.topology import Participant
+from saga.transport import ACK, DeadLetter, Delivery, Outcome, RabbitTransport
+
+log = structlog.get_logger(__name__)
+
+# Replies are named after their command: the same command always gets the same reply id,
+# so the orchestrator recognises a repeated reply as the duplicate it is.
+_REPLY_IDS: Final = uuid.UUID("6f1d6c4e-55a2-4c8f-9a39-52b1d0a4f1e7")
+
+Reply = tuple[str, dict[str, Any]]
+
+
+class ParticipantService(Protocol):
+    """What a participant implements; the runtime does the rest."""
+
+    name: Participant
+    commands: Mapping[str, type[Message]]
+
+    async def handle(self, envelope: Envelope, command: Message) -> Reply:
+        """Do the command at most once (by its idempotency key) and return the reply."""
+        ...
+
+
+def failed(reason: str, detail: str | None = None) -> Reply:
+    return CommandFailed.__name__, CommandFailed(reason=reason, detail=detail).model_dump(
+        mode="json"
+    )
+
+
+class ParticipantRuntime:
+    """Runs one participant service on the transport."""
+
+    def __init__(
+        self,
+        service: ParticipantService,
+        transport: RabbitTransport,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._service = service
+        self._transport = transport
+        self._clock = clock
+
+    async def run(self) -> None:
+        """Start consuming the participant's queue."""
+        queue = self._transport.topology.participant_queue(self._service.name)
+        await self._transport.consume(queue, self.handle)
+
+    async def handle(self, delivery: Delivery) -> Outcome:
+        try:
+            envelope = Envelope.from_bytes(delivery.body)
+        except ValidationError as exc:
+            return DeadLetter(f"unparseable command: {exc.errors()[0]['msg']}")
+        bound = log.bind(
+            saga_id=envelope.saga_id, message_id=envelope.message_id, command=envelope.type
+        )
+        reply_type, payload = await self._reply_to(envelope)
+        # A reply that breaks the contract is a bug here: raise, and the runtime requeues.
+        REPLIES[reply_type].model_validate(payload)
+        reply = Envelope(
+            message_id=uuid.uuid5(_REPLY_IDS, envelope.message_id).hex,
+            saga_id=envelope.saga_id,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.message_id,
+            type=reply_type,
+            sent_at=self._clock(),
+            payload=payload,
+        )
+        await self._transport.publish_reply(reply)
+        bound.info(
+            "command handled",
+            outcome=reply_type,
+            reason=payload.get("reason") if reply_type == CommandFailed.__name__ else None,
+        )
+        return ACK
+
+    async def _reply_to(self, envelope: Envelope) -> Reply:
+        model = self._service.commands.get(envelope.type)
+        if model is None:
+            return failed(
+                "unknown_command", f"{self._service.name} does not handle {envelope.type}"
+            )
+        try:
+            command = model.model_validate(envelope.payload)
+        except ValidationError as exc:
+            return failed("invalid_command", str(exc)[:1000])
+        return await self._service.handle(envelope, command)

@@ -1,0 +1,203 @@
+"""The stock service: products {available, reserved, price} and per-saga reservations."""
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Final
+
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from contracts.envelope import Envelope
+from contracts.messages import (
+    CommitStock,
+    Message,
+    ReleaseStock,
+    ReserveStock,
+)
+from contracts.money import MAX_MONEY
+from contracts.topology import Participant
+from services.runtime import Reply
+from services.scripts import cents, from_cents, idempotent, stored_reply
+
+# KEYS: handled, reservation, one product key per distinct product.
+# ARGV[1]: {products, totals, items: [{product_id, quantity, unit_price_cents, k}], max_cents}
+_RESERVE: Final = idempotent("""
+local existing = redis.call('GET', KEYS[2])
+if existing then
+  local r = cjson.decode(existing)
+  if r.status == 'reserved' then return reply('StockReserved', r.reply) end
+  return fail('reservation_' .. r.status, 'this saga\\'s reservation was already ' .. r.status)
+end
+local req = cjson.decode(ARGV[1])
+local prices, available = {}, {}
+for k = 1, #req.products do
+  local p = redis.call('HMGET', KEYS[2 + k], 'available', 'price_cents')
+  if not p[1] then return fail('unknown_product', 'no product ' .. req.products[k]) end
+  available[k], prices[k] = tonumber(p[1]), tonumber(p[2])
+end
+local items, total = {}, 0
+for i, item in ipairs(req.items) do
+  local price = prices[item.k]
+  if item.unit_price_cents >= 0 and item.unit_price_cents ~= price then
+    return fail('price_mismatch', item.product_id .. ' costs ' .. money(price) .. ', not ' .. money(item.unit_price_cents))
+  end
+  total = total + price * item.quantity
+  items[i] = {product_id = item.product_id, quantity = item.quantity, price = money(price)}
+end
+for k = 1, #req.products do
+  if available[k] < req.totals[k] then
+    return fail('insufficient_stock', req.products[k] .. ': ' .. available[k] .. ' available, ' .. req.totals[k] .. ' asked')
+  end
+end
+if total > req.max_cents then return fail('amount_too_large', 'the order exceeds ' .. money(req.max_cents)) end
+for k = 1, #req.products do
+  redis.call('HINCRBY', KEYS[2 + k], 'available', -req.totals[k])
+  redis.call('HINCRBY', KEYS[2 + k], 'reserved', req.totals[k])
+end
+local result = {items = items, amount = money(total)}
+redis.call('SET', KEYS[2], cjson.encode({status = 'reserved', products = req.products, totals = req.totals, reply = result}))
+return reply('StockReserved', result)
+""")
+
+# Release (compensation) and commit (the sale) read the product list from the
+# reservation; the caller passes those keys, and the script checks it was told right.
+# KEYS: handled, reservation, product keys. ARGV[1]: "release" or "commit".
+_SETTLE: Final = idempotent("""
+local existing = redis.call('GET', KEYS[2])
+local releasing = ARGV[1] == 'release'
+if not existing then
+  if releasing then
+    -- Remember the release so a late reservation for this saga is refused.
+    redis.call('SET', KEYS[2], cjson.encode({status = 'released', products = {}, totals = {}}))
+    return reply('StockReleased', {released = false})
+  end
+  return fail('no_reservation', 'this saga holds no reservation')
+end
+local r = cjson.decode(existing)
+if #KEYS - 2 ~= #r.products then return '{"retry": true}' end
+if r.status == 'reserved' then
+  for k = 1, #r.products do
+    redis.call('HINCRBY', KEYS[2 + k], 'reserved', -r.totals[k])
+    redis.call('HINCRBY', KEYS[2 + k], releasing and 'available' or 'sold', r.totals[k])
+  end
+  r.status = releasing and 'released' or 'committed'
+  redis.call('SET', KEYS[2], cjson.encode(r))
+  if releasing then return reply('StockReleased', {released = true}) end
+  return reply('StockCommitted', {committed = true})
+end
+if releasing and r.status == 'released' then return reply('StockReleased', {released = false}) end
+if not releasing and r.status == 'committed' then return reply('StockCommitted', {committed = true}) end
+return fail('reservation_' .. r.status, 'this saga\\'s reservation was already ' .. r.status)
+""")
+
+
+class Product(BaseModel):
+    product_id: str
+    available: int
+    reserved: int
+    sold: int
+    price: Decimal
+
+
+class StockService:
+    """Stock levels and reservations in Redis, all under one hash tag."""
+
+    name: Participant = "stock"
+    commands: Mapping[str, type[Message]] = {
+        m.__name__: m for m in (ReserveStock, ReleaseStock, CommitStock)
+    }
+
+    def __init__(self, redis: "Redis", namespace: str) -> None:
+        self._redis = redis
+        self._prefix = f"{namespace}:stock:{{stock}}"
+        self._reserve = redis.register_script(_RESERVE)
+        self._settle = redis.register_script(_SETTLE)
+
+    def _product_key(self, product_id: str) -> str:
+        return f"{self._prefix}:product:{product_id}"
+
+    @property
+    def _catalogue_key(self) -> str:
+        return f"{self._prefix}:products"
+
+    def _handled_key(self, envelope: Envelope) -> str:
+        return f"{self._prefix}:handled:{envelope.idempotency_key or envelope.message_id}"
+
+    def _reservation_key(self, saga_id: str) -> str:
+        return f"{self._prefix}:reservation:{saga_id}"
+
+    # --- operator side ---------------------------------------------------------------
+
+    async def set_product(self, product_id: str, *, quantity: int, price: Decimal) -> Product:
+        """Set a product's available quantity and price (reservations are kept)."""
+        key = self._product_key(product_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"available": quantity, "price_cents": cents(price)})
+            pipe.hsetnx(key, "reserved", 0)
+            pipe.hsetnx(key, "sold", 0)
+            pipe.sadd(self._catalogue_key, product_id)
+            await pipe.execute()
+        product = await self.product(product_id)
+        assert product is not None
+        return product
+
+    async def product(self, product_id: str) -> Product | None:
+        raw = await self._redis.hgetall(self._product_key(product_id))
+        if not raw:
+            return None
+        return Product(
+            product_id=product_id,
+            available=int(raw["available"]),
+            reserved=int(raw.get("reserved", 0)),
+            sold=int(raw.get("sold", 0)),
+            price=from_cents(str(raw["price_cents"])),
+        )
+
+    async def products(self) -> list[Product]:
+        ids = sorted(str(i) for i in await self._redis.smembers(self._catalogue_key))
+        found = [await self.product(pid) for pid in ids]
+        return [p for p in found if p is not None]
+
+    # --- participant side ------------------------------------------------------------
+
+    async def handle(self, envelope: Envelope, command: Message) -> Reply:
+        handled = self._handled_key(envelope)
+        reservation = self._reservation_key(envelope.saga_id)
+        match command:
+            case ReserveStock(items=items):
+                products = list(dict.fromkeys(i.product_id for i in items))
+                totals = {p: 0 for p in products}
+                for item in items:
+                    totals[item.product_id] += item.quantity
+                request = {
+                    "products": products,
+                    "totals": [totals[p] for p in products],
+                    "items": [
+                        {
+                            "product_id": i.product_id,
+                            "quantity": i.quantity,
+                            "unit_price_cents": -1 if i.unit_price is None else cents(i.unit_price),
+                            "k": products.index(i.product_id) + 1,
+                        }
+                        for i in items
+                    ],
+                    "max_cents": cents(MAX_MONEY),
+                }
+                keys = [handled, reservation, *(self._product_key(p) for p in products)]
+                raw = await self._reserve(keys=keys, args=[json.dumps(request)])
+            case ReleaseStock() | CommitStock():
+                action = "release" if isinstance(command, ReleaseStock) else "commit"
+                raw = await self._settle_reservation(handled, reservation, action)
+            case _:
+                raise TypeError(f"stock cannot handle {type(command).__name__}")
+        return stored_reply(raw)
+
+    async def _settle_reservation(self, handled: str, reservation: str, action: str) -> str:
+        while True:
+            stored = await self._redis.get(reservation)
+            products = json.loads(stored)["products"] if stored else []
+            keys = [handled, reservation, *(self._product_key(p) for p in products)]
+            raw: str = await self._settle(keys=keys, args=[action])
+            if json.loads(raw).get("retry") is not True:
+                return raw
