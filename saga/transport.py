@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aio_pika
-import aiormq
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -16,7 +15,6 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from pamqp.common import FieldTable
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -35,8 +33,8 @@ DELIVERY_LIMIT: Final = 10
 INFRASTRUCTURE_ERRORS: Final = (
     RedisConnectionError,
     RedisTimeoutError,
-    aiormq.exceptions.AMQPConnectionError,
-    aiormq.exceptions.ChannelInvalidStateError,
+    aio_pika.exceptions.AMQPConnectionError,
+    aio_pika.exceptions.ChannelInvalidStateError,
     ConnectionError,
     asyncio.TimeoutError,
 )
@@ -232,7 +230,7 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
         topology.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
     )
     await dead_queue.bind(dead)
-    work_args: FieldTable = {
+    work_args: dict[str, Any] = {
         "x-queue-type": "quorum",
         "x-dead-letter-exchange": topology.dead_letter_exchange,
         "x-delivery-limit": DELIVERY_LIMIT,

@@ -10,14 +10,7 @@ from redis.exceptions import RedisError
 
 from contracts.messages import OrderItem
 from saga.api.auth import AuthClient, Caller, current_caller
-from saga.api.schemas import (
-    CreateOrderRequest,
-    EventView,
-    SagaAccepted,
-    SagaLinks,
-    SagaView,
-    StepView,
-)
+from saga.api.schemas import CreateOrderRequest, SagaAccepted, SagaLinks
 from saga.bootstrap import DEFINITIONS, transport_for
 from saga.connections import redis_client
 from saga.core.order import ORDER_SAGA, OrderInput
@@ -26,25 +19,9 @@ from saga.orchestrator import Dispatcher, SagaStarter
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.transport import INFRASTRUCTURE_ERRORS
+from saga.views import EventView, SagaView, saga_view
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
-
-
-def saga_view(state: SagaState) -> SagaView:
-    summary = (
-        DEFINITIONS[state.saga_type].summarize(state) if state.saga_type in DEFINITIONS else {}
-    )
-    return SagaView(
-        saga_id=state.saga_id,
-        type=state.saga_type,
-        status=state.status,
-        reason=state.reason if state.status in ("compensated", "failed") else None,
-        steps=[StepView(name=s.name, status=s.status) for s in state.steps],
-        order_id=summary.get("order_id"),
-        amount=summary.get("amount"),
-        created_at=state.created_at,
-        updated_at=state.updated_at,
-    )
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -116,7 +93,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/sagas/{saga_id}", response_model=SagaView)
     async def get_saga(saga_id: str, caller: CallerDep, request: Request) -> SagaView:
-        return saga_view(await visible_saga(saga_id, caller, request))
+        state = await visible_saga(saga_id, caller, request)
+        return saga_view(state, DEFINITIONS.get(state.saga_type))
 
     @app.get("/sagas/{saga_id}/events", response_model=list[EventView])
     async def get_events(saga_id: str, caller: CallerDep, request: Request) -> list[EventView]:

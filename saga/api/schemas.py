@@ -1,6 +1,5 @@
 """The front door's request and response bodies."""
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -8,7 +7,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
 from contracts.messages import MAX_ITEMS, PaymentMethod, ProductId, Quantity
 from contracts.money import money
-from saga.core.state import SagaStatus, StepStatus
+from saga.core.state import SagaStatus
 
 
 def _price(value: Any) -> Decimal:
@@ -47,27 +46,3 @@ class SagaAccepted(BaseModel):
     saga_id: str
     status: SagaStatus
     links: SagaLinks
-
-
-class StepView(BaseModel):
-    name: str
-    status: StepStatus
-
-
-class SagaView(BaseModel):
-    saga_id: str
-    type: str
-    status: SagaStatus
-    reason: str | None
-    steps: list[StepView]
-    order_id: str | None
-    amount: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class EventView(BaseModel):
-    seq: int
-    type: str
-    at: datetime
-    data: dict[str, Any]

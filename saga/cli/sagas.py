@@ -7,12 +7,13 @@ import typer
 from redis.asyncio import Redis
 from rich.table import Table
 
-from saga.api.app import saga_view
+from saga.bootstrap import DEFINITIONS
 from saga.cli.output import CliError, console, print_json, with_redis
 from saga.core.events import EventRecord
 from saga.core.state import SagaState, SagaStatus
 from saga.settings import Settings
 from saga.store import RedisSagaStore
+from saga.views import saga_view
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 _STATUSES = get_args(SagaStatus)
@@ -44,7 +45,7 @@ def list_sagas(
 
     states = with_redis(work)
     if json_out:
-        print_json([saga_view(s) for s in states])
+        print_json([saga_view(s, DEFINITIONS.get(s.saga_type)) for s in states])
         return
     table = Table("saga", "type", "status", "reason", "customer", "steps", "created")
     for s in states:
@@ -74,7 +75,9 @@ def show_saga(
     if state is None:
         raise CliError(f"no saga {saga_id!r}")
     if json_out:
-        view: dict[str, Any] = saga_view(state).model_dump(mode="json")
+        view: dict[str, Any] = saga_view(state, DEFINITIONS.get(state.saga_type)).model_dump(
+            mode="json"
+        )
         view["customer"] = state.customer
         view["events"] = [r.to_wire() for r in records]
         print_json(view)

@@ -1,6 +1,7 @@
 """Users in Redis: email, password hash and roles."""
 
 import asyncio
+import functools
 import json
 import secrets
 from typing import Final
@@ -11,8 +12,12 @@ from redis.asyncio import Redis
 from services.auth.passwords import hash_password, verify_password
 
 ROLES: Final = frozenset({"customer", "admin"})
-# Verifying against this when the user is unknown keeps both answers equally slow.
-_DUMMY_HASH: Final = hash_password(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against this when the user is unknown keeps both answers equally slow."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 class User(BaseModel):
@@ -46,7 +51,7 @@ class UserStore:
 
     async def authenticate(self, email: str, password: str) -> User | None:
         raw = await self._redis.hgetall(self._key(email))
-        stored = str(raw.get("password", _DUMMY_HASH))
+        stored = str(raw.get("password") or _dummy_hash())
         ok = await asyncio.to_thread(verify_password, password, stored)
         if not raw or not ok:
             return None

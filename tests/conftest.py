@@ -1,0 +1,37 @@
+"""Shared fixtures: real servers (skip locally, fail under CI=true) and fresh namespaces."""
+
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from redis.asyncio import Redis
+
+from tests.servers import drop_namespace, fresh_namespace, rabbitmq_or_skip, redis_or_skip
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace no other test or deployment uses."""
+    return fresh_namespace()
+
+
+@pytest.fixture
+async def redis(namespace: str) -> AsyncIterator[Redis]:
+    """A client of the real Redis; the namespace's keys are deleted afterwards."""
+    client = await redis_or_skip()
+    try:
+        yield client
+    finally:
+        await drop_namespace(client, namespace)
+        await client.aclose()
+
+
+@pytest.fixture
+async def amqp(namespace: str) -> AsyncIterator[aio_pika.abc.AbstractConnection]:
+    """A connection to the real RabbitMQ; the namespace's topology is deleted afterwards."""
+    connection = await rabbitmq_or_skip()
+    try:
+        yield connection
+    finally:
+        await connection.close()
+        await drop_namespace(None, namespace)

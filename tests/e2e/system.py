@@ -1,0 +1,182 @@
+"""The whole system as real processes on the real servers, driven like a user would."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+
+from contracts.topology import PARTICIPANTS, Topology
+from tests.servers import RABBITMQ_URL, REDIS_URL
+
+TERMINAL = ("completed", "compensated", "failed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class System:
+    """auth, api, orchestrator and the three services of one namespace, as subprocesses."""
+
+    namespace: str
+    logs: Path
+    api_port: int = field(default_factory=free_port)
+    auth_port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "SAGA_NAMESPACE": self.namespace,
+            "SAGA_REDIS_URL": REDIS_URL,
+            "SAGA_RABBITMQ_URL": RABBITMQ_URL,
+            "SAGA_AUTH_URL": f"http://127.0.0.1:{self.auth_port}",
+            "SAGA_LOG_FORMAT": "json",
+            "SAGA_RELAY_GRACE": "2",
+            "NO_COLOR": "1",
+        }
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def auth(self) -> str:
+        return f"http://127.0.0.1:{self.auth_port}"
+
+    def spawn(
+        self, name: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "saga", *args],
+            env=env or self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes[name] = proc
+        return proc
+
+    def start(self) -> None:
+        self.spawn("auth", "auth", "--port", str(self.auth_port))
+        self.spawn("api", "api", "--port", str(self.api_port))
+        self.spawn("orchestrator", "orchestrator")
+        for participant in PARTICIPANTS:
+            self.spawn(participant, "service", participant)
+        self.wait_ready()
+
+    def wait_ready(self, within: float = 30.0) -> None:
+        deadline = time.monotonic() + within
+        last: object = None
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                response = httpx.get(f"{self.api}/ready", timeout=2)
+                last = response.text
+                if response.status_code == 200 and asyncio.run(self._all_consuming()):
+                    return
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.2)
+        raise AssertionError(f"system not ready within {within}s: {last}; logs in {self.logs}")
+
+    async def _all_consuming(self) -> bool:
+        topology = Topology(self.namespace)
+        queues = [
+            topology.orchestrator_queue,
+            *(topology.participant_queue(p) for p in PARTICIPANTS),
+        ]
+        async with await aio_pika.connect(RABBITMQ_URL) as connection:
+            channel = await connection.channel()
+            for name in queues:
+                queue = await channel.declare_queue(name, passive=True)
+                if not queue.declaration_result.consumer_count:
+                    return False
+        return True
+
+    def check_alive(self) -> None:
+        dead = {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
+        if dead:
+            raise AssertionError(f"processes exited: {dead}; logs in {self.logs}")
+
+    def stop(self) -> dict[str, int]:
+        """SIGTERM every process; their exit codes (a hung one is killed: -9)."""
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes = {}
+        for name, proc in self.processes.items():
+            try:
+                codes[name] = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[name] = proc.wait()
+                codes[name] = -9
+        return codes
+
+    # --- driving it -----------------------------------------------------------------
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "saga", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"saga {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def token(self, email: str, password: str = "correct-horse") -> str:
+        response = httpx.post(
+            f"{self.auth}/auth/token", json={"email": email, "password": password}, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    def place_order(self, token: str, body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(
+            f"{self.api}/orders/create_order",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+
+    def api_get(self, token: str, path: str) -> httpx.Response:
+        return httpx.get(
+            f"{self.api}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+
+    def saga(self, token: str, saga_id: str) -> httpx.Response:
+        return self.api_get(token, f"/sagas/{saga_id}")
+
+    def wait_terminal(self, token: str, saga_id: str, within: float = 20.0) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            response = self.saga(token, saga_id)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            if body["status"] in TERMINAL:
+                return body
+            time.sleep(0.05)
+        self.check_alive()
+        raise AssertionError(f"saga {saga_id} not terminal within {within}s: {body}")

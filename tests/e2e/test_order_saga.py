@@ -1,0 +1,196 @@
+"""The order saga end to end: real processes, real RabbitMQ and Redis, driven over HTTP and the CLI."""
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.e2e.system import System
+
+
+@dataclass
+class Shop:
+    """One customer, one vendor and some products of their own, so tests do not collide."""
+
+    system: System
+    customer: str
+    vendor: str
+    token: str
+    products: dict[str, str]
+
+    def order(self, wanted: list[tuple[str, int]], **changes: Any) -> dict[str, Any]:
+        """Place an order and wait until its saga is terminal."""
+        response = self.system.place_order(self.token, self.body(wanted, **changes))
+        assert response.status_code == 202, response.text
+        accepted = response.json()
+        assert accepted["status"] == "running"
+        assert accepted["links"] == {"self": f"/sagas/{accepted['saga_id']}"}
+        return self.system.wait_terminal(self.token, accepted["saga_id"])
+
+    def body(self, wanted: list[tuple[str, int]], **changes: Any) -> dict[str, Any]:
+        return {
+            "user_email": self.customer,
+            "vendor_email": self.vendor,
+            "delivery_address": "1 Main Street, Springfield",
+            "description": "e2e",
+            "items": [{"product_id": self.products[p], "quantity": q} for p, q in wanted],
+            "payment_method": "Credit Card",
+        } | changes
+
+    def stock(self, product: str) -> dict[str, Any]:
+        return dict(self.system.cli_json("stock", "show", self.products[product]))
+
+    def account(self) -> dict[str, Any]:
+        return dict(self.system.cli_json("payment", "show", self.customer))
+
+
+def open_shop(system: System, *, balance: str = "100.00", role: str | None = None) -> Shop:
+    tag = uuid.uuid4().hex[:8]
+    customer, vendor = f"ann-{tag}@example.com", f"shop-{tag}@example.com"
+    products = {"apple": f"apple-{tag}", "pear": f"pear-{tag}"}
+    system.cli("stock", "set", products["apple"], "--quantity", "10", "--price", "5.00")
+    system.cli("stock", "set", products["pear"], "--quantity", "2", "--price", "12.50")
+    system.cli("payment", "deposit", customer, balance)
+    system.cli("order", "vendor", "add", vendor)
+    extra = ["--role", role] if role else []
+    system.cli("auth", "add-user", customer, "--password", "correct-horse", *extra)
+    return Shop(system, customer, vendor, system.token(customer), products)
+
+
+@pytest.fixture
+def shop(system: System) -> Shop:
+    return open_shop(system)
+
+
+def test_a_completed_order_moves_stock_money_and_records_the_order(shop: Shop) -> None:
+    saga = shop.order([("apple", 3), ("pear", 1)])
+    assert saga["status"] == "completed"
+    assert saga["reason"] is None
+    assert saga["amount"] == "27.50"
+    assert [s["status"] for s in saga["steps"]] == ["succeeded"] * 4
+    assert shop.stock("apple") | {"price": None} == {
+        "product_id": shop.products["apple"],
+        "available": 7,
+        "reserved": 0,
+        "sold": 3,
+        "price": None,
+    }
+    account = shop.account()
+    assert account["balance"] == "72.50"
+    assert [(e["kind"], e["amount"], e["saga_id"]) for e in account["ledger"]] == [
+        ("charge", "27.50", saga["saga_id"])
+    ]
+    order = shop.system.cli_json("order", "show", saga["order_id"])
+    assert order["saga_id"] == saga["saga_id"]
+    assert order["status"] == "created"
+    assert order["customer"] == shop.customer and order["vendor"] == shop.vendor
+    assert order["amount"] == "27.50"
+    assert order["items"] == [
+        {"product_id": shop.products["apple"], "quantity": 3, "price": "5.00"},
+        {"product_id": shop.products["pear"], "quantity": 1, "price": "12.50"},
+    ]
+    assert order["order_id"] in [o["order_id"] for o in shop.system.cli_json("order", "list")]
+
+
+def test_insufficient_stock_compensates_with_nothing_taken(shop: Shop) -> None:
+    saga = shop.order([("apple", 1), ("pear", 3)])
+    assert (saga["status"], saga["reason"]) == ("compensated", "insufficient_stock")
+    assert saga["order_id"] is None
+    assert shop.stock("apple")["available"] == 10 and shop.stock("apple")["reserved"] == 0
+    assert shop.account()["ledger"] == []
+
+
+def test_insufficient_funds_releases_the_stock(system: System) -> None:
+    shop = open_shop(system, balance="10.00")
+    saga = shop.order([("apple", 3)])
+    assert (saga["status"], saga["reason"]) == ("compensated", "insufficient_funds")
+    assert [s["status"] for s in saga["steps"]] == ["compensated", "failed", "pending", "pending"]
+    assert shop.stock("apple") | {"price": None} == {
+        "product_id": shop.products["apple"],
+        "available": 10,
+        "reserved": 0,
+        "sold": 0,
+        "price": None,
+    }
+    assert shop.account() | {"customer": None} == {
+        "customer": None,
+        "balance": "10.00",
+        "ledger": [],
+    }
+
+
+def test_an_unknown_vendor_refunds_and_releases(shop: Shop) -> None:
+    saga = shop.order([("apple", 2)], vendor_email="nobody@example.com")
+    assert (saga["status"], saga["reason"]) == ("compensated", "unknown_vendor")
+    assert [s["status"] for s in saga["steps"]] == [
+        "compensated",
+        "compensated",
+        "failed",
+        "pending",
+    ]
+    account = shop.account()
+    assert account["balance"] == "100.00"
+    assert [(e["kind"], e["amount"]) for e in account["ledger"]] == [
+        ("charge", "10.00"),
+        ("refund", "10.00"),
+    ]
+    assert (shop.stock("apple")["available"], shop.stock("apple")["reserved"]) == (10, 0)
+
+
+def test_cash_on_delivery_charges_nothing(shop: Shop) -> None:
+    saga = shop.order([("pear", 2)], payment_method="Cash on Delivery")
+    assert saga["status"] == "completed"
+    assert [s["status"] for s in saga["steps"]] == [
+        "succeeded",
+        "skipped",
+        "succeeded",
+        "succeeded",
+    ]
+    assert shop.account() | {"customer": None} == {
+        "customer": None,
+        "balance": "100.00",
+        "ledger": [],
+    }
+    assert shop.stock("pear")["sold"] == 2
+    order = shop.system.cli_json("order", "show", saga["order_id"])
+    assert order["payment_method"] == "Cash on Delivery"
+
+
+def test_a_price_the_shop_does_not_ask_fails_the_order(shop: Shop) -> None:
+    body_items = [{"product_id": shop.products["apple"], "quantity": 1, "unit_price": "4.99"}]
+    response = shop.system.place_order(shop.token, shop.body([], items=body_items))
+    assert response.status_code == 202
+    saga = shop.system.wait_terminal(shop.token, response.json()["saga_id"])
+    assert (saga["status"], saga["reason"]) == ("compensated", "price_mismatch")
+
+
+def test_the_event_log_and_the_operator_view(shop: Shop) -> None:
+    saga = shop.order([("apple", 1)], payment_method="Debit Card")
+    response = shop.system.saga(shop.token, saga["saga_id"])
+    events = shop.system.api_get(shop.token, f"/sagas/{saga['saga_id']}/events").json()
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[0]["type"] == "SagaStarted" and events[-1]["type"] == "SagaCompleted"
+    assert events[0]["data"]["customer"] == shop.customer
+    assert response.json()["updated_at"] >= response.json()["created_at"]
+
+    shown = shop.system.cli_json("show", saga["saga_id"])
+    assert shown["status"] == "completed"
+    assert [e["type"] for e in shown["events"]] == [e["type"] for e in events]
+    listed = shop.system.cli_json("list", "--status", "completed", "--limit", "1000")
+    assert saga["saga_id"] in [s["saga_id"] for s in listed]
+    assert all(s["status"] == "completed" for s in listed)
+    table = shop.system.cli("show", saga["saga_id"]).stdout
+    assert "reserve_stock" in table and "SagaCompleted" in table
+
+
+def test_money_is_exact(shop: Shop) -> None:
+    shop.system.cli("stock", "set", shop.products["apple"], "--quantity", "10", "--price", "0.10")
+    saga = shop.order(
+        [("apple", 3)],
+        items=[{"product_id": shop.products["apple"], "quantity": 3, "unit_price": 0.1}],
+    )
+    assert saga["status"] == "completed"
+    assert saga["amount"] == "0.30"
+    assert Decimal(shop.account()["balance"]) == Decimal("99.70")

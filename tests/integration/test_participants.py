@@ -1,0 +1,223 @@
+"""The stock, payment and order services' effects on a real Redis: all-or-nothing, at most once."""
+
+import itertools
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from contracts import COMMANDS, Envelope
+from services.order import OrderService, order_id_for
+from services.payment import PaymentService
+from services.stock import StockService
+
+_ids = itertools.count()
+
+
+def command(
+    kind: str, payload: dict[str, Any], *, saga: str = "s1", key: str | None = None
+) -> tuple[Envelope, Any]:
+    envelope = Envelope(
+        message_id=f"m{next(_ids)}",
+        saga_id=saga,
+        correlation_id=saga,
+        type=kind,
+        sent_at=datetime.now(UTC),
+        payload=payload,
+        idempotency_key=key or f"{saga}:{kind}",
+    )
+    return envelope, COMMANDS[kind].model_validate(payload)
+
+
+@pytest.fixture
+async def stock(redis: Redis, namespace: str) -> StockService:
+    service = StockService(redis, namespace)
+    await service.set_product("p1", quantity=5, price=Decimal("2.50"))
+    await service.set_product("p2", quantity=1, price=Decimal("10.00"))
+    return service
+
+
+async def levels(stock: StockService, pid: str) -> tuple[int, int, int]:
+    product = await stock.product(pid)
+    assert product is not None
+    return product.available, product.reserved, product.sold
+
+
+def reserve(*items: tuple[str, int], saga: str = "s1", **kw: Any) -> tuple[Envelope, Any]:
+    return command(
+        "ReserveStock",
+        {"items": [{"product_id": p, "quantity": q, **kw} for p, q in items]},
+        saga=saga,
+    )
+
+
+async def test_a_reservation_prices_the_items_and_holds_them(stock: StockService) -> None:
+    kind, payload = await stock.handle(*reserve(("p1", 2), ("p2", 1), ("p1", 1)))
+    assert kind == "StockReserved"
+    assert payload["amount"] == "17.50"
+    assert payload["items"][0] == {"product_id": "p1", "quantity": 2, "price": "2.50"}
+    assert await levels(stock, "p1") == (2, 3, 0)
+    assert await levels(stock, "p2") == (0, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("items", "reason"),
+    [
+        ([("p1", 2), ("nope", 1)], "unknown_product"),
+        ([("p1", 2), ("p2", 2)], "insufficient_stock"),
+        ([("p1", 3), ("p1", 3)], "insufficient_stock"),  # the same product twice adds up
+    ],
+)
+async def test_a_reservation_is_all_or_nothing(
+    stock: StockService, items: list[tuple[str, int]], reason: str
+) -> None:
+    kind, payload = await stock.handle(*reserve(*items))
+    assert (kind, payload["reason"]) == ("CommandFailed", reason)
+    assert await levels(stock, "p1") == (5, 0, 0)
+    assert await levels(stock, "p2") == (1, 0, 0)
+
+
+async def test_a_stated_price_must_be_the_shops(stock: StockService) -> None:
+    kind, payload = await stock.handle(*reserve(("p1", 1), unit_price="2.00"))
+    assert (kind, payload["reason"]) == ("CommandFailed", "price_mismatch")
+    assert "2.50" in payload["detail"]
+    kind, _ = await stock.handle(*reserve(("p1", 1), unit_price="2.50", saga="s2"))
+    assert kind == "StockReserved"
+
+
+async def test_a_repeated_command_gets_the_same_reply_and_no_second_effect(
+    stock: StockService,
+) -> None:
+    envelope, cmd = reserve(("p1", 2))
+    first = await stock.handle(envelope, cmd)
+    again = await stock.handle(envelope.model_copy(update={"message_id": "other"}), cmd)
+    assert first == again
+    assert await levels(stock, "p1") == (3, 2, 0)
+
+
+async def test_release_gives_back_and_commit_sells(stock: StockService) -> None:
+    await stock.handle(*reserve(("p1", 2), saga="a"))
+    await stock.handle(*reserve(("p1", 1), saga="b"))
+    assert await stock.handle(*command("ReleaseStock", {}, saga="a")) == (
+        "StockReleased",
+        {"released": True},
+    )
+    assert await stock.handle(*command("CommitStock", {}, saga="b")) == (
+        "StockCommitted",
+        {"committed": True},
+    )
+    assert await levels(stock, "p1") == (4, 0, 1)
+    # A sale cannot be released afterwards.
+    kind, payload = await stock.handle(*command("ReleaseStock", {}, saga="b", key="b:again"))
+    assert (kind, payload["reason"]) == ("CommandFailed", "reservation_committed")
+
+
+async def test_a_release_before_the_reservation_refuses_the_late_reservation(
+    stock: StockService,
+) -> None:
+    assert await stock.handle(*command("ReleaseStock", {}, saga="late")) == (
+        "StockReleased",
+        {"released": False},
+    )
+    kind, payload = await stock.handle(*reserve(("p1", 1), saga="late"))
+    assert (kind, payload["reason"]) == ("CommandFailed", "reservation_released")
+    assert await levels(stock, "p1") == (5, 0, 0)
+
+
+@pytest.fixture
+async def payment(redis: Redis, namespace: str) -> PaymentService:
+    service = PaymentService(redis, namespace)
+    await service.deposit("Ann@Example.com", Decimal("20.00"))
+    return service
+
+
+def charge(amount: str, saga: str = "s1") -> tuple[Envelope, Any]:
+    return command("ChargePayment", {"customer": "ann@example.com", "amount": amount}, saga=saga)
+
+
+async def test_a_charge_and_its_refund_are_in_the_ledger(payment: PaymentService) -> None:
+    assert await payment.handle(*charge("12.30")) == ("PaymentCharged", {"amount": "12.30"})
+    assert (await payment.account("ann@example.com")).balance == Decimal("7.70")
+    refund = command("RefundPayment", {"customer": "ann@example.com"})
+    assert await payment.handle(*refund) == ("PaymentRefunded", {"amount": "12.30"})
+    account = await payment.account("ann@example.com")
+    assert account.balance == Decimal("20.00")
+    assert [(e.kind, e.amount, e.saga_id) for e in account.ledger] == [
+        ("charge", Decimal("12.30"), "s1"),
+        ("refund", Decimal("12.30"), "s1"),
+    ]
+
+
+async def test_too_little_money_charges_nothing(payment: PaymentService) -> None:
+    kind, payload = await payment.handle(*charge("20.01"))
+    assert (kind, payload["reason"]) == ("CommandFailed", "insufficient_funds")
+    account = await payment.account("ann@example.com")
+    assert account.balance == Decimal("20.00") and account.ledger == []
+
+
+async def test_a_repeated_charge_charges_once(payment: PaymentService) -> None:
+    envelope, cmd = charge("5.00")
+    await payment.handle(envelope, cmd)
+    await payment.handle(envelope, cmd)
+    assert (await payment.account("ann@example.com")).balance == Decimal("15.00")
+
+
+async def test_a_refund_without_a_charge_refuses_a_late_charge(payment: PaymentService) -> None:
+    refund = command("RefundPayment", {"customer": "ann@example.com"}, saga="late")
+    assert await payment.handle(*refund) == ("PaymentRefunded", {"amount": "0.00"})
+    kind, payload = await payment.handle(*charge("5.00", saga="late"))
+    assert (kind, payload["reason"]) == ("CommandFailed", "payment_refunded")
+    assert (await payment.account("ann@example.com")).balance == Decimal("20.00")
+
+
+@pytest.fixture
+async def orders(redis: Redis, namespace: str) -> OrderService:
+    service = OrderService(redis, namespace)
+    await service.add_vendor("Shop@Example.com")
+    return service
+
+
+def create(vendor: str = "shop@example.com", saga: str = "s1") -> tuple[Envelope, Any]:
+    return command(
+        "CreateOrder",
+        {
+            "customer": "ann@example.com",
+            "vendor": vendor,
+            "items": [{"product_id": "p1", "quantity": 2, "price": "2.50"}],
+            "amount": "5.00",
+            "delivery_address": "1 Main Street",
+            "payment_method": "Credit Card",
+        },
+        saga=saga,
+    )
+
+
+async def test_an_order_is_recorded_and_cancelled(orders: OrderService) -> None:
+    kind, payload = await orders.handle(*create())
+    assert kind == "OrderCreated" and payload["order_id"] == order_id_for("s1")
+    order = await orders.order(payload["order_id"])
+    assert order is not None and order.status == "created" and order.amount == Decimal("5.00")
+    assert await orders.handle(*command("CancelOrder", {})) == (
+        "OrderCancelled",
+        {"order_id": payload["order_id"]},
+    )
+    cancelled = await orders.order(payload["order_id"])
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert [o.order_id for o in await orders.orders()] == [payload["order_id"]]
+
+
+async def test_an_unknown_vendor_gets_no_order(orders: OrderService) -> None:
+    kind, payload = await orders.handle(*create(vendor="stranger@example.com"))
+    assert (kind, payload["reason"]) == ("CommandFailed", "unknown_vendor")
+    assert await orders.orders() == []
+
+
+async def test_a_cancel_before_the_create_refuses_the_late_create(orders: OrderService) -> None:
+    assert await orders.handle(*command("CancelOrder", {}, saga="late")) == (
+        "OrderCancelled",
+        {"order_id": None},
+    )
+    kind, payload = await orders.handle(*create(saga="late"))
+    assert (kind, payload["reason"]) == ("CommandFailed", "order_cancelled")

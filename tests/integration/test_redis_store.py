@@ -1,0 +1,106 @@
+"""The Redis event store on a real Redis: atomic appends, conflicts, duplicates, outbox."""
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from saga.core.decide import ReplyReceived, decide
+from saga.core.order import ORDER_SAGA
+from saga.store import RedisSagaStore, SagaExists, VersionConflict
+from tests.unit.sagas import SUCCESS, Run
+
+
+@pytest.fixture
+def store(redis: Redis, namespace: str) -> RedisSagaStore:
+    return RedisSagaStore(redis, namespace)
+
+
+async def test_a_started_saga_is_durable_with_its_first_command(store: RedisSagaStore) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    assert await store.load("saga1") == run.state
+    assert [r.event.type for r in await store.events("saga1")] == ["SagaStarted", "StepRequested"]
+    assert [c.envelope for c in await store.outbox("saga1")] == [run.pending.envelope]
+    assert await store.list_ids(limit=10) == ["saga1"]
+
+
+async def test_a_saga_id_is_started_once(store: RedisSagaStore) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    with pytest.raises(SagaExists):
+        await store.create(run.decisions[0], marker=2)
+
+
+async def test_concurrent_appends_from_one_version_raise_one_named_conflict(
+    store: RedisSagaStore,
+) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    reserve = run.pending.envelope
+    decisions = [
+        decide(
+            ORDER_SAGA,
+            run.state,
+            ReplyReceived(
+                f"reply{n}", reserve.message_id, "StockReserved", SUCCESS["ReserveStock"]
+            ),
+            now=run.state.updated_at,
+            new_id=lambda n=n: f"cmd{n}",
+        )
+        for n in range(2)
+    ]
+    results = await asyncio.gather(
+        *(
+            store.append(d, expected_version=run.state.version, applied_id=f"reply{n}", marker=2)
+            for n, d in enumerate(decisions)
+        ),
+        return_exceptions=True,
+    )
+    conflicts = [r for r in results if isinstance(r, VersionConflict)]
+    assert len(conflicts) == 1
+    assert results.count("appended") == 1
+    assert conflicts[0].expected == 2 and conflicts[0].actual == 4
+    # Exactly one of the two decisions is in the log and the outbox.
+    assert len(await store.events("saga1")) == 4
+    assert len(await store.outbox("saga1")) == 2  # the start's command, and one charge
+
+
+async def test_an_applied_message_is_not_applied_again(store: RedisSagaStore) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    decision = run.succeed()
+    first = await store.append(decision, expected_version=2, applied_id="r1", marker=2)
+    again = await store.append(decision, expected_version=4, applied_id="r1", marker=3)
+    assert (first, again) == ("appended", "duplicate")
+    assert len(await store.events("saga1")) == 4
+
+
+async def test_nothing_is_written_when_the_version_check_fails(store: RedisSagaStore) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    decision = run.succeed()
+    with pytest.raises(VersionConflict):
+        await store.append(decision, expected_version=7, applied_id="r1", marker=2)
+    assert len(await store.events("saga1")) == 2
+    assert await store.load("saga1") == run.decisions[0].state
+    # The message was not recorded as applied either: a retry with the right version works.
+    assert await store.append(decision, expected_version=2, applied_id="r1", marker=2) == "appended"
+
+
+async def test_the_outbox_marker_goes_only_when_the_outbox_is_empty(store: RedisSagaStore) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=10)
+    assert await store.marked_before(11, 10) == [("saga1", 10)]
+    # Someone re-marked the saga since marker 10 was read: the marker stays.
+    await store.mark_outbox("saga1", 20)
+    await store.clear_outbox("saga1", [run.pending.envelope.message_id], marker=10)
+    assert await store.outbox("saga1") == []
+    assert await store.marked_before(100, 10) == [("saga1", 20)]
+    await store.clear_outbox("saga1", [], marker=20)
+    assert await store.marked_before(100, 10) == []
+
+
+async def test_keys_of_one_saga_share_a_hash_tag(store: RedisSagaStore, namespace: str) -> None:
+    keys = store.keys("abc").all()
+    assert all(k.startswith(f"{namespace}:saga:{{abc}}:") for k in keys)

@@ -1,0 +1,64 @@
+"""Where the test servers are, and what to do when one is missing: skip, or fail under CI."""
+
+import os
+import uuid
+
+import aio_pika
+import pytest
+from redis.asyncio import Redis
+
+from contracts.topology import Topology
+from saga.transport import delete_topology
+
+REDIS_URL = os.environ.get("SAGA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RABBITMQ_URL = os.environ.get("SAGA_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing(what: str, url: str, error: BaseException) -> None:
+    """Skip the test locally; under CI=true a missing server fails it."""
+    message = f"{what} is not reachable at {url} ({type(error).__name__}: {error})"
+    if IN_CI:
+        pytest.fail(f"{message}; CI=true requires it", pytrace=False)
+    pytest.skip(f"{message}; start it to run this test")
+
+
+async def redis_or_skip() -> Redis:
+    redis = Redis.from_url(REDIS_URL, decode_responses=True, socket_connect_timeout=2)
+    try:
+        await redis.ping()
+    except Exception as exc:
+        await redis.aclose()
+        missing("Redis", REDIS_URL, exc)
+    return redis
+
+
+async def rabbitmq_or_skip() -> aio_pika.abc.AbstractConnection:
+    try:
+        return await aio_pika.connect(RABBITMQ_URL, timeout=3)
+    except Exception as exc:
+        missing("RabbitMQ", RABBITMQ_URL, exc)
+        raise  # unreachable: missing() skips or fails
+
+
+def fresh_namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+async def drop_namespace(redis: Redis | None, namespace: str) -> None:
+    """Delete every Redis key and AMQP queue/exchange of a test namespace."""
+    if redis is not None:
+        batch: list[str] = []
+        async for key in redis.scan_iter(match=f"{namespace}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                await redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            await redis.unlink(*batch)
+    try:
+        connection = await aio_pika.connect(RABBITMQ_URL, timeout=3)
+    except Exception:
+        return
+    async with connection:
+        await delete_topology(await connection.channel(), Topology(namespace))

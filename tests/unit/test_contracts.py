@@ -1,0 +1,76 @@
+"""The wire contracts: money, envelope, registries and topology names."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from contracts import COMMANDS, REPLIES, Envelope, OrderItem, Topology, money
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("12.5", "12.50"), ("0", "0.00"), (7, "7.00"), (" 3.10 ", "3.10")]
+)
+def test_money_parses_decimal_strings_and_ints(text: str | int, value: str) -> None:
+    assert money(text) == Decimal(value)
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (1.5, "not a float"),
+        ("1.005", "two decimal places"),
+        ("-1", "negative"),
+        ("NaN", "finite"),
+        ("abc", "not a decimal"),
+        ("1e12", "exceed"),
+        (True, "not a float"),
+    ],
+)
+def test_money_refuses_what_is_not_money(bad: object, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        money(bad)
+
+
+def test_money_travels_as_a_decimal_string() -> None:
+    item = OrderItem(product_id="p1", quantity=1, unit_price="4.5")  # type: ignore[arg-type]
+    assert item.model_dump(mode="json")["unit_price"] == "4.50"
+
+
+def test_envelope_round_trips_and_refuses_garbage() -> None:
+    envelope = Envelope(
+        message_id="m1",
+        saga_id="s1",
+        correlation_id="s1",
+        type="ReserveStock",
+        sent_at=datetime(2026, 1, 1, tzinfo=UTC),
+        payload={"items": []},
+    )
+    assert Envelope.from_bytes(envelope.to_bytes()) == envelope
+    with pytest.raises(ValidationError):
+        Envelope.from_bytes(b"not json")
+    with pytest.raises(ValidationError):
+        Envelope.from_bytes(envelope.to_bytes().replace(b'"m1"', b'"bad id with spaces"'))
+
+
+def test_every_command_and_reply_is_registered_by_its_wire_name() -> None:
+    assert set(COMMANDS) == {
+        "ReserveStock",
+        "ReleaseStock",
+        "CommitStock",
+        "ChargePayment",
+        "RefundPayment",
+        "CreateOrder",
+        "CancelOrder",
+    }
+    assert "CommandFailed" in REPLIES
+    assert all(name == model.__name__ for name, model in {**COMMANDS, **REPLIES}.items())
+
+
+def test_topology_names_are_namespaced() -> None:
+    t = Topology("shop1")
+    assert all(name.startswith("shop1.") for name in [*t.all_queues(), *t.all_exchanges()])
+    assert t.participant_queue("stock") == "shop1.stock"
+    with pytest.raises(ValueError, match="namespace"):
+        Topology("Bad Namespace!")
