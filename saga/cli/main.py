@@ -1,5 +1,6 @@
 """The `saga` command: every process and every operator command, one line of help each."""
 
+import signal
 import sys
 from typing import Annotated
 
@@ -47,6 +48,9 @@ def _serve(app_factory_path: str, host: str, port: int) -> None:
         from services.auth.app import create_auth_app
 
         asgi = create_auth_app(config)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again to the
+    # handler it found; make that handler a no-op so a requested stop exits 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(asgi, host=host, port=port, log_config=None, access_log=False, lifespan="on")
 
 

@@ -1,0 +1,92 @@
+"""The operator's command line: one-line errors, JSON for scripts, clean stops on SIGTERM."""
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.system import System
+from tests.servers import fresh_namespace
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "no-such-saga"], "no saga 'no-such-saga'"),
+        (["stock", "show", "no-such-product"], "no product 'no-such-product'"),
+        (["order", "show", "ord_missing"], "no order 'ord_missing'"),
+        (["payment", "deposit", "not-an-email", "5"], "not an email address"),
+        (["payment", "deposit", "a@example.com", "5.001"], "bad amount"),
+        (["stock", "set", "p 1", "--quantity", "1", "--price", "1"], "bad product id"),
+        (["list", "--status", "sleeping"], "unknown status 'sleeping'"),
+        (["auth", "add-user", "a@example.com", "--password", "short"], "at least 8"),
+    ],
+)
+def test_a_cli_error_is_one_line_on_stderr(system: System, args: list[str], message: str) -> None:
+    result = system.cli(*args, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_redis_is_named(system: System) -> None:
+    env = {**system.env, "SAGA_REDIS_URL": "redis://127.0.0.1:1/0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "saga", "list"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "cannot reach Redis" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bad_setting_is_named(system: System) -> None:
+    env = {**system.env, "SAGA_NAMESPACE": "Not Valid!"}
+    result = subprocess.run(
+        [sys.executable, "-m", "saga", "list"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "namespace" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_data_commands_print_json(system: System) -> None:
+    product = system.cli_json("stock", "set", "json-p1", "--quantity", "4", "--price", "1.5")
+    assert product == {
+        "product_id": "json-p1",
+        "available": 4,
+        "reserved": 0,
+        "sold": 0,
+        "price": "1.50",
+    }
+    account = system.cli_json("payment", "deposit", "Json@Example.com", "2.25")
+    assert account == {"customer": "json@example.com", "balance": "2.25", "ledger": []}
+
+
+def test_every_process_stops_cleanly_on_sigterm(system: System, tmp_path: object) -> None:
+    other = System(namespace=fresh_namespace(), logs=system.logs)
+    other.start()
+    assert set(other.stop().values()) == {0}
+
+
+def test_saga_up_runs_everything_and_stops_on_ctrl_c(system: System) -> None:
+    env = {**system.env, "SAGA_NAMESPACE": fresh_namespace()}
+    from tests.e2e.system import free_port
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "saga", "up", "--api-port", str(free_port()), "--auth-port", str(free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    names: set[str] = set()
+    for line in proc.stdout:
+        names.add(line.split("|", 1)[0].strip())
+        if "service running" in line or "orchestrator running" in line:
+            if {"orchestrator", "stock", "payment", "order"} <= names:
+                break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, rest
+    assert {"orchestrator", "stock", "payment", "order"} <= names

@@ -1,0 +1,168 @@
+"""The front door's refusals: 401, 403, 404, 422 and 503, each with a reason, and its probes."""
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import redis
+
+from tests.e2e.system import System, free_port
+from tests.e2e.test_order_saga import Shop, open_shop
+from tests.servers import REDIS_URL
+
+
+@pytest.fixture(scope="module")
+def shop(system: System) -> Shop:
+    return open_shop(system)
+
+
+def post(system: System, body: Any, headers: dict[str, str]) -> httpx.Response:
+    return httpx.post(f"{system.api}/orders/create_order", json=body, headers=headers, timeout=10)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer"}, bearer("not-a-token")],
+    ids=["no header", "not bearer", "empty token", "garbage token"],
+)
+def test_no_valid_token_is_401(system: System, shop: Shop, headers: dict[str, str]) -> None:
+    response = post(system, shop.body([("apple", 1)]), headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json()["detail"]
+
+
+def test_an_expired_token_is_401(system: System, shop: Shop) -> None:
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    secret = client.get(f"{system.namespace}:auth:secret")
+    client.close()
+    assert secret, "the auth service keeps its key in Redis"
+    now = int(time.time())
+    expired = jwt.encode(
+        {
+            "sub": shop.customer,
+            "roles": ["customer"],
+            "iss": f"saga-auth:{system.namespace}",
+            "iat": now - 7200,
+            "exp": now - 3600,
+        },
+        secret,
+        algorithm="HS256",
+    )
+    response = post(system, shop.body([("apple", 1)]), bearer(expired))
+    assert (response.status_code, response.json()["detail"]) == (401, "invalid or expired token")
+
+
+def test_a_wrong_password_gets_no_token(system: System, shop: Shop) -> None:
+    response = httpx.post(
+        f"{system.auth}/auth/token", json={"email": shop.customer, "password": "wrong"}, timeout=10
+    )
+    assert response.status_code == 401
+    unknown = httpx.post(
+        f"{system.auth}/auth/token",
+        json={"email": "nobody@example.com", "password": "x"},
+        timeout=10,
+    )
+    assert unknown.status_code == 401
+
+
+def test_verify_answers_who_the_token_belongs_to(system: System, shop: Shop) -> None:
+    response = httpx.post(f"{system.auth}/auth/verify", json={"token": shop.token}, timeout=10)
+    assert response.json() == {"email": shop.customer, "roles": ["customer"]}
+
+
+def test_ordering_for_someone_else_is_403(system: System, shop: Shop) -> None:
+    body = shop.body([("apple", 1)], user_email="mallory@example.com")
+    response = post(system, body, bearer(shop.token))
+    assert response.status_code == 403
+    assert "token owner" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"vendor_email": None}, "vendor_email"),
+        ({"vendor_email": "not-an-email"}, "vendor_email"),
+        ({"payment_method": "Bitcoin"}, "payment_method"),
+        ({"items": []}, "items"),
+        ({"items": [{"product_id": "p", "quantity": 0}]}, "quantity"),
+        ({"items": [{"product_id": "p", "quantity": -3}]}, "quantity"),
+        ({"items": [{"product_id": "p", "quantity": 1, "unit_price": "1.234"}]}, "unit_price"),
+        ({"items": [{"product_id": "p", "quantity": 1}] * 101}, "items"),
+        ({"delivery_address": ""}, "delivery_address"),
+    ],
+)
+def test_a_bad_body_is_422_naming_the_field(
+    system: System, shop: Shop, change: dict[str, Any], field: str
+) -> None:
+    body = {k: v for k, v in (shop.body([("apple", 1)]) | change).items() if v is not None}
+    response = post(system, body, bearer(shop.token))
+    assert response.status_code == 422
+    assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
+
+
+def test_malformed_json_is_422(system: System, shop: Shop) -> None:
+    response = httpx.post(
+        f"{system.api}/orders/create_order",
+        content=b'{"items": [',
+        headers={**bearer(shop.token), "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 422
+
+
+def test_other_customers_sagas_are_not_found_but_admins_see_them(system: System, shop: Shop) -> None:
+    saga = shop.order([("apple", 1)])
+    stranger = open_shop(system)
+    assert system.saga(stranger.token, saga["saga_id"]).status_code == 404
+    events = system.api_get(stranger.token, f"/sagas/{saga['saga_id']}/events")
+    assert events.status_code == 404
+    admin = open_shop(system, role="admin")
+    assert system.saga(admin.token, saga["saga_id"]).json()["status"] == "completed"
+    assert system.saga(shop.token, f"nope-{uuid.uuid4().hex}").status_code == 404
+
+
+def test_health_and_ready(system: System) -> None:
+    assert httpx.get(f"{system.api}/health", timeout=5).json() == {"status": "ok"}
+    ready = httpx.get(f"{system.api}/ready", timeout=5)
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"redis": "ok", "rabbitmq": "ok", "auth": "ok"}
+
+
+def test_an_unreachable_auth_service_is_503_not_401(system: System, shop: Shop) -> None:
+    port = free_port()
+    env = {**system.env, "SAGA_AUTH_URL": f"http://127.0.0.1:{free_port()}"}
+    proc = system.spawn("api-without-auth", "api", "--port", str(port), env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                ready = httpx.get(f"{base}/ready", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and proc.poll() is None, "api did not start"
+                time.sleep(0.2)
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["auth"] == "unreachable"
+        assert "auth" in ready.json()["detail"]
+        response = httpx.post(
+            f"{base}/orders/create_order",
+            json=shop.body([("apple", 1)]),
+            headers=bearer(shop.token),
+            timeout=10,
+        )
+        assert response.status_code == 503
+        assert "auth service unreachable" in response.json()["detail"]
+        assert response.headers["Retry-After"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        del system.processes["api-without-auth"]
