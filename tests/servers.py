@@ -1,5 +1,6 @@
 """Where the test servers are, and what to do when one is missing: skip, or fail under CI."""
 
+import asyncio
 import os
 import uuid
 
@@ -62,3 +63,16 @@ async def drop_namespace(redis: Redis | None, namespace: str) -> None:
         return
     async with connection:
         await delete_topology(await connection.channel(), Topology(namespace))
+
+
+def forget_namespace(namespace: str) -> None:
+    """drop_namespace for synchronous tests."""
+
+    async def drop() -> None:
+        redis = Redis.from_url(REDIS_URL, decode_responses=True, socket_connect_timeout=2)
+        try:
+            await drop_namespace(redis, namespace)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(drop())

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.system import System
-from tests.servers import drop_namespace, fresh_namespace, rabbitmq_or_skip, redis_or_skip
+from tests.servers import forget_namespace, fresh_namespace, rabbitmq_or_skip, redis_or_skip
 
 
 async def _servers_or_skip() -> None:
@@ -14,12 +14,6 @@ async def _servers_or_skip() -> None:
     await redis.aclose()
     connection = await rabbitmq_or_skip()
     await connection.close()
-
-
-async def _drop(namespace: str) -> None:
-    redis = await redis_or_skip()
-    await drop_namespace(redis, namespace)
-    await redis.aclose()
 
 
 @pytest.fixture(scope="session")
@@ -31,4 +25,4 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         yield running
     finally:
         running.stop()
-        asyncio.run(_drop(running.namespace))
+        forget_namespace(running.namespace)

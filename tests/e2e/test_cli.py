@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from tests.e2e.system import System
-from tests.servers import fresh_namespace
+from tests.e2e.system import System, free_port
+from tests.servers import forget_namespace, fresh_namespace
 
 
 @pytest.mark.parametrize(
@@ -62,31 +62,46 @@ def test_data_commands_print_json(system: System) -> None:
     assert account == {"customer": "json@example.com", "balance": "2.25", "ledger": []}
 
 
-def test_every_process_stops_cleanly_on_sigterm(system: System, tmp_path: object) -> None:
+def test_every_process_stops_cleanly_on_sigterm(system: System) -> None:
     other = System(namespace=fresh_namespace(), logs=system.logs)
-    other.start()
-    assert set(other.stop().values()) == {0}
+    try:
+        other.start()
+        assert set(other.stop().values()) == {0}
+    finally:
+        other.stop()
+        forget_namespace(other.namespace)
 
 
 def test_saga_up_runs_everything_and_stops_on_ctrl_c(system: System) -> None:
-    env = {**system.env, "SAGA_NAMESPACE": fresh_namespace()}
-    from tests.e2e.system import free_port
-
+    namespace = fresh_namespace()
+    env = {**system.env, "SAGA_NAMESPACE": namespace}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "saga", "up", "--api-port", str(free_port()), "--auth-port", str(free_port())],
+        [
+            sys.executable,
+            "-m",
+            "saga",
+            "up",
+            "--api-port",
+            str(free_port()),
+            "--auth-port",
+            str(free_port()),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     assert proc.stdout is not None
-    names: set[str] = set()
+    workers = {"orchestrator", "stock", "payment", "order"}
+    running: set[str] = set()
     for line in proc.stdout:
-        names.add(line.split("|", 1)[0].strip())
-        if "service running" in line or "orchestrator running" in line:
-            if {"orchestrator", "stock", "payment", "order"} <= names:
-                break
+        name, _, text = line.partition("|")
+        if "running" in text:
+            running.add(name.strip())
+        if workers <= running:
+            break
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=30)
+    forget_namespace(namespace)
+    assert workers <= running, rest
     assert proc.returncode == 0, rest
-    assert {"orchestrator", "stock", "payment", "order"} <= names

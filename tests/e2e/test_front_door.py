@@ -118,7 +118,9 @@ def test_malformed_json_is_422(system: System, shop: Shop) -> None:
     assert response.status_code == 422
 
 
-def test_other_customers_sagas_are_not_found_but_admins_see_them(system: System, shop: Shop) -> None:
+def test_other_customers_sagas_are_not_found_but_admins_see_them(
+    system: System, shop: Shop
+) -> None:
     saga = shop.order([("apple", 1)])
     stranger = open_shop(system)
     assert system.saga(stranger.token, saga["saga_id"]).status_code == 404
