@@ -3,8 +3,10 @@
 import signal
 import sys
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
+from aio_pika.exceptions import AMQPConnectionError
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -121,6 +123,8 @@ def main() -> None:
         fail(f"invalid setting or value {where}: {err.get('msg')}", 2)
     except RedisConnectionError as exc:
         fail(f"cannot reach Redis ({settings_url('redis_url')}): {exc}")
+    except AMQPConnectionError as exc:
+        fail(f"cannot reach RabbitMQ ({settings_url('rabbitmq_url')}): {exc}")
     except RedisError as exc:
         fail(f"Redis error: {exc}")
     except OSError as exc:
@@ -130,10 +134,14 @@ def main() -> None:
 
 
 def settings_url(name: str) -> str:
+    """A server URL from settings, its password hidden."""
     try:
-        return str(getattr(settings(), name))
+        url = urlsplit(str(getattr(settings(), name)))
     except ValidationError:
         return "?"
+    if url.password:
+        url = url._replace(netloc=url.netloc.replace(f":{url.password}@", ":***@"))
+    return urlunsplit(url)
 
 
 if __name__ == "__main__":

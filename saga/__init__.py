@@ -1,0 +1,26 @@
+"""An event-sourced saga orchestrator over RabbitMQ, with Redis as its event store."""
+
+from saga.core.decide import Decision, OutgoingCommand, ReplyReceived, decide, start_saga
+from saga.core.definition import SagaDefinition, StepDefinition
+from saga.core.events import EventRecord
+from saga.core.order import ORDER_SAGA, OrderInput
+from saga.core.state import SagaState, StepState, evolve, fold
+from saga.settings import Settings
+
+__all__ = [
+    "ORDER_SAGA",
+    "Decision",
+    "EventRecord",
+    "OrderInput",
+    "OutgoingCommand",
+    "ReplyReceived",
+    "SagaDefinition",
+    "SagaState",
+    "Settings",
+    "StepDefinition",
+    "StepState",
+    "decide",
+    "evolve",
+    "fold",
+    "start_saga",
+]
