@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
@@ -36,3 +36,10 @@ class Envelope(BaseModel):
     def from_bytes(cls, body: bytes) -> "Envelope":
         """Parse an envelope; raises pydantic.ValidationError on anything malformed."""
         return cls.model_validate_json(body)
+
+
+def first_error(exc: ValidationError) -> str:
+    """The first validation error as `field.path: message`, for a dead letter or an error line."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
+    return f"{where}: {err.get('msg', 'invalid')}"

@@ -47,19 +47,26 @@ class StockReserved(Message):
 
 
 class ReleaseStock(Message):
-    """Compensation of ReserveStock: give the saga's reservation back."""
+    """Compensation of ReserveStock: give the saga's reservation back.
+
+    `product_ids` names the products the reservation may hold (those of the order).
+    """
+
+    product_ids: list[ProductId] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 class StockReleased(Message):
     released: bool
 
 
-class CommitStock(Message):
+class ConfirmStock(Message):
     """The saga completed: the reservation becomes a sale."""
 
+    product_ids: list[ProductId] = Field(min_length=1, max_length=MAX_ITEMS)
 
-class StockCommitted(Message):
-    committed: bool
+
+class StockConfirmed(Message):
+    confirmed: bool
 
 
 # --- payment -----------------------------------------------------------------------
@@ -127,7 +134,7 @@ COMMANDS: Final[dict[str, type[Message]]] = {
     for m in (
         ReserveStock,
         ReleaseStock,
-        CommitStock,
+        ConfirmStock,
         ChargePayment,
         RefundPayment,
         CreateOrder,
@@ -140,7 +147,7 @@ REPLIES: Final[dict[str, type[Message]]] = {
     for m in (
         StockReserved,
         StockReleased,
-        StockCommitted,
+        StockConfirmed,
         PaymentCharged,
         PaymentRefunded,
         OrderCreated,

@@ -10,7 +10,8 @@ from contracts.topology import Participant, Topology
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
 from saga.core.order import ORDER_SAGA
-from saga.orchestrator import Dispatcher, Orchestrator, OutboxRelay
+from saga.orchestrator import Orchestrator
+from saga.outbox import Dispatcher, OutboxRelay
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.transport import RabbitTransport

@@ -2,36 +2,47 @@
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 from saga.settings import Settings
 
 
-def configure_logging(settings: Settings, *, stream: object = None) -> None:
-    """Set up structlog once per process, from settings."""
+def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:
+    """Set up structlog once per process; the standard library's loggers (uvicorn,
+    aio-pika) are rendered the same way."""
     out = stream or sys.stderr
-    as_json = settings.log_format == "json" or (
-        settings.log_format == "auto" and not getattr(out, "isatty", lambda: False)()
-    )
+    as_json = settings.log_format == "json" or (settings.log_format == "auto" and not out.isatty())
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if as_json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[settings.log_level.upper()]
-        ),
-        logger_factory=structlog.PrintLoggerFactory(file=out),  # type: ignore[arg-type]
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=True,
     )
-    # uvicorn and aio-pika log through the standard library; keep them at warning.
-    logging.basicConfig(level=logging.WARNING, stream=out)  # type: ignore[arg-type]
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    # Libraries speak up only when something is wrong.
+    root.setLevel(max(level, logging.WARNING))

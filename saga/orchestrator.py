@@ -1,47 +1,30 @@
-"""The orchestrator's shell: start sagas, apply replies, publish the outbox, relay leftovers."""
+"""The orchestrator's shell: start sagas, and apply each reply (decide, append, publish, ack)."""
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
+from contextlib import asynccontextmanager
 from typing import Final
 
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, first_error
 from contracts.messages import REPLIES
-from saga.core.decide import Decision, OutgoingCommand, ReplyReceived, decide, start_saga
+from saga.clock import Clock, marker_of, new_id, utc_now
+from saga.core.decide import Decision, ReplyReceived, decide, start_saga
 from saga.core.definition import SagaDefinition
 from saga.core.state import SagaState
+from saga.outbox import DISPATCH_ERRORS, Dispatcher
 from saga.store import RedisSagaStore, VersionConflict
-from saga.transport import (
-    ACK,
-    INFRASTRUCTURE_ERRORS,
-    DeadLetter,
-    Delivery,
-    Outcome,
-    RabbitTransport,
-)
+from saga.transport import ACK, DeadLetter, Delivery, Outcome
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], datetime]
 MAX_CONFLICT_RETRIES: Final = 20
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def marker_of(now: datetime) -> int:
-    """An outbox marker: the time in microseconds (exact in a Redis score)."""
-    return int(now.timestamp() * 1_000_000)
+class TooManyConflicts(Exception):
+    """Other writers kept winning the race for one saga; the message is tried again later."""
 
 
 class KeyedLocks:
@@ -52,6 +35,7 @@ class KeyedLocks:
 
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
+        """Hold the key's lock for the duration of the block."""
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
@@ -63,31 +47,6 @@ class KeyedLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
-
-
-class Dispatcher:
-    """Publishes a saga's outgoing commands with confirms, then clears them from its outbox."""
-
-    def __init__(self, store: RedisSagaStore, transport: RabbitTransport) -> None:
-        self._store = store
-        self._transport = transport
-
-    async def dispatch(
-        self,
-        saga_id: str,
-        commands: tuple[OutgoingCommand, ...] | list[OutgoingCommand],
-        *,
-        marker: int,
-    ) -> None:
-        if not commands:
-            return
-        # Publish concurrently: the confirms are awaited together, not one by one.
-        await asyncio.gather(
-            *(self._transport.publish_command(c.participant, c.envelope) for c in commands)
-        )
-        await self._store.clear_outbox(
-            saga_id, [c.envelope.message_id for c in commands], marker=marker
-        )
 
 
 class SagaStarter:
@@ -129,7 +88,7 @@ class SagaStarter:
         log.info("saga started", saga_id=saga_id, saga_type=definition.name, customer=customer)
         try:
             await self._dispatcher.dispatch(saga_id, decision.commands, marker=marker)
-        except INFRASTRUCTURE_ERRORS as exc:
+        except DISPATCH_ERRORS as exc:
             log.warning("first command left to the outbox relay", saga_id=saga_id, error=repr(exc))
         return decision.state
 
@@ -160,7 +119,7 @@ class Orchestrator:
         try:
             envelope = Envelope.from_bytes(delivery.body)
         except ValidationError as exc:
-            return DeadLetter(f"unparseable reply: {_first_error(exc)}")
+            return DeadLetter(f"unparseable reply: {first_error(exc)}")
         if envelope.type not in REPLIES:
             return DeadLetter(f"unknown reply type {envelope.type!r}")
         async with self._locks.hold(envelope.saga_id):
@@ -196,72 +155,27 @@ class Orchestrator:
             except VersionConflict:
                 bound.debug("version conflict, deciding again")
                 continue
-            if outcome == "duplicate":
-                # Seen before: if that attempt died before publishing, publish now
-                # rather than wait for the relay.
-                bound.info("duplicate reply ignored")
-                leftovers = await self._store.outbox(state.saga_id)
-                if leftovers:
-                    await self._store.mark_outbox(state.saga_id, marker)
-                    await self._dispatcher.dispatch(state.saga_id, leftovers, marker=marker)
-                return ACK
-            _log_decision(bound, decision)
-            await self._dispatcher.dispatch(state.saga_id, decision.commands, marker=marker)
-            return ACK
-        raise VersionConflict(envelope.saga_id, -1, -1)
-
-
-class OutboxRelay:
-    """Publishes commands that a crashed or disconnected process left in an outbox."""
-
-    def __init__(
-        self,
-        store: RedisSagaStore,
-        dispatcher: Dispatcher,
-        *,
-        interval: float,
-        grace: float,
-        clock: Clock = utc_now,
-    ) -> None:
-        self._store = store
-        self._dispatcher = dispatcher
-        self._interval = interval
-        self._grace = grace
-        self._clock = clock
-
-    async def run_once(self, *, limit: int = 100) -> int:
-        """Publish every outbox older than the grace period; returns how many commands."""
-        cutoff = marker_of(self._clock()) - int(self._grace * 1_000_000)
-        published = 0
-        for saga_id, marker in await self._store.marked_before(cutoff, limit):
-            commands = await self._store.outbox(saga_id)
-            await self._dispatcher.dispatch(saga_id, commands, marker=marker)
-            if not commands:
-                await self._store.clear_outbox(saga_id, [], marker=marker)
-            else:
-                log.info("outbox relayed", saga_id=saga_id, commands=len(commands))
-            published += len(commands)
-        return published
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Relay until `stop` is set; a server outage only delays the next round."""
-        while not stop.is_set():
             try:
-                await self.run_once()
-            except INFRASTRUCTURE_ERRORS as exc:
-                log.warning("outbox relay round failed, will retry", error=repr(exc))
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._interval)
+                if outcome == "duplicate":
+                    # Applied before: if that attempt died before publishing, publish
+                    # now rather than wait for the relay.
+                    await self._store.mark_outbox(state.saga_id, marker)
+                    flushed = await self._dispatcher.flush(state.saga_id, marker=marker)
+                    bound.info("duplicate reply ignored", republished=flushed)
+                else:
+                    _log_decision(bound, decision)
+                    await self._dispatcher.dispatch(state.saga_id, decision.commands, marker=marker)
+            except DISPATCH_ERRORS as exc:
+                # The decision is durable and its commands are in the outbox: the relay
+                # publishes them once the broker takes them again.
+                bound.warning("commands left to the outbox relay", error=repr(exc))
+            return ACK
+        raise TooManyConflicts(
+            f"saga {envelope.saga_id}: {MAX_CONFLICT_RETRIES} conflicts in a row"
+        )
 
 
 def _log_decision(bound: structlog.typing.FilteringBoundLogger, decision: Decision) -> None:
     for record in decision.records:
-        bound.info(
-            "saga event", saga_event=record.event.type, seq=record.seq, status=decision.state.status
-        )
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
-    return f"{where}: {err.get('msg', 'invalid')}"
+        bound.info("saga event", saga_event=record.event.type, seq=record.seq)
+    bound.info("reply applied", status=decision.state.status, version=decision.state.version)

@@ -92,11 +92,17 @@ class RedisSagaStore:
         return SagaKeys(f"{base}:state", f"{base}:events", f"{base}:applied", f"{base}:outbox")
 
     async def create(self, decision: Decision, *, marker: int) -> None:
-        """Store a new saga's first events and commands; raises SagaExists."""
+        """Store a new saga's first events and commands; raises SagaExists.
+
+        Safe to repeat (a retried call whose first answer was lost): the start is
+        recorded as applied, so the second attempt finds it done.
+        """
         state = decision.state
         await self._redis.zadd(self.index_key, {state.saga_id: state.created_at.timestamp()})
         try:
-            await self.append(decision, expected_version=0, applied_id=None, marker=marker)
+            await self.append(
+                decision, expected_version=0, applied_id=f"start:{state.saga_id}", marker=marker
+            )
         except VersionConflict:
             raise SagaExists(state.saga_id) from None
 
@@ -183,9 +189,6 @@ class RedisSagaStore:
         )
         pairs = cast(list[tuple[str, float]], raw)
         return [(str(k), int(s)) for k, s in pairs]
-
-    async def outbox_size(self) -> int:
-        return int(await self._redis.zcard(self.outbox_index_key))
 
 
 def _command_json(command: OutgoingCommand) -> str:

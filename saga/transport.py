@@ -25,19 +25,32 @@ log = structlog.get_logger(__name__)
 
 DEAD_REASON_HEADER: Final = "x-saga-dead-reason"
 DEAD_QUEUE_HEADER: Final = "x-saga-source-queue"
-# A message redelivered this often (its handler keeps raising) goes to the dead letters.
+# A message whose handler raised on this many redeliveries goes to the dead letters,
+# with the last error as its reason. The queue's own x-delivery-limit, one higher, is a
+# backstop for a handler that never returns at all.
 DELIVERY_LIMIT: Final = 10
+
+
+class TransportUnavailable(ConnectionError):
+    """Not connected to RabbitMQ (yet, or any more)."""
+
 
 # Errors that mean "a server is away", not "this message is bad": the handler is run
 # again, with back-off, for as long as it takes; the message is neither nacked nor lost.
 INFRASTRUCTURE_ERRORS: Final = (
+    TransportUnavailable,
     RedisConnectionError,
     RedisTimeoutError,
     aio_pika.exceptions.AMQPConnectionError,
     aio_pika.exceptions.ChannelInvalidStateError,
+    aio_pika.exceptions.ChannelClosed,
     ConnectionError,
     asyncio.TimeoutError,
 )
+
+
+# The broker refused or returned a published message (a nack, or no queue took it).
+PUBLISH_ERRORS: Final = (aio_pika.exceptions.DeliveryError,)
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,11 @@ class Delivery:
     body: bytes
     headers: dict[str, Any] = field(default_factory=dict)
     redelivered: bool = False
+
+    @property
+    def delivery_count(self) -> int:
+        """How often the broker delivered it before (quorum queues count)."""
+        return int(self.headers.get("x-delivery-count") or 0)
 
 
 @dataclass(frozen=True)
@@ -83,18 +101,32 @@ class RabbitTransport:
 
     async def connect(self) -> None:
         """Connect (reconnecting by itself from then on) and declare the whole topology."""
-        self._connection = await aio_pika.connect_robust(self._url, timeout=10)
-        self._channel = await self._connection.channel(publisher_confirms=True)
-        await declare_topology(self._channel, self.topology)
-        t = self.topology
-        for name in t.all_exchanges():
-            self._exchanges[name] = await self._channel.get_exchange(name, ensure=False)
+        connection = await aio_pika.connect_robust(self._url, timeout=10)
+        # on_return_raises: a message no queue takes is an error, not a silent success.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        await declare_topology(channel, self.topology)
+        for name in self.topology.all_exchanges():
+            self._exchanges[name] = await channel.get_exchange(name, ensure=False)
+        self._connection, self._channel = connection, channel
+
+    async def keep_connecting(self, *, retry_every: float = 2.0) -> None:
+        """Connect, retrying until the broker answers (for processes that start without it)."""
+        while True:
+            try:
+                await self.connect()
+                log.info("connected to RabbitMQ")
+                return
+            except INFRASTRUCTURE_ERRORS as exc:
+                log.warning("RabbitMQ unreachable, retrying", error=repr(exc), retry_in=retry_every)
+                await asyncio.sleep(retry_every)
 
     @property
     def connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        """Connected right now (false while the robust connection is reconnecting)."""
+        return self._connection is not None and self._connection.connected.is_set()
 
     async def close(self) -> None:
+        """Close the connection; consumers stop, unacked messages go back to their queues."""
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
@@ -115,7 +147,7 @@ class RabbitTransport:
         self, body: bytes, *, reason: str, queue: str, headers: dict[str, Any]
     ) -> None:
         """Park a message in the namespace's dead-letter queue, its reason in a header."""
-        exchange = self._exchanges[self.topology.dead_letter_exchange]
+        exchange = self._exchange(self.topology.dead_letter_exchange)
         message = aio_pika.Message(
             body,
             headers={**headers, DEAD_REASON_HEADER: reason[:500], DEAD_QUEUE_HEADER: queue},
@@ -123,10 +155,15 @@ class RabbitTransport:
         )
         await exchange.publish(message, routing_key=queue, mandatory=True)
 
+    def _exchange(self, name: str) -> AbstractExchange:
+        if name not in self._exchanges:
+            raise TransportUnavailable("not connected to RabbitMQ")
+        return self._exchanges[name]
+
     async def _publish(
         self, exchange_name: str, routing_key: str, body: bytes, envelope: Envelope
     ) -> None:
-        exchange = self._exchanges[exchange_name]
+        exchange = self._exchange(exchange_name)
         message = aio_pika.Message(
             body,
             message_id=envelope.message_id,
@@ -206,8 +243,16 @@ class RabbitTransport:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             except Exception as exc:
-                # A bug or an unforeseen input: give the message back; after DELIVERY_LIMIT
-                # redeliveries the broker dead-letters it (x-delivery-limit).
+                # A bug or an unforeseen input: give the message back, until it has failed
+                # too often; then park it in the dead letters with the error as its reason.
+                if delivery.delivery_count >= DELIVERY_LIMIT:
+                    reason = f"handler failed {delivery.delivery_count + 1} times: {exc!r}"
+                    await self.dead_letter(
+                        message.body, reason=reason, queue=queue_name, headers=delivery.headers
+                    )
+                    log.error("message dead-lettered", queue=queue_name, reason=reason)
+                    await message.ack()
+                    return
                 log.exception("handler failed, message requeued", queue=queue_name, error=repr(exc))
                 await asyncio.sleep(0.5)
                 if not message.channel.is_closed:
@@ -233,7 +278,7 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
     work_args: dict[str, Any] = {
         "x-queue-type": "quorum",
         "x-dead-letter-exchange": topology.dead_letter_exchange,
-        "x-delivery-limit": DELIVERY_LIMIT,
+        "x-delivery-limit": DELIVERY_LIMIT + 1,
     }
     orchestrator = await channel.declare_queue(
         topology.orchestrator_queue, durable=True, arguments=work_args

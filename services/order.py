@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final, Literal
 
 from pydantic import BaseModel
@@ -113,7 +113,8 @@ class OrderService:
 
     # --- participant side ------------------------------------------------------------
 
-    async def handle(self, envelope: Envelope, command: Message) -> Reply:
+    async def handle(self, envelope: Envelope, command: Message, *, now: datetime) -> Reply:
+        """Do the command at most once (by its idempotency key) and return the reply."""
         order_id = order_id_for(envelope.saga_id)
         base = [
             f"{self._prefix}:handled:{envelope.idempotency_key or envelope.message_id}",
@@ -122,7 +123,6 @@ class OrderService:
         ]
         match command:
             case CreateOrder():
-                now = datetime.now(UTC)
                 order = Order(
                     order_id=order_id,
                     saga_id=envelope.saga_id,

@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Final, Literal
 
@@ -116,15 +116,16 @@ class PaymentService:
 
     # --- participant side ------------------------------------------------------------
 
-    async def handle(self, envelope: Envelope, command: Message) -> Reply:
-        now = datetime.now(UTC).isoformat()
+    async def handle(self, envelope: Envelope, command: Message, *, now: datetime) -> Reply:
+        """Do the command at most once (by its idempotency key) and return the reply."""
+        at = now.isoformat()
         match command:
             case ChargePayment(customer=customer, amount=amount):
                 keys = self._keys(envelope, customer.lower())
-                raw = await self._charge(keys=keys, args=[cents(amount), envelope.saga_id, now])
+                raw = await self._charge(keys=keys, args=[cents(amount), envelope.saga_id, at])
             case RefundPayment(customer=customer):
                 keys = self._keys(envelope, customer.lower())
-                raw = await self._refund(keys=keys, args=[envelope.saga_id, now])
+                raw = await self._refund(keys=keys, args=[envelope.saga_id, at])
             case _:
                 raise TypeError(f"payment cannot handle {type(command).__name__}")
         return stored_reply(raw)

@@ -1,16 +1,17 @@
 """The participant runtime: consume a command, validate, deduplicate, handle, reply."""
 
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final, Protocol
 
 import structlog
 from pydantic import ValidationError
 
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, first_error
 from contracts.messages import REPLIES, CommandFailed, Message
 from contracts.topology import Participant
+from saga.clock import Clock, utc_now
 from saga.transport import ACK, DeadLetter, Delivery, Outcome, RabbitTransport
 
 log = structlog.get_logger(__name__)
@@ -28,7 +29,7 @@ class ParticipantService(Protocol):
     name: Participant
     commands: Mapping[str, type[Message]]
 
-    async def handle(self, envelope: Envelope, command: Message) -> Reply:
+    async def handle(self, envelope: Envelope, command: Message, *, now: datetime) -> Reply:
         """Do the command at most once (by its idempotency key) and return the reply."""
         ...
 
@@ -47,7 +48,7 @@ class ParticipantRuntime:
         service: ParticipantService,
         transport: RabbitTransport,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self._service = service
         self._transport = transport
@@ -62,7 +63,7 @@ class ParticipantRuntime:
         try:
             envelope = Envelope.from_bytes(delivery.body)
         except ValidationError as exc:
-            return DeadLetter(f"unparseable command: {exc.errors()[0]['msg']}")
+            return DeadLetter(f"unparseable command: {first_error(exc)}")
         bound = log.bind(
             saga_id=envelope.saga_id, message_id=envelope.message_id, command=envelope.type
         )
@@ -96,4 +97,4 @@ class ParticipantRuntime:
             command = model.model_validate(envelope.payload)
         except ValidationError as exc:
             return failed("invalid_command", str(exc)[:1000])
-        return await self._service.handle(envelope, command)
+        return await self._service.handle(envelope, command, now=self._clock())

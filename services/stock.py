@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
@@ -10,7 +11,7 @@ from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
 from contracts.messages import (
-    CommitStock,
+    ConfirmStock,
     Message,
     ReleaseStock,
     ReserveStock,
@@ -60,34 +61,41 @@ redis.call('SET', KEYS[2], cjson.encode({status = 'reserved', products = req.pro
 return reply('StockReserved', result)
 """)
 
-# Release (compensation) and commit (the sale) read the product list from the
-# reservation; the caller passes those keys, and the script checks it was told right.
-# KEYS: handled, reservation, product keys. ARGV[1]: "release" or "commit".
+# Release (compensation) and confirm (the sale) of the saga's reservation.
+# KEYS: handled, reservation, one key per product the command names.
+# ARGV: "release" or "confirm", then the product ids of those keys, in order.
 _SETTLE: Final = idempotent("""
 local existing = redis.call('GET', KEYS[2])
 local releasing = ARGV[1] == 'release'
 if not existing then
   if releasing then
     -- Remember the release so a late reservation for this saga is refused.
-    redis.call('SET', KEYS[2], cjson.encode({status = 'released', products = {}, totals = {}}))
+    redis.call('SET', KEYS[2], cjson.encode({status = 'released'}))
     return reply('StockReleased', {released = false})
   end
   return fail('no_reservation', 'this saga holds no reservation')
 end
 local r = cjson.decode(existing)
-if #KEYS - 2 ~= #r.products then return '{"retry": true}' end
 if r.status == 'reserved' then
+  local key_of = {}
+  for i = 2, #ARGV do key_of[ARGV[i]] = KEYS[i + 1] end
   for k = 1, #r.products do
-    redis.call('HINCRBY', KEYS[2 + k], 'reserved', -r.totals[k])
-    redis.call('HINCRBY', KEYS[2 + k], releasing and 'available' or 'sold', r.totals[k])
+    if not key_of[r.products[k]] then
+      return fail('protocol_error', 'the reservation holds ' .. r.products[k] .. ', not named in the command')
+    end
   end
-  r.status = releasing and 'released' or 'committed'
+  for k = 1, #r.products do
+    local key = key_of[r.products[k]]
+    redis.call('HINCRBY', key, 'reserved', -r.totals[k])
+    redis.call('HINCRBY', key, releasing and 'available' or 'sold', r.totals[k])
+  end
+  r.status = releasing and 'released' or 'confirmed'
   redis.call('SET', KEYS[2], cjson.encode(r))
   if releasing then return reply('StockReleased', {released = true}) end
-  return reply('StockCommitted', {committed = true})
+  return reply('StockConfirmed', {confirmed = true})
 end
 if releasing and r.status == 'released' then return reply('StockReleased', {released = false}) end
-if not releasing and r.status == 'committed' then return reply('StockCommitted', {committed = true}) end
+if not releasing and r.status == 'confirmed' then return reply('StockConfirmed', {confirmed = true}) end
 return fail('reservation_' .. r.status, 'this saga\\'s reservation was already ' .. r.status)
 """)
 
@@ -105,7 +113,7 @@ class StockService:
 
     name: Participant = "stock"
     commands: Mapping[str, type[Message]] = {
-        m.__name__: m for m in (ReserveStock, ReleaseStock, CommitStock)
+        m.__name__: m for m in (ReserveStock, ReleaseStock, ConfirmStock)
     }
 
     def __init__(self, redis: "Redis", namespace: str) -> None:
@@ -161,7 +169,8 @@ class StockService:
 
     # --- participant side ------------------------------------------------------------
 
-    async def handle(self, envelope: Envelope, command: Message) -> Reply:
+    async def handle(self, envelope: Envelope, command: Message, *, now: datetime) -> Reply:
+        """Do the command at most once (by its idempotency key) and return the reply."""
         handled = self._handled_key(envelope)
         reservation = self._reservation_key(envelope.saga_id)
         match command:
@@ -186,18 +195,10 @@ class StockService:
                 }
                 keys = [handled, reservation, *(self._product_key(p) for p in products)]
                 raw = await self._reserve(keys=keys, args=[json.dumps(request)])
-            case ReleaseStock() | CommitStock():
-                action = "release" if isinstance(command, ReleaseStock) else "commit"
-                raw = await self._settle_reservation(handled, reservation, action)
+            case ReleaseStock(product_ids=ids) | ConfirmStock(product_ids=ids):
+                action = "release" if isinstance(command, ReleaseStock) else "confirm"
+                keys = [handled, reservation, *(self._product_key(p) for p in ids)]
+                raw = await self._settle(keys=keys, args=[action, *ids])
             case _:
                 raise TypeError(f"stock cannot handle {type(command).__name__}")
         return stored_reply(raw)
-
-    async def _settle_reservation(self, handled: str, reservation: str, action: str) -> str:
-        while True:
-            stored = await self._redis.get(reservation)
-            products = json.loads(stored)["products"] if stored else []
-            keys = [handled, reservation, *(self._product_key(p) for p in products)]
-            raw: str = await self._settle(keys=keys, args=[action])
-            if json.loads(raw).get("retry") is not True:
-                return raw

@@ -1,5 +1,6 @@
 """The front door: start order sagas, show them to their owners."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -15,7 +16,8 @@ from saga.bootstrap import DEFINITIONS, transport_for
 from saga.connections import redis_client
 from saga.core.order import ORDER_SAGA, OrderInput
 from saga.core.state import SagaState
-from saga.orchestrator import Dispatcher, SagaStarter
+from saga.orchestrator import SagaStarter
+from saga.outbox import Dispatcher
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.transport import INFRASTRUCTURE_ERRORS
@@ -31,7 +33,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = redis_client(settings)
         transport = transport_for(settings)
-        await transport.connect()
+        # Serve even while RabbitMQ is away: sagas start durably in Redis, /ready says
+        # what is missing, and the orchestrator's relay publishes once it is back.
+        connecting = asyncio.create_task(transport.keep_connecting())
         store = RedisSagaStore(redis, settings.namespace)
         app.state.redis = redis
         app.state.transport = transport
@@ -41,6 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            connecting.cancel()
             await app.state.auth.close()
             await transport.close()
             await redis.aclose()

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from rich.table import Table
 
 from contracts.money import money
-from saga.cli.output import CliError, console, print_json, with_redis
+from saga.cli.output import CliError, Json, console, print_json, with_redis
 from saga.settings import Settings
 from services.auth.users import UserStore
 from services.order import Order, OrderService
@@ -21,8 +21,6 @@ payment_app = typer.Typer(help="Customers' balances and ledgers.", no_args_is_he
 order_app = typer.Typer(help="Orders and vendors.", no_args_is_help=True)
 vendor_app = typer.Typer(help="Vendors that may receive orders.", no_args_is_help=True)
 order_app.add_typer(vendor_app, name="vendor")
-
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
 def _amount(text: str) -> Decimal:
@@ -61,9 +59,9 @@ def _show_product(product: Product, json_out: bool) -> None:
 
 @stock_app.command("set")
 def stock_set(
-    product_id: Annotated[str, typer.Argument(help="The product's id.")],
-    quantity: Annotated[int, typer.Option(min=0, help="Units available.")],
-    price: Annotated[str, typer.Option(help="Unit price, e.g. 12.50.")],
+    product_id: Annotated[str, typer.Argument(metavar="PRODUCT_ID", help="The product's id.")],
+    quantity: Annotated[int, typer.Option(min=0, metavar="N", help="Units available.")],
+    price: Annotated[str, typer.Option(metavar="PRICE", help="Unit price, e.g. 12.50.")],
     json_out: Json = False,
 ) -> None:
     """Set a product's available quantity and price."""
@@ -85,7 +83,8 @@ def stock_set(
 
 @stock_app.command("show")
 def stock_show(
-    product_id: Annotated[str, typer.Argument(help="The product's id.")], json_out: Json = False
+    product_id: Annotated[str, typer.Argument(metavar="PRODUCT_ID", help="The product's id.")],
+    json_out: Json = False,
 ) -> None:
     """Show a product: available, reserved, sold, price."""
 
@@ -121,12 +120,14 @@ def _show_account(account: Account, json_out: bool) -> None:
 
 @payment_app.command("deposit")
 def payment_deposit(
-    email: Annotated[str, typer.Argument(help="The customer's email.")],
-    amount: Annotated[str, typer.Argument(help="Amount to add, e.g. 100.00.")],
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The customer's email.")],
+    amount: Annotated[str, typer.Argument(metavar="AMOUNT", help="Amount to add, e.g. 100.00.")],
     json_out: Json = False,
 ) -> None:
     """Add money to a customer's balance."""
     customer, value = _valid_email(email), _amount(amount)
+    if value <= 0:
+        raise CliError("a deposit must be more than 0")
 
     async def work(redis: Redis, settings: Settings) -> Account:
         return await PaymentService(redis, settings.namespace).deposit(customer, value)
@@ -136,7 +137,8 @@ def payment_deposit(
 
 @payment_app.command("show")
 def payment_show(
-    email: Annotated[str, typer.Argument(help="The customer's email.")], json_out: Json = False
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The customer's email.")],
+    json_out: Json = False,
 ) -> None:
     """Show a customer's balance and ledger of charges and refunds."""
     customer = _valid_email(email)
@@ -152,7 +154,8 @@ def payment_show(
 
 @vendor_app.command("add")
 def vendor_add(
-    email: Annotated[str, typer.Argument(help="The vendor's email.")], json_out: Json = False
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The vendor's email.")],
+    json_out: Json = False,
 ) -> None:
     """Register a vendor."""
     vendor = _valid_email(email)
@@ -194,7 +197,8 @@ def _orders_table(orders: list[Order]) -> Table:
 
 @order_app.command("show")
 def order_show(
-    order_id: Annotated[str, typer.Argument(help="The order's id.")], json_out: Json = False
+    order_id: Annotated[str, typer.Argument(metavar="ORDER_ID", help="The order's id.")],
+    json_out: Json = False,
 ) -> None:
     """Show one order."""
 

@@ -5,15 +5,17 @@ import sys
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
+import structlog
 import typer
 from aio_pika.exceptions import AMQPConnectionError
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from contracts.envelope import first_error
 from contracts.topology import Participant
 from saga.cli import data, sagas
-from saga.cli.output import CliError, fail, settings
+from saga.cli.output import CliError, Json, fail, settings
 from saga.cli.up import up
 
 app = typer.Typer(
@@ -53,7 +55,10 @@ def _serve(app_factory_path: str, host: str, port: int) -> None:
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again to the
     # handler it found; make that handler a no-op so a requested stop exits 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    log = structlog.get_logger(__name__)
+    log.info(f"{app_factory_path} listening", host=host, port=port, namespace=config.namespace)
     uvicorn.run(asgi, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    log.info(f"{app_factory_path} stopped")
 
 
 @auth_app.callback(invoke_without_command=True)
@@ -69,10 +74,14 @@ def auth(
 
 @auth_app.command("add-user")
 def add_user(
-    email: Annotated[str, typer.Argument(help="The user's email.")],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, help="The password.")],
-    role: Annotated[list[str] | None, typer.Option(help="A role beyond customer: admin.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The user's email.")],
+    password: Annotated[
+        str, typer.Option(metavar="PASSWORD", help="The password (8 characters or more).")
+    ],
+    role: Annotated[
+        list[str] | None, typer.Option(metavar="ROLE", help="A role beyond customer: admin.")
+    ] = None,
+    json_out: Json = False,
 ) -> None:
     """Create a user (or reset its password and roles)."""
     data.add_user(email, password, role or [], json_out)
@@ -100,7 +109,7 @@ def orchestrator() -> None:
 
 @app.command()
 def service(
-    name: Annotated[Participant, typer.Argument(help="stock, payment or order.")],
+    name: Annotated[Participant, typer.Argument(metavar="NAME", help="stock, payment or order.")],
 ) -> None:
     """Run a participant service: stock, payment or order."""
     from saga.bootstrap import run_participant, run_until_signalled
@@ -114,13 +123,21 @@ def service(
 def main() -> None:
     """Entry point: known problems end in one line on stderr, never a traceback."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.TyperException as exc:  # click's usage errors, as typer raises them
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group called alone: its help
+            print(exc.format_message(), file=sys.stderr)
+            sys.exit(2)
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "saga"
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        fail(f"{message} (see '{command} --help')", 2)
     except CliError as exc:
         fail(str(exc))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err.get("loc", ()))
-        fail(f"invalid setting or value {where}: {err.get('msg')}", 2)
+        fail(f"invalid setting or value {first_error(exc)}", 2)
     except RedisConnectionError as exc:
         fail(f"cannot reach Redis ({settings_url('redis_url')}): {exc}")
     except AMQPConnectionError as exc:
@@ -131,6 +148,8 @@ def main() -> None:
         fail(f"{type(exc).__name__}: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def settings_url(name: str) -> str:

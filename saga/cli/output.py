@@ -5,8 +5,9 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
+import typer
 from pydantic import BaseModel
 from redis.asyncio import Redis
 from rich.console import Console
@@ -15,6 +16,7 @@ from saga.connections import redis_client
 from saga.settings import Settings
 
 T = TypeVar("T")
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
 class CliError(Exception):

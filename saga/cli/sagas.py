@@ -8,14 +8,13 @@ from redis.asyncio import Redis
 from rich.table import Table
 
 from saga.bootstrap import DEFINITIONS
-from saga.cli.output import CliError, console, print_json, with_redis
+from saga.cli.output import CliError, Json, console, print_json, with_redis
 from saga.core.events import EventRecord
 from saga.core.state import SagaState, SagaStatus
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.views import saga_view
 
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 _STATUSES = get_args(SagaStatus)
 
 
@@ -45,7 +44,7 @@ def list_sagas(
 
     states = with_redis(work)
     if json_out:
-        print_json([saga_view(s, DEFINITIONS.get(s.saga_type)) for s in states])
+        print_json([_operator_view(s) for s in states])
         return
     table = Table("saga", "type", "status", "reason", "customer", "steps", "created")
     for s in states:
@@ -63,7 +62,8 @@ def list_sagas(
 
 
 def show_saga(
-    saga_id: Annotated[str, typer.Argument(help="The saga's id.")], json_out: Json = False
+    saga_id: Annotated[str, typer.Argument(metavar="SAGA_ID", help="The saga's id.")],
+    json_out: Json = False,
 ) -> None:
     """Show a saga's state and its event history with timings."""
 
@@ -75,10 +75,7 @@ def show_saga(
     if state is None:
         raise CliError(f"no saga {saga_id!r}")
     if json_out:
-        view: dict[str, Any] = saga_view(state, DEFINITIONS.get(state.saga_type)).model_dump(
-            mode="json"
-        )
-        view["customer"] = state.customer
+        view = _operator_view(state)
         view["events"] = [r.to_wire() for r in records]
         print_json(view)
         return
@@ -88,7 +85,7 @@ def show_saga(
         + (f", reason: {state.reason}" if state.reason else "")
     )
     out.print(f"customer {state.customer}, version {state.version}")
-    steps = Table("step", "status", "attempts", "started", "took")
+    steps = Table("step", "status", "attempts", "started", "ran (ms)", "compensated in (ms)")
     for step in state.steps:
         steps.add_row(
             step.name,
@@ -96,6 +93,7 @@ def show_saga(
             str(step.attempts),
             step.started_at.isoformat(timespec="milliseconds") if step.started_at else "",
             _ms(step.started_at, step.ended_at),
+            _ms(step.compensation_started_at, step.compensation_ended_at),
         )
     out.print(steps)
     history = Table("seq", "+ms", "event", "details")
@@ -107,6 +105,12 @@ def show_saga(
         )
         history.add_row(str(record.seq), _ms(start, record.at), record.event.type, details)
     out.print(history)
+
+
+def _operator_view(state: SagaState) -> dict[str, Any]:
+    """The customer's view of a saga, plus who the customer is."""
+    view = saga_view(state, DEFINITIONS.get(state.saga_type)).model_dump(mode="json")
+    return {**view, "customer": state.customer}
 
 
 def _ms(start: datetime | None, end: datetime | None) -> str:

@@ -31,6 +31,8 @@ from saga.core.events import (
 from saga.core.state import SagaState, evolve
 
 NewId = Callable[[], str]
+# A reply of the wrong type or shape: the step's effect is unknown.
+PROTOCOL_ERROR = "protocol_error"
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class _Draft:
             payload=command.model_dump(mode="json"),
             idempotency_key=f"{state.saga_id}:{step.name}:{action}",
         )
+        current = state.step(step.name)
+        done = current.attempts if action == "execute" else current.compensation_attempts
         self.emit(
             StepRequested(
                 step=step.name,
@@ -105,6 +109,7 @@ class _Draft:
                 participant=step.participant,
                 command_id=envelope.message_id,
                 command_type=envelope.type,
+                attempt=done + 1,
             )
         )
         self.commands.append(OutgoingCommand(participant=step.participant, envelope=envelope))
@@ -119,13 +124,26 @@ class _Draft:
         self.emit(SagaCompleted())
 
     def compensate_next(self) -> None:
-        """Undo the latest succeeded step that can be undone, or end the saga compensated."""
+        """Undo the latest step that took (or may have taken) effect, or end the saga.
+
+        A compensation that fails does not stop the others: the saga undoes all it
+        can, then ends `failed` naming every compensation that could not be done.
+        """
         state = self.current
         for step in reversed(self.definition.steps):
-            if step.compensation is not None and state.step(step.name).status == "succeeded":
+            current = state.step(step.name)
+            took_effect = current.status == "succeeded" or (
+                current.status == "failed" and current.effect_unknown
+            )
+            if step.compensation is not None and took_effect:
                 self.request(step, "compensate")
                 return
-        self.emit(SagaCompensated(reason=state.reason or "compensated"))
+        failures = [s for s in state.steps if s.status == "compensation_failed"]
+        if failures:
+            reasons = "; ".join(f"compensation of {s.name} failed: {s.reason}" for s in failures)
+            self.emit(SagaFailed(reason=reasons))
+        else:
+            self.emit(SagaCompensated(reason=state.reason or "compensated"))
 
     def decision(self) -> Decision:
         return Decision(
@@ -182,38 +200,35 @@ def decide(
         return draft.decision()
 
     step = definition.step(pending.step)
-    if pending.action == "execute":
-        expected = step.success
-    else:
-        assert step.compensated is not None
-        expected = step.compensated
+    executing = pending.action == "execute"
+    expected = step.success if executing else step.compensated
+    assert expected is not None, f"step {step.name} has no compensation"
     outcome = _read_reply(reply, expected)
-
-    if pending.action == "execute":
-        if isinstance(outcome, CommandFailed):
+    if isinstance(outcome, CommandFailed):
+        if executing:
             draft.emit(
                 StepFailed(
                     step=step.name,
                     reply_id=reply.message_id,
                     reason=outcome.reason,
                     detail=outcome.detail,
+                    effect_unknown=outcome.reason == PROTOCOL_ERROR,
                 )
             )
             draft.emit(CompensationStarted(reason=outcome.reason, failed_step=step.name))
-            draft.compensate_next()
         else:
-            draft.emit(StepSucceeded(step=step.name, reply_id=reply.message_id, result=outcome))
-            draft.advance(after=definition.index(step.name))
-    elif isinstance(outcome, CommandFailed):
-        draft.emit(
-            CompensationFailed(
-                step=step.name,
-                reply_id=reply.message_id,
-                reason=outcome.reason,
-                detail=outcome.detail,
+            draft.emit(
+                CompensationFailed(
+                    step=step.name,
+                    reply_id=reply.message_id,
+                    reason=outcome.reason,
+                    detail=outcome.detail,
+                )
             )
-        )
-        draft.emit(SagaFailed(reason=f"compensation of {step.name} failed: {outcome.reason}"))
+        draft.compensate_next()
+    elif executing:
+        draft.emit(StepSucceeded(step=step.name, reply_id=reply.message_id, result=outcome))
+        draft.advance(after=definition.index(step.name))
     else:
         draft.emit(StepCompensated(step=step.name, reply_id=reply.message_id, result=outcome))
         draft.compensate_next()
@@ -232,9 +247,7 @@ def _read_reply(reply: ReplyReceived, expected: type[BaseModel]) -> CommandFaile
         if reply.type == expected.__name__:
             return expected.model_validate(reply.payload).model_dump(mode="json")
     except ValidationError as exc:
-        return CommandFailed(
-            reason="protocol_error", detail=f"malformed {reply.type}: {exc}"[:1000]
-        )
+        return CommandFailed(reason=PROTOCOL_ERROR, detail=f"malformed {reply.type}: {exc}"[:1000])
     return CommandFailed(
-        reason="protocol_error", detail=f"expected {expected.__name__}, got {reply.type}"
+        reason=PROTOCOL_ERROR, detail=f"expected {expected.__name__}, got {reply.type}"
     )

@@ -49,11 +49,15 @@ class StepSucceeded(Event):
 
 
 class StepFailed(Event):
+    """The step did not succeed. `effect_unknown`: it may have taken effect all the same
+    (a reply that broke the protocol), so it is compensated like a step that succeeded."""
+
     type: Literal["StepFailed"] = "StepFailed"
     step: str
     reply_id: str
     reason: str
     detail: str | None = None
+    effect_unknown: bool = False
 
 
 class CompensationStarted(Event):

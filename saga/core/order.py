@@ -10,7 +10,7 @@ from contracts.messages import (
     MAX_ITEMS,
     CancelOrder,
     ChargePayment,
-    CommitStock,
+    ConfirmStock,
     CreateOrder,
     OrderCancelled,
     OrderCreated,
@@ -21,7 +21,7 @@ from contracts.messages import (
     RefundPayment,
     ReleaseStock,
     ReserveStock,
-    StockCommitted,
+    StockConfirmed,
     StockReleased,
     StockReserved,
 )
@@ -52,6 +52,10 @@ def _reservation(state: SagaState) -> StockReserved:
 
 def _reserve(state: SagaState) -> ReserveStock:
     return ReserveStock(items=_input(state).items)
+
+
+def _product_ids(state: SagaState) -> list[str]:
+    return list(dict.fromkeys(item.product_id for item in _input(state).items))
 
 
 def _charge(state: SagaState) -> ChargePayment:
@@ -99,7 +103,7 @@ ORDER_SAGA = SagaDefinition(
             participant="stock",
             command=_reserve,
             success=StockReserved,
-            compensation=lambda _: ReleaseStock(),
+            compensation=lambda state: ReleaseStock(product_ids=_product_ids(state)),
             compensated=StockReleased,
         ),
         StepDefinition(
@@ -123,8 +127,8 @@ ORDER_SAGA = SagaDefinition(
         StepDefinition(
             name="confirm_stock",
             participant="stock",
-            command=lambda _: CommitStock(),
-            success=StockCommitted,
+            command=lambda state: ConfirmStock(product_ids=_product_ids(state)),
+            success=StockConfirmed,
         ),
     ),
     summarize=summarize_order,

@@ -43,8 +43,12 @@ class StepState(BaseModel):
     name: str
     status: StepStatus = "pending"
     attempts: int = 0
+    compensation_attempts: int = 0
+    effect_unknown: bool = False
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    compensation_started_at: datetime | None = None
+    compensation_ended_at: datetime | None = None
     reason: str | None = None
 
 
@@ -120,40 +124,47 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
     match event:
         case SagaStarted():
             raise FoldError(f"saga {saga_id}: SagaStarted at seq {record.seq}")
-        case StepRequested(step=step, action=action):
-            status: StepStatus = "running" if action == "execute" else "compensating"
-            previous = state.step(step)
+        case StepRequested(step=step, action="execute"):
             changes["steps"] = _with_step(
                 state,
                 step,
-                status=status,
-                attempts=previous.attempts + 1 if action == "execute" else previous.attempts,
-                started_at=at if action == "execute" else previous.started_at,
+                status="running",
+                attempts=state.step(step).attempts + 1,
+                started_at=at,
                 ended_at=None,
             )
-            changes["pending"] = {
-                **state.pending,
-                event.command_id: PendingCommand(
-                    step=step, action=action, command_type=event.command_type
-                ),
-            }
+            changes["pending"] = _with_pending(state, event)
+        case StepRequested(step=step, action="compensate"):
+            changes["steps"] = _with_step(
+                state,
+                step,
+                status="compensating",
+                compensation_attempts=state.step(step).compensation_attempts + 1,
+                compensation_started_at=at,
+                compensation_ended_at=None,
+            )
+            changes["pending"] = _with_pending(state, event)
         case StepSkipped(step=step):
             changes["steps"] = _with_step(state, step, status="skipped", ended_at=at)
         case StepSucceeded(step=step, result=result):
             changes["steps"] = _with_step(state, step, status="succeeded", ended_at=at)
             changes["results"] = {**state.results, step: result}
             changes["pending"] = _without_step(state, step)
-        case StepFailed(step=step, reason=reason):
-            changes["steps"] = _with_step(state, step, status="failed", ended_at=at, reason=reason)
+        case StepFailed(step=step, reason=reason, effect_unknown=unknown):
+            changes["steps"] = _with_step(
+                state, step, status="failed", ended_at=at, reason=reason, effect_unknown=unknown
+            )
             changes["pending"] = _without_step(state, step)
         case CompensationStarted(reason=reason, failed_step=failed_step):
             changes.update(status="compensating", reason=reason, failed_step=failed_step)
         case StepCompensated(step=step):
-            changes["steps"] = _with_step(state, step, status="compensated", ended_at=at)
+            changes["steps"] = _with_step(
+                state, step, status="compensated", compensation_ended_at=at
+            )
             changes["pending"] = _without_step(state, step)
         case CompensationFailed(step=step, reason=reason):
             changes["steps"] = _with_step(
-                state, step, status="compensation_failed", ended_at=at, reason=reason
+                state, step, status="compensation_failed", compensation_ended_at=at, reason=reason
             )
             changes["pending"] = _without_step(state, step)
         case ReplyIgnored():
@@ -165,6 +176,11 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
         case SagaFailed(reason=reason):
             changes.update(status="failed", reason=reason, pending={})
     return state.model_copy(update=changes)
+
+
+def _with_pending(state: SagaState, event: StepRequested) -> dict[str, PendingCommand]:
+    pending = PendingCommand(step=event.step, action=event.action, command_type=event.command_type)
+    return {**state.pending, event.command_id: pending}
 
 
 def _without_step(state: SagaState, step: str) -> dict[str, PendingCommand]:

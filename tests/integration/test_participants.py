@@ -14,6 +14,7 @@ from services.payment import PaymentService
 from services.stock import StockService
 
 _ids = itertools.count()
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def command(
@@ -54,7 +55,7 @@ def reserve(*items: tuple[str, int], saga: str = "s1", **kw: Any) -> tuple[Envel
 
 
 async def test_a_reservation_prices_the_items_and_holds_them(stock: StockService) -> None:
-    kind, payload = await stock.handle(*reserve(("p1", 2), ("p2", 1), ("p1", 1)))
+    kind, payload = await stock.handle(*reserve(("p1", 2), ("p2", 1), ("p1", 1)), now=NOW)
     assert kind == "StockReserved"
     assert payload["amount"] == "17.50"
     assert payload["items"][0] == {"product_id": "p1", "quantity": 2, "price": "2.50"}
@@ -73,17 +74,17 @@ async def test_a_reservation_prices_the_items_and_holds_them(stock: StockService
 async def test_a_reservation_is_all_or_nothing(
     stock: StockService, items: list[tuple[str, int]], reason: str
 ) -> None:
-    kind, payload = await stock.handle(*reserve(*items))
+    kind, payload = await stock.handle(*reserve(*items), now=NOW)
     assert (kind, payload["reason"]) == ("CommandFailed", reason)
     assert await levels(stock, "p1") == (5, 0, 0)
     assert await levels(stock, "p2") == (1, 0, 0)
 
 
 async def test_a_stated_price_must_be_the_shops(stock: StockService) -> None:
-    kind, payload = await stock.handle(*reserve(("p1", 1), unit_price="2.00"))
+    kind, payload = await stock.handle(*reserve(("p1", 1), unit_price="2.00"), now=NOW)
     assert (kind, payload["reason"]) == ("CommandFailed", "price_mismatch")
     assert "2.50" in payload["detail"]
-    kind, _ = await stock.handle(*reserve(("p1", 1), unit_price="2.50", saga="s2"))
+    kind, _ = await stock.handle(*reserve(("p1", 1), unit_price="2.50", saga="s2"), now=NOW)
     assert kind == "StockReserved"
 
 
@@ -91,37 +92,45 @@ async def test_a_repeated_command_gets_the_same_reply_and_no_second_effect(
     stock: StockService,
 ) -> None:
     envelope, cmd = reserve(("p1", 2))
-    first = await stock.handle(envelope, cmd)
-    again = await stock.handle(envelope.model_copy(update={"message_id": "other"}), cmd)
+    first = await stock.handle(envelope, cmd, now=NOW)
+    again = await stock.handle(envelope.model_copy(update={"message_id": "other"}), cmd, now=NOW)
     assert first == again
     assert await levels(stock, "p1") == (3, 2, 0)
 
 
 async def test_release_gives_back_and_commit_sells(stock: StockService) -> None:
-    await stock.handle(*reserve(("p1", 2), saga="a"))
-    await stock.handle(*reserve(("p1", 1), saga="b"))
-    assert await stock.handle(*command("ReleaseStock", {}, saga="a")) == (
+    await stock.handle(*reserve(("p1", 2), saga="a"), now=NOW)
+    await stock.handle(*reserve(("p1", 1), saga="b"), now=NOW)
+    assert await stock.handle(
+        *command("ReleaseStock", {"product_ids": ["p1"]}, saga="a"), now=NOW
+    ) == (
         "StockReleased",
         {"released": True},
     )
-    assert await stock.handle(*command("CommitStock", {}, saga="b")) == (
-        "StockCommitted",
-        {"committed": True},
+    assert await stock.handle(
+        *command("ConfirmStock", {"product_ids": ["p1"]}, saga="b"), now=NOW
+    ) == (
+        "StockConfirmed",
+        {"confirmed": True},
     )
     assert await levels(stock, "p1") == (4, 0, 1)
     # A sale cannot be released afterwards.
-    kind, payload = await stock.handle(*command("ReleaseStock", {}, saga="b", key="b:again"))
-    assert (kind, payload["reason"]) == ("CommandFailed", "reservation_committed")
+    kind, payload = await stock.handle(
+        *command("ReleaseStock", {"product_ids": ["p1"]}, saga="b", key="b:again"), now=NOW
+    )
+    assert (kind, payload["reason"]) == ("CommandFailed", "reservation_confirmed")
 
 
 async def test_a_release_before_the_reservation_refuses_the_late_reservation(
     stock: StockService,
 ) -> None:
-    assert await stock.handle(*command("ReleaseStock", {}, saga="late")) == (
+    assert await stock.handle(
+        *command("ReleaseStock", {"product_ids": ["p1"]}, saga="late"), now=NOW
+    ) == (
         "StockReleased",
         {"released": False},
     )
-    kind, payload = await stock.handle(*reserve(("p1", 1), saga="late"))
+    kind, payload = await stock.handle(*reserve(("p1", 1), saga="late"), now=NOW)
     assert (kind, payload["reason"]) == ("CommandFailed", "reservation_released")
     assert await levels(stock, "p1") == (5, 0, 0)
 
@@ -138,10 +147,13 @@ def charge(amount: str, saga: str = "s1") -> tuple[Envelope, Any]:
 
 
 async def test_a_charge_and_its_refund_are_in_the_ledger(payment: PaymentService) -> None:
-    assert await payment.handle(*charge("12.30")) == ("PaymentCharged", {"amount": "12.30"})
+    assert await payment.handle(*charge("12.30"), now=NOW) == (
+        "PaymentCharged",
+        {"amount": "12.30"},
+    )
     assert (await payment.account("ann@example.com")).balance == Decimal("7.70")
     refund = command("RefundPayment", {"customer": "ann@example.com"})
-    assert await payment.handle(*refund) == ("PaymentRefunded", {"amount": "12.30"})
+    assert await payment.handle(*refund, now=NOW) == ("PaymentRefunded", {"amount": "12.30"})
     account = await payment.account("ann@example.com")
     assert account.balance == Decimal("20.00")
     assert [(e.kind, e.amount, e.saga_id) for e in account.ledger] == [
@@ -151,7 +163,7 @@ async def test_a_charge_and_its_refund_are_in_the_ledger(payment: PaymentService
 
 
 async def test_too_little_money_charges_nothing(payment: PaymentService) -> None:
-    kind, payload = await payment.handle(*charge("20.01"))
+    kind, payload = await payment.handle(*charge("20.01"), now=NOW)
     assert (kind, payload["reason"]) == ("CommandFailed", "insufficient_funds")
     account = await payment.account("ann@example.com")
     assert account.balance == Decimal("20.00") and account.ledger == []
@@ -159,15 +171,15 @@ async def test_too_little_money_charges_nothing(payment: PaymentService) -> None
 
 async def test_a_repeated_charge_charges_once(payment: PaymentService) -> None:
     envelope, cmd = charge("5.00")
-    await payment.handle(envelope, cmd)
-    await payment.handle(envelope, cmd)
+    await payment.handle(envelope, cmd, now=NOW)
+    await payment.handle(envelope, cmd, now=NOW)
     assert (await payment.account("ann@example.com")).balance == Decimal("15.00")
 
 
 async def test_a_refund_without_a_charge_refuses_a_late_charge(payment: PaymentService) -> None:
     refund = command("RefundPayment", {"customer": "ann@example.com"}, saga="late")
-    assert await payment.handle(*refund) == ("PaymentRefunded", {"amount": "0.00"})
-    kind, payload = await payment.handle(*charge("5.00", saga="late"))
+    assert await payment.handle(*refund, now=NOW) == ("PaymentRefunded", {"amount": "0.00"})
+    kind, payload = await payment.handle(*charge("5.00", saga="late"), now=NOW)
     assert (kind, payload["reason"]) == ("CommandFailed", "payment_refunded")
     assert (await payment.account("ann@example.com")).balance == Decimal("20.00")
 
@@ -195,11 +207,11 @@ def create(vendor: str = "shop@example.com", saga: str = "s1") -> tuple[Envelope
 
 
 async def test_an_order_is_recorded_and_cancelled(orders: OrderService) -> None:
-    kind, payload = await orders.handle(*create())
+    kind, payload = await orders.handle(*create(), now=NOW)
     assert kind == "OrderCreated" and payload["order_id"] == order_id_for("s1")
     order = await orders.order(payload["order_id"])
     assert order is not None and order.status == "created" and order.amount == Decimal("5.00")
-    assert await orders.handle(*command("CancelOrder", {})) == (
+    assert await orders.handle(*command("CancelOrder", {}), now=NOW) == (
         "OrderCancelled",
         {"order_id": payload["order_id"]},
     )
@@ -209,15 +221,23 @@ async def test_an_order_is_recorded_and_cancelled(orders: OrderService) -> None:
 
 
 async def test_an_unknown_vendor_gets_no_order(orders: OrderService) -> None:
-    kind, payload = await orders.handle(*create(vendor="stranger@example.com"))
+    kind, payload = await orders.handle(*create(vendor="stranger@example.com"), now=NOW)
     assert (kind, payload["reason"]) == ("CommandFailed", "unknown_vendor")
     assert await orders.orders() == []
 
 
 async def test_a_cancel_before_the_create_refuses_the_late_create(orders: OrderService) -> None:
-    assert await orders.handle(*command("CancelOrder", {}, saga="late")) == (
+    assert await orders.handle(*command("CancelOrder", {}, saga="late"), now=NOW) == (
         "OrderCancelled",
         {"order_id": None},
     )
-    kind, payload = await orders.handle(*create(saga="late"))
+    kind, payload = await orders.handle(*create(saga="late"), now=NOW)
     assert (kind, payload["reason"]) == ("CommandFailed", "order_cancelled")
+
+
+async def test_a_release_must_name_the_reserved_products(stock: StockService) -> None:
+    await stock.handle(*reserve(("p1", 2), ("p2", 1), saga="x"), now=NOW)
+    release = command("ReleaseStock", {"product_ids": ["p1"]}, saga="x")
+    kind, payload = await stock.handle(*release, now=NOW)
+    assert (kind, payload["reason"]) == ("CommandFailed", "protocol_error")
+    assert await levels(stock, "p1") == (3, 2, 0)  # nothing given back by halves

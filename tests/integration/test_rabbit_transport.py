@@ -161,6 +161,8 @@ async def test_a_message_that_always_fails_ends_in_the_dead_letters(
     )
     assert Envelope.from_bytes(parked[0].body).message_id == "m5"
     assert attempts == DELIVERY_LIMIT + 1
+    reason = parked[0].headers[DEAD_REASON_HEADER]
+    assert reason == f"handler failed {DELIVERY_LIMIT + 1} times: ValueError('poison')"
 
 
 async def test_namespaces_do_not_see_each_other(

@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 
 from saga.core.decide import ReplyReceived, decide
 from saga.core.order import ORDER_SAGA
-from saga.store import RedisSagaStore, SagaExists, VersionConflict
+from saga.store import RedisSagaStore, VersionConflict
 from tests.unit.sagas import SUCCESS, Run
 
 
@@ -25,11 +25,13 @@ async def test_a_started_saga_is_durable_with_its_first_command(store: RedisSaga
     assert await store.list_ids(limit=10) == ["saga1"]
 
 
-async def test_a_saga_id_is_started_once(store: RedisSagaStore) -> None:
+async def test_a_saga_is_started_once_even_when_the_start_is_retried(
+    store: RedisSagaStore,
+) -> None:
     run = Run.start()
     await store.create(run.decisions[0], marker=1)
-    with pytest.raises(SagaExists):
-        await store.create(run.decisions[0], marker=2)
+    await store.create(run.decisions[0], marker=2)  # a retry whose first answer was lost
+    assert len(await store.events("saga1")) == 2
 
 
 async def test_concurrent_appends_from_one_version_raise_one_named_conflict(

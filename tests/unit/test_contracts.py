@@ -58,7 +58,7 @@ def test_every_command_and_reply_is_registered_by_its_wire_name() -> None:
     assert set(COMMANDS) == {
         "ReserveStock",
         "ReleaseStock",
-        "CommitStock",
+        "ConfirmStock",
         "ChargePayment",
         "RefundPayment",
         "CreateOrder",

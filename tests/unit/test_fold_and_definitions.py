@@ -2,7 +2,7 @@
 
 import pytest
 
-from contracts.messages import CommitStock, StockCommitted, StockReleased
+from contracts.messages import ConfirmStock, StockConfirmed, StockReleased
 from saga.core.definition import SagaDefinition, StepDefinition
 from saga.core.events import EventRecord, SagaCompleted
 from saga.core.order import OrderInput
@@ -37,8 +37,8 @@ def _step(name: str, **kw: object) -> StepDefinition:
     return StepDefinition(
         name=name,
         participant="stock",
-        command=lambda _: CommitStock(),
-        success=StockCommitted,
+        command=lambda _: ConfirmStock(),
+        success=StockConfirmed,
         **kw,  # type: ignore[arg-type]
     )
 

@@ -15,7 +15,7 @@ PATHS = [
         "happy path",
         {},
         [OK, OK, OK, OK],
-        ["ReserveStock", "ChargePayment", "CreateOrder", "CommitStock"],
+        ["ReserveStock", "ChargePayment", "CreateOrder", "ConfirmStock"],
         "completed",
         None,
         ["succeeded", "succeeded", "succeeded", "succeeded"],
@@ -24,7 +24,7 @@ PATHS = [
         "cash on delivery skips payment",
         {"payment_method": "Cash on Delivery"},
         [OK, OK, OK],
-        ["ReserveStock", "CreateOrder", "CommitStock"],
+        ["ReserveStock", "CreateOrder", "ConfirmStock"],
         "completed",
         None,
         ["succeeded", "skipped", "succeeded", "succeeded"],
@@ -82,7 +82,7 @@ PATHS = [
             "ReserveStock",
             "ChargePayment",
             "CreateOrder",
-            "CommitStock",
+            "ConfirmStock",
             "CancelOrder",
             "RefundPayment",
             "ReleaseStock",
@@ -92,13 +92,23 @@ PATHS = [
         ["compensated", "compensated", "compensated", "failed"],
     ),
     (
-        "refund impossible: the saga fails and says why",
+        "refund impossible: the rest is still undone, then the saga fails and says why",
         {},
-        [OK, OK, "unknown_vendor", "payment_gateway_down"],
-        ["ReserveStock", "ChargePayment", "CreateOrder", "RefundPayment"],
+        [OK, OK, "unknown_vendor", "payment_gateway_down", OK],
+        ["ReserveStock", "ChargePayment", "CreateOrder", "RefundPayment", "ReleaseStock"],
         "failed",
         "compensation of take_payment failed: payment_gateway_down",
-        ["succeeded", "compensation_failed", "failed", "pending"],
+        ["compensated", "compensation_failed", "failed", "pending"],
+    ),
+    (
+        "two compensations impossible: both are named",
+        {},
+        [OK, OK, "unknown_vendor", "gateway_down", "stock_locked"],
+        ["ReserveStock", "ChargePayment", "CreateOrder", "RefundPayment", "ReleaseStock"],
+        "failed",
+        "compensation of reserve_stock failed: stock_locked; "
+        "compensation of take_payment failed: gateway_down",
+        ["compensation_failed", "compensation_failed", "failed", "pending"],
     ),
 ]
 
@@ -252,10 +262,27 @@ def test_a_reply_breaking_the_protocol_fails_the_step(
 ) -> None:
     run = Run.start()
     run.reply(reply_type, payload)
-    assert run.state.status == "compensated"
-    assert run.state.reason == "protocol_error"
     failed = next(r.event for d in run.decisions for r in d.records if r.event.type == "StepFailed")
     assert detail in (failed.detail or "")  # type: ignore[union-attr]
+    # The stock may have been reserved all the same: it is released, to be sure.
+    assert run.pending.envelope.type == "ReleaseStock"
+    run.succeed()
+    assert (run.state.status, run.state.reason) == ("compensated", "protocol_error")
+    assert run.state.steps[0].status == "compensated"
+
+
+def test_attempts_are_counted_per_action() -> None:
+    run = drive({}, [OK, "insufficient_funds"])
+    requested = [
+        r.event for d in run.decisions for r in d.records if r.event.type == "StepRequested"
+    ]
+    assert [(e.step, e.action, e.attempt) for e in requested] == [  # type: ignore[union-attr]
+        ("reserve_stock", "execute", 1),
+        ("take_payment", "execute", 1),
+        ("reserve_stock", "compensate", 1),
+    ]
+    assert run.state.steps[0].attempts == 1
+    assert run.state.steps[0].compensation_attempts == 1
 
 
 def test_step_timings_come_from_the_injected_clock() -> None:

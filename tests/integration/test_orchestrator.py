@@ -1,0 +1,178 @@
+"""The orchestrator's shell on real Redis and RabbitMQ: crash windows, the relay, two replicas."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import aio_pika
+import pytest
+from redis.asyncio import Redis
+
+from contracts.envelope import Envelope
+from contracts.topology import Participant, Topology
+from saga.clock import marker_of, utc_now
+from saga.core.order import ORDER_SAGA
+from saga.orchestrator import Orchestrator, SagaStarter
+from saga.outbox import Dispatcher, OutboxRelay
+from saga.store import RedisSagaStore
+from saga.transport import PUBLISH_ERRORS, DeadLetter, Delivery, RabbitTransport
+from tests.servers import RABBITMQ_URL
+from tests.unit.sagas import REPLY_TYPE, SUCCESS, order_input
+
+
+class Crash(BaseException):
+    """The process dies here (nothing catches a BaseException on the way)."""
+
+
+class CrashingDispatcher(Dispatcher):
+    async def dispatch(self, *args: object, **kwargs: object) -> None:
+        raise Crash
+
+
+@pytest.fixture
+async def transport(
+    amqp: aio_pika.abc.AbstractConnection, namespace: str
+) -> AsyncIterator[RabbitTransport]:
+    t = RabbitTransport(RABBITMQ_URL, Topology(namespace))
+    await t.connect()
+    yield t
+    await t.close()
+
+
+@pytest.fixture
+def store(redis: Redis, namespace: str) -> RedisSagaStore:
+    return RedisSagaStore(redis, namespace)
+
+
+def orchestrator(store: RedisSagaStore, transport: RabbitTransport) -> Orchestrator:
+    return Orchestrator(store, Dispatcher(store, transport), {ORDER_SAGA.name: ORDER_SAGA})
+
+
+async def take(
+    amqp: aio_pika.abc.AbstractConnection, topology: Topology, participant: Participant
+) -> list[Envelope]:
+    """Every command waiting in a participant's queue (taken off it)."""
+    channel = await amqp.channel()
+    queue = await channel.declare_queue(topology.participant_queue(participant), passive=True)
+    found = []
+    while (message := await queue.get(no_ack=True, fail=False)) is not None:
+        found.append(Envelope.from_bytes(message.body))
+    await channel.close()
+    return found
+
+
+def reply_to(command: Envelope, message_id: str = "reply-1") -> Delivery:
+    reply = Envelope(
+        message_id=message_id,
+        saga_id=command.saga_id,
+        correlation_id=command.saga_id,
+        causation_id=command.message_id,
+        type=REPLY_TYPE[command.type],
+        sent_at=utc_now(),
+        payload=SUCCESS[command.type],
+    )
+    return Delivery(body=reply.to_bytes())
+
+
+async def started(
+    store: RedisSagaStore, transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
+) -> Envelope:
+    starter = SagaStarter(store, Dispatcher(store, transport))
+    await starter.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
+    (reserve,) = await take(amqp, transport.topology, "stock")
+    return reserve
+
+
+async def test_a_reply_applied_but_never_published_is_published_when_it_comes_again(
+    store: RedisSagaStore, transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
+) -> None:
+    reserve = await started(store, transport, amqp)
+    crashing = Orchestrator(store, CrashingDispatcher(store, transport), {"order": ORDER_SAGA})
+    with pytest.raises(Crash):
+        await crashing.handle(reply_to(reserve))
+    # The decision is durable, its command waits in the outbox, nothing was published.
+    assert [c.envelope.type for c in await store.outbox(reserve.saga_id)] == ["ChargePayment"]
+    assert await take(amqp, transport.topology, "payment") == []
+
+    # The broker redelivers the unacked reply to a live orchestrator.
+    await orchestrator(store, transport).handle(reply_to(reserve))
+    (charge,) = await take(amqp, transport.topology, "payment")
+    assert charge.type == "ChargePayment"
+    assert await store.outbox(reserve.saga_id) == []
+    events = [r.event.type for r in await store.events(reserve.saga_id)]
+    assert events.count("StepSucceeded") == 1
+
+
+async def test_the_relay_publishes_what_a_crash_left_in_an_outbox(
+    store: RedisSagaStore, transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
+) -> None:
+    crashing = SagaStarter(store, CrashingDispatcher(store, transport))
+    with pytest.raises(Crash):
+        await crashing.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
+    relay = OutboxRelay(
+        store,
+        Dispatcher(store, transport),
+        interval=1,
+        grace=5,
+        clock=lambda: utc_now() + timedelta(seconds=10),
+    )
+    assert await relay.run_once() == 1
+    (reserve,) = await take(amqp, transport.topology, "stock")
+    assert await store.outbox(reserve.saga_id) == []
+    assert await store.marked_before(marker_of(utc_now() + timedelta(days=1)), 10) == []
+    assert await relay.run_once() == 0
+
+
+async def test_the_relay_leaves_young_outboxes_to_their_writer(
+    store: RedisSagaStore, transport: RabbitTransport
+) -> None:
+    crashing = SagaStarter(store, CrashingDispatcher(store, transport))
+    with pytest.raises(Crash):
+        await crashing.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
+    relay = OutboxRelay(store, Dispatcher(store, transport), interval=1, grace=5)
+    assert await relay.run_once() == 0
+
+
+async def test_two_orchestrators_given_one_reply_apply_it_once(
+    store: RedisSagaStore, transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
+) -> None:
+    reserve = await started(store, transport, amqp)
+    replicas = [orchestrator(store, transport) for _ in range(2)]
+    delivery = reply_to(reserve)
+    await asyncio.gather(*(r.handle(delivery) for r in replicas for _ in range(3)))
+    events = [r.event.type for r in await store.events(reserve.saga_id)]
+    assert events == ["SagaStarted", "StepRequested", "StepSucceeded", "StepRequested"]
+    charges = await take(amqp, transport.topology, "payment")
+    # Maybe published more than once (a replica flushing the outbox it saw), but it is
+    # one command: one id, one idempotency key, so the participant does it once.
+    assert charges and {c.message_id for c in charges} == {charges[0].message_id}
+    assert await store.outbox(reserve.saga_id) == []
+
+
+async def test_a_reply_for_an_unknown_saga_is_dead_lettered(
+    store: RedisSagaStore, transport: RabbitTransport
+) -> None:
+    ghost = Envelope(
+        message_id="c1",
+        saga_id="ghost",
+        correlation_id="ghost",
+        type="ReserveStock",
+        sent_at=utc_now(),
+    )
+    outcome = await orchestrator(store, transport).handle(reply_to(ghost))
+    assert outcome == DeadLetter("unknown saga ghost")
+    garbage = await orchestrator(store, transport).handle(Delivery(body=b"{not json"))
+    assert isinstance(garbage, DeadLetter) and garbage.reason.startswith("unparseable reply")
+
+
+async def test_a_command_no_queue_takes_stays_in_the_outbox(
+    store: RedisSagaStore, transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
+) -> None:
+    channel = await amqp.channel()
+    await channel.queue_delete(transport.topology.participant_queue("stock"))
+    starter = SagaStarter(store, Dispatcher(store, transport))
+    state = await starter.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
+    [command] = await store.outbox(state.saga_id)
+    assert command.envelope.type == "ReserveStock"
+    with pytest.raises(PUBLISH_ERRORS):
+        await transport.publish_command("stock", command.envelope)
