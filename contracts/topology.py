@@ -23,25 +23,31 @@ class Topology:
 
     @property
     def commands_exchange(self) -> str:
+        """Direct exchange for commands; the routing key is the participant."""
         return f"{self.namespace}.commands"
 
     @property
     def replies_exchange(self) -> str:
+        """Direct exchange for participants' replies to the orchestrator."""
         return f"{self.namespace}.replies"
 
     @property
     def dead_letter_exchange(self) -> str:
+        """Fanout exchange into the dead-letter queue."""
         return f"{self.namespace}.dead"
 
     @property
     def dead_letter_queue(self) -> str:
+        """Where messages that cannot be processed are parked."""
         return f"{self.namespace}.dead-letters"
 
     @property
     def orchestrator_queue(self) -> str:
+        """The orchestrator's queue of replies."""
         return f"{self.namespace}.orchestrator"
 
     def participant_queue(self, participant: Participant) -> str:
+        """A participant's queue of commands."""
         return f"{self.namespace}.{participant}"
 
     def all_queues(self) -> list[str]:
@@ -53,4 +59,5 @@ class Topology:
         ]
 
     def all_exchanges(self) -> list[str]:
+        """Every exchange of the namespace."""
         return [self.commands_exchange, self.replies_exchange, self.dead_letter_exchange]

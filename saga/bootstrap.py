@@ -26,6 +26,7 @@ DEFINITIONS: Mapping[str, SagaDefinition] = {ORDER_SAGA.name: ORDER_SAGA}
 
 
 def transport_for(settings: Settings) -> RabbitTransport:
+    """The RabbitMQ transport of the configured namespace (not yet connected)."""
     return RabbitTransport(
         settings.rabbitmq_url, Topology(settings.namespace), prefetch=settings.prefetch
     )

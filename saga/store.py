@@ -73,6 +73,7 @@ class SagaKeys:
     outbox: str
 
     def all(self) -> list[str]:
+        """The four keys, in the order the append script takes them."""
         return [self.state, self.events, self.applied, self.outbox]
 
 
@@ -88,6 +89,7 @@ class RedisSagaStore:
         self.outbox_index_key = f"{namespace}:outbox-pending"
 
     def keys(self, saga_id: str) -> SagaKeys:
+        """The keys of one saga."""
         base = f"{self._ns}:saga:{{{saga_id}}}"
         return SagaKeys(f"{base}:state", f"{base}:events", f"{base}:applied", f"{base}:outbox")
 
@@ -145,6 +147,7 @@ class RedisSagaStore:
         return None if raw is None else SagaState.model_validate_json(raw)
 
     async def load_many(self, saga_ids: list[str]) -> list[SagaState]:
+        """The states of several sagas in one round trip; missing ones are left out."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for saga_id in saga_ids:
                 pipe.hget(self.keys(saga_id).state, "state")
@@ -165,9 +168,11 @@ class RedisSagaStore:
     # --- outbox ---------------------------------------------------------------------
 
     async def mark_outbox(self, saga_id: str, marker: int) -> None:
+        """Note that the saga's outbox may hold commands (before they are stored)."""
         await self._redis.zadd(self.outbox_index_key, {saga_id: marker})
 
     async def outbox(self, saga_id: str) -> list[OutgoingCommand]:
+        """The commands in the saga's outbox, not yet known to be published."""
         raw = await self._redis.hgetall(self.keys(saga_id).outbox)
         return [_command_from_json(v) for v in raw.values()]
 

@@ -96,12 +96,15 @@ class OrderService:
     # --- operator side ---------------------------------------------------------------
 
     async def add_vendor(self, email: str) -> None:
+        """Register a vendor that may receive orders."""
         await self._redis.sadd(self._vendors_key, email.lower())
 
     async def vendors(self) -> list[str]:
+        """Registered vendors, sorted."""
         return sorted(str(v) for v in await self._redis.smembers(self._vendors_key))
 
     async def order(self, order_id: str) -> Order | None:
+        """One order, or None."""
         raw = await self._redis.get(self._order_key(order_id))
         return None if raw is None else Order.model_validate_json(raw)
 

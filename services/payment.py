@@ -90,10 +90,12 @@ class PaymentService:
     # --- operator side ---------------------------------------------------------------
 
     async def deposit(self, customer: str, amount: Decimal) -> Account:
+        """Add money to a customer's balance."""
         await self._redis.incrby(f"{self._prefix}:balance:{customer.lower()}", cents(amount))
         return await self.account(customer)
 
     async def account(self, customer: str) -> Account:
+        """A customer's balance and ledger."""
         customer = customer.lower()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(f"{self._prefix}:balance:{customer}")

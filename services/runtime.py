@@ -35,6 +35,7 @@ class ParticipantService(Protocol):
 
 
 def failed(reason: str, detail: str | None = None) -> Reply:
+    """A CommandFailed reply with a machine-readable reason."""
     return CommandFailed.__name__, CommandFailed(reason=reason, detail=detail).model_dump(
         mode="json"
     )
@@ -60,6 +61,7 @@ class ParticipantRuntime:
         await self._transport.consume(queue, self.handle)
 
     async def handle(self, delivery: Delivery) -> Outcome:
+        """Handle one delivered command: reply, then ack (or dead-letter it)."""
         try:
             envelope = Envelope.from_bytes(delivery.body)
         except ValidationError as exc:

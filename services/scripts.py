@@ -37,6 +37,7 @@ def cents(amount: Decimal) -> int:
 
 
 def from_cents(value: int | str) -> Decimal:
+    """Integer cents (as Redis keeps them) as a two-place Decimal."""
     return (Decimal(int(value)) / 100).quantize(Decimal("0.01"))
 
 

@@ -151,6 +151,7 @@ class StockService:
         return product
 
     async def product(self, product_id: str) -> Product | None:
+        """One product's levels and price, or None."""
         raw = await self._redis.hgetall(self._product_key(product_id))
         if not raw:
             return None
@@ -163,6 +164,7 @@ class StockService:
         )
 
     async def products(self) -> list[Product]:
+        """Every product, by id."""
         ids = sorted(str(i) for i in await self._redis.smembers(self._catalogue_key))
         found = [await self.product(pid) for pid in ids]
         return [p for p in found if p is not None]

@@ -16,6 +16,7 @@ class Caller:
 
     @property
     def is_admin(self) -> bool:
+        """Admins see every saga, not only their own."""
         return "admin" in self.roles
 
 
@@ -46,12 +47,14 @@ class AuthClient:
             raise AuthUnavailable("auth service gave a malformed answer") from exc
 
     async def healthy(self) -> bool:
+        """Whether the auth service answers its health check."""
         try:
             return (await self._client.get("/health")).status_code == 200
         except httpx.HTTPError:
             return False
 
     async def close(self) -> None:
+        """Close the HTTP client."""
         await self._client.aclose()
 
 

@@ -235,6 +235,7 @@ def order_list(
 
 
 def add_user(email: str, password: str, roles: list[str], json_out: bool) -> None:
+    """Create or update an auth user (`saga auth add-user`)."""
     address = _valid_email(email)
     if len(password) < 8:
         raise CliError("the password must have at least 8 characters")

@@ -34,6 +34,7 @@ def console() -> Console:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one error line on stderr and exit."""
     print(f"saga: error: {message}", file=sys.stderr)
     raise SystemExit(code)
 
@@ -48,6 +49,7 @@ def print_json(value: Any) -> None:
 
 
 def settings() -> Settings:
+    """The settings from the environment."""
     return Settings()
 
 

@@ -76,16 +76,19 @@ class _Draft:
 
     @property
     def current(self) -> SagaState:
+        """The state after the events emitted so far."""
         assert self.state is not None, "SagaStarted comes first"
         return self.state
 
     def emit(self, event: Event) -> None:
+        """Number, time and fold one event into the draft."""
         seq = 1 if self.state is None else self.state.version + 1
         record = EventRecord(seq=seq, at=self.now, event=event)
         self.state = evolve(self.state, record)
         self.records.append(record)
 
     def request(self, step: StepDefinition, action: Action) -> None:
+        """Emit StepRequested and queue the step's command (or compensation)."""
         state = self.current
         builder = step.command if action == "execute" else step.compensation
         assert builder is not None, f"step {step.name} has no compensation"
@@ -146,6 +149,7 @@ class _Draft:
             self.emit(SagaCompensated(reason=state.reason or "compensated"))
 
     def decision(self) -> Decision:
+        """The finished decision."""
         return Decision(
             records=tuple(self.records), commands=tuple(self.commands), state=self.current
         )

@@ -64,10 +64,12 @@ class SagaDefinition:
             raise ValueError(f"saga {self.name}: a saga needs at least one step")
 
     def step(self, name: str) -> StepDefinition:
+        """The step of that name."""
         for step in self.steps:
             if step.name == name:
                 return step
         raise KeyError(f"saga {self.name} has no step {name!r}")
 
     def index(self, name: str) -> int:
+        """The position of the named step."""
         return [s.name for s in self.steps].index(name)

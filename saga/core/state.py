@@ -82,9 +82,11 @@ class SagaState(BaseModel):
 
     @property
     def terminal(self) -> bool:
+        """Completed, compensated or failed: nothing more will happen."""
         return self.status in TERMINAL
 
     def step(self, name: str) -> StepState:
+        """The state of the named step."""
         for step in self.steps:
             if step.name == name:
                 return step

@@ -19,6 +19,7 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password: str, stored: str) -> bool:
+    """Whether the password matches the stored hash."""
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
     except ValueError:

@@ -14,6 +14,7 @@ class TokenIssuer:
         self.ttl = ttl
 
     def issue(self, email: str, roles: list[str], *, now: datetime) -> str:
+        """A signed token for the user, expiring after the TTL."""
         claims = {
             "sub": email,
             "roles": roles,

@@ -46,10 +46,12 @@ class UserStore:
         return User(email=email.lower(), roles=roles)
 
     async def get(self, email: str) -> User | None:
+        """The user, or None."""
         raw = await self._redis.hgetall(self._key(email))
         return User(email=email.lower(), roles=json.loads(raw["roles"])) if raw else None
 
     async def authenticate(self, email: str, password: str) -> User | None:
+        """The user if the password is right; None otherwise (equally slow either way)."""
         raw = await self._redis.hgetall(self._key(email))
         stored = str(raw.get("password") or _dummy_hash())
         ok = await asyncio.to_thread(verify_password, password, stored)
