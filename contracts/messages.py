@@ -120,13 +120,16 @@ class OrderCancelled(Message):
 
 
 class CommandFailed(Message):
-    """The participant refused the command; nothing of it took effect.
+    """The participant did not do the command; nothing of it took effect.
 
     `reason` is a stable machine-readable word (`insufficient_stock`, `unknown_vendor`, ...).
     """
 
     reason: str = Field(min_length=1, max_length=64)
     detail: str | None = Field(default=None, max_length=1000)
+    # True: nothing happened and trying again later may work (the participant's
+    # dependency was away). False: a business answer that will not change.
+    transient: bool = False
 
 
 COMMANDS: Final[dict[str, type[Message]]] = {

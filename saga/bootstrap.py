@@ -3,6 +3,7 @@
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 
 import structlog
 
@@ -10,7 +11,7 @@ from contracts.topology import Participant, Topology
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
 from saga.core.order import ORDER_SAGA
-from saga.orchestrator import Orchestrator
+from saga.orchestrator import Orchestrator, TimerLoop
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.settings import Settings
 from saga.store import RedisSagaStore
@@ -23,6 +24,20 @@ from services.stock import StockService
 log = structlog.get_logger(__name__)
 
 DEFINITIONS: Mapping[str, SagaDefinition] = {ORDER_SAGA.name: ORDER_SAGA}
+
+
+def definitions(settings: Settings) -> dict[str, SagaDefinition]:
+    """The saga definitions with the operator's timeout and retry overrides applied."""
+    timeout = timedelta(seconds=settings.step_timeout) if settings.step_timeout else None
+    return {
+        name: definition.with_policy(
+            step_timeout=timeout,
+            max_attempts=settings.max_attempts,
+            retry_backoff=settings.retry_backoff,
+            compensation_max_attempts=settings.compensation_max_attempts,
+        )
+        for name, definition in DEFINITIONS.items()
+    }
 
 
 def transport_for(settings: Settings) -> RabbitTransport:
@@ -40,13 +55,19 @@ async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
     try:
         store = RedisSagaStore(redis, settings.namespace)
         dispatcher = Dispatcher(store, transport)
-        orchestrator = Orchestrator(store, dispatcher, DEFINITIONS)
+        orchestrator = Orchestrator(store, dispatcher, definitions(settings))
         relay = OutboxRelay(
             store, dispatcher, interval=settings.relay_interval, grace=settings.relay_grace
         )
+        timers = TimerLoop(
+            store.timers,
+            orchestrator,
+            interval=settings.timer_interval,
+            lease=settings.timer_lease,
+        )
         await transport.consume(transport.topology.orchestrator_queue, orchestrator.handle)
         log.info("orchestrator running", namespace=settings.namespace)
-        await relay.run(stop)
+        await asyncio.gather(relay.run(stop), timers.run(stop))
         await transport.stop_consuming()
     finally:
         await transport.close()

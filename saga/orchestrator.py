@@ -1,9 +1,11 @@
-"""The orchestrator's shell: start sagas, and apply each reply (decide, append, publish, ack)."""
+"""The orchestrator's shell: start sagas; apply replies, timers, cancels and replays."""
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
-from typing import Final
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Final, Literal
 
 import structlog
 from pydantic import BaseModel, ValidationError
@@ -11,12 +13,20 @@ from pydantic import BaseModel, ValidationError
 from contracts.envelope import Envelope, first_error
 from contracts.messages import REPLIES
 from saga.clock import Clock, marker_of, new_id, utc_now
-from saga.core.decide import Decision, ReplyReceived, decide, start_saga
+from saga.core.decide import (
+    Decision,
+    ReplyReceived,
+    SagaInput,
+    Timer,
+    TimerFired,
+    decide,
+    start_saga,
+)
 from saga.core.definition import SagaDefinition
 from saga.core.state import SagaState
 from saga.outbox import DISPATCH_ERRORS, Dispatcher
-from saga.store import RedisSagaStore, VersionConflict
-from saga.transport import ACK, DeadLetter, Delivery, Outcome
+from saga.store import RedisSagaStore, TimerStore, VersionConflict
+from saga.transport import ACK, INFRASTRUCTURE_ERRORS, DeadLetter, Delivery, Outcome
 
 log = structlog.get_logger(__name__)
 
@@ -24,7 +34,7 @@ MAX_CONFLICT_RETRIES: Final = 20
 
 
 class TooManyConflicts(Exception):
-    """Other writers kept winning the race for one saga; the message is tried again later."""
+    """Other writers kept winning the race for one saga; the input is tried again later."""
 
 
 class KeyedLocks:
@@ -47,6 +57,14 @@ class KeyedLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What became of an input: appended (with the state after it), or why not."""
+
+    outcome: Literal["appended", "duplicate", "nothing_to_do", "unknown_saga", "unknown_type"]
+    state: SagaState | None = None
 
 
 class SagaStarter:
@@ -94,7 +112,7 @@ class SagaStarter:
 
 
 class Orchestrator:
-    """Applies each reply to its saga: decide, append atomically, publish, then ack."""
+    """Applies each input to its saga: decide, append atomically, publish, then ack."""
 
     def __init__(
         self,
@@ -104,13 +122,15 @@ class Orchestrator:
         *,
         clock: Clock = utc_now,
         ids: Callable[[], str] = new_id,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
         self._definitions = definitions
         self._clock = clock
         self._ids = ids
-        # Replies of one saga are applied one at a time in this process; across
+        self._rng = rng
+        # Inputs of one saga are applied one at a time in this process; across
         # processes the version check keeps them apart.
         self._locks = KeyedLocks()
 
@@ -122,35 +142,52 @@ class Orchestrator:
             return DeadLetter(f"unparseable reply: {first_error(exc)}")
         if envelope.type not in REPLIES:
             return DeadLetter(f"unknown reply type {envelope.type!r}")
-        async with self._locks.hold(envelope.saga_id):
-            return await self._apply(envelope)
-
-    async def _apply(self, envelope: Envelope) -> Outcome:
-        bound = log.bind(
-            saga_id=envelope.saga_id, message_id=envelope.message_id, reply=envelope.type
-        )
         reply = ReplyReceived(
             message_id=envelope.message_id,
             causation_id=envelope.causation_id,
             type=envelope.type,
             payload=envelope.payload,
         )
+        applied = await self.apply(envelope.saga_id, reply, applied_id=envelope.message_id)
+        if applied.outcome == "unknown_saga":
+            return DeadLetter(f"unknown saga {envelope.saga_id}")
+        if applied.outcome == "unknown_type":
+            return DeadLetter(f"unknown saga type of saga {envelope.saga_id}")
+        return ACK
+
+    async def fire(self, timer: Timer) -> Applied:
+        """Apply a timer that came due (at most once, whoever else fires it)."""
+        return await self.apply(
+            timer.saga_id, TimerFired(timer), applied_id=f"timer:{timer.timer_id}"
+        )
+
+    async def apply(self, saga_id: str, saga_input: SagaInput, *, applied_id: str) -> Applied:
+        """Decide on one input and make the decision durable, then publish its commands.
+
+        `applied_id` names the input: the same id is applied at most once.
+        """
+        async with self._locks.hold(saga_id):
+            return await self._apply(saga_id, saga_input, applied_id)
+
+    async def _apply(self, saga_id: str, saga_input: SagaInput, applied_id: str) -> Applied:
+        bound = log.bind(saga_id=saga_id, message_id=applied_id, input=type(saga_input).__name__)
         for _ in range(MAX_CONFLICT_RETRIES):
-            state = await self._store.load(envelope.saga_id)
+            state = await self._store.load(saga_id)
             if state is None:
-                return DeadLetter(f"unknown saga {envelope.saga_id}")
+                return Applied("unknown_saga")
             definition = self._definitions.get(state.saga_type)
             if definition is None:
-                return DeadLetter(f"unknown saga type {state.saga_type!r}")
+                return Applied("unknown_type", state)
             now = self._clock()
-            decision = decide(definition, state, reply, now=now, new_id=self._ids)
+            decision = decide(
+                definition, state, saga_input, now=now, new_id=self._ids, rng=self._rng
+            )
+            if not decision.records:
+                return Applied("nothing_to_do", state)
             marker = marker_of(now)
             try:
                 outcome = await self._store.append(
-                    decision,
-                    expected_version=state.version,
-                    applied_id=envelope.message_id,
-                    marker=marker,
+                    decision, expected_version=state.version, applied_id=applied_id, marker=marker
                 )
             except VersionConflict:
                 bound.debug("version conflict, deciding again")
@@ -159,23 +196,71 @@ class Orchestrator:
                 if outcome == "duplicate":
                     # Applied before: if that attempt died before publishing, publish
                     # now rather than wait for the relay.
-                    await self._store.mark_outbox(state.saga_id, marker)
-                    flushed = await self._dispatcher.flush(state.saga_id, marker=marker)
-                    bound.info("duplicate reply ignored", republished=flushed)
-                else:
-                    _log_decision(bound, decision)
-                    await self._dispatcher.dispatch(state.saga_id, decision.commands, marker=marker)
+                    await self._store.mark_outbox(saga_id, marker)
+                    flushed = await self._dispatcher.flush(saga_id, marker=marker)
+                    bound.info("duplicate input ignored", republished=flushed)
+                    return Applied("duplicate", state)
+                _log_decision(bound, decision)
+                await self._dispatcher.dispatch(saga_id, decision.commands, marker=marker)
             except DISPATCH_ERRORS as exc:
                 # The decision is durable and its commands are in the outbox: the relay
                 # publishes them once the broker takes them again.
                 bound.warning("commands left to the outbox relay", error=repr(exc))
-            return ACK
-        raise TooManyConflicts(
-            f"saga {envelope.saga_id}: {MAX_CONFLICT_RETRIES} conflicts in a row"
-        )
+            return Applied("appended", decision.state)
+        raise TooManyConflicts(f"saga {saga_id}: {MAX_CONFLICT_RETRIES} conflicts in a row")
+
+
+class TimerLoop:
+    """Fires due timers: claims them atomically, applies them, then forgets them."""
+
+    def __init__(
+        self,
+        timers: TimerStore,
+        orchestrator: Orchestrator,
+        *,
+        interval: float,
+        lease: float,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._timers = timers
+        self._orchestrator = orchestrator
+        self._interval = interval
+        self._lease = int(lease * 1_000_000)
+        self._clock = clock
+
+    async def run_once(self, *, limit: int = 100) -> int:
+        """Fire every due timer (up to `limit`); returns how many were dealt with."""
+        due = await self._timers.claim(now=marker_of(self._clock()), lease=self._lease, limit=limit)
+        for raw, timer in due:
+            try:
+                applied = await self._orchestrator.fire(timer)
+            except INFRASTRUCTURE_ERRORS:
+                raise  # the round ends; the claimed timers come due again after the lease
+            except Exception as exc:
+                # A bug, not an outage: the timer stays and comes due again after its
+                # lease, in the logs each time, rather than being dropped.
+                log.exception("timer failed", saga_id=timer.saga_id, error=repr(exc))
+                continue
+            if applied.outcome == "appended":
+                log.info("timer fired", saga_id=timer.saga_id, kind=timer.kind, step=timer.step)
+            await self._timers.delete(raw)
+        return len(due)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fire timers until `stop` is set; a server outage only delays them."""
+        while not stop.is_set():
+            fired = 0
+            try:
+                fired = await self.run_once()
+            except INFRASTRUCTURE_ERRORS as exc:
+                log.warning("timer round failed, will retry", error=repr(exc))
+            if fired:
+                continue  # more may be due
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self._interval)
 
 
 def _log_decision(bound: structlog.typing.FilteringBoundLogger, decision: Decision) -> None:
     for record in decision.records:
         bound.info("saga event", saga_event=record.event.type, seq=record.seq)
-    bound.info("reply applied", status=decision.state.status, version=decision.state.version)
+    bound.info("input applied", status=decision.state.status, version=decision.state.version)

@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     relay_interval: float = Field(default=1.0, gt=0, le=60)
     relay_grace: float = Field(default=5.0, ge=0, le=600)
 
+    # Override the saga definitions' own timeout and retry policy, for every step.
+    step_timeout: float | None = Field(default=None, gt=0, le=86400)
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    retry_backoff: float | None = Field(default=None, ge=0, le=3600)
+    compensation_max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    timer_interval: float = Field(default=0.2, gt=0, le=60)
+    timer_lease: float = Field(default=30.0, gt=0, le=3600)
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -8,7 +8,8 @@ from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant
-from saga.core.decide import Decision, OutgoingCommand
+from saga.clock import marker_of
+from saga.core.decide import Decision, OutgoingCommand, Timer
 from saga.core.events import EventRecord, record_from_json
 from saga.core.state import SagaState
 
@@ -37,6 +38,17 @@ while i < #ARGV do
   i = i + 2
 end
 return {'ok', tonumber(ARGV[3])}
+"""
+
+# Claim due timers: push each one's score a lease into the future, so that no other
+# orchestrator fires it meanwhile, and a claimer that dies lets it come due again.
+# KEYS: the timer set. ARGV: now, now + lease, limit.
+_CLAIM_TIMERS: Final = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[2], member)
+end
+return due
 """
 
 # Forget an outbox marker only if nobody re-marked the saga since it was read.
@@ -87,6 +99,7 @@ class RedisSagaStore:
         self._unmark = redis.register_script(_UNMARK)
         self.index_key = f"{namespace}:sagas"
         self.outbox_index_key = f"{namespace}:outbox-pending"
+        self.timers = TimerStore(redis, namespace)
 
     def keys(self, saga_id: str) -> SagaKeys:
         """The keys of one saga."""
@@ -118,13 +131,22 @@ class RedisSagaStore:
     ) -> AppendOutcome:
         """Append a decision atomically: events, state, applied id and outbox, or nothing.
 
-        `marker` is written to the outbox index first, so that a crash after the script
-        leaves the relay a trace to follow.
+        `marker` is written to the outbox index, and the timers to the timer set, before
+        the script: a crash after the script leaves the relay a trace to follow, and a
+        timer whose decision was never stored fires, finds nothing to do, and goes.
         """
         state = decision.state
         keys = self.keys(state.saga_id)
-        if decision.commands:
-            await self.mark_outbox(state.saga_id, marker)
+        if decision.commands or decision.timers:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                if decision.commands:
+                    pipe.zadd(self.outbox_index_key, {state.saga_id: marker})
+                if decision.timers:
+                    pipe.zadd(
+                        self.timers.key,
+                        {t.model_dump_json(): marker_of(t.due_at) for t in decision.timers},
+                    )
+                await pipe.execute()
         args: list[Any] = [
             expected_version,
             applied_id or "",
@@ -208,3 +230,25 @@ def _command_from_json(raw: str | bytes) -> OutgoingCommand:
     return OutgoingCommand(
         participant=participant, envelope=Envelope.model_validate(data["envelope"])
     )
+
+
+class TimerStore:
+    """Due timers of every saga of a namespace, in one sorted set by due time."""
+
+    def __init__(self, redis: "Redis", namespace: str) -> None:
+        self._redis = redis
+        self._claim = redis.register_script(_CLAIM_TIMERS)
+        self.key = f"{namespace}:timers"
+
+    async def claim(self, *, now: int, lease: int, limit: int) -> list[tuple[str, Timer]]:
+        """Timers due by `now` (microseconds), each hidden from others for `lease`."""
+        raw = await self._claim(keys=[self.key], args=[now, now + lease, limit])
+        return [(str(r), Timer.model_validate_json(r)) for r in raw]
+
+    async def delete(self, raw: str) -> None:
+        """Forget a timer that has been dealt with."""
+        await self._redis.zrem(self.key, raw)
+
+    async def count(self) -> int:
+        """How many timers are waiting."""
+        return int(await self._redis.zcard(self.key))

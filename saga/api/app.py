@@ -12,11 +12,12 @@ from redis.exceptions import RedisError
 from contracts.messages import OrderItem
 from saga.api.auth import AuthClient, Caller, current_caller
 from saga.api.schemas import CreateOrderRequest, SagaAccepted, SagaLinks
-from saga.bootstrap import DEFINITIONS, transport_for
+from saga.bootstrap import DEFINITIONS, definitions, transport_for
 from saga.connections import redis_client
-from saga.core.order import ORDER_SAGA, OrderInput
+from saga.core.decide import CancelSaga
+from saga.core.order import OrderInput
 from saga.core.state import SagaState
-from saga.orchestrator import SagaStarter
+from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher
 from saga.settings import Settings
 from saga.store import RedisSagaStore
@@ -28,6 +29,7 @@ CallerDep = Annotated[Caller, Depends(current_caller)]
 
 def create_app(settings: Settings) -> FastAPI:
     """The API, wired from settings; connections open when the app starts."""
+    sagas = definitions(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,7 +42,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.redis = redis
         app.state.transport = transport
         app.state.store = store
-        app.state.starter = SagaStarter(store, Dispatcher(store, transport))
+        dispatcher = Dispatcher(store, transport)
+        app.state.starter = SagaStarter(store, dispatcher)
+        app.state.orchestrator = Orchestrator(store, dispatcher, sagas)
         app.state.auth = AuthClient(settings.auth_url, timeout=settings.auth_timeout)
         try:
             yield
@@ -81,7 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         starter: SagaStarter = request.app.state.starter
         try:
-            state = await starter.start(ORDER_SAGA, customer=caller.email, saga_input=order)
+            state = await starter.start(sagas["order"], customer=caller.email, saga_input=order)
         except INFRASTRUCTURE_ERRORS as exc:
             raise HTTPException(503, f"saga store unavailable: {type(exc).__name__}") from exc
         link = f"/sagas/{state.saga_id}"
@@ -106,6 +110,21 @@ def create_app(settings: Settings) -> FastAPI:
         await visible_saga(saga_id, caller, request)
         store: RedisSagaStore = request.app.state.store
         return [EventView.model_validate(r.to_wire()) for r in await store.events(saga_id)]
+
+    @app.post("/sagas/{saga_id}/cancel", status_code=202, response_model=SagaView)
+    async def cancel_saga(saga_id: str, caller: CallerDep, request: Request) -> SagaView:
+        """Stop a running saga: what it did is undone, and it ends `compensated`."""
+        state = await visible_saga(saga_id, caller, request)
+        if state.status != "running":
+            raise HTTPException(409, f"saga {saga_id} is already {state.status}")
+        orchestrator: Orchestrator = request.app.state.orchestrator
+        applied = await orchestrator.apply(
+            saga_id, CancelSaga(by=caller.email), applied_id=f"cancel:{saga_id}"
+        )
+        if applied.outcome == "nothing_to_do" and applied.state is not None:
+            raise HTTPException(409, f"saga {saga_id} is already {applied.state.status}")
+        after = await visible_saga(saga_id, caller, request)
+        return saga_view(after, DEFINITIONS.get(after.saga_type))
 
     @app.get("/health")
     async def health() -> dict[str, str]:

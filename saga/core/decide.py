@@ -1,11 +1,11 @@
-"""decide: everything a saga does next, as data (events and commands). No I/O, no clock."""
+"""decide: everything a saga does next, as data (events, commands, timers). No I/O, no clock."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contracts.envelope import Envelope
 from contracts.messages import CommandFailed
@@ -13,26 +13,50 @@ from contracts.topology import Participant
 from saga.core.definition import SagaDefinition, StepDefinition
 from saga.core.events import (
     Action,
+    AttemptFailed,
+    CancelRequested,
     CompensationFailed,
     CompensationStarted,
     Event,
     EventRecord,
     ReplyIgnored,
+    RetryScheduled,
     SagaCompensated,
     SagaCompleted,
     SagaFailed,
+    SagaReplayed,
     SagaStarted,
     StepCompensated,
     StepFailed,
     StepRequested,
     StepSkipped,
     StepSucceeded,
+    StepTimedOut,
 )
+from saga.core.policy import backoff_delay
 from saga.core.state import SagaState, evolve
 
 NewId = Callable[[], str]
+Random = Callable[[], float]
 # A reply of the wrong type or shape: the step's effect is unknown.
 PROTOCOL_ERROR = "protocol_error"
+TIMEOUT = "timeout"
+CANCELLED = "cancelled"
+
+
+class Timer(BaseModel):
+    """A moment at which the saga wants to be woken: a command's timeout, or a retry."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timer_id: str
+    saga_id: str
+    due_at: datetime
+    kind: Literal["timeout", "retry"]
+    step: str
+    action: Action
+    attempt: int
+    command_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +70,30 @@ class ReplyReceived:
 
 
 @dataclass(frozen=True)
+class TimerFired:
+    """A timer came due."""
+
+    timer: Timer
+
+
+@dataclass(frozen=True)
+class CancelSaga:
+    """Someone asked the saga to stop and undo what it did."""
+
+    by: str
+
+
+@dataclass(frozen=True)
+class ReplaySaga:
+    """An operator resumes a failed saga after fixing the cause."""
+
+    by: str
+
+
+SagaInput = ReplyReceived | TimerFired | CancelSaga | ReplaySaga
+
+
+@dataclass(frozen=True)
 class OutgoingCommand:
     """A command to publish to a participant once the decision is stored."""
 
@@ -55,10 +103,15 @@ class OutgoingCommand:
 
 @dataclass(frozen=True)
 class Decision:
-    """New events (numbered and timed), the commands they cause, and the state after them."""
+    """New events (numbered and timed), the commands and timers they cause, the new state.
+
+    A decision with no records changes nothing (a timer that is no longer wanted, a
+    cancel of a saga that is already undoing itself).
+    """
 
     records: tuple[EventRecord, ...]
     commands: tuple[OutgoingCommand, ...]
+    timers: tuple[Timer, ...]
     state: SagaState
 
 
@@ -70,9 +123,11 @@ class _Draft:
     state: SagaState | None
     now: datetime
     new_id: NewId
+    rng: Random
     causation_id: str | None
     records: list[EventRecord] = field(default_factory=list)
     commands: list[OutgoingCommand] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
 
     @property
     def current(self) -> SagaState:
@@ -88,7 +143,7 @@ class _Draft:
         self.records.append(record)
 
     def request(self, step: StepDefinition, action: Action) -> None:
-        """Emit StepRequested and queue the step's command (or compensation)."""
+        """Emit StepRequested, queue the step's command (or compensation) and its timeout."""
         state = self.current
         builder = step.command if action == "execute" else step.compensation
         assert builder is not None, f"step {step.name} has no compensation"
@@ -103,8 +158,7 @@ class _Draft:
             payload=command.model_dump(mode="json"),
             idempotency_key=f"{state.saga_id}:{step.name}:{action}",
         )
-        current = state.step(step.name)
-        done = current.attempts if action == "execute" else current.compensation_attempts
+        attempt = _attempts(state, step.name, action) + 1
         self.emit(
             StepRequested(
                 step=step.name,
@@ -112,10 +166,22 @@ class _Draft:
                 participant=step.participant,
                 command_id=envelope.message_id,
                 command_type=envelope.type,
-                attempt=done + 1,
+                attempt=attempt,
             )
         )
         self.commands.append(OutgoingCommand(participant=step.participant, envelope=envelope))
+        self.timers.append(
+            Timer(
+                timer_id=self.new_id(),
+                saga_id=state.saga_id,
+                due_at=self.now + step.timeout,
+                kind="timeout",
+                step=step.name,
+                action=action,
+                attempt=attempt,
+                command_id=envelope.message_id,
+            )
+        )
 
     def advance(self, after: int) -> None:
         """Request the next step whose condition holds, or complete the saga."""
@@ -125,6 +191,62 @@ class _Draft:
                 return
             self.emit(StepSkipped(step=step.name))
         self.emit(SagaCompleted())
+
+    def fail_step(self, step: StepDefinition, failure: CommandFailed, **kw: Any) -> None:
+        """The step did not succeed: start undoing the saga."""
+        unknown = kw.pop("effect_unknown", failure.reason == PROTOCOL_ERROR)
+        self.emit(
+            StepFailed(
+                step=step.name,
+                reason=failure.reason,
+                detail=failure.detail,
+                effect_unknown=unknown,
+                **kw,
+            )
+        )
+        self.emit(CompensationStarted(reason=failure.reason, failed_step=step.name))
+        self.compensate_next()
+
+    def fail_compensation(self, step: StepDefinition, failure: CommandFailed, **kw: Any) -> None:
+        """A compensation could not be done: record it and go on undoing the rest."""
+        self.emit(
+            CompensationFailed(step=step.name, reason=failure.reason, detail=failure.detail, **kw)
+        )
+        self.compensate_next()
+
+    def retry_or_give_up(
+        self, step: StepDefinition, action: Action, failure: CommandFailed, *, effect_unknown: bool
+    ) -> None:
+        """After a timeout or a transient failure: try again later, or give the action up."""
+        executing = action == "execute"
+        policy = step.retry if executing else step.compensation_retry
+        attempts = _attempts(self.current, step.name, action)
+        if attempts < policy.max_attempts:
+            due_at = self.now + backoff_delay(policy, attempts, self.rng())
+            timer = Timer(
+                timer_id=self.new_id(),
+                saga_id=self.current.saga_id,
+                due_at=due_at,
+                kind="retry",
+                step=step.name,
+                action=action,
+                attempt=attempts + 1,
+            )
+            self.emit(
+                RetryScheduled(
+                    step=step.name,
+                    action=action,
+                    attempt=attempts + 1,
+                    due_at=due_at,
+                    timer_id=timer.timer_id,
+                    why=failure.reason,
+                )
+            )
+            self.timers.append(timer)
+        elif executing:
+            self.fail_step(step, failure, effect_unknown=effect_unknown)
+        else:
+            self.fail_compensation(step, failure)
 
     def compensate_next(self) -> None:
         """Undo the latest step that took (or may have taken) effect, or end the saga.
@@ -146,13 +268,21 @@ class _Draft:
             reasons = "; ".join(f"compensation of {s.name} failed: {s.reason}" for s in failures)
             self.emit(SagaFailed(reason=reasons))
         else:
-            self.emit(SagaCompensated(reason=state.reason or "compensated"))
+            self.emit(SagaCompensated(reason=state.compensation_reason or "compensated"))
 
     def decision(self) -> Decision:
         """The finished decision."""
         return Decision(
-            records=tuple(self.records), commands=tuple(self.commands), state=self.current
+            records=tuple(self.records),
+            commands=tuple(self.commands),
+            timers=tuple(self.timers),
+            state=self.current,
         )
+
+
+def _attempts(state: SagaState, step: str, action: Action) -> int:
+    current = state.step(step)
+    return current.attempts if action == "execute" else current.compensation_attempts
 
 
 def start_saga(
@@ -165,7 +295,7 @@ def start_saga(
     new_id: NewId,
 ) -> Decision:
     """Begin a saga: SagaStarted, then the first step that applies."""
-    draft = _Draft(definition, None, now, new_id, causation_id=None)
+    draft = _Draft(definition, None, now, new_id, rng=lambda: 0.0, causation_id=None)
     draft.emit(
         SagaStarted(
             saga_id=saga_id,
@@ -183,13 +313,31 @@ def start_saga(
 def decide(
     definition: SagaDefinition,
     state: SagaState,
-    reply: ReplyReceived,
+    saga_input: SagaInput,
     *,
     now: datetime,
     new_id: NewId,
+    rng: Random,
 ) -> Decision:
-    """Everything the saga does in answer to one reply."""
-    draft = _Draft(definition, state, now, new_id, causation_id=reply.message_id)
+    """Everything the saga does in answer to one input. `rng` gives numbers in [0, 1)."""
+    causation = saga_input.message_id if isinstance(saga_input, ReplyReceived) else None
+    draft = _Draft(definition, state, now, new_id, rng, causation_id=causation)
+    match saga_input:
+        case ReplyReceived():
+            _on_reply(draft, saga_input)
+        case TimerFired(timer=timer):
+            _on_timer(draft, timer)
+        case CancelSaga(by=by):
+            _on_cancel(draft, by)
+        case ReplaySaga(by=by):
+            if state.status == "failed":
+                draft.emit(SagaReplayed(by=by))
+                draft.compensate_next()
+    return draft.decision()
+
+
+def _on_reply(draft: _Draft, reply: ReplyReceived) -> None:
+    state = draft.current
     pending = state.pending.get(reply.causation_id or "")
     if pending is None:
         why = "saga_terminal" if state.terminal else "not_awaited"
@@ -201,42 +349,74 @@ def decide(
                 why=why,
             )
         )
-        return draft.decision()
-
-    step = definition.step(pending.step)
+        return
+    step = draft.definition.step(pending.step)
     executing = pending.action == "execute"
     expected = step.success if executing else step.compensated
     assert expected is not None, f"step {step.name} has no compensation"
     outcome = _read_reply(reply, expected)
     if isinstance(outcome, CommandFailed):
-        if executing:
+        if outcome.transient:
             draft.emit(
-                StepFailed(
+                AttemptFailed(
                     step=step.name,
+                    action=pending.action,
+                    command_id=reply.causation_id or "",
                     reply_id=reply.message_id,
                     reason=outcome.reason,
                     detail=outcome.detail,
-                    effect_unknown=outcome.reason == PROTOCOL_ERROR,
                 )
             )
-            draft.emit(CompensationStarted(reason=outcome.reason, failed_step=step.name))
+            draft.retry_or_give_up(step, pending.action, outcome, effect_unknown=False)
+        elif executing:
+            draft.fail_step(step, outcome, reply_id=reply.message_id)
         else:
-            draft.emit(
-                CompensationFailed(
-                    step=step.name,
-                    reply_id=reply.message_id,
-                    reason=outcome.reason,
-                    detail=outcome.detail,
-                )
-            )
-        draft.compensate_next()
+            draft.fail_compensation(step, outcome, reply_id=reply.message_id)
     elif executing:
         draft.emit(StepSucceeded(step=step.name, reply_id=reply.message_id, result=outcome))
-        draft.advance(after=definition.index(step.name))
+        draft.advance(after=draft.definition.index(step.name))
     else:
         draft.emit(StepCompensated(step=step.name, reply_id=reply.message_id, result=outcome))
         draft.compensate_next()
-    return draft.decision()
+
+
+def _on_timer(draft: _Draft, timer: Timer) -> None:
+    """A timer the saga still wants acts; any other is stale and changes nothing."""
+    state = draft.current
+    step = draft.definition.step(timer.step)
+    if timer.kind == "timeout":
+        pending = state.pending.get(timer.command_id or "")
+        if pending is None:
+            return
+        draft.emit(
+            StepTimedOut(
+                step=step.name,
+                action=pending.action,
+                command_id=timer.command_id or "",
+                attempt=timer.attempt,
+            )
+        )
+        failure = CommandFailed(reason=TIMEOUT, detail=f"no reply within {step.timeout}")
+        # Nobody knows whether a command that got no reply took effect.
+        draft.retry_or_give_up(step, pending.action, failure, effect_unknown=True)
+    elif timer.timer_id in state.retries:
+        draft.request(step, state.retries[timer.timer_id].action)
+
+
+def _on_cancel(draft: _Draft, by: str) -> None:
+    """Stop a running saga: every step that may have taken effect is undone."""
+    state = draft.current
+    if state.status != "running":
+        return
+    draft.emit(CancelRequested(by=by))
+    in_flight = {p.step for p in state.pending.values()} | {r.step for r in state.retries.values()}
+    for step in state.steps:
+        if step.name in in_flight:
+            # Its command may still be done after this: compensate it to be sure (the
+            # participant remembers the compensation and refuses the late command).
+            draft.emit(StepFailed(step=step.name, reason=CANCELLED, effect_unknown=True))
+    draft.emit(CompensationStarted(reason=CANCELLED))
+    draft.compensate_next()
 
 
 def _read_reply(reply: ReplyReceived, expected: type[BaseModel]) -> CommandFailed | dict[str, Any]:

@@ -54,16 +54,57 @@ class StepFailed(Event):
 
     type: Literal["StepFailed"] = "StepFailed"
     step: str
-    reply_id: str
+    reply_id: str | None = None
     reason: str
     detail: str | None = None
     effect_unknown: bool = False
 
 
+class StepTimedOut(Event):
+    """A command's reply did not come in time; the command is no longer awaited."""
+
+    type: Literal["StepTimedOut"] = "StepTimedOut"
+    step: str
+    action: Action
+    command_id: str
+    attempt: int
+
+
+class AttemptFailed(Event):
+    """A participant could not do the command for now (a transient failure)."""
+
+    type: Literal["AttemptFailed"] = "AttemptFailed"
+    step: str
+    action: Action
+    command_id: str
+    reply_id: str
+    reason: str
+    detail: str | None = None
+
+
+class RetryScheduled(Event):
+    """The step (or its compensation) will be tried again at `due_at`."""
+
+    type: Literal["RetryScheduled"] = "RetryScheduled"
+    step: str
+    action: Action
+    attempt: int
+    due_at: datetime
+    timer_id: str
+    why: str
+
+
+class CancelRequested(Event):
+    type: Literal["CancelRequested"] = "CancelRequested"
+    by: str
+
+
 class CompensationStarted(Event):
+    """The saga will not complete: undo what was done. `failed_step` is None on a cancel."""
+
     type: Literal["CompensationStarted"] = "CompensationStarted"
     reason: str
-    failed_step: str
+    failed_step: str | None = None
 
 
 class StepCompensated(Event):
@@ -76,7 +117,7 @@ class StepCompensated(Event):
 class CompensationFailed(Event):
     type: Literal["CompensationFailed"] = "CompensationFailed"
     step: str
-    reply_id: str
+    reply_id: str | None = None
     reason: str
     detail: str | None = None
 
@@ -109,19 +150,31 @@ class SagaFailed(Event):
     reason: str
 
 
+class SagaReplayed(Event):
+    """An operator resumed a failed saga: its failed compensations are tried afresh."""
+
+    type: Literal["SagaReplayed"] = "SagaReplayed"
+    by: str
+
+
 AnyEvent = Annotated[
     SagaStarted
     | StepRequested
     | StepSkipped
     | StepSucceeded
     | StepFailed
+    | StepTimedOut
+    | AttemptFailed
+    | RetryScheduled
+    | CancelRequested
     | CompensationStarted
     | StepCompensated
     | CompensationFailed
     | ReplyIgnored
     | SagaCompleted
     | SagaCompensated
-    | SagaFailed,
+    | SagaFailed
+    | SagaReplayed,
     Field(discriminator="type"),
 ]
 

@@ -8,19 +8,24 @@ from pydantic import BaseModel, ConfigDict
 
 from saga.core.events import (
     Action,
+    AttemptFailed,
+    CancelRequested,
     CompensationFailed,
     CompensationStarted,
     EventRecord,
     ReplyIgnored,
+    RetryScheduled,
     SagaCompensated,
     SagaCompleted,
     SagaFailed,
+    SagaReplayed,
     SagaStarted,
     StepCompensated,
     StepFailed,
     StepRequested,
     StepSkipped,
     StepSucceeded,
+    StepTimedOut,
 )
 
 SagaStatus = Literal["running", "compensating", "completed", "compensated", "failed"]
@@ -62,6 +67,16 @@ class PendingCommand(BaseModel):
     command_type: str
 
 
+class ScheduledRetry(BaseModel):
+    """A retry the saga waits to make (its timer is in the timer store)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    step: str
+    action: Action
+    attempt: int
+
+
 class SagaState(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -75,7 +90,9 @@ class SagaState(BaseModel):
     results: dict[str, dict[str, Any]] = {}
     steps: tuple[StepState, ...]
     pending: dict[str, PendingCommand] = {}
+    retries: dict[str, ScheduledRetry] = {}
     reason: str | None = None
+    compensation_reason: str | None = None
     failed_step: str | None = None
     created_at: datetime
     updated_at: datetime
@@ -136,6 +153,7 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
                 ended_at=None,
             )
             changes["pending"] = _with_pending(state, event)
+            changes["retries"] = _without_retry(state, step, "execute")
         case StepRequested(step=step, action="compensate"):
             changes["steps"] = _with_step(
                 state,
@@ -146,6 +164,7 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
                 compensation_ended_at=None,
             )
             changes["pending"] = _with_pending(state, event)
+            changes["retries"] = _without_retry(state, step, "compensate")
         case StepSkipped(step=step):
             changes["steps"] = _with_step(state, step, status="skipped", ended_at=at)
         case StepSucceeded(step=step, result=result):
@@ -157,8 +176,21 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
                 state, step, status="failed", ended_at=at, reason=reason, effect_unknown=unknown
             )
             changes["pending"] = _without_step(state, step)
+            changes["retries"] = _without_retry(state, step, "execute")
+        case StepTimedOut(command_id=command_id) | AttemptFailed(command_id=command_id):
+            changes["pending"] = {c: p for c, p in state.pending.items() if c != command_id}
+        case RetryScheduled(step=step, action=action, attempt=attempt, timer_id=timer_id):
+            retry = ScheduledRetry(step=step, action=action, attempt=attempt)
+            changes["retries"] = {**state.retries, timer_id: retry}
+        case CancelRequested():
+            pass
         case CompensationStarted(reason=reason, failed_step=failed_step):
-            changes.update(status="compensating", reason=reason, failed_step=failed_step)
+            changes.update(
+                status="compensating",
+                reason=reason,
+                compensation_reason=reason,
+                failed_step=failed_step,
+            )
         case StepCompensated(step=step):
             changes["steps"] = _with_step(
                 state, step, status="compensated", compensation_ended_at=at
@@ -169,20 +201,39 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
                 state, step, status="compensation_failed", compensation_ended_at=at, reason=reason
             )
             changes["pending"] = _without_step(state, step)
+            changes["retries"] = _without_retry(state, step, "compensate")
         case ReplyIgnored():
             pass
         case SagaCompleted():
-            changes.update(status="completed", pending={})
+            changes.update(status="completed", pending={}, retries={})
         case SagaCompensated(reason=reason):
-            changes.update(status="compensated", reason=reason, pending={})
+            changes.update(status="compensated", reason=reason, pending={}, retries={})
         case SagaFailed(reason=reason):
-            changes.update(status="failed", reason=reason, pending={})
+            changes.update(status="failed", reason=reason, pending={}, retries={})
+        case SagaReplayed():
+            # The compensations that failed are due again, with a fresh budget.
+            changes["steps"] = tuple(
+                s.model_copy(
+                    update={
+                        "status": "failed" if s.effect_unknown else "succeeded",
+                        "compensation_attempts": 0,
+                    }
+                )
+                if s.status == "compensation_failed"
+                else s
+                for s in state.steps
+            )
+            changes.update(status="compensating", reason=state.compensation_reason)
     return state.model_copy(update=changes)
 
 
 def _with_pending(state: SagaState, event: StepRequested) -> dict[str, PendingCommand]:
     pending = PendingCommand(step=event.step, action=event.action, command_type=event.command_type)
     return {**state.pending, event.command_id: pending}
+
+
+def _without_retry(state: SagaState, step: str, action: Action) -> dict[str, ScheduledRetry]:
+    return {t: r for t, r in state.retries.items() if not (r.step == step and r.action == action)}
 
 
 def _without_step(state: SagaState, step: str) -> dict[str, PendingCommand]:

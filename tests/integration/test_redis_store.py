@@ -49,6 +49,7 @@ async def test_concurrent_appends_from_one_version_raise_one_named_conflict(
             ),
             now=run.state.updated_at,
             new_id=lambda n=n: f"cmd{n}",
+            rng=lambda: 0.5,
         )
         for n in range(2)
     ]
