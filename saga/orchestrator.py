@@ -15,6 +15,7 @@ from contracts.messages import REPLIES
 from saga.clock import Clock, marker_of, new_id, utc_now
 from saga.core.decide import (
     Decision,
+    OutgoingCommand,
     ReplyReceived,
     SagaInput,
     Timer,
@@ -65,6 +66,7 @@ class Applied:
 
     outcome: Literal["appended", "duplicate", "nothing_to_do", "unknown_saga", "unknown_type"]
     state: SagaState | None = None
+    commands: tuple[OutgoingCommand, ...] = ()
 
 
 class SagaStarter:
@@ -206,7 +208,7 @@ class Orchestrator:
                 # The decision is durable and its commands are in the outbox: the relay
                 # publishes them once the broker takes them again.
                 bound.warning("commands left to the outbox relay", error=repr(exc))
-            return Applied("appended", decision.state)
+            return Applied("appended", decision.state, decision.commands)
         raise TooManyConflicts(f"saga {saga_id}: {MAX_CONFLICT_RETRIES} conflicts in a row")
 
 

@@ -182,6 +182,15 @@ class RedisSagaStore:
             record_from_json(r) for r in await self._redis.lrange(self.keys(saga_id).events, 0, -1)
         ]
 
+    async def find(self, *, status: str | None = None, limit: int = 50) -> list[SagaState]:
+        """Sagas newest first, only those in `status` if given (a scan: fine for thousands)."""
+        found: list[SagaState] = []
+        offset, page = 0, 500
+        while len(found) < limit and (ids := await self.list_ids(limit=page, offset=offset)):
+            found += [s for s in await self.load_many(ids) if status in (None, s.status)]
+            offset += page
+        return found[:limit]
+
     async def list_ids(self, *, limit: int, offset: int = 0) -> list[str]:
         """Saga ids, newest first."""
         raw = await self._redis.zrevrange(self.index_key, offset, offset + limit - 1)

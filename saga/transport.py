@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -150,6 +151,7 @@ class RabbitTransport:
         exchange = self._exchange(self.topology.dead_letter_exchange)
         message = aio_pika.Message(
             body,
+            message_id=uuid.uuid4().hex,  # the dead letter's own id, for `saga dlq replay`
             headers={**headers, DEAD_REASON_HEADER: reason[:500], DEAD_QUEUE_HEADER: queue},
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )

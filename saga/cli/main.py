@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from contracts.envelope import first_error
 from contracts.topology import Participant
-from saga.cli import data, sagas
+from saga.cli import data, ops, sagas
 from saga.cli.output import CliError, Json, fail, settings
 from saga.cli.up import up
 
@@ -33,6 +33,8 @@ app.add_typer(data.order_app, name="order")
 app.command("list", help="List sagas, newest first.")(sagas.list_sagas)
 app.command("show", help="Show a saga's state and its event history with timings.")(sagas.show_saga)
 app.command("up", help="Run the whole system on local servers, one child process each.")(up)
+app.command("replay", help="Resume failed sagas once the cause is fixed.")(ops.replay)
+app.add_typer(ops.dlq_app, name="dlq")
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 

@@ -30,17 +30,7 @@ def list_sagas(
         raise CliError(f"unknown status {status!r}; one of {', '.join(_STATUSES)}")
 
     async def work(redis: Redis, settings: Settings) -> list[SagaState]:
-        store = RedisSagaStore(redis, settings.namespace)
-        found: list[SagaState] = []
-        offset, page = 0, 500
-        while len(found) < limit:
-            ids = await store.list_ids(limit=page, offset=offset)
-            if not ids:
-                break
-            states = await store.load_many(ids)
-            found += [s for s in states if status is None or s.status == status]
-            offset += page
-        return found[:limit]
+        return await RedisSagaStore(redis, settings.namespace).find(status=status, limit=limit)
 
     states = with_redis(work)
     if json_out:

@@ -33,22 +33,32 @@ class System:
 
     namespace: str
     logs: Path
+    redis_url: str = REDIS_URL
+    settings: dict[str, str] = field(default_factory=dict)
+    replicas: int = 1
     api_port: int = field(default_factory=free_port)
     auth_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
             "SAGA_NAMESPACE": self.namespace,
-            "SAGA_REDIS_URL": REDIS_URL,
+            "SAGA_REDIS_URL": self.redis_url,
             "SAGA_RABBITMQ_URL": RABBITMQ_URL,
             "SAGA_AUTH_URL": f"http://127.0.0.1:{self.auth_port}",
             "SAGA_LOG_FORMAT": "json",
             "SAGA_RELAY_GRACE": "2",
             "NO_COLOR": "1",
+            **self.settings,
         }
+
+    @property
+    def workers(self) -> list[str]:
+        """The names of the orchestrator and participant processes (not auth or api)."""
+        return [n for n in self.commands if n.split("-")[0] in ("orchestrator", *PARTICIPANTS)]
 
     @property
     def api(self) -> str:
@@ -69,15 +79,37 @@ class System:
             stderr=subprocess.STDOUT,
         )
         self.processes[name] = proc
+        self.commands[name] = args
         return proc
 
     def start(self) -> None:
         self.spawn("auth", "auth", "--port", str(self.auth_port))
         self.spawn("api", "api", "--port", str(self.api_port))
-        self.spawn("orchestrator", "orchestrator")
-        for participant in PARTICIPANTS:
-            self.spawn(participant, "service", participant)
+        for n in range(1, self.replicas + 1):
+            suffix = "" if n == 1 else f"-{n}"
+            self.spawn(f"orchestrator{suffix}", "orchestrator")
+            for participant in PARTICIPANTS:
+                self.spawn(f"{participant}{suffix}", "service", participant)
         self.wait_ready()
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Stop one process (by default the hard way: kill -9)."""
+        proc = self.processes[name]
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        proc.wait(timeout=15)
+
+    def pause(self, name: str) -> None:
+        """Freeze a process (SIGSTOP): alive, connected, silent."""
+        self.processes[name].send_signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.processes[name].send_signal(signal.SIGCONT)
+
+    def restart(self, name: str) -> None:
+        """Start a stopped process again, as it was started."""
+        assert self.processes[name].poll() is not None, f"{name} is still running"
+        self.spawn(name, *self.commands[name])
 
     def wait_ready(self, within: float = 30.0) -> None:
         deadline = time.monotonic() + within

@@ -9,8 +9,8 @@ import jwt
 import pytest
 import redis
 
+from tests.e2e.shop import Shop, open_shop
 from tests.e2e.system import System, free_port
-from tests.e2e.test_order_saga import Shop, open_shop
 from tests.servers import REDIS_URL
 
 

@@ -1,0 +1,234 @@
+"""Failure is the normal case: a participant away, cancels, failed sagas replayed, poison
+messages, repeated replies — on the real processes with short timeouts."""
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+
+from contracts.envelope import Envelope
+from contracts.topology import Topology
+from tests.e2e.shop import open_shop
+from tests.e2e.system import System
+from tests.servers import RABBITMQ_URL, forget_namespace, fresh_namespace
+
+FAST = {
+    "SAGA_STEP_TIMEOUT": "1",
+    "SAGA_MAX_ATTEMPTS": "2",
+    "SAGA_RETRY_BACKOFF": "0.1",
+    "SAGA_COMPENSATION_MAX_ATTEMPTS": "2",
+    "SAGA_RELAY_GRACE": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def fast(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """A system of its own, with one-second timeouts and small retry budgets."""
+    running = System(
+        namespace=fresh_namespace(), logs=tmp_path_factory.mktemp("fast"), settings=FAST
+    )
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        forget_namespace(running.namespace)
+
+
+def wait_status(
+    system: System, token: str, saga_id: str, *statuses: str, within: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = system.saga(token, saga_id).json()
+        if body["status"] in statuses:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"saga {saga_id} not {statuses} within {within}s: {body}")
+
+
+def step_status(system: System, token: str, saga_id: str, step: str) -> str:
+    steps = system.saga(token, saga_id).json()["steps"]
+    return str(next(s["status"] for s in steps if s["name"] == step))
+
+
+def event_types(system: System, saga_id: str) -> list[str]:
+    return [e["type"] for e in system.cli_json("show", saga_id)["events"]]
+
+
+def test_a_participant_that_never_answers_fails_the_saga_after_its_retries_then_replay_finishes_it(
+    fast: System,
+) -> None:
+    shop = open_shop(fast)
+    fast.kill("order")  # kill -9: CreateOrder and then CancelOrder get no reply
+    try:
+        saga_id = shop.place([("apple", 2)])
+        saga = wait_status(fast, shop.token, saga_id, "failed")
+    finally:
+        fast.restart("order")
+    assert saga["reason"] == "compensation of create_order failed: timeout"
+    events = event_types(fast, saga_id)
+    assert events.count("StepTimedOut") == 4  # two tries of the order, two of its undo
+    assert events.count("RetryScheduled") == 2
+    # Everything else was undone meanwhile.
+    assert shop.account()["balance"] == "100.00"
+    assert shop.stock("apple")["reserved"] == 0
+    failed = fast.cli_json("list", "--status", "failed")
+    assert saga_id in [s["saga_id"] for s in failed]
+
+    # The order service is back and works through its queue: the order is created, then
+    # cancelled (its undo arrived after it). Replay makes the saga see that.
+    dry = fast.cli_json("replay", saga_id, "--dry-run")
+    assert [c["type"] for c in dry[0]["commands"]] == ["CancelOrder"]
+    assert fast.saga(shop.token, saga_id).json()["status"] == "failed"  # a dry run changes nothing
+    replayed = fast.cli_json("replay", saga_id)
+    assert replayed[0]["commands"][0]["idempotency_key"] == f"{saga_id}:create_order:compensate"
+    saga = wait_status(fast, shop.token, saga_id, "compensated")
+    assert saga["reason"] == "timeout"
+    assert "SagaReplayed" in event_types(fast, saga_id)
+    orders = [o for o in fast.cli_json("order", "list") if o["saga_id"] == saga_id]
+    assert [o["status"] for o in orders] == ["cancelled"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["replay", "no-such-saga"], "no saga 'no-such-saga'"),
+        (["replay"], "name one saga"),
+        (["replay", "--status", "running"], "only failed sagas"),
+    ],
+)
+def test_replay_refuses_what_it_cannot_do(fast: System, args: list[str], message: str) -> None:
+    result = fast.cli(*args, check=False)
+    assert result.returncode == 1 and message in result.stderr
+
+
+def test_replay_refuses_a_saga_that_has_not_failed(fast: System) -> None:
+    shop = open_shop(fast)
+    saga = shop.order([("apple", 1)])
+    result = fast.cli("replay", saga["saga_id"], check=False)
+    assert result.returncode == 1
+    assert "is completed, not failed" in result.stderr
+
+
+def test_a_slow_participant_is_retried_and_the_saga_completes(fast: System) -> None:
+    shop = open_shop(fast)
+    fast.pause("payment")
+    try:
+        saga_id = shop.place([("apple", 1)])
+        deadline = time.monotonic() + 10
+        while "StepTimedOut" not in event_types(fast, saga_id):
+            assert time.monotonic() < deadline, "the charge never timed out"
+            time.sleep(0.2)
+    finally:
+        fast.resume("payment")
+    saga = wait_status(fast, shop.token, saga_id, "completed", "compensated")
+    # Either way, exactly one net charge or none, never two.
+    ledger = shop.account()["ledger"]
+    net = sum((1 if e["kind"] == "charge" else -1) for e in ledger if e["saga_id"] == saga_id)
+    assert net == (1 if saga["status"] == "completed" else 0)
+
+
+def test_cancel_undoes_a_running_saga(system: System) -> None:
+    shop = open_shop(system)
+    system.pause("payment")  # the saga waits at the charge
+    try:
+        saga_id = shop.place([("apple", 2)])
+        deadline = time.monotonic() + 10
+        while step_status(system, shop.token, saga_id, "take_payment") != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        stranger = open_shop(system)
+        url = f"{system.api}/sagas/{saga_id}/cancel"
+        denied = httpx.post(url, headers={"Authorization": f"Bearer {stranger.token}"}, timeout=10)
+        assert denied.status_code == 404
+        response = httpx.post(url, headers={"Authorization": f"Bearer {shop.token}"}, timeout=10)
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "compensating"
+    finally:
+        system.resume("payment")
+    saga = wait_status(system, shop.token, saga_id, "compensated")
+    assert saga["reason"] == "cancelled"
+    # The charge may have been done before its undo: net, nothing was taken.
+    assert shop.account()["balance"] == "100.00"
+    assert (shop.stock("apple")["available"], shop.stock("apple")["reserved"]) == (10, 0)
+    again = httpx.post(url, headers={"Authorization": f"Bearer {shop.token}"}, timeout=10)
+    assert again.status_code == 409
+    assert "already compensated" in again.json()["detail"]
+
+
+async def publish(topology: Topology, exchange: str, routing_key: str, body: bytes) -> None:
+    async with await aio_pika.connect(RABBITMQ_URL) as connection:
+        channel = await connection.channel(publisher_confirms=True)
+        target = await channel.get_exchange(exchange, ensure=False)
+        await target.publish(aio_pika.Message(body, delivery_mode=2), routing_key=routing_key)
+
+
+def test_poison_messages_are_parked_with_their_reason_then_replayed_or_purged(fast: System) -> None:
+    topology = Topology(fast.namespace)
+    ghost = Envelope(
+        message_id="ghost-reply",
+        saga_id="no-such-saga",
+        correlation_id="no-such-saga",
+        causation_id="c1",
+        type="StockReleased",
+        sent_at=datetime.now(UTC),
+        payload={"released": True},
+    )
+    asyncio.run(publish(topology, topology.replies_exchange, "orchestrator", b"\x00garbage"))
+    asyncio.run(publish(topology, topology.replies_exchange, "orchestrator", ghost.to_bytes()))
+    asyncio.run(publish(topology, topology.commands_exchange, "stock", b'{"type": 1}'))
+    deadline = time.monotonic() + 15
+    while len(letters := fast.cli_json("dlq", "list")) < 3:
+        assert time.monotonic() < deadline, letters
+        time.sleep(0.2)
+    reasons = {letter["source_queue"]: [] for letter in letters}
+    for letter in letters:
+        reasons[letter["source_queue"]].append(letter["reason"])
+    assert sorted(reasons[topology.orchestrator_queue]) == [
+        "unknown saga no-such-saga",
+        "unparseable reply: body: Invalid JSON: expected value at line 1 column 1",
+    ]
+    assert reasons[topology.participant_queue("stock")][0].startswith("unparseable command")
+    assert next(x for x in letters if x["saga_id"] == "no-such-saga")["type"] == "StockReleased"
+
+    # Replaying one sends it back; it is poison still, so it comes back to the dead letters.
+    ghost_id = next(x["id"] for x in letters if x["saga_id"] == "no-such-saga")
+    fast.cli("dlq", "replay", ghost_id)
+    time.sleep(1)
+    assert len(fast.cli_json("dlq", "list")) == 3
+    assert fast.cli_json("dlq", "purge", "--yes") == {"purged": 3}
+    assert fast.cli_json("dlq", "list") == []
+    result = fast.cli("dlq", "purge", check=False)
+    assert result.returncode == 1 and "--yes" in result.stderr
+
+
+def test_a_reply_delivered_again_changes_nothing(fast: System) -> None:
+    shop = open_shop(fast)
+    saga = shop.order([("apple", 1)])
+    shown = fast.cli_json("show", saga["saga_id"])
+    succeeded = next(e for e in shown["events"] if e["type"] == "StepSucceeded")
+    requested = next(e for e in shown["events"] if e["type"] == "StepRequested")
+    again = Envelope(
+        message_id=succeeded["data"]["reply_id"],
+        saga_id=saga["saga_id"],
+        correlation_id=saga["saga_id"],
+        causation_id=requested["data"]["command_id"],
+        type="StockReserved",
+        sent_at=datetime.now(UTC),
+        payload=succeeded["data"]["result"],
+    )
+    topology = Topology(fast.namespace)
+    for _ in range(3):
+        asyncio.run(publish(topology, topology.replies_exchange, "orchestrator", again.to_bytes()))
+    time.sleep(1)
+    assert fast.cli_json("show", saga["saga_id"])["events"] == shown["events"]
+    assert shop.stock("apple")["sold"] == 1
+    assert json.dumps(shop.account()["ledger"]).count('"charge"') == 1
