@@ -182,7 +182,11 @@ class RabbitTransport:
         assert self._connection is not None, "connect() first"
         channel = await self._connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=self._prefetch)
-        queue: AbstractQueue = await channel.get_queue(queue_name, ensure=False)
+        # Declared (not merely looked up) so that the robust channel re-declares it and
+        # restores this consumer after the broker comes back.
+        queue: AbstractQueue = await channel.declare_queue(
+            queue_name, durable=True, arguments=work_queue_arguments(self.topology)
+        )
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             self._in_flight += 1
@@ -262,6 +266,15 @@ class RabbitTransport:
                 return
 
 
+def work_queue_arguments(topology: Topology) -> dict[str, Any]:
+    """The arguments of the orchestrator's and the participants' queues."""
+    return {
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": topology.dead_letter_exchange,
+        "x-delivery-limit": DELIVERY_LIMIT + 1,
+    }
+
+
 async def declare_topology(channel: AbstractChannel, topology: Topology) -> None:
     """Declare exchanges, quorum queues and bindings; safe to run from every process."""
     commands = await channel.declare_exchange(
@@ -277,11 +290,7 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
         topology.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
     )
     await dead_queue.bind(dead)
-    work_args: dict[str, Any] = {
-        "x-queue-type": "quorum",
-        "x-dead-letter-exchange": topology.dead_letter_exchange,
-        "x-delivery-limit": DELIVERY_LIMIT + 1,
-    }
+    work_args = work_queue_arguments(topology)
     orchestrator = await channel.declare_queue(
         topology.orchestrator_queue, durable=True, arguments=work_args
     )

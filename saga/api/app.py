@@ -148,8 +148,8 @@ def create_app(settings: Settings) -> FastAPI:
 
 async def _redis_ok(request: Request) -> str:
     try:
-        await request.app.state.redis.ping()
-    except (RedisError, OSError):
+        await asyncio.wait_for(request.app.state.redis.ping(), timeout=2)
+    except (RedisError, OSError, TimeoutError):
         return "unreachable"
     return "ok"
 

@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from tests.e2e.system import System
@@ -58,3 +59,29 @@ def open_shop(system: System, *, balance: str = "100.00", role: str | None = Non
     extra = ["--role", role] if role else []
     system.cli("auth", "add-user", customer, "--password", "correct-horse", *extra)
     return Shop(system, customer, vendor, system.token(customer), products)
+
+
+def check_books(shop: Shop, sagas: list[dict[str, Any]], *, stock: int, balance: str) -> None:
+    """Nothing created or lost: stock and money add up, one charge and one order per
+    completed saga, none net per compensated one. `sagas` are terminal, each ordering
+    one apple with the shop's own customer; `stock` and `balance` are the opening ones."""
+    assert all(s["status"] in ("completed", "compensated") for s in sagas), sagas
+    completed = [s for s in sagas if s["status"] == "completed"]
+    apple = shop.stock("apple")
+    assert apple["reserved"] == 0
+    assert apple["sold"] == len(completed)
+    assert apple["available"] + apple["sold"] == stock
+    account = shop.account()
+    charged = Decimal(apple["price"]) * len(completed)
+    assert Decimal(account["balance"]) == Decimal(balance) - charged
+    for saga in sagas:
+        entries = [e for e in account["ledger"] if e["saga_id"] == saga["saga_id"]]
+        net = sum(1 if e["kind"] == "charge" else -1 for e in entries)
+        assert net == (1 if saga["status"] == "completed" else 0), (saga, entries)
+    orders = {o["saga_id"]: o for o in shop.system.cli_json("order", "list", "--limit", "10000")}
+    for saga in sagas:
+        order = orders.get(saga["saga_id"])
+        if saga["status"] == "completed":
+            assert order is not None and order["status"] == "created"
+        else:
+            assert order is None or order["status"] == "cancelled"
