@@ -1,0 +1,123 @@
+"""Replicas, and chaos: processes killed with -9 every second and a broker restart while
+hundreds of sagas run; afterwards every saga ends and the books balance."""
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.shop import Shop, check_books, open_shop
+from tests.e2e.system import System
+from tests.e2e.test_server_restarts import rabbitmqctl
+from tests.servers import forget_namespace, fresh_namespace
+
+
+@pytest.fixture
+def replicated(tmp_path: Path) -> Iterator[System]:
+    """Two orchestrators and two of each participant on one namespace."""
+    running = System(
+        namespace=fresh_namespace(),
+        logs=tmp_path,
+        replicas=2,
+        settings={"SAGA_STEP_TIMEOUT": "2", "SAGA_RETRY_BACKOFF": "0.2", "SAGA_RELAY_GRACE": "1"},
+    )
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        forget_namespace(running.namespace)
+
+
+def stocked_shop(system: System, *, apples: int, balance: str) -> Shop:
+    shop = open_shop(system, balance=balance)
+    system.cli("stock", "set", shop.products["apple"], "--quantity", str(apples), "--price", "5.00")
+    return shop
+
+
+def test_replicas_share_the_work_and_get_every_saga_right(replicated: System) -> None:
+    system = replicated
+    # 30 apples and money for 25: some orders run out of money, some out of stock.
+    shop = stocked_shop(system, apples=30, balance="125.00")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(lambda _: shop.place([("apple", 1)]), range(40)))
+    sagas = [system.wait_terminal(shop.token, s, within=60) for s in ids]
+    statuses = [s["status"] for s in sagas]
+    assert statuses.count("completed") == 25
+    reasons = {s["reason"] for s in sagas if s["status"] == "compensated"}
+    assert reasons <= {"insufficient_funds", "insufficient_stock"}
+    check_books(shop, sagas, stock=30, balance="125.00")
+    system.check_alive()
+
+
+@pytest.mark.slow
+def test_chaos_kill_minus_nine_and_a_broker_restart(replicated: System) -> None:
+    system = replicated
+    shop = stocked_shop(system, apples=250, balance="1000.00")
+    accepted: list[str] = []
+    stop = threading.Event()
+    rng = random.Random(7)
+
+    def customers() -> None:
+        with httpx.Client(timeout=5) as client:
+            while not stop.is_set() and len(accepted) < 300:
+                try:
+                    response = client.post(
+                        f"{system.api}/orders/create_order",
+                        json=shop.body([("apple", 1)]),
+                        headers={"Authorization": f"Bearer {shop.token}"},
+                    )
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+                    continue
+                if response.status_code == 202:
+                    accepted.append(response.json()["saga_id"])
+                time.sleep(0.03)
+
+    placing = threading.Thread(target=customers)
+    placing.start()
+    started = time.monotonic()
+    broker_restarted = False
+    kills = 0
+    try:
+        while time.monotonic() - started < 20:
+            time.sleep(rng.uniform(0.7, 1.3))
+            victim = rng.choice(system.workers)
+            if system.processes[victim].poll() is None:
+                system.kill(victim)  # kill -9
+                kills += 1
+            for name in system.workers:
+                if name != victim and system.processes[name].poll() is not None:
+                    system.restart(name)
+            if not broker_restarted and time.monotonic() - started > 8:
+                rabbitmqctl("stop_app")
+                time.sleep(2)
+                rabbitmqctl("start_app")
+                broker_restarted = True
+    finally:
+        stop.set()
+        placing.join(timeout=30)
+        if not broker_restarted:
+            rabbitmqctl("start_app")
+    for name in system.workers:
+        if system.processes[name].poll() is not None:
+            system.restart(name)
+
+    assert len(accepted) >= 100, f"only {len(accepted)} orders were accepted"
+    deadline = time.monotonic() + 30
+    sagas = [
+        system.wait_terminal(shop.token, s, within=max(1, deadline - time.monotonic()))
+        for s in accepted
+    ]
+    statuses = [s["status"] for s in sagas]
+    print(  # shown with pytest -s: what the run went through
+        f"chaos: {len(accepted)} sagas, {statuses.count('completed')} completed, "
+        f"{statuses.count('compensated')} compensated, kills {kills}"
+    )
+    assert "failed" not in statuses
+    check_books(shop, sagas, stock=250, balance="1000.00")
