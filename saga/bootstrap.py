@@ -13,9 +13,9 @@ from saga.core.definition import SagaDefinition
 from saga.core.order import ORDER_SAGA
 from saga.orchestrator import Orchestrator, TimerLoop
 from saga.outbox import Dispatcher, OutboxRelay
+from saga.rabbit import RabbitTransport
 from saga.settings import Settings
 from saga.store import RedisSagaStore
-from saga.transport import RabbitTransport
 from services.order import OrderService
 from services.payment import PaymentService
 from services.runtime import ParticipantRuntime, ParticipantService

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from saga.clock import Clock, marker_of, utc_now
 from saga.core.decide import OutgoingCommand
 from saga.store import RedisSagaStore
-from saga.transport import INFRASTRUCTURE_ERRORS, PUBLISH_ERRORS, RabbitTransport
+from saga.transport import INFRASTRUCTURE_ERRORS, PUBLISH_ERRORS, Transport
 
 log = structlog.get_logger(__name__)
 
@@ -21,7 +21,7 @@ DISPATCH_ERRORS = (*INFRASTRUCTURE_ERRORS, *PUBLISH_ERRORS)
 class Dispatcher:
     """Publishes a saga's outgoing commands with confirms, then clears them from its outbox."""
 
-    def __init__(self, store: RedisSagaStore, transport: RabbitTransport) -> None:
+    def __init__(self, store: RedisSagaStore, transport: Transport) -> None:
         self._store = store
         self._transport = transport
 

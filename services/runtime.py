@@ -12,7 +12,7 @@ from contracts.envelope import Envelope, first_error
 from contracts.messages import REPLIES, CommandFailed, Message
 from contracts.topology import Participant
 from saga.clock import Clock, utc_now
-from saga.transport import ACK, DeadLetter, Delivery, Outcome, RabbitTransport
+from saga.transport import ACK, DeadLetter, Delivery, Outcome, Transport
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +47,7 @@ class ParticipantRuntime:
     def __init__(
         self,
         service: ParticipantService,
-        transport: RabbitTransport,
+        transport: Transport,
         *,
         clock: Clock = utc_now,
     ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from contracts.topology import Topology
-from saga.transport import delete_topology
+from saga.rabbit import delete_topology
 
 REDIS_URL = os.environ.get("SAGA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("SAGA_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")

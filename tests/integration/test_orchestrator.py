@@ -14,8 +14,9 @@ from saga.clock import marker_of, utc_now
 from saga.core.order import ORDER_SAGA
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher, OutboxRelay
+from saga.rabbit import RabbitTransport
 from saga.store import RedisSagaStore
-from saga.transport import PUBLISH_ERRORS, DeadLetter, Delivery, RabbitTransport
+from saga.transport import PUBLISH_ERRORS, DeadLetter, Delivery
 from tests.servers import RABBITMQ_URL
 from tests.unit.sagas import REPLY_TYPE, SUCCESS, order_input
 

@@ -1,19 +1,33 @@
-"""The Redis event store on a real Redis: atomic appends, conflicts, duplicates, outbox."""
+"""One contract for the event store on a real Redis and on fakeredis (the embedded demo's):
+atomic appends, one named conflict, duplicates, the outbox and timers."""
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
+from fakeredis import FakeAsyncRedis
 
+from saga.clock import marker_of
 from saga.core.decide import ReplyReceived, decide
 from saga.core.order import ORDER_SAGA
 from saga.store import RedisSagaStore, VersionConflict
+from tests.servers import drop_namespace, redis_or_skip
 from tests.unit.sagas import SUCCESS, Run
 
 
-@pytest.fixture
-def store(redis: Redis, namespace: str) -> RedisSagaStore:
-    return RedisSagaStore(redis, namespace)
+@pytest.fixture(params=["redis", "fakeredis"])
+async def store(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[RedisSagaStore]:
+    if request.param == "fakeredis":
+        fake = FakeAsyncRedis(decode_responses=True)
+        yield RedisSagaStore(fake, namespace)
+        await fake.aclose()
+        return
+    redis = await redis_or_skip()
+    try:
+        yield RedisSagaStore(redis, namespace)
+    finally:
+        await drop_namespace(redis, namespace)
+        await redis.aclose()
 
 
 async def test_a_started_saga_is_durable_with_its_first_command(store: RedisSagaStore) -> None:
@@ -107,3 +121,19 @@ async def test_the_outbox_marker_goes_only_when_the_outbox_is_empty(store: Redis
 async def test_keys_of_one_saga_share_a_hash_tag(store: RedisSagaStore, namespace: str) -> None:
     keys = store.keys("abc").all()
     assert all(k.startswith(f"{namespace}:saga:{{abc}}:") for k in keys)
+
+
+async def test_timers_are_claimed_once_until_their_lease_ends(store: RedisSagaStore) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    (timer,) = run.decisions[0].timers
+    due = marker_of(timer.due_at)
+    assert await store.timers.claim(now=due - 1, lease=10, limit=10) == []
+    first = await store.timers.claim(now=due, lease=10, limit=10)
+    assert [t for _, t in first] == [timer]
+    # Claimed: hidden from a second claimer until the lease ends.
+    assert await store.timers.claim(now=due + 5, lease=10, limit=10) == []
+    again = await store.timers.claim(now=due + 10, lease=10, limit=10)
+    assert [t for _, t in again] == [timer]
+    await store.timers.delete(again[0][0])
+    assert await store.timers.count() == 0

@@ -1,0 +1,172 @@
+"""An in-memory transport behind the same port as RabbitMQ: for `saga demo` and fast tests.
+
+It routes like the broker (commands by participant, replies to the orchestrator, dead
+letters to the dead-letter queue), redelivers what a handler gives back, counts
+deliveries, and dead-letters by the same policy; it keeps nothing across a restart.
+"""
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts.envelope import Envelope
+from contracts.topology import PARTICIPANTS, Participant, Topology
+from saga.transport import (
+    DEAD_QUEUE_HEADER,
+    DEAD_REASON_HEADER,
+    Ack,
+    DeadLetter,
+    Delivery,
+    Handler,
+    Requeue,
+    TransportUnavailable,
+    Unroutable,
+    run_handler,
+)
+
+
+@dataclass
+class _Message:
+    body: bytes
+    headers: dict[str, Any] = field(default_factory=dict)
+    deliveries: int = 0
+    message_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+class InMemoryTransport:
+    """Queues in this process; consumers are tasks."""
+
+    def __init__(self, topology: Topology, *, prefetch: int = 32) -> None:
+        self.topology = topology
+        self._prefetch = prefetch
+        self._queues: dict[str, asyncio.Queue[_Message]] = {}
+        self._parked: list[_Message] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self._in_flight = 0
+        self._hands_empty = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._hands_empty.set()
+        self._idle.set()
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        """Connected right now."""
+        return self._connected
+
+    async def connect(self) -> None:
+        """Create the namespace's queues."""
+        for name in self.topology.all_queues():
+            if name != self.topology.dead_letter_queue:
+                self._queues.setdefault(name, asyncio.Queue())
+        self._connected = True
+
+    async def close(self) -> None:
+        """Stop the consumers; what they had not acked is back in its queue."""
+        await self.stop_consuming(grace=0)
+        self._connected = False
+
+    async def publish_command(self, participant: Participant, envelope: Envelope) -> None:
+        """Route a command to its participant's queue."""
+        if participant not in PARTICIPANTS:
+            raise Unroutable(f"no queue for routing key {participant!r}")
+        self._put(self.topology.participant_queue(participant), _Message(envelope.to_bytes()))
+
+    async def publish_reply(self, envelope: Envelope) -> None:
+        """Route a reply to the orchestrator's queue."""
+        self._put(self.topology.orchestrator_queue, _Message(envelope.to_bytes()))
+
+    async def publish_raw(self, queue_name: str, body: bytes) -> None:
+        """Put any bytes on a queue (tests of poison messages)."""
+        self._put(queue_name, _Message(body))
+
+    async def dead_letter(
+        self, body: bytes, *, reason: str, queue: str, headers: dict[str, Any]
+    ) -> None:
+        """Park a message with its reason."""
+        parked = {**headers, DEAD_REASON_HEADER: reason[:500], DEAD_QUEUE_HEADER: queue}
+        self._parked.append(_Message(body, parked))
+
+    def parked(self) -> list[tuple[bytes, dict[str, Any]]]:
+        """The dead letters, oldest first (they stay parked)."""
+        return [(m.body, m.headers) for m in self._parked]
+
+    async def depth(self, queue_name: str) -> int:
+        """Messages waiting in a queue."""
+        if queue_name == self.topology.dead_letter_queue:
+            return len(self._parked)
+        return self._queue(queue_name).qsize()
+
+    async def consume(self, queue_name: str, handler: Handler) -> None:
+        """Start `prefetch` workers taking messages from the queue."""
+        queue = self._queue(queue_name)
+        for _ in range(self._prefetch):
+            self._workers.append(asyncio.create_task(self._work(queue_name, queue, handler)))
+
+    async def stop_consuming(self, *, grace: float = 10.0) -> None:
+        """Take no new messages; give the ones in hand `grace` seconds to finish."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._hands_empty.wait(), grace)
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        self._workers.clear()
+
+    async def join(self) -> None:
+        """Wait until no queue holds a message for a consumer and none is in hand."""
+        await self._idle.wait()
+
+    def _queue(self, name: str) -> asyncio.Queue[_Message]:
+        if not self._connected:
+            raise TransportUnavailable("the in-memory transport is not connected")
+        if name not in self._queues:
+            raise Unroutable(f"no queue {name!r}")
+        return self._queues[name]
+
+    def _put(self, queue_name: str, message: _Message) -> None:
+        self._queue(queue_name).put_nowait(message)
+        self._idle.clear()
+
+    async def _work(self, name: str, queue: asyncio.Queue[_Message], handler: Handler) -> None:
+        while True:
+            message = await queue.get()
+            self._in_flight += 1
+            self._hands_empty.clear()
+            try:
+                await self._settle(name, queue, message, handler)
+            finally:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._hands_empty.set()
+                    if not any(q.qsize() for q in self._queues.values()):
+                        self._idle.set()
+
+    async def _settle(
+        self, name: str, queue: asyncio.Queue[_Message], message: _Message, handler: Handler
+    ) -> None:
+        delivery = Delivery(
+            body=message.body,
+            headers={**message.headers, "x-delivery-count": message.deliveries},
+            redelivered=message.deliveries > 0,
+        )
+        try:
+            verdict = await run_handler(handler, delivery, queue=name, still_held=lambda: True)
+        except asyncio.CancelledError:
+            queue.put_nowait(message)  # a consumer stopped mid-message: not acked, not lost
+            self._idle.clear()
+            raise
+        match verdict:
+            case Requeue():
+                message.deliveries += 1
+                queue.put_nowait(message)
+                self._idle.clear()
+            case DeadLetter(reason=reason):
+                await self.dead_letter(
+                    message.body, reason=reason, queue=name, headers=message.headers
+                )
+            case Ack() | None:
+                pass

@@ -1,0 +1,218 @@
+"""One contract for every transport: the real RabbitMQ one and the in-memory one pass the
+same tests (publish, consume, ack, redelivery, dead letters, the delivery limit)."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from contracts.envelope import Envelope
+from contracts.topology import Topology
+from saga.deadletters import DeadLetterQueue
+from saga.memory import InMemoryTransport
+from saga.rabbit import RabbitTransport, delete_topology
+from saga.transport import (
+    ACK,
+    DEAD_QUEUE_HEADER,
+    DEAD_REASON_HEADER,
+    DELIVERY_LIMIT,
+    DeadLetter,
+    Delivery,
+    Outcome,
+    Transport,
+)
+from tests.servers import RABBITMQ_URL, rabbitmq_or_skip
+from tests.waiting import eventually
+
+
+def envelope(n: int = 1) -> Envelope:
+    return Envelope(
+        message_id=f"m{n}",
+        saga_id="s1",
+        correlation_id="s1",
+        type="ReserveStock",
+        sent_at=datetime.now(UTC),
+        payload={"n": n},
+    )
+
+
+async def real_transport(namespace: str) -> AsyncIterator[RabbitTransport]:
+    connection = await rabbitmq_or_skip()
+    await connection.close()
+    topology = Topology(namespace)
+    transport = RabbitTransport(RABBITMQ_URL, topology, prefetch=10)
+    await transport.connect()
+    try:
+        yield transport
+    finally:
+        await transport.close()
+        connection = await rabbitmq_or_skip()
+        async with connection:
+            await delete_topology(await connection.channel(), topology)
+
+
+@pytest.fixture(params=["rabbitmq", "memory"])
+async def transport(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Transport]:
+    if request.param == "rabbitmq":
+        async for real in real_transport(namespace):
+            yield real
+        return
+    memory = InMemoryTransport(Topology(namespace), prefetch=10)
+    await memory.connect()
+    yield memory
+    await memory.close()
+
+
+async def parked(transport: Transport) -> list[tuple[bytes, dict[str, Any]]]:
+    """The dead letters, whatever the transport."""
+    if isinstance(transport, InMemoryTransport):
+        return transport.parked()
+    letters = await DeadLetterQueue(RABBITMQ_URL, transport.topology).peek(limit=100)
+    return [
+        (
+            letter.body.encode(),
+            {DEAD_REASON_HEADER: letter.reason, DEAD_QUEUE_HEADER: letter.source_queue},
+        )
+        for letter in letters
+    ]
+
+
+async def test_a_published_command_is_consumed_and_acked(transport: Transport) -> None:
+    seen: list[Envelope] = []
+
+    async def handler(delivery: Delivery) -> Outcome:
+        seen.append(Envelope.from_bytes(delivery.body))
+        return ACK
+
+    sent = envelope(1)
+    await transport.publish_command("stock", sent)
+    await transport.consume(transport.topology.participant_queue("stock"), handler)
+    await eventually(lambda: asyncio.sleep(0, seen), what="the command arrives")
+    assert seen == [sent]
+    await transport.stop_consuming()
+    assert await transport.depth(transport.topology.participant_queue("stock")) == 0
+
+
+async def test_replies_go_to_the_orchestrator(transport: Transport) -> None:
+    await transport.publish_reply(envelope(7))
+    queue = transport.topology.orchestrator_queue
+    await eventually(lambda: transport.depth(queue), until=lambda n: n == 1)
+    assert await transport.depth(transport.topology.participant_queue("stock")) == 0
+
+
+async def test_a_failing_handler_gets_the_message_again(transport: Transport) -> None:
+    deliveries: list[Delivery] = []
+
+    async def handler(delivery: Delivery) -> Outcome:
+        deliveries.append(delivery)
+        if len(deliveries) == 1:
+            raise RuntimeError("a bug on the first try")
+        return ACK
+
+    await transport.publish_reply(envelope(2))
+    await transport.consume(transport.topology.orchestrator_queue, handler)
+    await eventually(lambda: asyncio.sleep(0, len(deliveries)), until=lambda n: n >= 2)
+    assert deliveries[0].body == deliveries[1].body
+    assert deliveries[1].redelivered and deliveries[1].delivery_count == 1
+
+
+async def test_a_dead_lettered_message_keeps_its_body_and_reason(transport: Transport) -> None:
+    async def handler(delivery: Delivery) -> Outcome:
+        return DeadLetter("unknown saga s1")
+
+    await transport.publish_reply(envelope(4))
+    await transport.consume(transport.topology.orchestrator_queue, handler)
+    ((body, headers),) = await eventually(lambda: parked(transport), what="a dead letter")
+    assert Envelope.from_bytes(body).message_id == "m4"
+    assert headers[DEAD_REASON_HEADER] == "unknown saga s1"
+    assert headers[DEAD_QUEUE_HEADER] == transport.topology.orchestrator_queue
+    assert await transport.depth(transport.topology.orchestrator_queue) == 0
+
+
+async def test_a_message_that_always_fails_ends_in_the_dead_letters(transport: Transport) -> None:
+    attempts = 0
+
+    async def handler(delivery: Delivery) -> Outcome:
+        nonlocal attempts
+        attempts += 1
+        raise ValueError("poison")
+
+    await transport.publish_command("order", envelope(5))
+    await transport.consume(transport.topology.participant_queue("order"), handler)
+    ((body, headers),) = await eventually(
+        lambda: parked(transport), within=30, what="the poison dead-lettered"
+    )
+    assert Envelope.from_bytes(body).message_id == "m5"
+    assert attempts == DELIVERY_LIMIT + 1
+    reason = headers[DEAD_REASON_HEADER]
+    assert reason == f"handler failed {DELIVERY_LIMIT + 1} times: ValueError('poison')"
+
+
+async def test_a_stopped_consumer_takes_nothing_more(transport: Transport) -> None:
+    seen: list[Delivery] = []
+
+    async def handler(delivery: Delivery) -> Outcome:
+        seen.append(delivery)
+        return ACK
+
+    queue = transport.topology.participant_queue("payment")
+    await transport.consume(queue, handler)
+    await transport.stop_consuming()
+    await transport.publish_command("payment", envelope(8))
+    await eventually(lambda: transport.depth(queue), until=lambda n: n == 1)
+    assert seen == []
+
+
+# --- RabbitMQ only: what a broker does that a process cannot ------------------------
+
+
+@pytest.fixture
+async def rabbit(namespace: str) -> AsyncIterator[RabbitTransport]:
+    async for real in real_transport(namespace):
+        yield real
+
+
+async def test_a_message_held_by_a_dead_consumer_is_redelivered(
+    rabbit: RabbitTransport, namespace: str
+) -> None:
+    first = RabbitTransport(RABBITMQ_URL, Topology(namespace))
+    await first.connect()
+    held = asyncio.Event()
+
+    async def stuck(delivery: Delivery) -> Outcome:
+        held.set()
+        await asyncio.sleep(3600)
+        return ACK
+
+    await first.publish_command("payment", envelope(3))
+    await first.consume(first.topology.participant_queue("payment"), stuck)
+    await asyncio.wait_for(held.wait(), 10)
+    await first.close()  # dies without acking
+
+    got: list[Delivery] = []
+
+    async def handler(delivery: Delivery) -> Outcome:
+        got.append(delivery)
+        return ACK
+
+    await rabbit.consume(rabbit.topology.participant_queue("payment"), handler)
+    await eventually(lambda: asyncio.sleep(0, got), what="the redelivery")
+    assert Envelope.from_bytes(got[0].body).message_id == "m3"
+    assert got[0].redelivered
+
+
+async def test_namespaces_do_not_see_each_other(rabbit: RabbitTransport) -> None:
+    other = Topology(rabbit.topology.namespace + "x")
+    neighbour = RabbitTransport(RABBITMQ_URL, other)
+    await neighbour.connect()
+    try:
+        await neighbour.publish_command("stock", envelope(6))
+        assert await rabbit.depth(rabbit.topology.participant_queue("stock")) == 0
+        assert await neighbour.depth(other.participant_queue("stock")) == 1
+    finally:
+        connection = await rabbitmq_or_skip()
+        async with connection:
+            await delete_topology(await connection.channel(), other)
+        await neighbour.close()
