@@ -3,10 +3,12 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contracts.messages import OrderItem
@@ -21,31 +23,42 @@ from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher
 from saga.settings import Settings
 from saga.store import RedisSagaStore
-from saga.transport import INFRASTRUCTURE_ERRORS
+from saga.transport import INFRASTRUCTURE_ERRORS, Transport
 from saga.views import EventView, SagaView, saga_view
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
 
 
-def create_app(settings: Settings) -> FastAPI:
+@dataclass(frozen=True)
+class Parts:
+    """What the API runs on, when the caller provides it (the embedded demo) rather than
+    the API connecting to the servers in the settings. The caller closes them."""
+
+    redis: Redis
+    transport: Transport
+    auth: AuthClient
+
+
+def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     """The API, wired from settings; connections open when the app starts."""
     sagas = definitions(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if parts is not None:
+            app.state.redis, app.state.transport = parts.redis, parts.transport
+            app.state.auth = parts.auth
+            _wire(app)
+            yield
+            return
         redis = redis_client(settings)
         transport = transport_for(settings)
         # Serve even while RabbitMQ is away: sagas start durably in Redis, /ready says
         # what is missing, and the orchestrator's relay publishes once it is back.
         connecting = asyncio.create_task(transport.keep_connecting())
-        store = RedisSagaStore(redis, settings.namespace)
-        app.state.redis = redis
-        app.state.transport = transport
-        app.state.store = store
-        dispatcher = Dispatcher(store, transport)
-        app.state.starter = SagaStarter(store, dispatcher)
-        app.state.orchestrator = Orchestrator(store, dispatcher, sagas)
+        app.state.redis, app.state.transport = redis, transport
         app.state.auth = AuthClient(settings.auth_url, timeout=settings.auth_timeout)
+        _wire(app)
         try:
             yield
         finally:
@@ -53,6 +66,13 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.auth.close()
             await transport.close()
             await redis.aclose()
+
+    def _wire(app: FastAPI) -> None:
+        store = RedisSagaStore(app.state.redis, settings.namespace)
+        dispatcher = Dispatcher(store, app.state.transport)
+        app.state.store = store
+        app.state.starter = SagaStarter(store, dispatcher)
+        app.state.orchestrator = Orchestrator(store, dispatcher, sagas)
 
     app = FastAPI(
         title="saga front door",

@@ -27,8 +27,15 @@ class AuthUnavailable(Exception):
 class AuthClient:
     """One reused AsyncClient with a short timeout."""
 
-    def __init__(self, base_url: str, *, timeout: float) -> None:
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        # `transport`: to reach an auth app in this process (the embedded demo).
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
 
     async def verify(self, token: str) -> Caller | None:
         """The caller a token belongs to; None if the token is invalid or expired."""

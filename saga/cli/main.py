@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from contracts.envelope import first_error
 from contracts.topology import Participant
-from saga.cli import data, ops, sagas
+from saga.cli import data, demo, ops, sagas
 from saga.cli.output import CliError, Json, fail, settings
 from saga.cli.up import up
 
@@ -30,6 +30,7 @@ app.add_typer(auth_app, name="auth")
 app.add_typer(data.stock_app, name="stock")
 app.add_typer(data.payment_app, name="payment")
 app.add_typer(data.order_app, name="order")
+app.command("demo", help="Run the whole system in this process, with no servers.")(demo.demo)
 app.command("list", help="List sagas, newest first.")(sagas.list_sagas)
 app.command("show", help="Show a saga's state and its event history with timings.")(sagas.show_saga)
 app.command("up", help="Run the whole system on local servers, one child process each.")(up)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from saga.connections import redis_client
@@ -35,9 +36,10 @@ class VerifyResponse(BaseModel):
     roles: list[str]
 
 
-def create_auth_app(settings: Settings) -> FastAPI:
-    """The auth service, wired from settings."""
-    redis = redis_client(settings)
+def create_auth_app(settings: Settings, *, redis: Redis | None = None) -> FastAPI:
+    """The auth service, wired from settings, or on the Redis the caller gives (and closes)."""
+    own_redis = redis is None
+    redis = redis_client(settings) if redis is None else redis
     users = UserStore(redis, settings.namespace)
     state: dict[str, TokenIssuer] = {}
 
@@ -54,7 +56,8 @@ def create_auth_app(settings: Settings) -> FastAPI:
             ttl=timedelta(seconds=settings.token_ttl),
         )
         yield
-        await redis.aclose()
+        if own_redis:
+            await redis.aclose()
 
     app = FastAPI(title="saga auth", version="0.1.0", lifespan=lifespan)
 

@@ -1,0 +1,94 @@
+"""`saga demo`: run the embedded system, show the sagas as they end, then a table."""
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from saga.cli.output import Json, console, print_json, settings
+from saga.demo import DemoResult, run_demo
+from saga.logs import configure_logging
+
+
+def demo(
+    orders: Annotated[int, typer.Option(min=1, max=10_000, help="How many orders to place.")] = 20,
+    json_out: Json = False,
+) -> None:
+    """Run the whole system in this process, with no servers: a first look."""
+    config = settings().model_copy(update={"log_level": "warning"})
+    configure_logging(config)
+    out = console()
+    with Progress(
+        TextColumn("sagas ending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out,
+        transient=True,
+        disable=json_out or not out.is_terminal,
+    ) as bar:
+        task = bar.add_task("sagas", total=orders)
+        result = asyncio.run(
+            run_demo(
+                config, orders=orders, progress=lambda done, _: bar.update(task, completed=done)
+            )
+        )
+    if json_out:
+        print_json(
+            {
+                "seconds": round(result.seconds, 3),
+                "sagas": [
+                    {
+                        "saga_id": s.state.saga_id,
+                        "scenario": s.scenario.name,
+                        "customer": s.state.customer,
+                        "status": s.state.status,
+                        "reason": s.state.reason,
+                        "expected": s.scenario.expect,
+                        "steps": {st.name: st.status for st in s.state.steps},
+                    }
+                    for s in result.sagas
+                ],
+            }
+        )
+    else:
+        out.print(_table(result))
+        out.print(_summary(result))
+    if not result.all_as_expected:
+        raise typer.Exit(1)
+
+
+def _table(result: DemoResult) -> Table:
+    table = Table("saga", "scenario", "customer", "status", "reason", "steps", title="saga demo")
+    marks = {
+        "succeeded": "✓",
+        "skipped": "-",
+        "failed": "✗",
+        "compensated": "↺",
+        "pending": "·",
+        "compensation_failed": "!",
+    }
+    for s in result.sagas:
+        steps = " ".join(f"{marks.get(st.status, '?')}{st.name}" for st in s.state.steps)
+        table.add_row(
+            s.state.saga_id[:8],
+            s.scenario.name,
+            s.state.customer,
+            s.state.status,
+            s.state.reason or "",
+            steps,
+        )
+    return table
+
+
+def _summary(result: DemoResult) -> str:
+    statuses = [s.state.status for s in result.sagas]
+    counts = ", ".join(
+        f"{statuses.count(k)} {k}"
+        for k in ("completed", "compensated", "failed", "running", "compensating")
+        if statuses.count(k)
+    )
+    verdict = "every saga ended as expected" if result.all_as_expected else "NOT as expected"
+    return f"{len(statuses)} sagas in {result.seconds:.2f}s: {counts}; {verdict}"

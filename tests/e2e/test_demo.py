@@ -1,0 +1,88 @@
+"""`saga demo` runs the whole system in one process and touches no server, even when the
+settings point at real ones."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import aio_pika
+import redis
+
+from contracts.topology import Topology
+from tests.servers import RABBITMQ_URL, REDIS_URL, fresh_namespace, missing
+
+
+def run_demo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "saga", "demo", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_demo_needs_no_server() -> None:
+    result = run_demo(
+        {
+            "SAGA_REDIS_URL": "redis://127.0.0.1:1/0",
+            "SAGA_RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:1/",
+            "SAGA_AUTH_URL": "http://127.0.0.1:1",
+        },
+        "--orders",
+        "10",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "10 sagas" in result.stdout and "every saga ended as expected" in result.stdout
+
+
+def test_the_demo_ends_every_saga_as_its_scenario_says_and_leaves_real_servers_alone() -> None:
+    namespace = fresh_namespace()
+    result = run_demo(
+        {
+            "SAGA_REDIS_URL": REDIS_URL,
+            "SAGA_RABBITMQ_URL": RABBITMQ_URL,
+            "SAGA_NAMESPACE": namespace,
+        },
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    sagas = report["sagas"]
+    assert len(sagas) == 20
+    assert {s["scenario"] for s in sagas} == {
+        "completes",
+        "cash on delivery",
+        "out of stock",
+        "insufficient funds",
+        "unknown vendor",
+    }
+    assert all(s["status"] == s["expected"] for s in sagas)
+    reasons = {s["scenario"]: s["reason"] for s in sagas if s["status"] == "compensated"}
+    assert reasons == {
+        "out of stock": "insufficient_stock",
+        "insufficient funds": "insufficient_funds",
+        "unknown vendor": "unknown_vendor",
+    }
+    try:
+        client = redis.Redis.from_url(REDIS_URL)
+        assert list(client.scan_iter(match=f"{namespace}:*")) == []
+        client.close()
+    except redis.ConnectionError as exc:
+        missing("Redis", REDIS_URL, exc)
+    assert not _queue_exists(Topology(namespace).orchestrator_queue)
+
+
+def _queue_exists(name: str) -> bool:
+    async def probe() -> bool:
+        async with await aio_pika.connect(RABBITMQ_URL) as connection:
+            channel = await connection.channel()
+            try:
+                await channel.declare_queue(name, passive=True)
+            except aio_pika.exceptions.ChannelClosed:
+                return False
+            return True
+
+    return asyncio.run(probe())
