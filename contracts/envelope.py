@@ -1,11 +1,14 @@
 """The message envelope every command and reply travels in."""
 
+import re
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+# W3C Trace Context: version-trace_id-parent_id-flags.
+TRACEPARENT_PATTERN = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
 class Envelope(BaseModel):
@@ -27,6 +30,7 @@ class Envelope(BaseModel):
     sent_at: datetime
     payload: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, max_length=256)
+    traceparent: str | None = Field(default=None, pattern=TRACEPARENT_PATTERN)
 
     def to_bytes(self) -> bytes:
         """The envelope as UTF-8 JSON."""
@@ -43,3 +47,16 @@ def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err.get("loc", ())) or "body"
     return f"{where}: {err.get('msg', 'invalid')}"
+
+
+def traceparent(trace_id: str, span_id: str) -> str:
+    """A W3C traceparent header value for a new span of a trace (sampled)."""
+    return f"00-{trace_id}-{span_id}-01"
+
+
+def trace_id_of(value: str | None) -> str | None:
+    """The trace id of a traceparent value, or None if it is absent or malformed."""
+    if value is None or not re.fullmatch(TRACEPARENT_PATTERN, value):
+        return None
+    trace_id = value.split("-")[1]
+    return None if trace_id == "0" * 32 else trace_id

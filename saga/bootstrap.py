@@ -6,11 +6,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 import structlog
+from prometheus_client import start_http_server
 
 from contracts.topology import Participant, Topology
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
 from saga.core.order import ORDER_SAGA
+from saga.metrics import Sampler
 from saga.orchestrator import Orchestrator, TimerLoop
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
@@ -65,9 +67,10 @@ async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
             interval=settings.timer_interval,
             lease=settings.timer_lease,
         )
+        sampler = Sampler(store, transport, interval=5.0)
         await transport.consume(transport.topology.orchestrator_queue, orchestrator.handle)
         log.info("orchestrator running", namespace=settings.namespace)
-        await asyncio.gather(relay.run(stop), timers.run(stop))
+        await asyncio.gather(relay.run(stop), timers.run(stop), sampler.run(stop))
         await transport.stop_consuming()
     finally:
         await transport.close()
@@ -94,6 +97,13 @@ async def run_participant(name: Participant, settings: Settings, stop: asyncio.E
         await transport.close()
         await redis.aclose()
     log.info("service stopped", service=name)
+
+
+def serve_metrics(port: int | None, host: str) -> None:
+    """Expose this process's Prometheus metrics on host:port (nothing if port is None)."""
+    if port is not None:
+        start_http_server(port, addr=host)
+        log.info("metrics served", host=host, port=port)
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts.envelope import Envelope, first_error
 from contracts.messages import REPLIES
+from saga import metrics
 from saga.clock import Clock, marker_of, new_id, utc_now
 from saga.core.decide import (
     Decision,
@@ -86,7 +87,12 @@ class SagaStarter:
         self._ids = ids
 
     async def start(
-        self, definition: SagaDefinition, *, customer: str, saga_input: BaseModel
+        self,
+        definition: SagaDefinition,
+        *,
+        customer: str,
+        saga_input: BaseModel,
+        trace_id: str | None = None,
     ) -> SagaState:
         """Store the saga's first events and command, then try to publish it.
 
@@ -102,10 +108,18 @@ class SagaStarter:
             saga_input=saga_input,
             now=now,
             new_id=self._ids,
+            trace_id=trace_id,
         )
         marker = marker_of(now)
         await self._store.create(decision, marker=marker)
-        log.info("saga started", saga_id=saga_id, saga_type=definition.name, customer=customer)
+        log.info(
+            "saga started",
+            saga_id=saga_id,
+            saga_type=definition.name,
+            customer=customer,
+            trace_id=trace_id,
+        )
+        metrics.SAGAS_STARTED.labels(definition.name).inc()
         try:
             await self._dispatcher.dispatch(saga_id, decision.commands, marker=marker)
         except DISPATCH_ERRORS as exc:
@@ -180,6 +194,7 @@ class Orchestrator:
             definition = self._definitions.get(state.saga_type)
             if definition is None:
                 return Applied("unknown_type", state)
+            bound = bound.bind(trace_id=state.trace_id)
             now = self._clock()
             decision = decide(
                 definition, state, saga_input, now=now, new_id=self._ids, rng=self._rng
@@ -203,6 +218,7 @@ class Orchestrator:
                     bound.info("duplicate input ignored", republished=flushed)
                     return Applied("duplicate", state)
                 _log_decision(bound, decision)
+                metrics.observe(state, decision)
                 await self._dispatcher.dispatch(saga_id, decision.commands, marker=marker)
             except DISPATCH_ERRORS as exc:
                 # The decision is durable and its commands are in the outbox: the relay
@@ -256,6 +272,9 @@ class TimerLoop:
                 fired = await self.run_once()
             except INFRASTRUCTURE_ERRORS as exc:
                 log.warning("timer round failed, will retry", error=repr(exc))
+            except Exception as exc:
+                # A bug in a round: claimed timers come due again after their lease.
+                log.exception("timer round failed", error=repr(exc))
             if fired:
                 continue  # more may be due
             with suppress(TimeoutError):
@@ -264,5 +283,10 @@ class TimerLoop:
 
 def _log_decision(bound: structlog.typing.FilteringBoundLogger, decision: Decision) -> None:
     for record in decision.records:
-        bound.info("saga event", saga_event=record.event.type, seq=record.seq)
+        bound.info(
+            "saga event",
+            saga_event=record.event.type,
+            seq=record.seq,
+            step=getattr(record.event, "step", None),
+        )
     bound.info("input applied", status=decision.state.status, version=decision.state.version)

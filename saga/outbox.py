@@ -86,5 +86,9 @@ class OutboxRelay:
                 await self.run_once()
             except DISPATCH_ERRORS as exc:
                 log.warning("outbox relay round failed, will retry", error=repr(exc))
+            except Exception as exc:
+                # Anything else is a bug; the outboxes stay as they are, so the next round
+                # tries again, and the log says so every time.
+                log.exception("outbox relay round failed", error=repr(exc))
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self._interval)

@@ -190,7 +190,7 @@ class RabbitTransport:
 
     async def depth(self, queue_name: str) -> int:
         """Messages waiting in a queue (a passive declare)."""
-        if self._connection is None:
+        if self._connection is None or not self.connected:
             raise TransportUnavailable("not connected to RabbitMQ")
         channel = await self._connection.channel()
         try:

@@ -98,6 +98,8 @@ class RedisSagaStore:
         self._append = redis.register_script(_APPEND)
         self._unmark = redis.register_script(_UNMARK)
         self.index_key = f"{namespace}:sagas"
+        # Sagas not yet terminal: for `saga list --status running`, and the in-flight gauge.
+        self.active_key = f"{namespace}:active"
         self.outbox_index_key = f"{namespace}:outbox-pending"
         self.timers = TimerStore(redis, namespace)
 
@@ -113,7 +115,11 @@ class RedisSagaStore:
         recorded as applied, so the second attempt finds it done.
         """
         state = decision.state
-        await self._redis.zadd(self.index_key, {state.saga_id: state.created_at.timestamp()})
+        created = state.created_at.timestamp()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.index_key, {state.saga_id: created})
+            pipe.zadd(self.active_key, {state.saga_id: created})
+            await pipe.execute()
         try:
             await self.append(
                 decision, expected_version=0, applied_id=f"start:{state.saga_id}", marker=marker
@@ -161,6 +167,8 @@ class RedisSagaStore:
         status = status.decode() if isinstance(status, bytes) else status
         if status == "conflict":
             raise VersionConflict(state.saga_id, expected_version, int(version))
+        if state.terminal:
+            await self._redis.zrem(self.active_key, state.saga_id)
         return "duplicate" if status == "duplicate" else "appended"
 
     async def load(self, saga_id: str) -> SagaState | None:
@@ -183,18 +191,45 @@ class RedisSagaStore:
         ]
 
     async def find(self, *, status: str | None = None, limit: int = 50) -> list[SagaState]:
-        """Sagas newest first, only those in `status` if given (a scan: fine for thousands)."""
+        """Sagas newest first, only those in `status` if given.
+
+        Running and compensating sagas come from the index of active ones; the terminal
+        ones are a scan of all sagas (fine for thousands, slow for millions).
+        """
+        index = self.active_key if status in ("running", "compensating") else self.index_key
         found: list[SagaState] = []
         offset, page = 0, 500
-        while len(found) < limit and (ids := await self.list_ids(limit=page, offset=offset)):
+        while len(found) < limit and (ids := await self.list_ids(index, limit=page, offset=offset)):
             found += [s for s in await self.load_many(ids) if status in (None, s.status)]
             offset += page
         return found[:limit]
 
-    async def list_ids(self, *, limit: int, offset: int = 0) -> list[str]:
-        """Saga ids, newest first."""
-        raw = await self._redis.zrevrange(self.index_key, offset, offset + limit - 1)
+    async def list_ids(self, index: str | None = None, *, limit: int, offset: int = 0) -> list[str]:
+        """Saga ids, newest first, of all sagas or of one index (`active_key`)."""
+        raw = await self._redis.zrevrange(index or self.index_key, offset, offset + limit - 1)
         return [str(r) for r in raw]
+
+    async def active_count(self) -> int:
+        """How many sagas are not yet terminal (as the active index says)."""
+        return int(await self._redis.zcard(self.active_key))
+
+    async def forget_finished(self, *, now: float, limit: int = 200) -> int:
+        """Drop from the active index the sagas that ended (a crash came between their
+        last append and the removal) or never began (a crash before their first append,
+        a minute or more ago); returns how many."""
+        oldest = cast(
+            list[tuple[str, float]],
+            await self._redis.zrange(self.active_key, 0, limit - 1, withscores=True),
+        )
+        states = {s.saga_id: s for s in await self.load_many([str(i) for i, _ in oldest])}
+        gone = [
+            str(saga_id)
+            for saga_id, created in oldest
+            if (states[saga_id].terminal if saga_id in states else created < now - 60)
+        ]
+        if gone:
+            await self._redis.zrem(self.active_key, *gone)
+        return len(gone)
 
     # --- outbox ---------------------------------------------------------------------
 
@@ -217,6 +252,10 @@ class RedisSagaStore:
             *_, remaining = await pipe.execute()
         if remaining == 0:
             await self._unmark(keys=[self.outbox_index_key], args=[saga_id, str(marker)])
+
+    async def outbox_pending(self) -> int:
+        """How many sagas' outboxes may hold unpublished commands."""
+        return int(await self._redis.zcard(self.outbox_index_key))
 
     async def marked_before(self, cutoff: int, limit: int) -> list[tuple[str, int]]:
         """Sagas whose outbox may hold commands left since before `cutoff`."""

@@ -8,10 +8,11 @@ from typing import Any, Final, Protocol
 import structlog
 from pydantic import ValidationError
 
-from contracts.envelope import Envelope, first_error
+from contracts.envelope import Envelope, first_error, trace_id_of, traceparent
 from contracts.messages import REPLIES, CommandFailed, Message
 from contracts.topology import Participant
 from saga.clock import Clock, utc_now
+from saga.metrics import COMMANDS_HANDLED
 from saga.transport import ACK, DeadLetter, Delivery, Outcome, Transport
 
 log = structlog.get_logger(__name__)
@@ -66,22 +67,30 @@ class ParticipantRuntime:
             envelope = Envelope.from_bytes(delivery.body)
         except ValidationError as exc:
             return DeadLetter(f"unparseable command: {first_error(exc)}")
+        trace_id = trace_id_of(envelope.traceparent)
         bound = log.bind(
-            saga_id=envelope.saga_id, message_id=envelope.message_id, command=envelope.type
+            saga_id=envelope.saga_id,
+            message_id=envelope.message_id,
+            command=envelope.type,
+            step=_step_of(envelope),
+            trace_id=trace_id,
         )
         reply_type, payload = await self._reply_to(envelope)
         # A reply that breaks the contract is a bug here: raise, and the runtime requeues.
         REPLIES[reply_type].model_validate(payload)
+        reply_id = uuid.uuid5(_REPLY_IDS, envelope.message_id).hex
         reply = Envelope(
-            message_id=uuid.uuid5(_REPLY_IDS, envelope.message_id).hex,
+            message_id=reply_id,
             saga_id=envelope.saga_id,
             correlation_id=envelope.correlation_id,
             causation_id=envelope.message_id,
             type=reply_type,
             sent_at=self._clock(),
             payload=payload,
+            traceparent=traceparent(trace_id, reply_id[:16]) if trace_id else None,
         )
         await self._transport.publish_reply(reply)
+        COMMANDS_HANDLED.labels(self._service.name, envelope.type, reply_type).inc()
         bound.info(
             "command handled",
             outcome=reply_type,
@@ -100,3 +109,9 @@ class ParticipantRuntime:
         except ValidationError as exc:
             return failed("invalid_command", str(exc)[:1000])
         return await self._service.handle(envelope, command, now=self._clock())
+
+
+def _step_of(envelope: Envelope) -> str | None:
+    """The step a command is for, as its idempotency key (saga:step:action) names it."""
+    parts = (envelope.idempotency_key or "").split(":")
+    return parts[-2] if len(parts) >= 3 else None

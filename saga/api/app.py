@@ -8,13 +8,16 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from contracts.envelope import trace_id_of, traceparent
 from contracts.messages import OrderItem
 from saga.api.auth import AuthClient, Caller, current_caller
 from saga.api.schemas import CreateOrderRequest, SagaAccepted, SagaLinks
 from saga.bootstrap import DEFINITIONS, definitions, transport_for
+from saga.clock import new_id
 from saga.connections import redis_client
 from saga.core.decide import CancelSaga
 from saga.core.order import OrderInput
@@ -104,12 +107,16 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
             payment_method=body.payment_method,
         )
         starter: SagaStarter = request.app.state.starter
+        trace_id = trace_id_of(request.headers.get("traceparent")) or new_id()
         try:
-            state = await starter.start(sagas["order"], customer=caller.email, saga_input=order)
+            state = await starter.start(
+                sagas["order"], customer=caller.email, saga_input=order, trace_id=trace_id
+            )
         except INFRASTRUCTURE_ERRORS as exc:
             raise HTTPException(503, f"saga store unavailable: {type(exc).__name__}") from exc
         link = f"/sagas/{state.saga_id}"
         response.headers["Location"] = link
+        response.headers["traceparent"] = traceparent(trace_id, new_id()[:16])
         return SagaAccepted(saga_id=state.saga_id, status=state.status, links=SagaLinks(self=link))
 
     async def visible_saga(saga_id: str, caller: Caller, request: Request) -> SagaState:
@@ -145,6 +152,11 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
             raise HTTPException(409, f"saga {saga_id} is already {applied.state.status}")
         after = await visible_saga(saga_id, caller, request)
         return saga_view(after, DEFINITIONS.get(after.saga_type))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics of this process."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -99,27 +99,37 @@ def api(
     _serve("api", host, port)
 
 
+MetricsPort = Annotated[
+    int | None, typer.Option(help="Serve Prometheus metrics on this port (default: none).")
+]
+MetricsHost = Annotated[str, typer.Option(help="Address for the metrics port.")]
+
+
 @app.command()
-def orchestrator() -> None:
+def orchestrator(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "127.0.0.1") -> None:
     """Run the orchestrator: apply replies, drive sagas, relay outboxes."""
-    from saga.bootstrap import run_orchestrator, run_until_signalled
+    from saga.bootstrap import run_orchestrator, run_until_signalled, serve_metrics
     from saga.logs import configure_logging
 
     config = settings()
     configure_logging(config)
+    serve_metrics(metrics_port, metrics_host)
     run_until_signalled(lambda stop: run_orchestrator(config, stop))
 
 
 @app.command()
 def service(
     name: Annotated[Participant, typer.Argument(metavar="NAME", help="stock, payment or order.")],
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Run a participant service: stock, payment or order."""
-    from saga.bootstrap import run_participant, run_until_signalled
+    from saga.bootstrap import run_participant, run_until_signalled, serve_metrics
     from saga.logs import configure_logging
 
     config = settings()
     configure_logging(config)
+    serve_metrics(metrics_port, metrics_host)
     run_until_signalled(lambda stop: run_participant(name, config, stop))
 
 

@@ -9,6 +9,7 @@ from rich.table import Table
 from contracts.topology import Topology
 from saga.bootstrap import definitions, transport_for
 from saga.cli.output import CliError, Json, console, print_json, settings
+from saga.clock import new_id
 from saga.connections import redis_client
 from saga.core.decide import OutgoingCommand, ReplaySaga, decide
 from saga.core.state import SagaState
@@ -105,7 +106,7 @@ def _replay_decision(definition: Any, state: SagaState) -> tuple[OutgoingCommand
         state,
         ReplaySaga(by="operator"),
         now=state.updated_at,
-        new_id=lambda: "dry-run",
+        new_id=new_id,  # ids of commands that will not be sent
         rng=lambda: 0.0,
     )
     return decision.commands

@@ -66,6 +66,14 @@ def show_saga(
         raise CliError(f"no saga {saga_id!r}")
     if json_out:
         view = _operator_view(state)
+        view["timeline"] = [
+            {
+                **row,
+                "start": row["start"].isoformat() if row["start"] else None,
+                "end": row["end"].isoformat() if row["end"] else None,
+            }
+            for row in timeline_rows(state)
+        ]
         view["events"] = [r.to_wire() for r in records]
         print_json(view)
         return
@@ -75,19 +83,29 @@ def show_saga(
         + (f", reason: {state.reason}" if state.reason else "")
     )
     out.print(f"customer {state.customer}, version {state.version}")
-    steps = Table("step", "status", "attempts", "started", "ran (ms)", "compensated in (ms)")
-    for step in state.steps:
-        steps.add_row(
-            step.name,
-            step.status,
-            str(step.attempts),
-            step.started_at.isoformat(timespec="milliseconds") if step.started_at else "",
-            _ms(step.started_at, step.ended_at),
-            _ms(step.compensation_started_at, step.compensation_ended_at),
-        )
-    out.print(steps)
-    history = Table("seq", "+ms", "event", "details")
     start = records[0].at if records else state.created_at
+    timeline = Table(
+        "step",
+        "action",
+        "start (+ms)",
+        "end (+ms)",
+        "took (ms)",
+        "attempts",
+        "outcome",
+        title="timeline",
+    )
+    for row in timeline_rows(state):
+        timeline.add_row(
+            row["step"],
+            row["action"],
+            _ms(start, row["start"]),
+            _ms(start, row["end"]),
+            _ms(row["start"], row["end"]),
+            str(row["attempts"]),
+            row["outcome"],
+        )
+    out.print(timeline)
+    history = Table("seq", "+ms", "event", "details", title="events")
     for record in records:
         data = record.to_wire()["data"]
         details = " ".join(
@@ -95,6 +113,60 @@ def show_saga(
         )
         history.add_row(str(record.seq), _ms(start, record.at), record.event.type, details)
     out.print(history)
+
+
+def timeline_rows(state: SagaState) -> list[dict[str, Any]]:
+    """Each step that ran, and each compensation, with its start, end, attempts and outcome."""
+    rows: list[dict[str, Any]] = []
+    for step in state.steps:
+        if step.status in ("pending", "skipped"):
+            rows.append(
+                {
+                    "step": step.name,
+                    "action": "execute",
+                    "start": None,
+                    "end": None,
+                    "attempts": 0,
+                    "outcome": "skipped" if step.status == "skipped" else "not run",
+                }
+            )
+            continue
+        executed = {
+            "running": "running",
+            "failed": f"failed: {step.reason}",
+        }.get(step.status, "succeeded")
+        if (
+            step.status in ("compensating", "compensated", "compensation_failed")
+            and step.effect_unknown
+        ):
+            executed = "failed (effect unknown)"
+        rows.append(
+            {
+                "step": step.name,
+                "action": "execute",
+                "start": step.started_at,
+                "end": step.ended_at,
+                "attempts": step.attempts,
+                "outcome": executed,
+            }
+        )
+        if step.compensation_attempts:
+            compensated = {
+                "compensating": "running",
+                "compensated": "compensated",
+                "compensation_failed": f"failed: {step.reason}",
+            }.get(step.status, "?")
+            rows.append(
+                {
+                    "step": step.name,
+                    "action": "compensate",
+                    "start": step.compensation_started_at,
+                    "end": step.compensation_ended_at,
+                    "attempts": step.compensation_attempts,
+                    "outcome": compensated,
+                }
+            )
+    return rows
 
 
 def _operator_view(state: SagaState) -> dict[str, Any]:

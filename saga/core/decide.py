@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, traceparent
 from contracts.messages import CommandFailed
 from contracts.topology import Participant
 from saga.core.definition import SagaDefinition, StepDefinition
@@ -157,6 +157,7 @@ class _Draft:
             sent_at=self.now,
             payload=command.model_dump(mode="json"),
             idempotency_key=f"{state.saga_id}:{step.name}:{action}",
+            traceparent=traceparent(state.trace_id, self.new_id()[:16]) if state.trace_id else None,
         )
         attempt = _attempts(state, step.name, action) + 1
         self.emit(
@@ -293,8 +294,12 @@ def start_saga(
     saga_input: BaseModel,
     now: datetime,
     new_id: NewId,
+    trace_id: str | None = None,
 ) -> Decision:
-    """Begin a saga: SagaStarted, then the first step that applies."""
+    """Begin a saga: SagaStarted, then the first step that applies.
+
+    `trace_id` (W3C) ties every command and reply of the saga to the request that began it.
+    """
     draft = _Draft(definition, None, now, new_id, rng=lambda: 0.0, causation_id=None)
     draft.emit(
         SagaStarted(
@@ -304,6 +309,7 @@ def start_saga(
             steps=[s.name for s in definition.steps],
             customer=customer,
             input=saga_input.model_dump(mode="json"),
+            trace_id=trace_id,
         )
     )
     draft.advance(after=-1)

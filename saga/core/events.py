@@ -20,6 +20,7 @@ class SagaStarted(Event):
     steps: list[str]
     customer: str
     input: dict[str, Any]
+    trace_id: str | None = None
 
 
 class StepRequested(Event):

@@ -87,6 +87,7 @@ class SagaState(BaseModel):
     status: SagaStatus
     customer: str
     input: dict[str, Any]
+    trace_id: str | None = None
     results: dict[str, dict[str, Any]] = {}
     steps: tuple[StepState, ...]
     pending: dict[str, PendingCommand] = {}
@@ -132,6 +133,7 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
             status="running",
             customer=event.customer,
             input=event.input,
+            trace_id=event.trace_id,
             steps=tuple(StepState(name=n) for n in event.steps),
             created_at=at,
             updated_at=at,
@@ -144,23 +146,27 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
         case SagaStarted():
             raise FoldError(f"saga {saga_id}: SagaStarted at seq {record.seq}")
         case StepRequested(step=step, action="execute"):
+            previous = state.step(step)
             changes["steps"] = _with_step(
                 state,
                 step,
                 status="running",
-                attempts=state.step(step).attempts + 1,
-                started_at=at,
+                attempts=previous.attempts + 1,
+                started_at=previous.started_at if previous.attempts else at,
                 ended_at=None,
             )
             changes["pending"] = _with_pending(state, event)
             changes["retries"] = _without_retry(state, step, "execute")
         case StepRequested(step=step, action="compensate"):
+            previous = state.step(step)
             changes["steps"] = _with_step(
                 state,
                 step,
                 status="compensating",
-                compensation_attempts=state.step(step).compensation_attempts + 1,
-                compensation_started_at=at,
+                compensation_attempts=previous.compensation_attempts + 1,
+                compensation_started_at=(
+                    previous.compensation_started_at if previous.compensation_attempts else at
+                ),
                 compensation_ended_at=None,
             )
             changes["pending"] = _with_pending(state, event)

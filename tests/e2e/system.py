@@ -36,6 +36,8 @@ class System:
     redis_url: str = REDIS_URL
     settings: dict[str, str] = field(default_factory=dict)
     replicas: int = 1
+    metrics: bool = False
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     api_port: int = field(default_factory=free_port)
     auth_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -87,10 +89,19 @@ class System:
         self.spawn("api", "api", "--port", str(self.api_port))
         for n in range(1, self.replicas + 1):
             suffix = "" if n == 1 else f"-{n}"
-            self.spawn(f"orchestrator{suffix}", "orchestrator")
+            self.spawn(
+                f"orchestrator{suffix}", "orchestrator", *self._metrics(f"orchestrator{suffix}")
+            )
             for participant in PARTICIPANTS:
-                self.spawn(f"{participant}{suffix}", "service", participant)
+                name = f"{participant}{suffix}"
+                self.spawn(name, "service", participant, *self._metrics(name))
         self.wait_ready()
+
+    def _metrics(self, name: str) -> list[str]:
+        if not self.metrics:
+            return []
+        self.metrics_ports[name] = free_port()
+        return ["--metrics-port", str(self.metrics_ports[name])]
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Stop one process (by default the hard way: kill -9)."""

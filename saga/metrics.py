@@ -1,0 +1,117 @@
+"""Prometheus metrics: what sagas do (counted where it happens) and what waits (sampled)."""
+
+import asyncio
+from contextlib import suppress
+from typing import Final
+
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+
+from saga.clock import Clock, utc_now
+from saga.core.decide import Decision
+from saga.core.events import (
+    CompensationFailed,
+    RetryScheduled,
+    SagaCompensated,
+    SagaCompleted,
+    SagaFailed,
+    StepCompensated,
+    StepFailed,
+    StepSucceeded,
+)
+from saga.core.state import SagaState
+from saga.store import RedisSagaStore
+from saga.transport import INFRASTRUCTURE_ERRORS, Transport
+
+log = structlog.get_logger(__name__)
+
+_STEP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+SAGAS_STARTED: Final = Counter("saga_started_total", "Sagas started.", ["saga_type"])
+SAGAS_ENDED: Final = Counter(
+    "saga_ended_total",
+    "Sagas that reached a terminal status (completed, compensated or failed).",
+    ["saga_type", "status"],
+)
+STEP_DURATION: Final = Histogram(
+    "saga_step_duration_seconds",
+    "From a step's (or compensation's) first request to its outcome, retries included.",
+    ["saga_type", "step", "action", "outcome"],
+    buckets=_STEP_BUCKETS,
+)
+RETRIES: Final = Counter(
+    "saga_retries_total", "Retries scheduled, by why.", ["saga_type", "step", "action", "why"]
+)
+COMMANDS_HANDLED: Final = Counter(
+    "saga_commands_handled_total",
+    "Commands a participant handled, by the reply it gave.",
+    ["participant", "command", "reply"],
+)
+SAGAS_IN_FLIGHT: Final = Gauge("saga_in_flight", "Sagas not yet terminal.")
+OUTBOX_SIZE: Final = Gauge(
+    "saga_outbox_pending", "Sagas whose outbox may hold unpublished commands."
+)
+TIMERS_WAITING: Final = Gauge("saga_timers_waiting", "Timeouts and retries waiting to come due.")
+DEAD_LETTERS: Final = Gauge("saga_dead_letters", "Messages parked in the dead-letter queue.")
+
+
+def observe(before: SagaState, decision: Decision) -> None:
+    """Count what one stored decision did."""
+    kind = before.saga_type
+    for record in decision.records:
+        event = record.event
+        match event:
+            case SagaCompleted() | SagaCompensated() | SagaFailed():
+                SAGAS_ENDED.labels(kind, decision.state.status).inc()
+            case RetryScheduled():
+                RETRIES.labels(kind, event.step, event.action, event.why).inc()
+            case StepSucceeded() | StepFailed() | StepCompensated() | CompensationFailed():
+                executing = isinstance(event, StepSucceeded | StepFailed)
+                step = before.step(event.step)
+                began = step.started_at if executing else step.compensation_started_at
+                if began is not None:
+                    outcome = (
+                        "ok" if isinstance(event, StepSucceeded | StepCompensated) else "failed"
+                    )
+                    STEP_DURATION.labels(
+                        kind, event.step, "execute" if executing else "compensate", outcome
+                    ).observe((record.at - began).total_seconds())
+
+
+class Sampler:
+    """Keeps the gauges of what waits up to date, and the active index tidy."""
+
+    def __init__(
+        self,
+        store: RedisSagaStore,
+        transport: Transport,
+        *,
+        interval: float,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._store = store
+        self._transport = transport
+        self._interval = interval
+        self._clock = clock
+
+    async def sample(self, *, now: float) -> None:
+        """Read the sizes once."""
+        await self._store.forget_finished(now=now)
+        SAGAS_IN_FLIGHT.set(await self._store.active_count())
+        OUTBOX_SIZE.set(await self._store.outbox_pending())
+        TIMERS_WAITING.set(await self._store.timers.count())
+        DEAD_LETTERS.set(await self._transport.depth(self._transport.topology.dead_letter_queue))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sample until `stop` is set; an outage leaves the last values."""
+        while not stop.is_set():
+            try:
+                await self.sample(now=self._clock().timestamp())
+            except INFRASTRUCTURE_ERRORS as exc:
+                log.debug("metrics sample failed", error=repr(exc))
+            except Exception as exc:
+                # Gauges are best effort: this round is skipped, the last values stay, and
+                # the orchestrator goes on; never a reason to stop driving sagas.
+                log.warning("metrics sample failed", error=repr(exc))
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self._interval)
