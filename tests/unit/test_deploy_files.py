@@ -43,7 +43,7 @@ def assert_saga_command(args: list[str]) -> None:
     name, *rest = args
     assert name in group.commands, f"`saga {name}` is not a command"
     if name == "service":
-        assert len(rest) == 1 and rest[0] in get_args(Participant)
+        assert rest and rest[0] in get_args(Participant)
     group.commands[name].make_context(name, rest)  # raises click.UsageError when wrong
 
 
