@@ -225,3 +225,13 @@ def test_replay_retries_exactly_the_failed_compensation_with_a_fresh_budget() ->
 def test_replay_of_a_saga_that_has_not_failed_does_nothing() -> None:
     run = Run.start()
     assert run.apply(ReplaySaga(by="operator")).records == ()
+
+
+def test_a_steps_time_counts_from_its_first_attempt() -> None:
+    run = Run.start()
+    run.time_out()
+    run.retry_due()
+    run.succeed()
+    step = run.state.step("reserve_stock")
+    assert step.started_at == T0 and step.attempts == 2
+    assert step.ended_at == run.now
