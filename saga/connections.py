@@ -1,6 +1,6 @@
 """Connections to Redis, built from settings; nothing connects at import."""
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -10,9 +10,15 @@ from saga.settings import Settings
 
 
 def redis_client(settings: Settings) -> "Redis":
-    """A Redis client that reconnects by itself and answers str, not bytes."""
-    return Redis.from_url(
+    """A Redis client that reconnects by itself and answers str, not bytes.
+
+    Its pool is bounded and blocking: under a burst, callers wait (up to 10 s) for a
+    connection instead of failing with "too many connections".
+    """
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=10,
         decode_responses=True,
         socket_connect_timeout=5,
         socket_timeout=10,
@@ -20,3 +26,4 @@ def redis_client(settings: Settings) -> "Redis":
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+    return Redis(connection_pool=pool, auto_close_connection_pool=True)

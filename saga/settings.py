@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     auth_timeout: float = Field(default=2.0, gt=0, le=30)
 
     prefetch: int = Field(default=32, ge=1, le=1000)
+    redis_max_connections: int = Field(default=64, ge=1, le=10_000)
     relay_interval: float = Field(default=1.0, gt=0, le=60)
     relay_grace: float = Field(default=5.0, ge=0, le=600)
 

@@ -209,6 +209,12 @@ class RedisSagaStore:
         raw = await self._redis.zrevrange(index or self.index_key, offset, offset + limit - 1)
         return [str(r) for r in raw]
 
+    async def active_scores(self, saga_ids: list[str]) -> list[float | None]:
+        """For each saga, its score in the active index, or None once it has ended."""
+        if not saga_ids:
+            return []
+        return list(await self._redis.zmscore(self.active_key, saga_ids))
+
     async def active_count(self) -> int:
         """How many sagas are not yet terminal (as the active index says)."""
         return int(await self._redis.zcard(self.active_key))

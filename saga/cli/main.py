@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from contracts.envelope import first_error
 from contracts.topology import Participant
-from saga.cli import data, demo, ops, sagas
+from saga.cli import bench, data, demo, ops, sagas
 from saga.cli.output import CliError, Json, fail, settings
 from saga.cli.up import up
 
@@ -36,6 +36,7 @@ app.command("show", help="Show a saga's state and its event history with timings
 app.command("up", help="Run the whole system on local servers, one child process each.")(up)
 app.command("replay", help="Resume failed sagas once the cause is fixed.")(ops.replay)
 app.add_typer(ops.dlq_app, name="dlq")
+app.command("bench", help="Measure order sagas on the real servers.")(bench.bench)
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 
