@@ -2,15 +2,13 @@
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.backoff import NoBackoff
 
 from saga.settings import Settings
 
 
 def redis_client(settings: Settings) -> "Redis":
-    """A Redis client that reconnects by itself and answers str, not bytes.
+    """A Redis client that reconnects on its next command and answers str, not bytes.
 
     Its pool is bounded and blocking: under a burst, callers wait (up to 10 s) for a
     connection instead of failing with "too many connections".
@@ -23,7 +21,8 @@ def redis_client(settings: Settings) -> "Redis":
         socket_connect_timeout=5,
         socket_timeout=10,
         health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=3),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        # No retries in the client: a command sent twice is not always harmless (a
+        # deposit), and every caller here retries whole idempotent steps itself.
+        retry=Retry(NoBackoff(), retries=0),
     )
     return Redis(connection_pool=pool, auto_close_connection_pool=True)

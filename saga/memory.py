@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from contracts.envelope import Envelope
 from contracts.topology import PARTICIPANTS, Participant, Topology
 from saga.transport import (
@@ -25,6 +27,8 @@ from saga.transport import (
     Unroutable,
     run_handler,
 )
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -50,6 +54,7 @@ class InMemoryTransport:
         self._hands_empty.set()
         self._idle.set()
         self._connected = False
+        self._stopping = False
 
     @property
     def connected(self) -> bool:
@@ -107,6 +112,7 @@ class InMemoryTransport:
 
     async def stop_consuming(self, *, grace: float = 10.0) -> None:
         """Take no new messages; give the ones in hand `grace` seconds to finish."""
+        self._stopping = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._hands_empty.wait(), grace)
         for worker in self._workers:
@@ -115,6 +121,7 @@ class InMemoryTransport:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         self._workers.clear()
+        self._stopping = False
 
     async def join(self) -> None:
         """Wait until no queue holds a message for a consumer and none is in hand."""
@@ -132,8 +139,11 @@ class InMemoryTransport:
         self._idle.clear()
 
     async def _work(self, name: str, queue: asyncio.Queue[_Message], handler: Handler) -> None:
-        while True:
+        while not self._stopping:
             message = await queue.get()
+            if self._stopping:
+                queue.put_nowait(message)  # taken just as the consumer stopped: not ours
+                return
             self._in_flight += 1
             self._hands_empty.clear()
             try:
@@ -156,7 +166,9 @@ class InMemoryTransport:
         try:
             verdict = await run_handler(handler, delivery, queue=name, still_held=lambda: True)
         except asyncio.CancelledError:
-            queue.put_nowait(message)  # a consumer stopped mid-message: not acked, not lost
+            # A consumer stopped mid-message: not acked, so delivered again, like a broker.
+            message.deliveries += 1
+            queue.put_nowait(message)
             self._idle.clear()
             raise
         match verdict:
@@ -168,5 +180,6 @@ class InMemoryTransport:
                 await self.dead_letter(
                     message.body, reason=reason, queue=name, headers=message.headers
                 )
+                log.warning("message dead-lettered", queue=name, reason=reason)
             case Ack() | None:
                 pass

@@ -1,6 +1,7 @@
 """The orchestrator's shell: start sagas; apply replies, timers, cancels and replays."""
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -259,8 +260,26 @@ class TimerLoop:
                 # lease, in the logs each time, rather than being dropped.
                 log.exception("timer failed", saga_id=timer.saga_id, error=repr(exc))
                 continue
-            if applied.outcome == "appended":
-                log.info("timer fired", saga_id=timer.saga_id, kind=timer.kind, step=timer.step)
+            state = applied.state
+            if (
+                applied.outcome == "nothing_to_do"
+                and state is not None
+                and not state.terminal
+                and state.version < timer.version
+            ):
+                # Set by a decision not stored yet (its writer is between writing the timer
+                # and its append): keep it; it comes due again after the lease.
+                continue
+            log.log(
+                logging.INFO if applied.outcome == "appended" else logging.DEBUG,
+                "timer handled",
+                saga_id=timer.saga_id,
+                kind=timer.kind,
+                step=timer.step,
+                outcome=applied.outcome,
+            )
+            if applied.outcome in ("unknown_saga", "unknown_type"):
+                log.warning("timer of an unknown saga dropped", saga_id=timer.saga_id)
             await self._timers.delete(raw)
         return len(due)
 
@@ -282,6 +301,7 @@ class TimerLoop:
 
 
 def _log_decision(bound: structlog.typing.FilteringBoundLogger, decision: Decision) -> None:
+    steps = [getattr(r.event, "step", None) for r in decision.records]
     for record in decision.records:
         bound.info(
             "saga event",
@@ -289,4 +309,10 @@ def _log_decision(bound: structlog.typing.FilteringBoundLogger, decision: Decisi
             seq=record.seq,
             step=getattr(record.event, "step", None),
         )
-    bound.info("input applied", status=decision.state.status, version=decision.state.version)
+    bound.info(
+        "input applied",
+        step=next((s for s in steps if s is not None), None),
+        outcome=decision.records[-1].event.type,
+        status=decision.state.status,
+        version=decision.state.version,
+    )

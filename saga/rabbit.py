@@ -181,12 +181,16 @@ class RabbitTransport:
                     await self.dead_letter(
                         message.body, reason=reason, queue=queue_name, headers=delivery.headers
                     )
+                    log.warning("message dead-lettered", queue=queue_name, reason=reason)
                     await message.ack()
                 case Ack():
                     await message.ack()
         except (*INFRASTRUCTURE_ERRORS, *PUBLISH_ERRORS) as exc:
-            # Not acked: the broker delivers it again once the connection is back.
-            log.warning("message left unsettled", queue=queue_name, error=repr(exc))
+            # Give it back rather than hold it: the broker delivers it again (if the
+            # channel is gone too, it does so on its own).
+            log.warning("message could not be settled, requeued", queue=queue_name, error=repr(exc))
+            with contextlib.suppress(*INFRASTRUCTURE_ERRORS):
+                await message.nack(requeue=True)
 
     async def depth(self, queue_name: str) -> int:
         """Messages waiting in a queue (a passive declare)."""

@@ -222,15 +222,21 @@ class RedisSagaStore:
     async def forget_finished(self, *, now: float, limit: int = 200) -> int:
         """Drop from the active index the sagas that ended (a crash came between their
         last append and the removal) or never began (a crash before their first append,
-        a minute or more ago); returns how many."""
-        oldest = cast(
-            list[tuple[str, float]],
-            await self._redis.zrange(self.active_key, 0, limit - 1, withscores=True),
-        )
-        states = {s.saga_id: s for s in await self.load_many([str(i) for i, _ in oldest])}
+        a minute or more ago), walking the whole index; returns how many."""
+        gone = 0
+        batch: list[tuple[str, float]] = []
+        async for entry in self._redis.zscan_iter(self.active_key, count=limit):
+            batch.append(cast(tuple[str, float], entry))
+            if len(batch) >= limit:
+                gone += await self._forget(batch, now)
+                batch.clear()
+        return gone + await self._forget(batch, now)
+
+    async def _forget(self, entries: list[tuple[str, float]], now: float) -> int:
+        states = {s.saga_id: s for s in await self.load_many([str(i) for i, _ in entries])}
         gone = [
             str(saga_id)
-            for saga_id, created in oldest
+            for saga_id, created in entries
             if (states[saga_id].terminal if saga_id in states else created < now - 60)
         ]
         if gone:

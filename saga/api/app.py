@@ -19,7 +19,7 @@ from saga.api.schemas import CreateOrderRequest, SagaAccepted, SagaLinks
 from saga.bootstrap import DEFINITIONS, definitions, transport_for
 from saga.clock import new_id
 from saga.connections import redis_client
-from saga.core.decide import CancelSaga
+from saga.core.decide import CancelSaga, cancellable
 from saga.core.order import OrderInput
 from saga.core.state import SagaState
 from saga.orchestrator import Orchestrator, SagaStarter
@@ -142,14 +142,14 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     async def cancel_saga(saga_id: str, caller: CallerDep, request: Request) -> SagaView:
         """Stop a running saga: what it did is undone, and it ends `compensated`."""
         state = await visible_saga(saga_id, caller, request)
-        if state.status != "running":
-            raise HTTPException(409, f"saga {saga_id} is already {state.status}")
+        if not cancellable(sagas[state.saga_type], state):
+            raise HTTPException(409, _not_cancellable(state))
         orchestrator: Orchestrator = request.app.state.orchestrator
         applied = await orchestrator.apply(
             saga_id, CancelSaga(by=caller.email), applied_id=f"cancel:{saga_id}"
         )
         if applied.outcome == "nothing_to_do" and applied.state is not None:
-            raise HTTPException(409, f"saga {saga_id} is already {applied.state.status}")
+            raise HTTPException(409, _not_cancellable(applied.state))
         after = await visible_saga(saga_id, caller, request)
         return saga_view(after, DEFINITIONS.get(after.saga_type))
 
@@ -176,6 +176,12 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         return JSONResponse(body, status_code=503 if failing else 200)
 
     return app
+
+
+def _not_cancellable(state: SagaState) -> str:
+    if state.status != "running":
+        return f"saga {state.saga_id} is already {state.status}"
+    return f"saga {state.saga_id} has begun a step that cannot be undone; it will complete"
 
 
 async def _redis_ok(request: Request) -> str:

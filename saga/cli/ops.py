@@ -1,6 +1,7 @@
 """Operator commands that change things: replay failed sagas, handle dead letters."""
 
 import asyncio
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -77,6 +78,9 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
         else:
             targets = await store.find(status="failed", limit=MAX_REPLAY)
         sagas = definitions(config)
+        unknown = sorted({s.saga_type for s in targets} - set(sagas))
+        if unknown:
+            raise CliError(f"no saga definition for type(s) {', '.join(unknown)}")
         if dry_run:
             return [
                 _result(state, _replay_decision(sagas[state.saga_type], state)) for state in targets
@@ -84,7 +88,10 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
         try:
             await transport.connect()
         except INFRASTRUCTURE_ERRORS:
-            print("saga: RabbitMQ unreachable; the orchestrator's relay will send the commands")
+            print(
+                "saga: RabbitMQ unreachable; the orchestrator's relay will send the commands",
+                file=sys.stderr,
+            )
         orchestrator = Orchestrator(store, Dispatcher(store, transport), sagas)
         results = []
         for state in targets:

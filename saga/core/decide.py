@@ -57,6 +57,9 @@ class Timer(BaseModel):
     action: Action
     attempt: int
     command_id: str | None = None
+    # The saga's version once the event that set this timer is stored: a timer met on a
+    # younger state is not stale, its decision is merely not stored yet.
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ class _Draft:
             type=type(command).__name__,
             sent_at=self.now,
             payload=command.model_dump(mode="json"),
-            idempotency_key=f"{state.saga_id}:{step.name}:{action}",
+            idempotency_key=idempotency_key(state, step.name, action),
             traceparent=traceparent(state.trace_id, self.new_id()[:16]) if state.trace_id else None,
         )
         attempt = _attempts(state, step.name, action) + 1
@@ -181,6 +184,7 @@ class _Draft:
                 action=action,
                 attempt=attempt,
                 command_id=envelope.message_id,
+                version=self.current.version,
             )
         )
 
@@ -222,28 +226,34 @@ class _Draft:
         executing = action == "execute"
         policy = step.retry if executing else step.compensation_retry
         attempts = _attempts(self.current, step.name, action)
-        if attempts < policy.max_attempts:
+        # A step past the pivot (it has no compensation) cannot be given up on: the saga
+        # could not undo it, so it is tried until it answers.
+        keep_trying = executing and step.compensation is None
+        if attempts < policy.max_attempts or keep_trying:
             due_at = self.now + backoff_delay(policy, attempts, self.rng())
-            timer = Timer(
-                timer_id=self.new_id(),
-                saga_id=self.current.saga_id,
-                due_at=due_at,
-                kind="retry",
-                step=step.name,
-                action=action,
-                attempt=attempts + 1,
-            )
+            timer_id = self.new_id()
             self.emit(
                 RetryScheduled(
                     step=step.name,
                     action=action,
                     attempt=attempts + 1,
                     due_at=due_at,
-                    timer_id=timer.timer_id,
+                    timer_id=timer_id,
                     why=failure.reason,
                 )
             )
-            self.timers.append(timer)
+            self.timers.append(
+                Timer(
+                    timer_id=timer_id,
+                    saga_id=self.current.saga_id,
+                    due_at=due_at,
+                    kind="retry",
+                    step=step.name,
+                    action=action,
+                    attempt=attempts + 1,
+                    version=self.current.version,
+                )
+            )
         elif executing:
             self.fail_step(step, failure, effect_unknown=effect_unknown)
         else:
@@ -279,6 +289,17 @@ class _Draft:
             timers=tuple(self.timers),
             state=self.current,
         )
+
+
+def idempotency_key(state: SagaState, step: str, action: Action) -> str:
+    """The participant's key for one unit of work: (saga, step, action).
+
+    A replayed saga's compensations get a key of their own, so a participant that
+    refused one before really tries again (its effect is still guarded by its own
+    per-saga records).
+    """
+    key = f"{state.saga_id}:{step}:{action}"
+    return f"{key}:replay{state.replays}" if action == "compensate" and state.replays else key
 
 
 def _attempts(state: SagaState, step: str, action: Action) -> int:
@@ -412,7 +433,7 @@ def _on_timer(draft: _Draft, timer: Timer) -> None:
 def _on_cancel(draft: _Draft, by: str) -> None:
     """Stop a running saga: every step that may have taken effect is undone."""
     state = draft.current
-    if state.status != "running":
+    if not cancellable(draft.definition, state):
         return
     draft.emit(CancelRequested(by=by))
     in_flight = {p.step for p in state.pending.values()} | {r.step for r in state.retries.values()}
@@ -423,6 +444,17 @@ def _on_cancel(draft: _Draft, by: str) -> None:
             draft.emit(StepFailed(step=step.name, reason=CANCELLED, effect_unknown=True))
     draft.emit(CompensationStarted(reason=CANCELLED))
     draft.compensate_next()
+
+
+def cancellable(definition: SagaDefinition, state: SagaState) -> bool:
+    """A saga can be cancelled while it runs and has not begun a step it cannot undo."""
+    if state.status != "running":
+        return False
+    return all(
+        definition.step(s.name).compensation is not None
+        for s in state.steps
+        if s.status not in ("pending", "skipped")
+    )
 
 
 def _read_reply(reply: ReplyReceived, expected: type[BaseModel]) -> CommandFailed | dict[str, Any]:

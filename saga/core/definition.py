@@ -78,6 +78,14 @@ class SagaDefinition:
             raise ValueError(f"saga {self.name}: step names must be unique, got {names}")
         if not names:
             raise ValueError(f"saga {self.name}: a saga needs at least one step")
+        pivot = next((s.name for s in self.steps if s.compensation is None), None)
+        if pivot is not None:
+            after = self.steps[names.index(pivot) + 1 :]
+            if any(s.compensation is not None for s in after):
+                raise ValueError(
+                    f"saga {self.name}: steps after {pivot} (which cannot be undone) "
+                    "must not have compensations either"
+                )
 
     def with_policy(
         self,

@@ -94,6 +94,7 @@ class SagaState(BaseModel):
     retries: dict[str, ScheduledRetry] = {}
     reason: str | None = None
     compensation_reason: str | None = None
+    replays: int = 0
     failed_step: str | None = None
     created_at: datetime
     updated_at: datetime
@@ -229,7 +230,9 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
                 else s
                 for s in state.steps
             )
-            changes.update(status="compensating", reason=state.compensation_reason)
+            changes.update(
+                status="compensating", reason=state.compensation_reason, replays=state.replays + 1
+            )
     return state.model_copy(update=changes)
 
 

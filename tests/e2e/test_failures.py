@@ -89,7 +89,8 @@ def test_a_participant_that_never_answers_fails_the_saga_after_its_retries_then_
     assert [c["type"] for c in dry[0]["commands"]] == ["CancelOrder"]
     assert fast.saga(shop.token, saga_id).json()["status"] == "failed"  # a dry run changes nothing
     replayed = fast.cli_json("replay", saga_id)
-    assert replayed[0]["commands"][0]["idempotency_key"] == f"{saga_id}:create_order:compensate"
+    key = replayed[0]["commands"][0]["idempotency_key"]
+    assert key == f"{saga_id}:create_order:compensate:replay1"
     saga = wait_status(fast, shop.token, saga_id, "compensated")
     assert saga["reason"] == "timeout"
     assert "SagaReplayed" in event_types(fast, saga_id)

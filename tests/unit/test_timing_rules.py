@@ -1,5 +1,6 @@
 """Timeouts, retries, cancels and replays in the core: one test per rule."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -215,7 +216,8 @@ def test_replay_retries_exactly_the_failed_compensation_with_a_fresh_budget() ->
     assert [r.event.type for r in decision.records] == ["SagaReplayed", "StepRequested"]
     (again,) = decision.commands
     assert again.envelope.type == "RefundPayment"
-    assert again.envelope.idempotency_key == "saga1:take_payment:compensate"
+    # A key of its own: a participant that refused the refund before tries it again.
+    assert again.envelope.idempotency_key == "saga1:take_payment:compensate:replay1"
     assert run.of_type("StepRequested")[-1].attempt == 1
     run.succeed()
     assert (run.state.status, run.state.reason) == ("compensated", "unknown_vendor")
@@ -235,3 +237,33 @@ def test_a_steps_time_counts_from_its_first_attempt() -> None:
     step = run.state.step("reserve_stock")
     assert step.started_at == T0 and step.attempts == 2
     assert step.ended_at == run.now
+
+
+def test_a_step_past_the_pivot_is_retried_until_it_answers() -> None:
+    run = Run.start()
+    for _ in range(3):
+        run.succeed()  # reserved, charged, ordered: only the sale is left
+    for _ in range(STEP_RETRY.max_attempts + 3):
+        run.time_out()
+        run.retry_due()
+    assert run.state.status == "running"
+    assert run.state.step("confirm_stock").attempts == STEP_RETRY.max_attempts + 4
+    run.succeed()
+    assert run.state.status == "completed"
+    assert "CancelOrder" not in run.sent
+
+
+def test_a_saga_past_the_pivot_cannot_be_cancelled() -> None:
+    run = Run.start()
+    for _ in range(3):
+        run.succeed()
+    assert run.pending.envelope.type == "ConfirmStock"
+    assert run.apply(CancelSaga(by="ann@example.com")).records == ()
+    run.succeed()
+    assert run.state.status == "completed"
+
+
+def test_a_step_that_can_be_undone_cannot_follow_one_that_cannot() -> None:
+    first, *rest = ORDER_SAGA.steps
+    with pytest.raises(ValueError, match="must not have compensations"):
+        replace(ORDER_SAGA, steps=(*rest, first))
