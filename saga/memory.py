@@ -50,9 +50,7 @@ class InMemoryTransport:
         self._workers: list[asyncio.Task[None]] = []
         self._in_flight = 0
         self._hands_empty = asyncio.Event()
-        self._idle = asyncio.Event()
         self._hands_empty.set()
-        self._idle.set()
         self._connected = False
         self._stopping = False
 
@@ -82,10 +80,6 @@ class InMemoryTransport:
     async def publish_reply(self, envelope: Envelope) -> None:
         """Route a reply to the orchestrator's queue."""
         self._put(self.topology.orchestrator_queue, _Message(envelope.to_bytes()))
-
-    async def publish_raw(self, queue_name: str, body: bytes) -> None:
-        """Put any bytes on a queue (tests of poison messages)."""
-        self._put(queue_name, _Message(body))
 
     async def dead_letter(
         self, body: bytes, *, reason: str, queue: str, headers: dict[str, Any]
@@ -123,10 +117,6 @@ class InMemoryTransport:
         self._workers.clear()
         self._stopping = False
 
-    async def join(self) -> None:
-        """Wait until no queue holds a message for a consumer and none is in hand."""
-        await self._idle.wait()
-
     def _queue(self, name: str) -> asyncio.Queue[_Message]:
         if not self._connected:
             raise TransportUnavailable("the in-memory transport is not connected")
@@ -136,7 +126,6 @@ class InMemoryTransport:
 
     def _put(self, queue_name: str, message: _Message) -> None:
         self._queue(queue_name).put_nowait(message)
-        self._idle.clear()
 
     async def _work(self, name: str, queue: asyncio.Queue[_Message], handler: Handler) -> None:
         while not self._stopping:
@@ -152,8 +141,6 @@ class InMemoryTransport:
                 self._in_flight -= 1
                 if not self._in_flight:
                     self._hands_empty.set()
-                    if not any(q.qsize() for q in self._queues.values()):
-                        self._idle.set()
 
     async def _settle(
         self, name: str, queue: asyncio.Queue[_Message], message: _Message, handler: Handler
@@ -169,13 +156,11 @@ class InMemoryTransport:
             # A consumer stopped mid-message: not acked, so delivered again, like a broker.
             message.deliveries += 1
             queue.put_nowait(message)
-            self._idle.clear()
             raise
         match verdict:
             case Requeue():
                 message.deliveries += 1
                 queue.put_nowait(message)
-                self._idle.clear()
             case DeadLetter(reason=reason):
                 await self.dead_letter(
                     message.body, reason=reason, queue=name, headers=message.headers

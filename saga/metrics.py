@@ -1,7 +1,6 @@
 """Prometheus metrics: what sagas do (counted where it happens) and what waits (sampled)."""
 
 import asyncio
-from contextlib import suppress
 from typing import Final
 
 import structlog
@@ -20,8 +19,9 @@ from saga.core.events import (
     StepSucceeded,
 )
 from saga.core.state import SagaState
+from saga.loops import every
 from saga.store import RedisSagaStore
-from saga.transport import INFRASTRUCTURE_ERRORS, Transport
+from saga.transport import Transport
 
 log = structlog.get_logger(__name__)
 
@@ -103,15 +103,10 @@ class Sampler:
         DEAD_LETTERS.set(await self._transport.depth(self._transport.topology.dead_letter_queue))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Sample until `stop` is set; an outage leaves the last values."""
-        while not stop.is_set():
-            try:
-                await self.sample(now=self._clock().timestamp())
-            except INFRASTRUCTURE_ERRORS as exc:
-                log.debug("metrics sample failed", error=repr(exc))
-            except Exception as exc:
-                # Gauges are best effort: this round is skipped, the last values stay, and
-                # the orchestrator goes on; never a reason to stop driving sagas.
-                log.warning("metrics sample failed", error=repr(exc))
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._interval)
+        """Sample until `stop` is set; gauges are best effort: a failed round leaves the
+        last values."""
+        await every(self._interval, stop, self._sample_now, name="metrics sample")
+
+    async def _sample_now(self) -> int:
+        await self.sample(now=self._clock().timestamp())
+        return 0

@@ -4,7 +4,7 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -27,6 +27,7 @@ from saga.core.decide import (
 )
 from saga.core.definition import SagaDefinition
 from saga.core.state import SagaState
+from saga.loops import every
 from saga.outbox import DISPATCH_ERRORS, Dispatcher
 from saga.store import RedisSagaStore, TimerStore, VersionConflict
 from saga.transport import ACK, INFRASTRUCTURE_ERRORS, DeadLetter, Delivery, Outcome
@@ -284,20 +285,9 @@ class TimerLoop:
         return len(due)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fire timers until `stop` is set; a server outage only delays them."""
-        while not stop.is_set():
-            fired = 0
-            try:
-                fired = await self.run_once()
-            except INFRASTRUCTURE_ERRORS as exc:
-                log.warning("timer round failed, will retry", error=repr(exc))
-            except Exception as exc:
-                # A bug in a round: claimed timers come due again after their lease.
-                log.exception("timer round failed", error=repr(exc))
-            if fired:
-                continue  # more may be due
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._interval)
+        """Fire timers until `stop` is set; claimed timers of a failed round come due
+        again after their lease."""
+        await every(self._interval, stop, self.run_once, name="timer")
 
 
 def _log_decision(bound: structlog.typing.FilteringBoundLogger, decision: Decision) -> None:

@@ -2,13 +2,13 @@
 
 import asyncio
 from collections.abc import Sequence
-from contextlib import suppress
 
 import structlog
 from pydantic import ValidationError
 
 from saga.clock import Clock, marker_of, utc_now
 from saga.core.decide import OutgoingCommand
+from saga.loops import every
 from saga.store import RedisSagaStore
 from saga.transport import INFRASTRUCTURE_ERRORS, PUBLISH_ERRORS, Transport
 
@@ -80,15 +80,5 @@ class OutboxRelay:
         return published
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Relay until `stop` is set; a server outage only delays the next round."""
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except DISPATCH_ERRORS as exc:
-                log.warning("outbox relay round failed, will retry", error=repr(exc))
-            except Exception as exc:
-                # Anything else is a bug; the outboxes stay as they are, so the next round
-                # tries again, and the log says so every time.
-                log.exception("outbox relay round failed", error=repr(exc))
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._interval)
+        """Relay until `stop` is set; a failed round only delays the next."""
+        await every(self._interval, stop, self.run_once, name="outbox relay")
