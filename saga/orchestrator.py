@@ -95,6 +95,7 @@ class SagaStarter:
         customer: str,
         saga_input: BaseModel,
         trace_id: str | None = None,
+        saga_id: str | None = None,
     ) -> SagaState:
         """Store the saga's first events and command, then try to publish it.
 
@@ -102,7 +103,7 @@ class SagaStarter:
         relay publishes the command later.
         """
         now = self._clock()
-        saga_id = self._ids()
+        saga_id = saga_id or self._ids()
         decision = start_saga(
             definition,
             saga_id=saga_id,
@@ -113,7 +114,11 @@ class SagaStarter:
             trace_id=trace_id,
         )
         marker = marker_of(now)
-        await self._store.create(decision, marker=marker)
+        if not await self._store.create(decision, marker=marker):
+            # Started already (the same idempotency key, or a retry): that start stands.
+            existing = await self._store.load(saga_id)
+            assert existing is not None, f"saga {saga_id} was started but has no state"
+            return existing
         log.info(
             "saga started",
             saga_id=saga_id,

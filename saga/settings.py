@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     )
     token_ttl: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     auth_timeout: float = Field(default=2.0, gt=0, le=30)
+    rate_limit: str = Field(default="20/second", description="per customer: 20/second, 600/minute")
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
     prefetch: int = Field(default=32, ge=1, le=1000)
     redis_max_connections: int = Field(default=64, ge=1, le=10_000)
@@ -40,6 +42,14 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_is_valid(cls, value: str) -> str:
+        from saga.api.limits import Rate
+
+        Rate.parse(value)
+        return value
 
     @field_validator("namespace")
     @classmethod

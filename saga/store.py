@@ -103,29 +103,36 @@ class RedisSagaStore:
         self.outbox_index_key = f"{namespace}:outbox-pending"
         self.timers = TimerStore(redis, namespace)
 
+    def customer_key(self, customer: str) -> str:
+        """The index of one customer's sagas."""
+        return f"{self._ns}:customer:{customer.lower()}:sagas"
+
     def keys(self, saga_id: str) -> SagaKeys:
         """The keys of one saga."""
         base = f"{self._ns}:saga:{{{saga_id}}}"
         return SagaKeys(f"{base}:state", f"{base}:events", f"{base}:applied", f"{base}:outbox")
 
-    async def create(self, decision: Decision, *, marker: int) -> None:
+    async def create(self, decision: Decision, *, marker: int) -> bool:
         """Store a new saga's first events and commands; raises SagaExists.
 
-        Safe to repeat (a retried call whose first answer was lost): the start is
-        recorded as applied, so the second attempt finds it done.
+        Safe to repeat (a retried call whose first answer was lost, or two front doors
+        given one idempotency key): the start is recorded as applied, so a second
+        attempt finds it done and returns False.
         """
         state = decision.state
         created = state.created_at.timestamp()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self.index_key, {state.saga_id: created})
             pipe.zadd(self.active_key, {state.saga_id: created})
+            pipe.zadd(self.customer_key(state.customer), {state.saga_id: created})
             await pipe.execute()
         try:
-            await self.append(
+            outcome = await self.append(
                 decision, expected_version=0, applied_id=f"start:{state.saga_id}", marker=marker
             )
         except VersionConflict:
             raise SagaExists(state.saga_id) from None
+        return outcome == "appended"
 
     async def append(
         self,
@@ -190,13 +197,17 @@ class RedisSagaStore:
             record_from_json(r) for r in await self._redis.lrange(self.keys(saga_id).events, 0, -1)
         ]
 
-    async def find(self, *, status: str | None = None, limit: int = 50) -> list[SagaState]:
+    async def find(
+        self, *, status: str | None = None, customer: str | None = None, limit: int = 50
+    ) -> list[SagaState]:
         """Sagas newest first, only those in `status` if given.
 
         Running and compensating sagas come from the index of active ones; the terminal
         ones are a scan of all sagas (fine for thousands, slow for millions).
         """
         index = self.active_key if status in ("running", "compensating") else self.index_key
+        if customer is not None:
+            index = self.customer_key(customer)
         found: list[SagaState] = []
         offset, page = 0, 500
         while len(found) < limit and (ids := await self.list_ids(index, limit=page, offset=offset)):

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
@@ -15,13 +15,15 @@ from redis.exceptions import RedisError
 from contracts.envelope import trace_id_of, traceparent
 from contracts.messages import OrderItem
 from saga.api.auth import AuthClient, Caller, current_caller
+from saga.api.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, KeyReused
+from saga.api.limits import BodySizeLimit, Rate, RateLimited, RateLimiter, retry_after
 from saga.api.schemas import CreateOrderRequest, SagaAccepted, SagaLinks
 from saga.bootstrap import DEFINITIONS, definitions, transport_for
 from saga.clock import new_id
 from saga.connections import redis_client
 from saga.core.decide import CancelSaga, cancellable
 from saga.core.order import OrderInput
-from saga.core.state import SagaState
+from saga.core.state import SagaState, SagaStatus
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher
 from saga.settings import Settings
@@ -72,6 +74,10 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
 
     def _wire(app: FastAPI) -> None:
         store = RedisSagaStore(app.state.redis, settings.namespace)
+        app.state.keys = IdempotencyKeys(app.state.redis, settings.namespace)
+        app.state.limiter = RateLimiter(
+            app.state.redis, settings.namespace, Rate.parse(settings.rate_limit)
+        )
         dispatcher = Dispatcher(store, app.state.transport)
         app.state.store = store
         app.state.starter = SagaStarter(store, dispatcher)
@@ -84,17 +90,57 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+
+    async def limited(caller: CallerDep, request: Request) -> Caller:
+        """The caller, within their rate limit for writes (429 past it)."""
+        try:
+            await request.app.state.limiter.take(caller.email)
+        except RateLimited as exc:
+            raise HTTPException(
+                429, str(exc), headers={"Retry-After": retry_after(exc.retry_after)}
+            ) from None
+        return caller
+
+    LimitedCaller = Annotated[Caller, Depends(limited)]
+
     @app.exception_handler(RedisError)
     async def store_down(_: Request, exc: RedisError) -> JSONResponse:
         return JSONResponse({"detail": f"saga store unavailable: {type(exc).__name__}"}, 503)
 
     @app.post("/orders/create_order", status_code=202, response_model=SagaAccepted)
     async def create_order(
-        body: CreateOrderRequest, caller: CallerDep, request: Request, response: Response
+        body: CreateOrderRequest,
+        caller: LimitedCaller,
+        request: Request,
+        response: Response,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                min_length=1,
+                max_length=MAX_KEY_LENGTH,
+                pattern=r"^[\x21-\x7e]+$",
+                description="The same key with the same body starts one saga, "
+                "answered 202 the first time and 200 after, for 24 hours.",
+            ),
+        ] = None,
     ) -> SagaAccepted:
         """Start an order saga; answers once its first event and command are durable."""
         if body.user_email is not None and body.user_email.lower() != caller.email:
             raise HTTPException(403, "user_email must be the token owner's email")
+        saga_id: str | None = None
+        if idempotency_key is not None:
+            keys: IdempotencyKeys = request.app.state.keys
+            try:
+                claim = await keys.claim(
+                    caller.email, idempotency_key, body.model_dump(mode="json")
+                )
+            except KeyReused as exc:
+                raise HTTPException(422, str(exc)) from None
+            saga_id = claim.saga_id
+            if not claim.first:
+                response.status_code = 200
         order = OrderInput(
             customer=caller.email,
             vendor=body.vendor_email.lower(),
@@ -110,7 +156,11 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         trace_id = trace_id_of(request.headers.get("traceparent")) or new_id()
         try:
             state = await starter.start(
-                sagas["order"], customer=caller.email, saga_input=order, trace_id=trace_id
+                sagas["order"],
+                customer=caller.email,
+                saga_input=order,
+                trace_id=trace_id,
+                saga_id=saga_id,
             )
         except INFRASTRUCTURE_ERRORS as exc:
             raise HTTPException(503, f"saga store unavailable: {type(exc).__name__}") from exc
@@ -127,6 +177,19 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
             raise HTTPException(404, f"no saga {saga_id}")
         return state
 
+    @app.get("/sagas", response_model=list[SagaView])
+    async def list_sagas(
+        caller: CallerDep,
+        request: Request,
+        status: SagaStatus | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> list[SagaView]:
+        """The caller's sagas, newest first (an admin's: everyone's)."""
+        store: RedisSagaStore = request.app.state.store
+        customer = None if caller.is_admin else caller.email
+        states = await store.find(status=status, customer=customer, limit=limit)
+        return [saga_view(s, DEFINITIONS.get(s.saga_type)) for s in states]
+
     @app.get("/sagas/{saga_id}", response_model=SagaView)
     async def get_saga(saga_id: str, caller: CallerDep, request: Request) -> SagaView:
         state = await visible_saga(saga_id, caller, request)
@@ -139,7 +202,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         return [EventView.model_validate(r.to_wire()) for r in await store.events(saga_id)]
 
     @app.post("/sagas/{saga_id}/cancel", status_code=202, response_model=SagaView)
-    async def cancel_saga(saga_id: str, caller: CallerDep, request: Request) -> SagaView:
+    async def cancel_saga(saga_id: str, caller: LimitedCaller, request: Request) -> SagaView:
         """Stop a running saga: what it did is undone, and it ends `compensated`."""
         state = await visible_saga(saga_id, caller, request)
         if not cancellable(sagas[state.saga_type], state):

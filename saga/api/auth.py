@@ -1,10 +1,16 @@
 """The auth client: verifies bearer tokens with the auth service over httpx."""
 
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 import httpx
 from fastapi import Header, HTTPException, Request
+
+from saga.api.breaker import CircuitBreaker, CircuitOpen
 
 
 @dataclass(frozen=True)
@@ -23,9 +29,14 @@ class Caller:
 class AuthUnavailable(Exception):
     """The auth service did not give an answer: neither yes nor no."""
 
+    def __init__(self, message: str, *, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
 
 class AuthClient:
-    """One reused AsyncClient with a short timeout."""
+    """One reused AsyncClient with a short timeout, a small cache of verified tokens, and
+    a circuit breaker so that an auth outage answers 503 at once instead of piling up."""
 
     def __init__(
         self,
@@ -33,23 +44,59 @@ class AuthClient:
         *,
         timeout: float,
         transport: httpx.AsyncBaseTransport | None = None,
+        cache_ttl: float = 30.0,
+        cache_size: int = 10_000,
+        breaker: CircuitBreaker | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         # `transport`: to reach an auth app in this process (the embedded demo).
         self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+        self._cache: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
+        self._cache_ttl = cache_ttl
+        self._cache_size = cache_size
+        self._breaker = breaker or CircuitBreaker()
+        self._clock = clock
 
     async def verify(self, token: str) -> Caller | None:
         """The caller a token belongs to; None if the token is invalid or expired."""
+        now = self._clock()
+        cached = self._cache.get(token)
+        if cached is not None and cached[1] > now:
+            self._cache.move_to_end(token)
+            return cached[0]
+        try:
+            self._breaker.before_call()
+        except CircuitOpen as exc:
+            raise AuthUnavailable(
+                "auth service unavailable (not asked: it failed repeatedly)",
+                retry_after=exc.retry_after,
+            ) from None
+        try:
+            caller, expires_at = await self._ask(token)
+        except AuthUnavailable:
+            self._breaker.failed()
+            raise
+        self._breaker.succeeded()
+        if caller is not None:
+            # Never kept longer than the token lives.
+            self._cache[token] = (caller, min(now + self._cache_ttl, expires_at))
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return caller
+
+    async def _ask(self, token: str) -> tuple[Caller | None, float]:
         try:
             response = await self._client.post("/auth/verify", json={"token": token})
         except httpx.HTTPError as exc:
             raise AuthUnavailable(f"auth service unreachable: {type(exc).__name__}") from exc
         if response.status_code == 401:
-            return None
+            return None, 0.0
         if response.status_code != 200:
             raise AuthUnavailable(f"auth service answered {response.status_code}")
         try:
             data = response.json()
-            return Caller(email=str(data["email"]).lower(), roles=tuple(data["roles"]))
+            caller = Caller(email=str(data["email"]).lower(), roles=tuple(data["roles"]))
+            return caller, float(data.get("expires_at", 0))
         except (ValueError, KeyError, TypeError) as exc:
             raise AuthUnavailable("auth service gave a malformed answer") from exc
 
@@ -79,7 +126,8 @@ async def current_caller(
     try:
         caller = await client.verify(token.strip())
     except AuthUnavailable as exc:
-        raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from exc
+        wait = str(max(1, math.ceil(exc.retry_after)))
+        raise HTTPException(503, str(exc), headers={"Retry-After": wait}) from exc
     if caller is None:
         raise HTTPException(401, "invalid or expired token", headers=_UNAUTHORIZED)
     return caller

@@ -34,6 +34,7 @@ class VerifyRequest(BaseModel):
 class VerifyResponse(BaseModel):
     email: str
     roles: list[str]
+    expires_at: int
 
 
 def create_auth_app(settings: Settings, *, redis: Redis | None = None) -> FastAPI:
@@ -81,8 +82,8 @@ def create_auth_app(settings: Settings, *, redis: Redis | None = None) -> FastAP
         verified = state["issuer"].verify(body.token)
         if verified is None:
             raise HTTPException(401, "invalid or expired token")
-        email, roles = verified
-        return VerifyResponse(email=email, roles=roles)
+        email, roles, expires_at = verified
+        return VerifyResponse(email=email, roles=roles, expires_at=expires_at)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -24,8 +24,8 @@ class TokenIssuer:
         }
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
-    def verify(self, token: str) -> tuple[str, list[str]] | None:
-        """(email, roles) of a valid, unexpired token of ours; None otherwise."""
+    def verify(self, token: str) -> tuple[str, list[str], int] | None:
+        """(email, roles, expiry as epoch seconds) of a valid, unexpired token of ours."""
         try:
             claims = jwt.decode(
                 token,
@@ -39,4 +39,4 @@ class TokenIssuer:
         roles = claims.get("roles")
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             return None
-        return str(claims["sub"]), roles
+        return str(claims["sub"]), roles, int(claims["exp"])

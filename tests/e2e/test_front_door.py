@@ -2,6 +2,7 @@
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -75,7 +76,9 @@ def test_a_wrong_password_gets_no_token(system: System, shop: Shop) -> None:
 
 def test_verify_answers_who_the_token_belongs_to(system: System, shop: Shop) -> None:
     response = httpx.post(f"{system.auth}/auth/verify", json={"token": shop.token}, timeout=10)
-    assert response.json() == {"email": shop.customer, "roles": ["customer"]}
+    body = response.json()
+    assert (body["email"], body["roles"]) == (shop.customer, ["customer"])
+    assert body["expires_at"] > time.time()
 
 
 def test_ordering_for_someone_else_is_403(system: System, shop: Shop) -> None:
@@ -168,3 +171,92 @@ def test_an_unreachable_auth_service_is_503_not_401(system: System, shop: Shop) 
         proc.terminate()
         proc.wait(timeout=15)
         del system.processes["api-without-auth"]
+
+
+def test_an_idempotency_key_starts_one_saga_however_often_it_is_sent(
+    system: System, shop: Shop
+) -> None:
+    body = shop.body([("apple", 1)])
+    headers = {**bearer(shop.token), "Idempotency-Key": f"order-{uuid.uuid4().hex}"}
+    first = post(system, body, headers)
+    again = post(system, body, headers)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert first.json()["saga_id"] == again.json()["saga_id"]
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        racing_headers = {**bearer(shop.token), "Idempotency-Key": f"race-{uuid.uuid4().hex}"}
+        answers = list(pool.map(lambda _: post(system, body, racing_headers), range(10)))
+    assert sorted(a.status_code for a in answers) == [200] * 9 + [202]
+    assert len({a.json()["saga_id"] for a in answers}) == 1
+    saga = system.wait_terminal(shop.token, answers[0].json()["saga_id"])
+    orders = [o for o in system.cli_json("order", "list") if o["saga_id"] == saga["saga_id"]]
+    assert len(orders) == 1
+
+
+def test_an_idempotency_key_reused_with_another_body_is_422(system: System, shop: Shop) -> None:
+    headers = {**bearer(shop.token), "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+    assert post(system, shop.body([("apple", 1)]), headers).status_code == 202
+    response = post(system, shop.body([("apple", 2)]), headers)
+    assert response.status_code == 422
+    assert "different body" in response.json()["detail"]
+
+
+def test_a_customer_lists_only_their_own_sagas(system: System, shop: Shop) -> None:
+    mine = shop.order([("apple", 1)])
+    other = open_shop(system)
+    theirs = other.order([("apple", 1)])
+    listed = system.api_get(shop.token, "/sagas?status=completed").json()
+    ids = {s["saga_id"] for s in listed}
+    assert mine["saga_id"] in ids and theirs["saga_id"] not in ids
+    admin = open_shop(system, role="admin")
+    everyone = {s["saga_id"] for s in system.api_get(admin.token, "/sagas?limit=1000").json()}
+    assert {mine["saga_id"], theirs["saga_id"]} <= everyone
+    assert system.api_get(shop.token, "/sagas?status=sleeping").status_code == 422
+
+
+def test_a_body_over_the_limit_is_413(system: System, shop: Shop) -> None:
+    huge = {**shop.body([("apple", 1)]), "description": "x" * (2 * 1024 * 1024)}
+    response = post(system, huge, bearer(shop.token))
+    assert response.status_code == 413
+    assert "larger than" in response.json()["detail"]
+
+
+def test_too_many_orders_too_fast_is_429_with_retry_after(system: System, shop: Shop) -> None:
+    port = free_port()
+    env = {**system.env, "SAGA_RATE_LIMIT": "3/minute"}
+    proc = system.spawn("api-rate-limited", "api", "--port", str(port), env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{base}/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and proc.poll() is None, "api did not start"
+                time.sleep(0.2)
+        limited = open_shop(system)
+        codes = [
+            httpx.post(
+                f"{base}/orders/create_order",
+                json=limited.body([("apple", 1)]),
+                headers=bearer(limited.token),
+                timeout=10,
+            )
+            for _ in range(4)
+        ]
+        assert [c.status_code for c in codes] == [202, 202, 202, 429]
+        assert int(codes[-1].headers["Retry-After"]) >= 1
+        # Someone else has a bucket of their own.
+        assert (
+            httpx.post(
+                f"{base}/orders/create_order",
+                json=shop.body([("apple", 1)]),
+                headers=bearer(shop.token),
+                timeout=10,
+            ).status_code
+            == 202
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        del system.processes["api-rate-limited"]

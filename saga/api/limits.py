@@ -1,0 +1,126 @@
+"""Limits of the front door: a per-customer rate (a token bucket in Redis) and a body size."""
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_PERIODS: Final = {"second": 1, "minute": 60, "hour": 3600}
+
+# KEYS: the bucket. ARGV: capacity, refill per second. Redis's own clock, so that every
+# front door replica agrees. Returns {allowed, seconds to wait for one token}.
+_TAKE: Final = """
+local capacity, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or capacity)
+local last = tonumber(redis.call('HGET', KEYS[1], 'at') or now)
+tokens = math.min(capacity, tokens + (now - last) * rate)
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
+if allowed == 1 then return {1, '0'} end
+return {0, tostring((1 - tokens) / rate)}
+"""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """`count` requests per `period` seconds, in bursts of up to `count`."""
+
+    count: int
+    period: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Rate":
+        """`20/second`, `600/minute`, `1000/hour`."""
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(second|minute|hour)\s*", text)
+        if not match or int(match.group(1)) < 1:
+            raise ValueError(f"a rate is like 20/second or 600/minute, not {text!r}")
+        return cls(int(match.group(1)), _PERIODS[match.group(2)])
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limit exceeded; retry in {retry_after:.2f}s")
+        self.retry_after = retry_after
+
+
+class RateLimiter:
+    """One token bucket per customer, shared by every replica through Redis."""
+
+    def __init__(self, redis: "Redis", namespace: str, rate: Rate) -> None:
+        self._take = redis.register_script(_TAKE)
+        self._ns = namespace
+        self._rate = rate
+
+    async def take(self, customer: str) -> None:
+        """Spend one token of the customer's; raises RateLimited when there is none."""
+        allowed, wait = await self._take(
+            keys=[f"{self._ns}:ratelimit:{customer}"],
+            args=[self._rate.count, self._rate.count / self._rate.period],
+        )
+        if int(allowed) != 1:
+            raise RateLimited(float(wait))
+
+
+def retry_after(seconds: float) -> str:
+    """A Retry-After header value: whole seconds, at least 1."""
+    return str(max(1, math.ceil(seconds)))
+
+
+class BodySizeLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413 and is read no further.
+
+    The body is read (up to the limit) before the app sees it, then handed on whole.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self._app = app
+        self._limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._limit:
+            await self._too_large(send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self._limit:
+                await self._too_large(send)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self._app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        body = b'{"detail":"request body larger than %d bytes"}' % self._limit
+        headers: list[Any] = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

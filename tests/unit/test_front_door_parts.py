@@ -1,0 +1,137 @@
+"""The front door's parts without servers: circuit breaker, token cache, rate parsing."""
+
+import time
+
+import httpx
+import pytest
+
+from saga.api.auth import AuthClient, AuthUnavailable
+from saga.api.breaker import CircuitBreaker, CircuitOpen
+from saga.api.limits import Rate
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_breaker_opens_after_repeated_failures_and_tries_again_later() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=3, reset_after=5, clock=clock)
+    for _ in range(3):
+        breaker.before_call()
+        breaker.failed()
+    with pytest.raises(CircuitOpen) as refused:
+        breaker.before_call()
+    assert refused.value.retry_after == pytest.approx(5)
+    clock.now += 5
+    breaker.before_call()  # the trial call
+    assert breaker.state == "half-open"
+    with pytest.raises(CircuitOpen):
+        breaker.before_call()  # only one trial at a time
+    breaker.failed()
+    assert breaker.state == "open"
+    clock.now += 5
+    breaker.before_call()
+    breaker.succeeded()
+    assert breaker.state == "closed"
+    breaker.before_call()
+
+
+def test_a_success_resets_the_count_of_failures() -> None:
+    breaker = CircuitBreaker(threshold=2, reset_after=5, clock=Clock())
+    breaker.failed()
+    breaker.succeeded()
+    breaker.failed()
+    breaker.before_call()
+
+
+def auth_client(handler: httpx.MockTransport, clock: Clock) -> AuthClient:
+    return AuthClient(
+        "http://auth",
+        timeout=1,
+        transport=handler,
+        cache_ttl=30,
+        breaker=CircuitBreaker(threshold=2, reset_after=10, clock=clock),
+        clock=clock,
+    )
+
+
+async def test_verified_tokens_are_cached_but_never_past_their_expiry() -> None:
+    clock = Clock()
+    calls = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(
+            200,
+            json={"email": "Ann@Example.com", "roles": ["customer"], "expires_at": clock.now + 10},
+        )
+
+    client = auth_client(httpx.MockTransport(answer), clock)
+    first = await client.verify("t1")
+    assert first is not None and first.email == "ann@example.com"
+    assert await client.verify("t1") == first
+    assert len(calls) == 1
+    clock.now += 11  # the token expired before the cache's 30 s
+    await client.verify("t1")
+    assert len(calls) == 2
+    await client.close()
+
+
+async def test_an_invalid_token_is_none_and_not_cached() -> None:
+    calls = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(401, json={"detail": "invalid"})
+
+    client = auth_client(httpx.MockTransport(answer), Clock())
+    assert await client.verify("bad") is None
+    assert await client.verify("bad") is None
+    assert len(calls) == 2
+    await client.close()
+
+
+async def test_an_auth_outage_trips_the_breaker_and_later_recovers() -> None:
+    clock = Clock()
+    calls = []
+    up = False
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if not up:
+            raise httpx.ConnectError("refused")
+        return httpx.Response(200, json={"email": "a@example.com", "roles": [], "expires_at": 2e9})
+
+    client = auth_client(httpx.MockTransport(answer), clock)
+    for _ in range(2):
+        with pytest.raises(AuthUnavailable):
+            await client.verify("t")
+    started = time.monotonic()
+    with pytest.raises(AuthUnavailable) as refused:
+        await client.verify("t")
+    assert len(calls) == 2, "an open circuit does not ask"
+    assert refused.value.retry_after == pytest.approx(10)
+    assert time.monotonic() - started < 0.5
+    up = True
+    clock.now += 10
+    assert await client.verify("t") is not None
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "rate"),
+    [("20/second", Rate(20, 1)), ("600/minute", Rate(600, 60)), (" 5 / hour ", Rate(5, 3600))],
+)
+def test_rates_parse(text: str, rate: Rate) -> None:
+    assert Rate.parse(text) == rate
+
+
+@pytest.mark.parametrize("text", ["20", "0/second", "20/day", "fast"])
+def test_bad_rates_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="a rate is like"):
+        Rate.parse(text)
