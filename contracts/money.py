@@ -24,12 +24,13 @@ def money(value: Any) -> Decimal:
         raise ValueError(f"money must be a decimal string, got {type(value).__name__}")
     if not amount.is_finite():
         raise ValueError("money must be a finite amount")
-    if amount != amount.quantize(CENT, rounding=ROUND_HALF_EVEN):
-        raise ValueError("money has at most two decimal places")
+    # Bounds first: quantizing 1e400 to cents is beyond Decimal's precision.
     if amount < 0:
         raise ValueError("money cannot be negative")
     if amount > MAX_MONEY:
         raise ValueError(f"money cannot exceed {MAX_MONEY}")
+    if amount != amount.quantize(CENT, rounding=ROUND_HALF_EVEN):
+        raise ValueError("money has at most two decimal places")
     return amount.quantize(CENT)
 
 

@@ -17,7 +17,7 @@ from contracts.messages import OrderItem
 from saga.api.auth import AuthClient, Caller, current_caller
 from saga.api.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, KeyReused
 from saga.api.limits import BodySizeLimit, Rate, RateLimited, RateLimiter, retry_after
-from saga.api.schemas import CreateOrderRequest, SagaAccepted, SagaLinks
+from saga.api.schemas import CreateOrderRequest, SagaAccepted, SagaLinks, errors
 from saga.bootstrap import DEFINITIONS, definitions, transport_for
 from saga.clock import new_id
 from saga.connections import redis_client
@@ -108,7 +108,15 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     async def store_down(_: Request, exc: RedisError) -> JSONResponse:
         return JSONResponse({"detail": f"saga store unavailable: {type(exc).__name__}"}, 503)
 
-    @app.post("/orders/create_order", status_code=202, response_model=SagaAccepted)
+    @app.post(
+        "/orders/create_order",
+        status_code=202,
+        response_model=SagaAccepted,
+        responses={
+            200: {"model": SagaAccepted, "description": "seen before: the same saga"},
+            **errors(401, 403, 413, 422, 429, 503),
+        },
+    )
     async def create_order(
         body: CreateOrderRequest,
         caller: LimitedCaller,
@@ -177,7 +185,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
             raise HTTPException(404, f"no saga {saga_id}")
         return state
 
-    @app.get("/sagas", response_model=list[SagaView])
+    @app.get("/sagas", response_model=list[SagaView], responses=errors(401, 422, 503))
     async def list_sagas(
         caller: CallerDep,
         request: Request,
@@ -190,18 +198,27 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         states = await store.find(status=status, customer=customer, limit=limit)
         return [saga_view(s, DEFINITIONS.get(s.saga_type)) for s in states]
 
-    @app.get("/sagas/{saga_id}", response_model=SagaView)
+    @app.get("/sagas/{saga_id}", response_model=SagaView, responses=errors(401, 404, 503))
     async def get_saga(saga_id: str, caller: CallerDep, request: Request) -> SagaView:
         state = await visible_saga(saga_id, caller, request)
         return saga_view(state, DEFINITIONS.get(state.saga_type))
 
-    @app.get("/sagas/{saga_id}/events", response_model=list[EventView])
+    @app.get(
+        "/sagas/{saga_id}/events",
+        response_model=list[EventView],
+        responses=errors(401, 404, 503),
+    )
     async def get_events(saga_id: str, caller: CallerDep, request: Request) -> list[EventView]:
         await visible_saga(saga_id, caller, request)
         store: RedisSagaStore = request.app.state.store
         return [EventView.model_validate(r.to_wire()) for r in await store.events(saga_id)]
 
-    @app.post("/sagas/{saga_id}/cancel", status_code=202, response_model=SagaView)
+    @app.post(
+        "/sagas/{saga_id}/cancel",
+        status_code=202,
+        response_model=SagaView,
+        responses=errors(401, 404, 409, 429, 503),
+    )
     async def cancel_saga(saga_id: str, caller: LimitedCaller, request: Request) -> SagaView:
         """Stop a running saga: what it did is undone, and it ends `compensated`."""
         state = await visible_saga(saga_id, caller, request)
@@ -225,7 +242,10 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready")
+    @app.get(
+        "/ready",
+        responses={503: {"description": "a server is unreachable; `detail` names it"}},
+    )
     async def ready(request: Request) -> JSONResponse:
         checks = {
             "redis": await _redis_ok(request),

@@ -46,3 +46,24 @@ class SagaAccepted(BaseModel):
     saga_id: str
     status: SagaStatus
     links: SagaLinks
+
+
+class Problem(BaseModel):
+    """Every error answer: what went wrong, in words (or, for 422, field by field)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error codes a route may answer."""
+    words = {
+        401: "no valid bearer token",
+        403: "not allowed for this caller",
+        404: "no such saga (or not the caller's)",
+        409: "the saga is past the point where this can be done",
+        413: "the body is too large",
+        422: "the request is not valid; `detail` names each problem",
+        429: "too many requests from this customer; see Retry-After",
+        503: "the auth service or the saga store is unreachable; see Retry-After",
+    }
+    return {code: {"model": Problem, "description": words[code]} for code in codes}

@@ -25,6 +25,8 @@ def test_money_parses_decimal_strings_and_ints(text: str | int, value: str) -> N
         ("NaN", "finite"),
         ("abc", "not a decimal"),
         ("1e12", "exceed"),
+        ("1e400", "exceed"),
+        ("-1e400", "negative"),
         (True, "not a float"),
     ],
 )
