@@ -44,5 +44,8 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    # Libraries speak up only when something is wrong.
+    # Libraries speak up only when something is wrong; aio-pika and aiormq narrate every
+    # reconnect (with tracebacks) at warning, which our own lines already say.
     root.setLevel(max(level, logging.WARNING))
+    for chatty in ("aiormq", "aio_pika"):
+        logging.getLogger(chatty).setLevel(max(level, logging.ERROR))

@@ -1,6 +1,7 @@
 """Prometheus metrics: what sagas do (counted where it happens) and what waits (sampled)."""
 
 import asyncio
+import functools
 from typing import Final
 
 import structlog
@@ -47,12 +48,18 @@ COMMANDS_HANDLED: Final = Counter(
     "Commands a participant handled, by the reply it gave.",
     ["participant", "command", "reply"],
 )
-SAGAS_IN_FLIGHT: Final = Gauge("saga_in_flight", "Sagas not yet terminal.")
-OUTBOX_SIZE: Final = Gauge(
-    "saga_outbox_pending", "Sagas whose outbox may hold unpublished commands."
-)
-TIMERS_WAITING: Final = Gauge("saga_timers_waiting", "Timeouts and retries waiting to come due.")
-DEAD_LETTERS: Final = Gauge("saga_dead_letters", "Messages parked in the dead-letter queue.")
+
+
+@functools.cache
+def _gauges() -> tuple[Gauge, Gauge, Gauge, Gauge]:
+    """The sampled gauges, registered only in a process that samples them (the
+    orchestrator), so that no other process exports a misleading 0."""
+    return (
+        Gauge("saga_in_flight", "Sagas not yet terminal."),
+        Gauge("saga_outbox_pending", "Sagas whose outbox may hold unpublished commands."),
+        Gauge("saga_timers_waiting", "Timeouts and retries waiting to come due."),
+        Gauge("saga_dead_letters", "Messages parked in the dead-letter queue."),
+    )
 
 
 def observe(before: SagaState, decision: Decision) -> None:
@@ -93,14 +100,16 @@ class Sampler:
         self._transport = transport
         self._interval = interval
         self._clock = clock
+        _gauges()  # registered now, so they are exported from the first scrape
 
     async def sample(self, *, now: float) -> None:
         """Read the sizes once."""
+        in_flight, outbox, timers, dead_letters = _gauges()
         await self._store.forget_finished(now=now)
-        SAGAS_IN_FLIGHT.set(await self._store.active_count())
-        OUTBOX_SIZE.set(await self._store.outbox_pending())
-        TIMERS_WAITING.set(await self._store.timers.count())
-        DEAD_LETTERS.set(await self._transport.depth(self._transport.topology.dead_letter_queue))
+        in_flight.set(await self._store.active_count())
+        outbox.set(await self._store.outbox_pending())
+        timers.set(await self._store.timers.count())
+        dead_letters.set(await self._transport.depth(self._transport.topology.dead_letter_queue))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sample until `stop` is set; gauges are best effort: a failed round leaves the

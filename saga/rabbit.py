@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -61,9 +62,16 @@ class RabbitTransport:
         self._connection, self._channel = connection, channel
 
     async def keep_connecting(self, *, retry_every: float = 2.0) -> None:
-        """Connect, retrying until the broker answers (for processes that start without it)."""
+        """Connect, retrying until the broker answers (for processes that start without it).
+
+        Each try is a plain connection first: cancelling it (the process stopping) is
+        clean, where a robust connection cancelled mid-way keeps reconnecting behind
+        everyone's back and holds the process open.
+        """
         while True:
             try:
+                probe = await aio_pika.connect(self._url, timeout=10)
+                await probe.close()
                 await self.connect()
                 log.info("connected to RabbitMQ")
                 return
@@ -102,6 +110,7 @@ class RabbitTransport:
         message = aio_pika.Message(
             body,
             message_id=uuid.uuid4().hex,  # the dead letter's own id, for `saga dlq replay`
+            timestamp=datetime.now(UTC),
             headers={**headers, DEAD_REASON_HEADER: reason[:500], DEAD_QUEUE_HEADER: queue},
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )

@@ -55,6 +55,7 @@ def demo(
         )
     else:
         out.print(_table(result))
+        out.print("steps: ✓ succeeded  - skipped  ✗ failed  ↺ compensated  · not needed")
         out.print(_summary(result))
     if not result.all_as_expected:
         raise typer.Exit(1)
@@ -91,4 +92,5 @@ def _summary(result: DemoResult) -> str:
         if statuses.count(k)
     )
     verdict = "every saga ended as expected" if result.all_as_expected else "NOT as expected"
-    return f"{len(statuses)} sagas in {result.seconds:.2f}s: {counts}; {verdict}"
+    sagas = "saga" if len(statuses) == 1 else "sagas"
+    return f"{len(statuses)} {sagas} in {result.seconds:.2f}s: {counts}; {verdict}"

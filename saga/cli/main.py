@@ -57,12 +57,19 @@ def _serve(app_factory_path: str, host: str, port: int) -> None:
 
         asgi = create_auth_app(config)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again to the
-    # handler it found; make that handler a no-op so a requested stop exits 0.
-    signal.signal(signal.SIGTERM, lambda *_: None)
+    # handler it found: that handler ends the process with 0, a requested stop. Outside
+    # uvicorn's serving (starting, or a failed start) SIGTERM ends the process too.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     log = structlog.get_logger(__name__)
-    log.info(f"{app_factory_path} listening", host=host, port=port, namespace=config.namespace)
-    uvicorn.run(asgi, host=host, port=port, log_config=None, access_log=False, lifespan="on")
-    log.info(f"{app_factory_path} stopped")
+    log.info(f"{app_factory_path} starting", host=host, port=port, namespace=config.namespace)
+    try:
+        uvicorn.run(asgi, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    finally:
+        log.info(f"{app_factory_path} stopped")
+
+
+def _exit_on_sigterm(*_: object) -> None:
+    raise SystemExit(0)
 
 
 @auth_app.callback(invoke_without_command=True)
@@ -149,9 +156,9 @@ def main() -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         fail(f"{message} (see '{command} --help')", 2)
     except CliError as exc:
-        fail(str(exc))
+        fail(str(exc), exc.code)
     except ValidationError as exc:
-        fail(f"invalid setting or value {first_error(exc)}", 2)
+        fail(f"invalid setting or value {_variable(exc)}", 2)
     except RedisConnectionError as exc:
         fail(f"cannot reach Redis ({settings_url('redis_url')}): {exc}")
     except AMQPConnectionError as exc:
@@ -164,6 +171,16 @@ def main() -> None:
         sys.exit(130)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _variable(exc: ValidationError) -> str:
+    """The first error, naming the SAGA_ variable when it is about a setting."""
+    from saga.settings import Settings
+
+    loc = exc.errors()[0].get("loc", ())
+    if exc.title == Settings.__name__ and loc and loc[0] in Settings.model_fields:
+        return f"SAGA_{str(loc[0]).upper()}: {exc.errors()[0].get('msg')}"
+    return first_error(exc)
 
 
 def settings_url(name: str) -> str:

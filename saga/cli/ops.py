@@ -42,9 +42,9 @@ def replay(
 ) -> None:
     """Resume failed sagas once the cause is fixed: their failed compensations run again."""
     if (saga_id is None) == (status is None):
-        raise CliError("name one saga, or give --status failed")
+        raise CliError("name one saga, or give --status failed", usage=True)
     if status is not None and status != "failed":
-        raise CliError(f"only failed sagas can be replayed, not {status!r} ones")
+        raise CliError(f"only failed sagas can be replayed, not {status!r} ones", usage=True)
     config = settings()
     # The orchestrator's own log lines (a command left to the relay) go to stderr.
     configure_logging(config.model_copy(update={"log_level": "warning"}))
@@ -179,7 +179,7 @@ def dlq_replay(
 ) -> None:
     """Send parked messages back to the queue they came from (after fixing the cause)."""
     if (letter_id is None) == (not all_letters):
-        raise CliError("name one dead letter, or give --all")
+        raise CliError("name one dead letter, or give --all", usage=True)
     replayed = asyncio.run(
         _dead_letters().replay(lambda letter: all_letters or letter.id == letter_id)
     )
@@ -198,7 +198,7 @@ def dlq_purge(
 ) -> None:
     """Drop every parked message."""
     if not yes:
-        raise CliError("purging drops the messages for good: add --yes")
+        raise CliError("purging drops the messages for good: add --yes", usage=True)
     count = asyncio.run(_dead_letters().purge())
     if json_out:
         print_json({"purged": count})

@@ -20,7 +20,12 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
 class CliError(Exception):
-    """A problem the user can act on: printed as one line, exit code 1."""
+    """A problem the user can act on: printed as one line, exit code 1 (2 for a usage
+    problem: the command was not given what it needs)."""
+
+    def __init__(self, message: str, *, usage: bool = False) -> None:
+        super().__init__(message)
+        self.code = 2 if usage else 1
 
 
 def console() -> Console:

@@ -27,7 +27,7 @@ def list_sagas(
 ) -> None:
     """List sagas, newest first."""
     if status is not None and status not in _STATUSES:
-        raise CliError(f"unknown status {status!r}; one of {', '.join(_STATUSES)}")
+        raise CliError(f"unknown status {status!r}; one of {', '.join(_STATUSES)}", usage=True)
 
     async def work(redis: Redis, settings: Settings) -> list[SagaState]:
         return await RedisSagaStore(redis, settings.namespace).find(status=status, limit=limit)
@@ -82,7 +82,10 @@ def show_saga(
         f"saga {state.saga_id} ({state.saga_type}) — {state.status}"
         + (f", reason: {state.reason}" if state.reason else "")
     )
-    out.print(f"customer {state.customer}, version {state.version}")
+    out.print(
+        f"customer {state.customer}, started {state.created_at.isoformat(timespec='seconds')}, "
+        f"last change {state.updated_at.isoformat(timespec='seconds')}, version {state.version}"
+    )
     start = records[0].at if records else state.created_at
     timeline = Table(
         "step",

@@ -72,13 +72,12 @@ async def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int
     for proc in children.values():
         if proc.returncode is None:
             proc.terminate()
-    try:
-        await asyncio.wait_for(asyncio.gather(*exited), timeout=15)
-    except TimeoutError:
+    _, stuck = await asyncio.wait(exited, timeout=15)
+    if stuck:
         for proc in children.values():
             if proc.returncode is None:
                 proc.kill()
-        await asyncio.gather(*exited)
+        await asyncio.gather(*stuck)
     await asyncio.gather(*pumps)
     stopper.cancel()
     return code

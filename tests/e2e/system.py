@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,29 @@ class System:
             return []
         self.metrics_ports[name] = free_port()
         return ["--metrics-port", str(self.metrics_ports[name])]
+
+    @contextmanager
+    def extra_api(self, name: str, **settings: str) -> Iterator[str]:
+        """A second front door on this namespace with other settings; its base URL."""
+        port = free_port()
+        proc = self.spawn(name, "api", "--port", str(port), env={**self.env, **settings})
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    httpx.get(f"{base}/health", timeout=2)
+                    break
+                except httpx.HTTPError:
+                    assert time.monotonic() < deadline and proc.poll() is None, (
+                        f"{name} did not start"
+                    )
+                    time.sleep(0.2)
+            yield base
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+            del self.processes[name]
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Stop one process (by default the hard way: kill -9)."""

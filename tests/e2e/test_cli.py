@@ -1,6 +1,7 @@
 """The operator's command line: one-line errors, JSON for scripts, clean stops on SIGTERM."""
 
 import signal
+import socket
 import subprocess
 import sys
 
@@ -46,7 +47,7 @@ def test_a_bad_setting_is_named(system: System) -> None:
         [sys.executable, "-m", "saga", "list"], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2
-    assert "namespace" in result.stderr and "Traceback" not in result.stderr
+    assert "SAGA_NAMESPACE" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_data_commands_print_json(system: System) -> None:
@@ -105,3 +106,46 @@ def test_saga_up_runs_everything_and_stops_on_ctrl_c(system: System) -> None:
     forget_namespace(namespace)
     assert workers <= running, rest
     assert proc.returncode == 0, rest
+
+
+def test_an_api_whose_port_is_taken_exits_at_once(system: System) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "saga", "api", "--port", str(port)],
+            env=system.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode != 0
+    assert "address already in use" in result.stderr
+
+
+def test_saga_up_with_a_port_taken_stops_everything_without_a_traceback(system: System) -> None:
+    namespace = fresh_namespace()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "saga",
+                "up",
+                "--api-port",
+                str(free_port()),
+                "--auth-port",
+                str(taken.getsockname()[1]),
+            ],
+            env={**system.env, "SAGA_NAMESPACE": namespace},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    forget_namespace(namespace)
+    assert result.returncode == 1
+    assert "auth exited; stopping everything" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

@@ -142,19 +142,9 @@ def test_health_and_ready(system: System) -> None:
 
 
 def test_an_unreachable_auth_service_is_503_not_401(system: System, shop: Shop) -> None:
-    port = free_port()
-    env = {**system.env, "SAGA_AUTH_URL": f"http://127.0.0.1:{free_port()}"}
-    proc = system.spawn("api-without-auth", "api", "--port", str(port), env=env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                ready = httpx.get(f"{base}/ready", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline and proc.poll() is None, "api did not start"
-                time.sleep(0.2)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    with system.extra_api("api-without-auth", SAGA_AUTH_URL=nowhere) as base:
+        ready = httpx.get(f"{base}/ready", timeout=10)
         assert ready.status_code == 503
         assert ready.json()["checks"]["auth"] == "unreachable"
         assert "auth" in ready.json()["detail"]
@@ -167,10 +157,6 @@ def test_an_unreachable_auth_service_is_503_not_401(system: System, shop: Shop) 
         assert response.status_code == 503
         assert "auth service unreachable" in response.json()["detail"]
         assert response.headers["Retry-After"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        del system.processes["api-without-auth"]
 
 
 def test_an_idempotency_key_starts_one_saga_however_often_it_is_sent(
@@ -221,42 +207,18 @@ def test_a_body_over_the_limit_is_413(system: System, shop: Shop) -> None:
 
 
 def test_too_many_orders_too_fast_is_429_with_retry_after(system: System, shop: Shop) -> None:
-    port = free_port()
-    env = {**system.env, "SAGA_RATE_LIMIT": "3/minute"}
-    proc = system.spawn("api-rate-limited", "api", "--port", str(port), env=env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{base}/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline and proc.poll() is None, "api did not start"
-                time.sleep(0.2)
+    with system.extra_api("api-rate-limited", SAGA_RATE_LIMIT="3/minute") as base:
         limited = open_shop(system)
-        codes = [
-            httpx.post(
+
+        def order(customer: Shop) -> httpx.Response:
+            return httpx.post(
                 f"{base}/orders/create_order",
-                json=limited.body([("apple", 1)]),
-                headers=bearer(limited.token),
+                json=customer.body([("apple", 1)]),
+                headers=bearer(customer.token),
                 timeout=10,
             )
-            for _ in range(4)
-        ]
+
+        codes = [order(limited) for _ in range(4)]
         assert [c.status_code for c in codes] == [202, 202, 202, 429]
         assert int(codes[-1].headers["Retry-After"]) >= 1
-        # Someone else has a bucket of their own.
-        assert (
-            httpx.post(
-                f"{base}/orders/create_order",
-                json=shop.body([("apple", 1)]),
-                headers=bearer(shop.token),
-                timeout=10,
-            ).status_code
-            == 202
-        )
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        del system.processes["api-rate-limited"]
+        assert order(shop).status_code == 202  # someone else has a bucket of their own

@@ -2,7 +2,6 @@
 200 clients at once get every order right."""
 
 import json
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.e2e.shop import Shop, check_books, open_shop
-from tests.e2e.system import System, free_port
+from tests.e2e.system import System
 
 
 @pytest.fixture(scope="module")
@@ -117,19 +116,7 @@ def test_fuzzing_the_openapi_schema_finds_no_5xx_and_no_answer_off_the_schema(
 
 @pytest.mark.slow
 def test_two_hundred_clients_at_once_get_every_order_right(system: System) -> None:
-    port = free_port()
-    env = {**system.env, "SAGA_RATE_LIMIT": "100000/second"}
-    proc = system.spawn("api-load", "api", "--port", str(port), env=env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{base}/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline and proc.poll() is None, "api did not start"
-                time.sleep(0.2)
+    with system.extra_api("api-load", SAGA_RATE_LIMIT="100000/second") as base:
         shop = open_shop(system, balance="1000.00")
         system.cli("stock", "set", shop.products["apple"], "--quantity", "150", "--price", "5.00")
 
@@ -150,7 +137,3 @@ def test_two_hundred_clients_at_once_get_every_order_right(system: System) -> No
         # 150 apples: 150 complete, 50 find none left; nothing doubled, nothing lost.
         assert [s["status"] for s in sagas].count("completed") == 150
         check_books(shop, sagas, stock=150, balance="1000.00")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        del system.processes["api-load"]
