@@ -21,17 +21,16 @@ import aio_pika
 
 from contracts.messages import OrderItem
 from contracts.topology import PARTICIPANTS, Topology
-from saga.bootstrap import definitions, transport_for
+from saga.bootstrap import InProcessWorkers, definitions, transport_for
 from saga.connections import redis_client
 from saga.core.order import OrderInput
-from saga.orchestrator import Orchestrator, SagaStarter, TimerLoop
-from saga.outbox import Dispatcher, OutboxRelay
-from saga.rabbit import RabbitTransport, delete_topology
+from saga.namespaces import delete_namespace
+from saga.orchestrator import SagaStarter
+from saga.outbox import Dispatcher
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from services.order import OrderService
 from services.payment import PaymentService
-from services.runtime import ParticipantRuntime, ParticipantService
 from services.stock import StockService
 
 Mode = Literal["in-process", "processes"]
@@ -65,18 +64,15 @@ async def run_bench(settings: Settings, *, sagas: int, concurrency: int, mode: M
     config = settings.model_copy(update={"namespace": namespace})
     redis = redis_client(config)
     children: dict[str, subprocess.Popen[bytes]] = {}
-    in_process: list[RabbitTransport] = []
-    stop = asyncio.Event()
-    loops: list[asyncio.Task[None]] = []
+    workers = InProcessWorkers(config, redis, lambda: transport_for(config))
+    starter_transport = transport_for(config)
     try:
         await _seed(redis, namespace, sagas)
         if mode == "processes":
             children = _spawn_workers(config)
         else:
-            loops = await _start_in_process(config, redis, in_process, stop)
-        starter_transport = transport_for(config)
+            await workers.start()
         await starter_transport.connect()
-        in_process.append(starter_transport)
         await _wait_for_consumers(config)
         store = RedisSagaStore(redis, namespace)
         starter = SagaStarter(store, Dispatcher(store, starter_transport))
@@ -119,15 +115,13 @@ async def run_bench(settings: Settings, *, sagas: int, concurrency: int, mode: M
             cpu_seconds={k: round(v, 2) for k, v in cpu.items()},
         )
     finally:
-        stop.set()
-        await asyncio.gather(*loops, return_exceptions=True)
-        for transport in in_process:
-            await transport.close()
+        await workers.stop()
+        await starter_transport.close()
         for child in children.values():
             child.terminate()
         for child in children.values():
             child.wait(timeout=15)
-        await _drop(redis, config)
+        await delete_namespace(redis, config.rabbitmq_url, namespace)
         await redis.aclose()
 
 
@@ -137,33 +131,6 @@ async def _seed(redis: Any, namespace: str, sagas: int) -> None:
     )
     await PaymentService(redis, namespace).deposit(CUSTOMER, Decimal(sagas * 2))
     await OrderService(redis, namespace).add_vendor(VENDOR)
-
-
-async def _start_in_process(
-    config: Settings, redis: Any, transports: list[RabbitTransport], stop: asyncio.Event
-) -> list[asyncio.Task[None]]:
-    store = RedisSagaStore(redis, config.namespace)
-    orchestrator_transport = transport_for(config)
-    await orchestrator_transport.connect()
-    transports.append(orchestrator_transport)
-    dispatcher = Dispatcher(store, orchestrator_transport)
-    orchestrator = Orchestrator(store, dispatcher, definitions(config))
-    await orchestrator_transport.consume(
-        orchestrator_transport.topology.orchestrator_queue, orchestrator.handle
-    )
-    services: dict[str, ParticipantService] = {
-        "stock": StockService(redis, config.namespace),
-        "payment": PaymentService(redis, config.namespace),
-        "order": OrderService(redis, config.namespace),
-    }
-    for name in PARTICIPANTS:
-        transport = transport_for(config)
-        await transport.connect()
-        transports.append(transport)
-        await ParticipantRuntime(services[name], transport).run()
-    timers = TimerLoop(store.timers, orchestrator, interval=config.timer_interval, lease=30)
-    relay = OutboxRelay(store, dispatcher, interval=1.0, grace=config.relay_grace)
-    return [asyncio.create_task(timers.run(stop)), asyncio.create_task(relay.run(stop))]
 
 
 def _spawn_workers(config: Settings) -> dict[str, subprocess.Popen[bytes]]:
@@ -274,11 +241,3 @@ def _percentile(values: list[float], p: int) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
-
-
-async def _drop(redis: Any, config: Settings) -> None:
-    keys = [k async for k in redis.scan_iter(match=f"{config.namespace}:*", count=1000)]
-    for i in range(0, len(keys), 500):
-        await redis.unlink(*keys[i : i + 500])
-    async with await aio_pika.connect(config.rabbitmq_url) as connection:
-        await delete_topology(await connection.channel(), Topology(config.namespace))

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import structlog
 from prometheus_client import start_http_server
+from redis.asyncio import Redis
 
-from contracts.topology import Participant, Topology
+from contracts.topology import PARTICIPANTS, Participant, Topology
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
 from saga.core.order import ORDER_SAGA
@@ -18,6 +19,7 @@ from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
 from saga.settings import Settings
 from saga.store import RedisSagaStore
+from saga.transport import Transport
 from services.order import OrderService
 from services.payment import PaymentService
 from services.runtime import ParticipantRuntime, ParticipantService
@@ -47,6 +49,71 @@ def transport_for(settings: Settings) -> RabbitTransport:
     return RabbitTransport(
         settings.rabbitmq_url, Topology(settings.namespace), prefetch=settings.prefetch
     )
+
+
+def participant_services(redis: Redis, namespace: str) -> dict[Participant, ParticipantService]:
+    """The three participant services on one Redis client."""
+    return {
+        "stock": StockService(redis, namespace),
+        "payment": PaymentService(redis, namespace),
+        "order": OrderService(redis, namespace),
+    }
+
+
+class InProcessWorkers:
+    """The orchestrator (with its timers and relay) and the three participants in this
+    process, each on a transport of its own from `transport` (the embedded demo hands out
+    one in-memory transport; the bench a RabbitMQ connection each, as processes have)."""
+
+    def __init__(
+        self, settings: Settings, redis: Redis, transport: Callable[[], Transport]
+    ) -> None:
+        self.settings = settings
+        self.store = RedisSagaStore(redis, settings.namespace)
+        self.services = participant_services(redis, settings.namespace)
+        self._transport = transport
+        self._transports: list[Transport] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _connected(self) -> Transport:
+        transport = self._transport()
+        if transport not in self._transports:
+            await transport.connect()
+            self._transports.append(transport)
+        return transport
+
+    async def start(self) -> None:
+        """Connect, start consuming, start the timer and relay loops."""
+        transport = await self._connected()
+        dispatcher = Dispatcher(self.store, transport)
+        orchestrator = Orchestrator(self.store, dispatcher, definitions(self.settings))
+        await transport.consume(transport.topology.orchestrator_queue, orchestrator.handle)
+        for name in PARTICIPANTS:
+            await ParticipantRuntime(self.services[name], await self._connected()).run()
+        timers = TimerLoop(
+            self.store.timers,
+            orchestrator,
+            interval=self.settings.timer_interval,
+            lease=self.settings.timer_lease,
+        )
+        relay = OutboxRelay(
+            self.store,
+            dispatcher,
+            interval=self.settings.relay_interval,
+            grace=self.settings.relay_grace,
+        )
+        self._tasks = [
+            asyncio.create_task(timers.run(self._stop)),
+            asyncio.create_task(relay.run(self._stop)),
+        ]
+
+    async def stop(self) -> None:
+        """Stop the loops and close every transport this set opened."""
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+        for transport in self._transports:
+            await transport.close()
 
 
 async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
@@ -84,12 +151,9 @@ async def run_participant(name: Participant, settings: Settings, stop: asyncio.E
     transport = transport_for(settings)
     await transport.connect()
     try:
-        services: dict[Participant, ParticipantService] = {
-            "stock": StockService(redis, settings.namespace),
-            "payment": PaymentService(redis, settings.namespace),
-            "order": OrderService(redis, settings.namespace),
-        }
-        await ParticipantRuntime(services[name], transport).run()
+        await ParticipantRuntime(
+            participant_services(redis, settings.namespace)[name], transport
+        ).run()
         log.info("service running", service=name, namespace=settings.namespace)
         await stop.wait()
         await transport.stop_consuming()

@@ -15,21 +15,18 @@ from typing import Any, Final
 import httpx
 from fakeredis import FakeAsyncRedis
 
-from contracts.topology import PARTICIPANTS, Topology
+from contracts.topology import Topology
 from saga.api.app import Parts, create_app
 from saga.api.auth import AuthClient
-from saga.bootstrap import definitions
+from saga.bootstrap import InProcessWorkers
 from saga.core.state import SagaState
 from saga.memory import InMemoryTransport
-from saga.orchestrator import Orchestrator, TimerLoop
-from saga.outbox import Dispatcher, OutboxRelay
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from services.auth.app import create_auth_app
 from services.auth.users import UserStore
 from services.order import OrderService
 from services.payment import PaymentService
-from services.runtime import ParticipantRuntime, ParticipantService
 from services.stock import StockService
 
 VENDOR: Final = "shop@example.com"
@@ -108,35 +105,15 @@ class EmbeddedSystem:
         self.settings = settings
         self.redis = FakeAsyncRedis(decode_responses=True)
         self.transport = InMemoryTransport(Topology(settings.namespace))
-        self.store = RedisSagaStore(self.redis, settings.namespace)
-        dispatcher = Dispatcher(self.store, self.transport)
-        self.orchestrator = Orchestrator(self.store, dispatcher, definitions(settings))
-        self.services: dict[str, ParticipantService] = {
-            "stock": StockService(self.redis, settings.namespace),
-            "payment": PaymentService(self.redis, settings.namespace),
-            "order": OrderService(self.redis, settings.namespace),
-        }
-        self._timers = TimerLoop(self.store.timers, self.orchestrator, interval=0.05, lease=30)
-        self._relay = OutboxRelay(self.store, dispatcher, interval=0.5, grace=settings.relay_grace)
-        self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self.workers = InProcessWorkers(settings, self.redis, lambda: self.transport)
+        self.store = self.workers.store
+        self.services = self.workers.services
 
     async def start(self) -> None:
-        await self.transport.connect()
-        await self.transport.consume(
-            self.transport.topology.orchestrator_queue, self.orchestrator.handle
-        )
-        for name in PARTICIPANTS:
-            await ParticipantRuntime(self.services[name], self.transport).run()
-        self._tasks = [
-            asyncio.create_task(self._timers.run(self._stop)),
-            asyncio.create_task(self._relay.run(self._stop)),
-        ]
+        await self.workers.start()
 
     async def stop(self) -> None:
-        self._stop.set()
-        await asyncio.gather(*self._tasks)
-        await self.transport.close()
+        await self.workers.stop()
         await self.redis.aclose()
 
     async def seed(self) -> None:

@@ -197,25 +197,35 @@ class _Draft:
             self.emit(StepSkipped(step=step.name))
         self.emit(SagaCompleted())
 
-    def fail_step(self, step: StepDefinition, failure: CommandFailed, **kw: Any) -> None:
+    def fail_step(
+        self,
+        step: StepDefinition,
+        failure: CommandFailed,
+        *,
+        effect_unknown: bool,
+        reply_id: str | None = None,
+    ) -> None:
         """The step did not succeed: start undoing the saga."""
-        unknown = kw.pop("effect_unknown", failure.reason == PROTOCOL_ERROR)
         self.emit(
             StepFailed(
                 step=step.name,
+                reply_id=reply_id,
                 reason=failure.reason,
                 detail=failure.detail,
-                effect_unknown=unknown,
-                **kw,
+                effect_unknown=effect_unknown,
             )
         )
         self.emit(CompensationStarted(reason=failure.reason, failed_step=step.name))
         self.compensate_next()
 
-    def fail_compensation(self, step: StepDefinition, failure: CommandFailed, **kw: Any) -> None:
+    def fail_compensation(
+        self, step: StepDefinition, failure: CommandFailed, *, reply_id: str | None = None
+    ) -> None:
         """A compensation could not be done: record it and go on undoing the rest."""
         self.emit(
-            CompensationFailed(step=step.name, reason=failure.reason, detail=failure.detail, **kw)
+            CompensationFailed(
+                step=step.name, reply_id=reply_id, reason=failure.reason, detail=failure.detail
+            )
         )
         self.compensate_next()
 
@@ -396,7 +406,9 @@ def _on_reply(draft: _Draft, reply: ReplyReceived) -> None:
             )
             draft.retry_or_give_up(step, pending.action, outcome, effect_unknown=False)
         elif executing:
-            draft.fail_step(step, outcome, reply_id=reply.message_id)
+            # A reply that broke the protocol leaves the step's effect unknown.
+            unknown = outcome.reason == PROTOCOL_ERROR
+            draft.fail_step(step, outcome, effect_unknown=unknown, reply_id=reply.message_id)
         else:
             draft.fail_compensation(step, outcome, reply_id=reply.message_id)
     elif executing:
