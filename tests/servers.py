@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from contracts.topology import Topology
+from saga.namespaces import delete_keys
 from saga.rabbit import delete_topology
 
 REDIS_URL = os.environ.get("SAGA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -49,14 +50,7 @@ def fresh_namespace() -> str:
 async def drop_namespace(redis: Redis | None, namespace: str) -> None:
     """Delete every Redis key and AMQP queue/exchange of a test namespace."""
     if redis is not None:
-        batch: list[str] = []
-        async for key in redis.scan_iter(match=f"{namespace}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                await redis.unlink(*batch)
-                batch.clear()
-        if batch:
-            await redis.unlink(*batch)
+        await delete_keys(redis, namespace)
     try:
         connection = await aio_pika.connect(RABBITMQ_URL, timeout=3)
     except Exception:
@@ -65,11 +59,11 @@ async def drop_namespace(redis: Redis | None, namespace: str) -> None:
         await delete_topology(await connection.channel(), Topology(namespace))
 
 
-def forget_namespace(namespace: str) -> None:
+def forget_namespace(namespace: str, *, redis_url: str = REDIS_URL) -> None:
     """drop_namespace for synchronous tests."""
 
     async def drop() -> None:
-        redis = Redis.from_url(REDIS_URL, decode_responses=True, socket_connect_timeout=2)
+        redis = Redis.from_url(redis_url, decode_responses=True, socket_connect_timeout=2)
         try:
             await drop_namespace(redis, namespace)
         finally:

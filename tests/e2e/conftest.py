@@ -5,8 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.system import System
-from tests.servers import forget_namespace, fresh_namespace, rabbitmq_or_skip, redis_or_skip
+from tests.e2e.system import System, running_system
+from tests.servers import rabbitmq_or_skip, redis_or_skip
 
 
 async def _servers_or_skip() -> None:
@@ -19,10 +19,5 @@ async def _servers_or_skip() -> None:
 @pytest.fixture(scope="session")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     asyncio.run(_servers_or_skip())
-    running = System(namespace=fresh_namespace(), logs=tmp_path_factory.mktemp("logs"))
-    try:
-        running.start()
+    with running_system(tmp_path_factory.mktemp("logs")) as running:
         yield running
-    finally:
-        running.stop()
-        forget_namespace(running.namespace)

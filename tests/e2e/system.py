@@ -18,7 +18,7 @@ import aio_pika
 import httpx
 
 from contracts.topology import PARTICIPANTS, Topology
-from tests.servers import RABBITMQ_URL, REDIS_URL
+from tests.servers import RABBITMQ_URL, REDIS_URL, forget_namespace, fresh_namespace
 
 TERMINAL = ("completed", "compensated", "failed")
 
@@ -198,10 +198,13 @@ class System:
 
     # --- driving it -----------------------------------------------------------------
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, **settings: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `saga <args>` in this system's environment (`settings` override it)."""
         result = subprocess.run(
             [sys.executable, "-m", "saga", *args],
-            env=self.env,
+            env={**self.env, **settings},
             capture_output=True,
             text=True,
             timeout=60,
@@ -248,3 +251,15 @@ class System:
             time.sleep(0.05)
         self.check_alive()
         raise AssertionError(f"saga {saga_id} not terminal within {within}s: {body}")
+
+
+@contextmanager
+def running_system(logs: Path, **options: Any) -> Iterator[System]:
+    """A whole system on a fresh namespace; afterwards stopped and its namespace removed."""
+    system = System(namespace=fresh_namespace(), logs=logs, **options)
+    try:
+        system.start()
+        yield system
+    finally:
+        system.stop()
+        forget_namespace(system.namespace, redis_url=system.redis_url)

@@ -12,26 +12,16 @@ import httpx
 import pytest
 
 from tests.e2e.shop import Shop, check_books, open_shop
-from tests.e2e.system import System
+from tests.e2e.system import System, running_system
 from tests.e2e.test_server_restarts import rabbitmqctl
-from tests.servers import forget_namespace, fresh_namespace
 
 
 @pytest.fixture
 def replicated(tmp_path: Path) -> Iterator[System]:
     """Two orchestrators and two of each participant on one namespace."""
-    running = System(
-        namespace=fresh_namespace(),
-        logs=tmp_path,
-        replicas=2,
-        settings={"SAGA_STEP_TIMEOUT": "2", "SAGA_RETRY_BACKOFF": "0.2", "SAGA_RELAY_GRACE": "1"},
-    )
-    try:
-        running.start()
+    settings = {"SAGA_STEP_TIMEOUT": "2", "SAGA_RETRY_BACKOFF": "0.2", "SAGA_RELAY_GRACE": "1"}
+    with running_system(tmp_path, replicas=2, settings=settings) as running:
         yield running
-    finally:
-        running.stop()
-        forget_namespace(running.namespace)
 
 
 def stocked_shop(system: System, *, apples: int, balance: str) -> Shop:

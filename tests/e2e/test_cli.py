@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.e2e.system import System, free_port
+from tests.e2e.system import System, free_port, running_system
 from tests.servers import forget_namespace, fresh_namespace
 
 
@@ -33,19 +33,13 @@ def test_a_cli_error_is_one_line_on_stderr(system: System, args: list[str], mess
 
 
 def test_unreachable_redis_is_named(system: System) -> None:
-    env = {**system.env, "SAGA_REDIS_URL": "redis://127.0.0.1:1/0"}
-    result = subprocess.run(
-        [sys.executable, "-m", "saga", "list"], env=env, capture_output=True, text=True, timeout=60
-    )
+    result = system.cli("list", check=False, SAGA_REDIS_URL="redis://127.0.0.1:1/0")
     assert result.returncode == 1
     assert "cannot reach Redis" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_bad_setting_is_named(system: System) -> None:
-    env = {**system.env, "SAGA_NAMESPACE": "Not Valid!"}
-    result = subprocess.run(
-        [sys.executable, "-m", "saga", "list"], env=env, capture_output=True, text=True, timeout=60
-    )
+    result = system.cli("list", check=False, SAGA_NAMESPACE="Not Valid!")
     assert result.returncode == 2
     assert "SAGA_NAMESPACE" in result.stderr and "Traceback" not in result.stderr
 
@@ -64,13 +58,8 @@ def test_data_commands_print_json(system: System) -> None:
 
 
 def test_every_process_stops_cleanly_on_sigterm(system: System) -> None:
-    other = System(namespace=fresh_namespace(), logs=system.logs)
-    try:
-        other.start()
+    with running_system(system.logs) as other:
         assert set(other.stop().values()) == {0}
-    finally:
-        other.stop()
-        forget_namespace(other.namespace)
 
 
 def test_saga_up_runs_everything_and_stops_on_ctrl_c(system: System) -> None:

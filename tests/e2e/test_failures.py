@@ -15,8 +15,8 @@ import pytest
 from contracts.envelope import Envelope
 from contracts.topology import Topology
 from tests.e2e.shop import open_shop
-from tests.e2e.system import System
-from tests.servers import RABBITMQ_URL, forget_namespace, fresh_namespace
+from tests.e2e.system import System, running_system
+from tests.servers import RABBITMQ_URL
 
 FAST = {
     "SAGA_STEP_TIMEOUT": "1",
@@ -30,15 +30,8 @@ FAST = {
 @pytest.fixture(scope="module")
 def fast(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """A system of its own, with one-second timeouts and small retry budgets."""
-    running = System(
-        namespace=fresh_namespace(), logs=tmp_path_factory.mktemp("fast"), settings=FAST
-    )
-    try:
-        running.start()
+    with running_system(tmp_path_factory.mktemp("fast"), settings=FAST) as running:
         yield running
-    finally:
-        running.stop()
-        forget_namespace(running.namespace)
 
 
 def wait_status(

@@ -13,21 +13,13 @@ import httpx
 import pytest
 
 from tests.e2e.shop import Shop, open_shop
-from tests.e2e.system import System
-from tests.servers import forget_namespace, fresh_namespace
+from tests.e2e.system import System, running_system
 
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    running = System(
-        namespace=fresh_namespace(), logs=tmp_path_factory.mktemp("observed"), metrics=True
-    )
-    try:
-        running.start()
+    with running_system(tmp_path_factory.mktemp("observed"), metrics=True) as running:
         yield running
-    finally:
-        running.stop()
-        forget_namespace(running.namespace)
 
 
 def scrape(url: str) -> dict[str, float]:

@@ -10,8 +10,7 @@ import pytest
 import redis
 
 from tests.e2e.shop import check_books, open_shop
-from tests.e2e.system import System, free_port
-from tests.servers import forget_namespace, fresh_namespace
+from tests.e2e.system import System, free_port, running_system
 
 
 def ready_checks(system: System) -> dict[str, str]:
@@ -32,13 +31,8 @@ def rabbitmqctl(*args: str) -> None:
 
 @pytest.fixture
 def fresh_system(tmp_path: Path) -> Iterator[System]:
-    running = System(namespace=fresh_namespace(), logs=tmp_path)
-    try:
-        running.start()
+    with running_system(tmp_path) as running:
         yield running
-    finally:
-        running.stop()
-        forget_namespace(running.namespace)
 
 
 def test_a_rabbitmq_restart_loses_no_saga(fresh_system: System) -> None:
@@ -124,9 +118,7 @@ def test_a_redis_crash_and_restart_loses_no_saga(
     tmp_path: Path, own_redis: tuple[str, RedisServer]
 ) -> None:
     url, server = own_redis
-    system = System(namespace=fresh_namespace(), logs=tmp_path, redis_url=url)
-    try:
-        system.start()
+    with running_system(tmp_path, redis_url=url) as system:
         shop = open_shop(system, balance="1000.00")
         system.cli("stock", "set", shop.products["apple"], "--quantity", "100", "--price", "5.00")
         before = [shop.place([("apple", 1)]) for _ in range(10)]
@@ -142,6 +134,3 @@ def test_a_redis_crash_and_restart_loses_no_saga(
         assert [s["status"] for s in sagas] == ["completed"] * 15
         check_books(shop, sagas, stock=100, balance="1000.00")
         system.check_alive()
-    finally:
-        system.stop()
-        forget_namespace(system.namespace)
