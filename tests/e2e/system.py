@@ -55,6 +55,9 @@ class System:
             "SAGA_AUTH_URL": f"http://127.0.0.1:{self.auth_port}",
             "SAGA_LOG_FORMAT": "json",
             "SAGA_RELAY_GRACE": "2",
+            # Tests place orders faster than a customer should; the limit itself is
+            # tested on a front door of its own (test_front_door).
+            "SAGA_RATE_LIMIT": "1000/second",
             "NO_COLOR": "1",
             **self.settings,
         }
