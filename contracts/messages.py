@@ -2,8 +2,9 @@
 
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.email import Email
 from contracts.money import Money
 
 PaymentMethod = Literal["Credit Card", "Debit Card", "Cash on Delivery"]
@@ -73,7 +74,7 @@ class StockConfirmed(Message):
 
 
 class ChargePayment(Message):
-    customer: EmailStr
+    customer: Email
     amount: Money
 
 
@@ -84,7 +85,7 @@ class PaymentCharged(Message):
 class RefundPayment(Message):
     """Compensation of ChargePayment: refund the saga's charge, if any."""
 
-    customer: EmailStr
+    customer: Email
 
 
 class PaymentRefunded(Message):
@@ -95,8 +96,8 @@ class PaymentRefunded(Message):
 
 
 class CreateOrder(Message):
-    customer: EmailStr
-    vendor: EmailStr
+    customer: Email
+    vendor: Email
     items: list[PricedItem] = Field(min_length=1, max_length=MAX_ITEMS)
     amount: Money
     delivery_address: str = Field(min_length=1, max_length=500)

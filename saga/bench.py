@@ -203,7 +203,7 @@ async def _drive(
             starting.add(task)
             task.add_done_callback(starting.discard)
             launched += 1
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
         pending = list(in_flight)
         scores = await store.active_scores(pending)
         ended = {saga_id for saga_id, score in zip(pending, scores, strict=True) if score is None}

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -61,6 +62,39 @@ class KeyedLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+
+class StateCache:
+    """The states this orchestrator last wrote, newest kept, so most inputs skip a read.
+
+    Only ever a guess: the append's version check catches a state that another
+    orchestrator has moved on since, and the caller then reads the real one.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._states: OrderedDict[str, SagaState] = OrderedDict()
+
+    def get(self, saga_id: str) -> SagaState | None:
+        """The last state written for the saga here, if still remembered."""
+        state = self._states.get(saga_id)
+        if state is not None:
+            self._states.move_to_end(saga_id)
+        return state
+
+    def put(self, state: SagaState) -> None:
+        """Remember a state just written (a terminal one is forgotten instead)."""
+        if state.terminal or self._size == 0:
+            self.drop(state.saga_id)
+            return
+        self._states[state.saga_id] = state
+        self._states.move_to_end(state.saga_id)
+        while len(self._states) > self._size:
+            self._states.popitem(last=False)
+
+    def drop(self, saga_id: str) -> None:
+        """Forget the saga's state."""
+        self._states.pop(saga_id, None)
 
 
 @dataclass(frozen=True)
@@ -146,6 +180,7 @@ class Orchestrator:
         clock: Clock = utc_now,
         ids: Callable[[], str] = new_id,
         rng: Callable[[], float] = random.random,
+        cache_size: int = 4096,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
@@ -153,6 +188,7 @@ class Orchestrator:
         self._clock = clock
         self._ids = ids
         self._rng = rng
+        self._cache = StateCache(cache_size)
         # Inputs of one saga are applied one at a time in this process; across
         # processes the version check keeps them apart.
         self._locks = KeyedLocks()
@@ -195,7 +231,10 @@ class Orchestrator:
     async def _apply(self, saga_id: str, saga_input: SagaInput, applied_id: str) -> Applied:
         bound = log.bind(saga_id=saga_id, message_id=applied_id, input=type(saga_input).__name__)
         for _ in range(MAX_CONFLICT_RETRIES):
-            state = await self._store.load(saga_id)
+            state = self._cache.get(saga_id)
+            cached = state is not None
+            if state is None:
+                state = await self._store.load(saga_id)
             if state is None:
                 return Applied("unknown_saga")
             definition = self._definitions.get(state.saga_type)
@@ -207,6 +246,9 @@ class Orchestrator:
                 definition, state, saga_input, now=now, new_id=self._ids, rng=self._rng
             )
             if not decision.records:
+                if cached:
+                    self._cache.drop(saga_id)  # nothing to do, by a guess: ask Redis
+                    continue
                 return Applied("nothing_to_do", state)
             marker = marker_of(now)
             try:
@@ -215,7 +257,15 @@ class Orchestrator:
                 )
             except VersionConflict:
                 bound.debug("version conflict, deciding again")
+                self._cache.drop(saga_id)
                 continue
+            except BaseException:
+                self._cache.drop(saga_id)  # the append may or may not have happened
+                raise
+            if outcome == "appended":
+                self._cache.put(decision.state)
+            else:
+                self._cache.drop(saga_id)
             try:
                 if outcome == "duplicate":
                     # Applied before: if that attempt died before publishing, publish

@@ -1,10 +1,14 @@
 """The Redis event store: a saga's log, state snapshot, applied ids and outbox, one script per input."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant
@@ -13,9 +17,11 @@ from saga.core.decide import Decision, OutgoingCommand, Timer
 from saga.core.events import EventRecord, record_from_json
 from saga.core.state import SagaState
 
-# One atomic step per input. KEYS: state, events, applied, outbox.
+# One atomic step per input. KEYS: state, events, applied, outbox, active index, ended index.
 # ARGV: expected version, applied message id ('' for none), new version, state json,
-#       number of events, the events..., then (command id, command json) pairs.
+#       saga id, end ('' while the saga runs, 'kept' when it ended for good and stays,
+#       else the time it ended: it joins the ended index, to be trimmed after the
+#       retention), number of events, the events..., then (command id, command json) pairs.
 _APPEND: Final = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then
@@ -24,18 +30,24 @@ end
 if current ~= tonumber(ARGV[1]) then
   return {'conflict', current}
 end
-local n = tonumber(ARGV[5])
+local n = tonumber(ARGV[7])
 for i = 1, n do
-  redis.call('RPUSH', KEYS[2], ARGV[5 + i])
+  redis.call('RPUSH', KEYS[2], ARGV[7 + i])
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[3], 'state', ARGV[4])
 if ARGV[2] ~= '' then
   redis.call('SADD', KEYS[3], ARGV[2])
 end
-local i = 6 + n
+local i = 8 + n
 while i < #ARGV do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
   i = i + 2
+end
+if ARGV[6] ~= '' then
+  redis.call('ZREM', KEYS[5], ARGV[5])
+  if ARGV[6] ~= 'kept' then
+    redis.call('ZADD', KEYS[6], ARGV[6], ARGV[5])
+  end
 end
 return {'ok', tonumber(ARGV[3])}
 """
@@ -51,10 +63,15 @@ end
 return due
 """
 
-# Forget an outbox marker only if nobody re-marked the saga since it was read.
-_UNMARK: Final = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
-  return redis.call('ZREM', KEYS[1], ARGV[1])
+# Remove published commands from a saga's outbox; once it is empty, forget the saga's
+# outbox marker, unless somebody re-marked the saga since the marker was read.
+# KEYS: the outbox, the outbox index. ARGV: saga id, marker, command ids...
+_CLEAR_OUTBOX: Final = """
+if #ARGV > 2 then
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 3))
+end
+if redis.call('HLEN', KEYS[1]) == 0 and redis.call('ZSCORE', KEYS[2], ARGV[1]) == ARGV[2] then
+  return redis.call('ZREM', KEYS[2], ARGV[1])
 end
 return 0
 """
@@ -96,10 +113,12 @@ class RedisSagaStore:
         self._redis = redis
         self._ns = namespace
         self._append = redis.register_script(_APPEND)
-        self._unmark = redis.register_script(_UNMARK)
+        self._clear_outbox = redis.register_script(_CLEAR_OUTBOX)
         self.index_key = f"{namespace}:sagas"
         # Sagas not yet terminal: for `saga list --status running`, and the in-flight gauge.
         self.active_key = f"{namespace}:active"
+        # Sagas that completed or were compensated, by when: trimmed after the retention.
+        self.ended_key = f"{namespace}:ended"
         self.outbox_index_key = f"{namespace}:outbox-pending"
         self.timers = TimerStore(redis, namespace)
 
@@ -121,14 +140,19 @@ class RedisSagaStore:
         """
         state = decision.state
         created = state.created_at.timestamp()
-        async with self._redis.pipeline(transaction=False) as pipe:
+
+        def indexes(pipe: Pipeline) -> None:
             pipe.zadd(self.index_key, {state.saga_id: created})
             pipe.zadd(self.active_key, {state.saga_id: created})
             pipe.zadd(self.customer_key(state.customer), {state.saga_id: created})
-            await pipe.execute()
+
         try:
-            outcome = await self.append(
-                decision, expected_version=0, applied_id=f"start:{state.saga_id}", marker=marker
+            outcome = await self._append_with(
+                decision,
+                expected_version=0,
+                applied_id=f"start:{state.saga_id}",
+                marker=marker,
+                before=indexes,
             )
         except VersionConflict:
             raise SagaExists(state.saga_id) from None
@@ -144,39 +168,73 @@ class RedisSagaStore:
     ) -> AppendOutcome:
         """Append a decision atomically: events, state, applied id and outbox, or nothing.
 
-        `marker` is written to the outbox index, and the timers to the timer set, before
-        the script: a crash after the script leaves the relay a trace to follow, and a
-        timer whose decision was never stored fires, finds nothing to do, and goes.
+        One round trip: `marker` goes to the outbox index and the timers to the timer
+        set ahead of the script, in the same pipeline. A crash after the script leaves
+        the relay a trace to follow, and a timer whose decision was never stored fires,
+        finds nothing to do, and goes.
         """
+        return await self._append_with(
+            decision, expected_version=expected_version, applied_id=applied_id, marker=marker
+        )
+
+    async def _append_with(
+        self,
+        decision: Decision,
+        *,
+        expected_version: int,
+        applied_id: str | None,
+        marker: int,
+        before: Callable[[Pipeline], None] | None = None,
+    ) -> AppendOutcome:
         state = decision.state
-        keys = self.keys(state.saga_id)
-        if decision.commands or decision.timers:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                if decision.commands:
-                    pipe.zadd(self.outbox_index_key, {state.saga_id: marker})
-                if decision.timers:
-                    pipe.zadd(
-                        self.timers.key,
-                        {t.model_dump_json(): marker_of(t.due_at) for t in decision.timers},
-                    )
-                await pipe.execute()
+        keys = [*self.keys(state.saga_id).all(), self.active_key, self.ended_key]
         args: list[Any] = [
             expected_version,
             applied_id or "",
             state.version,
             state.model_dump_json(),
+            state.saga_id,
+            _end_of(state),
             len(decision.records),
             *(r.model_dump_json() for r in decision.records),
         ]
         for command in decision.commands:
             args += [command.envelope.message_id, _command_json(command)]
-        status, version = await self._append(keys=keys.all(), args=args)
+
+        def build(pipe: Pipeline) -> None:
+            if before is not None:
+                before(pipe)
+            if decision.commands:
+                pipe.zadd(self.outbox_index_key, {state.saga_id: marker})
+            if decision.timers:
+                pipe.zadd(
+                    self.timers.key,
+                    {t.model_dump_json(): marker_of(t.due_at) for t in decision.timers},
+                )
+            pipe.evalsha(self._append.sha, len(keys), *keys, *args)
+
+        *_, (status, version) = await self._pipeline(build, self._append)
         status = status.decode() if isinstance(status, bytes) else status
         if status == "conflict":
             raise VersionConflict(state.saga_id, expected_version, int(version))
-        if state.terminal:
-            await self._redis.zrem(self.active_key, state.saga_id)
         return "duplicate" if status == "duplicate" else "appended"
+
+    async def _pipeline(self, build: Callable[[Pipeline], None], script: AsyncScript) -> list[Any]:
+        """Run a pipeline that ends in `script`, loading the script if Redis lacks it.
+
+        Everything before the script in such a pipeline is safe to send twice.
+        """
+        for _ in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                build(pipe)
+                results = await pipe.execute(raise_on_error=False)
+            if not isinstance(results[-1], NoScriptError):
+                break
+            await self._redis.script_load(script.script)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return list(results)
 
     async def load(self, saga_id: str) -> SagaState | None:
         """The saga's current state (its snapshot), or None if there is no such saga."""
@@ -268,13 +326,9 @@ class RedisSagaStore:
     async def clear_outbox(self, saga_id: str, command_ids: list[str], *, marker: int) -> None:
         """Remove published commands; drop the saga's marker if its outbox is empty."""
         outbox = self.keys(saga_id).outbox
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if command_ids:
-                pipe.hdel(outbox, *command_ids)
-            pipe.hlen(outbox)
-            *_, remaining = await pipe.execute()
-        if remaining == 0:
-            await self._unmark(keys=[self.outbox_index_key], args=[saga_id, str(marker)])
+        await self._clear_outbox(
+            keys=[outbox, self.outbox_index_key], args=[saga_id, str(marker), *command_ids]
+        )
 
     async def outbox_pending(self) -> int:
         """How many sagas' outboxes may hold unpublished commands."""
@@ -287,6 +341,15 @@ class RedisSagaStore:
         )
         pairs = cast(list[tuple[str, float]], raw)
         return [(str(k), int(s)) for k, s in pairs]
+
+
+def _end_of(state: SagaState) -> str:
+    """The append script's `end` argument: running, ended for good, or ended at a time."""
+    if not state.terminal:
+        return ""
+    if state.status == "failed":
+        return "kept"  # for an operator to look at and replay; never trimmed
+    return repr(state.updated_at.timestamp())
 
 
 def _command_json(command: OutgoingCommand) -> str:

@@ -4,8 +4,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.email import Email
 from contracts.messages import (
     MAX_ITEMS,
     CancelOrder,
@@ -34,8 +35,8 @@ class OrderInput(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    customer: EmailStr
-    vendor: EmailStr
+    customer: Email
+    vendor: Email
     delivery_address: str = Field(min_length=1, max_length=500)
     description: str | None = Field(default=None, max_length=2000)
     items: list[OrderItem] = Field(min_length=1, max_length=MAX_ITEMS)
