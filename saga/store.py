@@ -1,14 +1,10 @@
 """The Redis event store: a saga's log, state snapshot, applied ids and outbox, one script per input."""
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant
@@ -17,11 +13,16 @@ from saga.core.decide import Decision, OutgoingCommand, Timer
 from saga.core.events import EventRecord, record_from_json
 from saga.core.state import SagaState
 
-# One atomic step per input. KEYS: state, events, applied, outbox, active index, ended index.
-# ARGV: expected version, applied message id ('' for none), new version, state json,
-#       saga id, end ('' while the saga runs, 'kept' when it ended for good and stays,
-#       else the time it ended: it joins the ended index, to be trimmed after the
-#       retention), number of events, the events..., then (command id, command json) pairs.
+# One atomic step per input: the saga's events, state, applied id and outbox, its
+# timers, its outbox marker and its place in the indexes, all or nothing.
+# KEYS: state, events, applied, outbox, active index, ended index, outbox index,
+#       timers, all-sagas index, the customer's index.
+# ARGV: 1 expected version, 2 applied message id ('' for none), 3 new version,
+#       4 state json, 5 saga id, 6 end ('' while the saga runs, 'kept' when it ended for
+#       good and stays, else the time it ended: it joins the ended index, to be trimmed
+#       after the retention), 7 outbox marker, 8 when it was created ('' unless this is
+#       its start), 9 number of events, 10 of commands, 11 of timers; then the events,
+#       the (command id, command json) pairs, and the (due, timer json) pairs.
 _APPEND: Final = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then
@@ -30,23 +31,38 @@ end
 if current ~= tonumber(ARGV[1]) then
   return {'conflict', current}
 end
-local n = tonumber(ARGV[7])
-for i = 1, n do
-  redis.call('RPUSH', KEYS[2], ARGV[7 + i])
+local saga, events, commands, timers = ARGV[5], tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local i = 12
+for _ = 1, events do
+  redis.call('RPUSH', KEYS[2], ARGV[i])
+  i = i + 1
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[3], 'state', ARGV[4])
 if ARGV[2] ~= '' then
   redis.call('SADD', KEYS[3], ARGV[2])
 end
-local i = 8 + n
-while i < #ARGV do
+for _ = 1, commands do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
+if commands > 0 then
+  redis.call('ZADD', KEYS[7], ARGV[7], saga)
+end
+for _ = 1, timers do
+  redis.call('ZADD', KEYS[8], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if ARGV[8] ~= '' then
+  redis.call('ZADD', KEYS[9], ARGV[8], saga)
+  redis.call('ZADD', KEYS[10], ARGV[8], saga)
+  if ARGV[6] == '' then
+    redis.call('ZADD', KEYS[5], ARGV[8], saga)
+  end
+end
 if ARGV[6] ~= '' then
-  redis.call('ZREM', KEYS[5], ARGV[5])
+  redis.call('ZREM', KEYS[5], saga)
   if ARGV[6] ~= 'kept' then
-    redis.call('ZADD', KEYS[6], ARGV[6], ARGV[5])
+    redis.call('ZADD', KEYS[6], ARGV[6], saga)
   end
 end
 return {'ok', tonumber(ARGV[3])}
@@ -132,27 +148,20 @@ class RedisSagaStore:
         return SagaKeys(f"{base}:state", f"{base}:events", f"{base}:applied", f"{base}:outbox")
 
     async def create(self, decision: Decision, *, marker: int) -> bool:
-        """Store a new saga's first events and commands; raises SagaExists.
+        """Store a new saga's first events and commands, and index it; raises SagaExists.
 
         Safe to repeat (a retried call whose first answer was lost, or two front doors
         given one idempotency key): the start is recorded as applied, so a second
         attempt finds it done and returns False.
         """
         state = decision.state
-        created = state.created_at.timestamp()
-
-        def indexes(pipe: Pipeline) -> None:
-            pipe.zadd(self.index_key, {state.saga_id: created})
-            pipe.zadd(self.active_key, {state.saga_id: created})
-            pipe.zadd(self.customer_key(state.customer), {state.saga_id: created})
-
         try:
             outcome = await self._append_with(
                 decision,
                 expected_version=0,
                 applied_id=f"start:{state.saga_id}",
                 marker=marker,
-                before=indexes,
+                created=repr(state.created_at.timestamp()),
             )
         except VersionConflict:
             raise SagaExists(state.saga_id) from None
@@ -166,13 +175,8 @@ class RedisSagaStore:
         applied_id: str | None,
         marker: int,
     ) -> AppendOutcome:
-        """Append a decision atomically: events, state, applied id and outbox, or nothing.
-
-        One round trip: `marker` goes to the outbox index and the timers to the timer
-        set ahead of the script, in the same pipeline. A crash after the script leaves
-        the relay a trace to follow, and a timer whose decision was never stored fires,
-        finds nothing to do, and goes.
-        """
+        """Append a decision atomically, in one script: events, state, applied id, outbox,
+        timers and the outbox marker (under `marker`), or nothing."""
         return await self._append_with(
             decision, expected_version=expected_version, applied_id=applied_id, marker=marker
         )
@@ -184,10 +188,18 @@ class RedisSagaStore:
         expected_version: int,
         applied_id: str | None,
         marker: int,
-        before: Callable[[Pipeline], None] | None = None,
+        created: str = "",
     ) -> AppendOutcome:
         state = decision.state
-        keys = [*self.keys(state.saga_id).all(), self.active_key, self.ended_key]
+        keys = [
+            *self.keys(state.saga_id).all(),
+            self.active_key,
+            self.ended_key,
+            self.outbox_index_key,
+            self.timers.key,
+            self.index_key,
+            self.customer_key(state.customer),
+        ]
         args: list[Any] = [
             expected_version,
             applied_id or "",
@@ -195,46 +207,22 @@ class RedisSagaStore:
             state.model_dump_json(),
             state.saga_id,
             _end_of(state),
+            marker,
+            created,
             len(decision.records),
+            len(decision.commands),
+            len(decision.timers),
             *(r.model_dump_json() for r in decision.records),
         ]
         for command in decision.commands:
             args += [command.envelope.message_id, _command_json(command)]
-
-        def build(pipe: Pipeline) -> None:
-            if before is not None:
-                before(pipe)
-            if decision.commands:
-                pipe.zadd(self.outbox_index_key, {state.saga_id: marker})
-            if decision.timers:
-                pipe.zadd(
-                    self.timers.key,
-                    {t.model_dump_json(): marker_of(t.due_at) for t in decision.timers},
-                )
-            pipe.evalsha(self._append.sha, len(keys), *keys, *args)
-
-        *_, (status, version) = await self._pipeline(build, self._append)
+        for timer in decision.timers:
+            args += [marker_of(timer.due_at), timer.model_dump_json()]
+        status, version = await self._append(keys=keys, args=args)
         status = status.decode() if isinstance(status, bytes) else status
         if status == "conflict":
             raise VersionConflict(state.saga_id, expected_version, int(version))
         return "duplicate" if status == "duplicate" else "appended"
-
-    async def _pipeline(self, build: Callable[[Pipeline], None], script: AsyncScript) -> list[Any]:
-        """Run a pipeline that ends in `script`, loading the script if Redis lacks it.
-
-        Everything before the script in such a pipeline is safe to send twice.
-        """
-        for _ in range(2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                build(pipe)
-                results = await pipe.execute(raise_on_error=False)
-            if not isinstance(results[-1], NoScriptError):
-                break
-            await self._redis.script_load(script.script)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return list(results)
 
     async def load(self, saga_id: str) -> SagaState | None:
         """The saga's current state (its snapshot), or None if there is no such saga."""
