@@ -306,7 +306,7 @@ class TimerLoop:
     async def run_once(self, *, limit: int = 100) -> int:
         """Fire every due timer (up to `limit`); returns how many were dealt with."""
         due = await self._timers.claim(now=marker_of(self._clock()), lease=self._lease, limit=limit)
-        for raw, timer in due:
+        for timer_id, timer in due:
             try:
                 applied = await self._orchestrator.fire(timer)
             except INFRASTRUCTURE_ERRORS:
@@ -336,7 +336,7 @@ class TimerLoop:
             )
             if applied.outcome in ("unknown_saga", "unknown_type"):
                 log.warning("timer of an unknown saga dropped", saga_id=timer.saga_id)
-            await self._timers.delete(raw)
+            await self._timers.delete(timer_id)
         return len(due)
 
     async def run(self, stop: asyncio.Event) -> None:

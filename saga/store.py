@@ -16,13 +16,15 @@ from saga.core.state import SagaState
 # One atomic step per input: the saga's events, state, applied id and outbox, its
 # timers, its outbox marker and its place in the indexes, all or nothing.
 # KEYS: state, events, applied, outbox, active index, ended index, outbox index,
-#       timers, all-sagas index, the customer's index.
+#       timers (ids by due time), timer data (json by id), all-sagas index, the
+#       customer's index.
 # ARGV: 1 expected version, 2 applied message id ('' for none), 3 new version,
 #       4 state json, 5 saga id, 6 end ('' while the saga runs, 'kept' when it ended for
 #       good and stays, else the time it ended: it joins the ended index, to be trimmed
 #       after the retention), 7 outbox marker, 8 when it was created ('' unless this is
-#       its start), 9 number of events, 10 of commands, 11 of timers; then the events,
-#       the (command id, command json) pairs, and the (due, timer json) pairs.
+#       its start), 9 number of events, 10 of commands, 11 of timers, 12 of cancelled
+#       timers; then the events, the (command id, command json) pairs, the (due, timer
+#       id, timer json) triples, and the ids of the cancelled timers.
 _APPEND: Final = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then
@@ -31,8 +33,9 @@ end
 if current ~= tonumber(ARGV[1]) then
   return {'conflict', current}
 end
-local saga, events, commands, timers = ARGV[5], tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
-local i = 12
+local saga, events = ARGV[5], tonumber(ARGV[9])
+local commands, timers, cancelled = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local i = 13
 for _ = 1, events do
   redis.call('RPUSH', KEYS[2], ARGV[i])
   i = i + 1
@@ -50,11 +53,17 @@ if commands > 0 then
 end
 for _ = 1, timers do
   redis.call('ZADD', KEYS[8], ARGV[i], ARGV[i + 1])
-  i = i + 2
+  redis.call('HSET', KEYS[9], ARGV[i + 1], ARGV[i + 2])
+  i = i + 3
+end
+for _ = 1, cancelled do
+  redis.call('ZREM', KEYS[8], ARGV[i])
+  redis.call('HDEL', KEYS[9], ARGV[i])
+  i = i + 1
 end
 if ARGV[8] ~= '' then
-  redis.call('ZADD', KEYS[9], ARGV[8], saga)
   redis.call('ZADD', KEYS[10], ARGV[8], saga)
+  redis.call('ZADD', KEYS[11], ARGV[8], saga)
   if ARGV[6] == '' then
     redis.call('ZADD', KEYS[5], ARGV[8], saga)
   end
@@ -70,13 +79,22 @@ return {'ok', tonumber(ARGV[3])}
 
 # Claim due timers: push each one's score a lease into the future, so that no other
 # orchestrator fires it meanwhile, and a claimer that dies lets it come due again.
-# KEYS: the timer set. ARGV: now, now + lease, limit.
+# KEYS: timer ids by due time, timer data. ARGV: now, now + lease, limit.
+# Returns id, json, id, json...; an id without data (cancelled meanwhile) goes.
 _CLAIM_TIMERS: Final = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-for _, member in ipairs(due) do
-  redis.call('ZADD', KEYS[1], ARGV[2], member)
+local claimed = {}
+for _, id in ipairs(due) do
+  local data = redis.call('HGET', KEYS[2], id)
+  if data then
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    claimed[#claimed + 1] = id
+    claimed[#claimed + 1] = data
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
 end
-return due
+return claimed
 """
 
 # Remove published commands from a saga's outbox; once it is empty, forget the saga's
@@ -197,6 +215,7 @@ class RedisSagaStore:
             self.ended_key,
             self.outbox_index_key,
             self.timers.key,
+            self.timers.data_key,
             self.index_key,
             self.customer_key(state.customer),
         ]
@@ -212,12 +231,14 @@ class RedisSagaStore:
             len(decision.records),
             len(decision.commands),
             len(decision.timers),
+            len(decision.cancelled_timers),
             *(r.model_dump_json() for r in decision.records),
         ]
         for command in decision.commands:
             args += [command.envelope.message_id, _command_json(command)]
         for timer in decision.timers:
-            args += [marker_of(timer.due_at), timer.model_dump_json()]
+            args += [marker_of(timer.due_at), timer.timer_id, timer.model_dump_json()]
+        args += decision.cancelled_timers
         status, version = await self._append(keys=keys, args=args)
         status = status.decode() if isinstance(status, bytes) else status
         if status == "conflict":
@@ -355,21 +376,25 @@ def _command_from_json(raw: str | bytes) -> OutgoingCommand:
 
 
 class TimerStore:
-    """Due timers of every saga of a namespace, in one sorted set by due time."""
+    """Due timers of every saga of a namespace: ids by due time, and each one's data."""
 
     def __init__(self, redis: "Redis", namespace: str) -> None:
         self._redis = redis
         self._claim = redis.register_script(_CLAIM_TIMERS)
         self.key = f"{namespace}:timers"
+        self.data_key = f"{namespace}:timer-data"
 
     async def claim(self, *, now: int, lease: int, limit: int) -> list[tuple[str, Timer]]:
         """Timers due by `now` (microseconds), each hidden from others for `lease`."""
-        raw = await self._claim(keys=[self.key], args=[now, now + lease, limit])
-        return [(str(r), Timer.model_validate_json(r)) for r in raw]
+        raw = await self._claim(keys=[self.key, self.data_key], args=[now, now + lease, limit])
+        return [(str(raw[i]), Timer.model_validate_json(raw[i + 1])) for i in range(0, len(raw), 2)]
 
-    async def delete(self, raw: str) -> None:
+    async def delete(self, timer_id: str) -> None:
         """Forget a timer that has been dealt with."""
-        await self._redis.zrem(self.key, raw)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(self.key, timer_id)
+            pipe.hdel(self.data_key, timer_id)
+            await pipe.execute()
 
     async def count(self) -> int:
         """How many timers are waiting."""

@@ -116,6 +116,9 @@ class Decision:
     commands: tuple[OutgoingCommand, ...]
     timers: tuple[Timer, ...]
     state: SagaState
+    # Timeouts of commands no longer awaited: the store forgets them rather than let
+    # them fire for nothing.
+    cancelled_timers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -131,6 +134,11 @@ class _Draft:
     records: list[EventRecord] = field(default_factory=list)
     commands: list[OutgoingCommand] = field(default_factory=list)
     timers: list[Timer] = field(default_factory=list)
+    # The commands awaited before this decision: those it resolves lose their timeouts.
+    awaited: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.awaited = tuple(self.state.pending) if self.state is not None else ()
 
     @property
     def current(self) -> SagaState:
@@ -176,7 +184,7 @@ class _Draft:
         self.commands.append(OutgoingCommand(participant=step.participant, envelope=envelope))
         self.timers.append(
             Timer(
-                timer_id=self.new_id(),
+                timer_id=timeout_timer_id(envelope.message_id),
                 saga_id=state.saga_id,
                 due_at=self.now + step.timeout,
                 kind="timeout",
@@ -298,7 +306,15 @@ class _Draft:
             commands=tuple(self.commands),
             timers=tuple(self.timers),
             state=self.current,
+            cancelled_timers=tuple(
+                timeout_timer_id(c) for c in self.awaited if c not in self.current.pending
+            ),
         )
+
+
+def timeout_timer_id(command_id: str) -> str:
+    """The id of the timer that times out one command."""
+    return f"timeout-{command_id}"
 
 
 def idempotency_key(state: SagaState, step: str, action: Action) -> str:

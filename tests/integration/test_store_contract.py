@@ -137,3 +137,15 @@ async def test_timers_are_claimed_once_until_their_lease_ends(store: RedisSagaSt
     assert [t for _, t in again] == [timer]
     await store.timers.delete(again[0][0])
     assert await store.timers.count() == 0
+
+
+async def test_a_decision_forgets_the_timers_it_cancels(store: RedisSagaStore) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    assert await store.timers.count() == 1
+    decision = run.succeed()
+    await store.append(decision, expected_version=2, applied_id="r1", marker=2)
+    # The answered command's timeout is gone; the next command's is there.
+    (timer,) = decision.timers
+    due = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
+    assert [t for _, t in due] == [timer]

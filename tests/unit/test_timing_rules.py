@@ -73,6 +73,21 @@ def test_when_the_attempts_are_spent_the_timed_out_step_is_compensated_too() -> 
     assert run.state.step("take_payment").attempts == STEP_RETRY.max_attempts
 
 
+def test_an_answered_command_gives_up_its_timeout() -> None:
+    run = Run.start()
+    (timer,) = run.timers
+    decision = run.succeed()
+    assert decision.cancelled_timers == (timer.timer_id,)
+    (next_timer,) = decision.timers
+    assert next_timer.timer_id not in decision.cancelled_timers
+
+
+def test_a_cancel_gives_up_the_timeout_of_the_command_in_flight() -> None:
+    run = Run.start()
+    (timer,) = run.timers
+    assert timer.timer_id in run.apply(CancelSaga(by="ann")).cancelled_timers
+
+
 def test_a_timeout_for_a_command_already_answered_does_nothing() -> None:
     run = Run.start()
     (timer,) = run.timers
