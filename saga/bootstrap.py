@@ -17,6 +17,7 @@ from saga.metrics import Sampler
 from saga.orchestrator import Orchestrator, TimerLoop
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
+from saga.retention import Trimmer, trim_interval
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.transport import Transport
@@ -51,12 +52,13 @@ def transport_for(settings: Settings) -> RabbitTransport:
     )
 
 
-def participant_services(redis: Redis, namespace: str) -> dict[Participant, ParticipantService]:
+def participant_services(redis: Redis, settings: Settings) -> dict[Participant, ParticipantService]:
     """The three participant services on one Redis client."""
+    namespace, retention = settings.namespace, settings.retention
     return {
-        "stock": StockService(redis, namespace),
-        "payment": PaymentService(redis, namespace),
-        "order": OrderService(redis, namespace),
+        "stock": StockService(redis, namespace, retention=retention),
+        "payment": PaymentService(redis, namespace, retention=retention),
+        "order": OrderService(redis, namespace, retention=retention),
     }
 
 
@@ -70,7 +72,7 @@ class InProcessWorkers:
     ) -> None:
         self.settings = settings
         self.store = RedisSagaStore(redis, settings.namespace)
-        self.services = participant_services(redis, settings.namespace)
+        self.services = participant_services(redis, settings)
         self._transport = transport
         self._transports: list[Transport] = []
         self._stop = asyncio.Event()
@@ -103,9 +105,15 @@ class InProcessWorkers:
             interval=self.settings.relay_interval,
             grace=self.settings.relay_grace,
         )
+        trimmer = Trimmer(
+            self.store,
+            retention=self.settings.retention,
+            interval=trim_interval(self.settings.retention),
+        )
         self._tasks = [
             asyncio.create_task(timers.run(self._stop)),
             asyncio.create_task(relay.run(self._stop)),
+            asyncio.create_task(trimmer.run(self._stop)),
         ]
 
     async def stop(self) -> None:
@@ -134,10 +142,15 @@ async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
             interval=settings.timer_interval,
             lease=settings.timer_lease,
         )
+        trimmer = Trimmer(
+            store, retention=settings.retention, interval=trim_interval(settings.retention)
+        )
         sampler = Sampler(store, transport, interval=5.0)
         await transport.consume(transport.topology.orchestrator_queue, orchestrator.handle)
         log.info("orchestrator running", namespace=settings.namespace)
-        await asyncio.gather(relay.run(stop), timers.run(stop), sampler.run(stop))
+        await asyncio.gather(
+            relay.run(stop), timers.run(stop), trimmer.run(stop), sampler.run(stop)
+        )
         await transport.stop_consuming()
     finally:
         await transport.close()
@@ -151,9 +164,7 @@ async def run_participant(name: Participant, settings: Settings, stop: asyncio.E
     transport = transport_for(settings)
     await transport.connect()
     try:
-        await ParticipantRuntime(
-            participant_services(redis, settings.namespace)[name], transport
-        ).run()
+        await ParticipantRuntime(participant_services(redis, settings)[name], transport).run()
         log.info("service running", service=name, namespace=settings.namespace)
         await stop.wait()
         await transport.stop_consuming()

@@ -1,11 +1,28 @@
 """Settings from the environment (prefix SAGA_), read once at start-up and passed down."""
 
-from typing import Literal
+import re
+from typing import Annotated, Final, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topology import NAMESPACE_PATTERN
+
+DEFAULT_RETENTION: Final = 7 * 86400
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(value: object) -> object:
+    """'90', '90s', '15m', '12h' or '7d' as seconds; anything else is left to pydantic."""
+    if isinstance(value, str) and (
+        match := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+    ):
+        return float(match[1]) * _UNITS[match[2] or "s"]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_seconds)]
 
 
 class Settings(BaseSettings):
@@ -39,6 +56,10 @@ class Settings(BaseSettings):
     compensation_max_attempts: int | None = Field(default=None, ge=1, le=1000)
     timer_interval: float = Field(default=0.2, gt=0, le=60)
     timer_lease: float = Field(default=30.0, gt=0, le=3600)
+
+    # How long a completed or compensated saga, and the participants' memory of the
+    # commands they answered, are kept; failed sagas stay until replayed.
+    retention: Duration = Field(default=DEFAULT_RETENTION, ge=1, le=10 * 365 * 86400)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

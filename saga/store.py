@@ -321,6 +321,25 @@ class RedisSagaStore:
             await self._redis.zrem(self.active_key, *gone)
         return len(gone)
 
+    # --- retention -----------------------------------------------------------------
+
+    async def ended_before(self, cutoff: float, limit: int) -> list[str]:
+        """Sagas that completed or were compensated before `cutoff` (epoch seconds)."""
+        raw = await self._redis.zrangebyscore(self.ended_key, "-inf", cutoff, start=0, num=limit)
+        return [str(r) for r in raw]
+
+    async def trim(self, saga_ids: list[str]) -> None:
+        """Delete sagas for good: their log, state, applied ids, outbox and index entries."""
+        states = {s.saga_id: s for s in await self.load_many(saga_ids)}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for saga_id in saga_ids:
+                pipe.delete(*self.keys(saga_id).all())
+                if saga_id in states:
+                    pipe.zrem(self.customer_key(states[saga_id].customer), saga_id)
+            pipe.zrem(self.index_key, *saga_ids)
+            pipe.zrem(self.ended_key, *saga_ids)
+            await pipe.execute()
+
     # --- outbox ---------------------------------------------------------------------
 
     async def mark_outbox(self, saga_id: str, marker: int) -> None:

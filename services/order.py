@@ -12,6 +12,7 @@ from contracts.envelope import Envelope
 from contracts.messages import CancelOrder, CreateOrder, Message, PaymentMethod, PricedItem
 from contracts.money import Money
 from contracts.topology import Participant
+from saga.settings import DEFAULT_RETENTION
 from services.runtime import Reply
 from services.scripts import idempotent, stored_reply
 
@@ -76,8 +77,11 @@ class OrderService:
     name: Participant = "order"
     commands: Mapping[str, type[Message]] = {m.__name__: m for m in (CreateOrder, CancelOrder)}
 
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(
+        self, redis: "Redis", namespace: str, *, retention: float = DEFAULT_RETENTION
+    ) -> None:
         self._redis = redis
+        self._ttl = max(1, int(retention))
         self._prefix = f"{namespace}:order:{{order}}"
         self._create = redis.register_script(_CREATE)
         self._cancel = redis.register_script(_CANCEL)
@@ -141,10 +145,16 @@ class OrderService:
                 )
                 raw = await self._create(
                     keys=[*base, self._vendors_key, self._index_key],
-                    args=[order.model_dump_json(), order.vendor, order_id, now.timestamp()],
+                    args=[
+                        self._ttl,
+                        order.model_dump_json(),
+                        order.vendor,
+                        order_id,
+                        now.timestamp(),
+                    ],
                 )
             case CancelOrder():
-                raw = await self._cancel(keys=base, args=[order_id])
+                raw = await self._cancel(keys=base, args=[self._ttl, order_id])
             case _:
                 raise TypeError(f"order cannot handle {type(command).__name__}")
         return stored_reply(raw)

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from contracts.envelope import Envelope
 from contracts.messages import ChargePayment, Message, RefundPayment
 from contracts.topology import Participant
+from saga.settings import DEFAULT_RETENTION
 from services.runtime import Reply
 from services.scripts import cents, from_cents, idempotent, stored_reply
 
@@ -72,8 +73,11 @@ class PaymentService:
     name: Participant = "payment"
     commands: Mapping[str, type[Message]] = {m.__name__: m for m in (ChargePayment, RefundPayment)}
 
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(
+        self, redis: "Redis", namespace: str, *, retention: float = DEFAULT_RETENTION
+    ) -> None:
         self._redis = redis
+        self._ttl = max(1, int(retention))
         self._prefix = f"{namespace}:payment:{{payment}}"
         self._charge = redis.register_script(_CHARGE)
         self._refund = redis.register_script(_REFUND)
@@ -124,10 +128,12 @@ class PaymentService:
         match command:
             case ChargePayment(customer=customer, amount=amount):
                 keys = self._keys(envelope, customer.lower())
-                raw = await self._charge(keys=keys, args=[cents(amount), envelope.saga_id, at])
+                raw = await self._charge(
+                    keys=keys, args=[self._ttl, cents(amount), envelope.saga_id, at]
+                )
             case RefundPayment(customer=customer):
                 keys = self._keys(envelope, customer.lower())
-                raw = await self._refund(keys=keys, args=[envelope.saga_id, at])
+                raw = await self._refund(keys=keys, args=[self._ttl, envelope.saga_id, at])
             case _:
                 raise TypeError(f"payment cannot handle {type(command).__name__}")
         return stored_reply(raw)

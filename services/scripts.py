@@ -7,14 +7,16 @@ from typing import Final
 from services.runtime import Reply
 
 # KEYS[1] is always the command's "handled" key. A command seen before returns the
-# reply it got then, and has no second effect. `reply` stores and returns a reply;
+# reply it got then, and has no second effect. `reply` stores and returns a reply, kept
+# for `ttl` seconds (the retention, ARGV[1], taken off so each body's ARGV starts at 1);
 # amounts are integer cents inside Redis and decimal strings ("12.50") on the wire.
 _PRELUDE: Final = """
+local ttl = table.remove(ARGV, 1)
 local done = redis.call('GET', KEYS[1])
 if done then return done end
 local function reply(kind, payload)
   local encoded = cjson.encode({type = kind, payload = payload})
-  redis.call('SET', KEYS[1], encoded)
+  redis.call('SET', KEYS[1], encoded, 'EX', ttl)
   return encoded
 end
 local function money(cents)
@@ -27,7 +29,8 @@ end
 
 
 def idempotent(body: str) -> str:
-    """A participant script whose body runs at most once per handled key."""
+    """A participant script whose body runs at most once per handled key; call it with
+    the retention in seconds before the body's own arguments."""
     return _PRELUDE + body
 
 

@@ -18,6 +18,7 @@ from contracts.messages import (
 )
 from contracts.money import MAX_MONEY
 from contracts.topology import Participant
+from saga.settings import DEFAULT_RETENTION
 from services.runtime import Reply
 from services.scripts import cents, from_cents, idempotent, stored_reply
 
@@ -70,7 +71,7 @@ local releasing = ARGV[1] == 'release'
 if not existing then
   if releasing then
     -- Remember the release so a late reservation for this saga is refused.
-    redis.call('SET', KEYS[2], cjson.encode({status = 'released'}))
+    redis.call('SET', KEYS[2], cjson.encode({status = 'released'}), 'EX', ttl)
     return reply('StockReleased', {released = false})
   end
   return fail('no_reservation', 'this saga holds no reservation')
@@ -90,7 +91,7 @@ if r.status == 'reserved' then
     redis.call('HINCRBY', key, releasing and 'available' or 'sold', r.totals[k])
   end
   r.status = releasing and 'released' or 'confirmed'
-  redis.call('SET', KEYS[2], cjson.encode(r))
+  redis.call('SET', KEYS[2], cjson.encode(r), 'EX', ttl)
   if releasing then return reply('StockReleased', {released = true}) end
   return reply('StockConfirmed', {confirmed = true})
 end
@@ -116,8 +117,11 @@ class StockService:
         m.__name__: m for m in (ReserveStock, ReleaseStock, ConfirmStock)
     }
 
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(
+        self, redis: "Redis", namespace: str, *, retention: float = DEFAULT_RETENTION
+    ) -> None:
         self._redis = redis
+        self._ttl = max(1, int(retention))
         self._prefix = f"{namespace}:stock:{{stock}}"
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
@@ -196,11 +200,11 @@ class StockService:
                     "max_cents": cents(MAX_MONEY),
                 }
                 keys = [handled, reservation, *(self._product_key(p) for p in products)]
-                raw = await self._reserve(keys=keys, args=[json.dumps(request)])
+                raw = await self._reserve(keys=keys, args=[self._ttl, json.dumps(request)])
             case ReleaseStock(product_ids=ids) | ConfirmStock(product_ids=ids):
                 action = "release" if isinstance(command, ReleaseStock) else "confirm"
                 keys = [handled, reservation, *(self._product_key(p) for p in ids)]
-                raw = await self._settle(keys=keys, args=[action, *ids])
+                raw = await self._settle(keys=keys, args=[self._ttl, action, *ids])
             case _:
                 raise TypeError(f"stock cannot handle {type(command).__name__}")
         return stored_reply(raw)

@@ -241,3 +241,19 @@ async def test_a_release_must_name_the_reserved_products(stock: StockService) ->
     kind, payload = await stock.handle(*release, now=NOW)
     assert (kind, payload["reason"]) == ("CommandFailed", "protocol_error")
     assert await levels(stock, "p1") == (3, 2, 0)  # nothing given back by halves
+
+
+async def test_answers_and_settled_reservations_are_kept_for_the_retention(
+    redis: Redis, namespace: str
+) -> None:
+    stock = StockService(redis, namespace, retention=3600)
+    await stock.set_product("p1", quantity=5, price=Decimal("2.50"))
+    await stock.handle(*reserve(("p1", 2), saga="a"), now=NOW)
+    prefix = f"{namespace}:stock:{{stock}}"
+    handled = f"{prefix}:handled:a:ReserveStock"
+    reservation = f"{prefix}:reservation:a"
+    assert 3590 < await redis.ttl(handled) <= 3600
+    assert await redis.ttl(reservation) == -1  # held: kept until released or confirmed
+    await stock.handle(*command("ConfirmStock", {"product_ids": ["p1"]}, saga="a"), now=NOW)
+    assert 3590 < await redis.ttl(reservation) <= 3600
+    assert await redis.ttl(f"{prefix}:product:p1") == -1  # the stock itself stays

@@ -3,6 +3,8 @@ atomic appends, one named conflict, duplicates, the outbox and timers."""
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from fakeredis import FakeAsyncRedis
@@ -10,6 +12,7 @@ from fakeredis import FakeAsyncRedis
 from saga.clock import marker_of
 from saga.core.decide import ReplyReceived, decide
 from saga.core.order import ORDER_SAGA
+from saga.retention import Trimmer
 from saga.store import RedisSagaStore, VersionConflict
 from tests.servers import drop_namespace, redis_or_skip
 from tests.unit.sagas import SUCCESS, Run
@@ -149,3 +152,63 @@ async def test_a_decision_forgets_the_timers_it_cancels(store: RedisSagaStore) -
     (timer,) = decision.timers
     due = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
     assert [t for _, t in due] == [timer]
+
+
+async def stored(store: RedisSagaStore, saga_id: str, run: Run) -> None:
+    """Store every decision of `run` as saga `saga_id`."""
+    for n, decision in enumerate(run.decisions):
+        state = decision.state.model_copy(update={"saga_id": saga_id})
+        renamed = replace(decision, state=state)
+        if n == 0:
+            await store.create(renamed, marker=1)
+        else:
+            await store.append(
+                renamed,
+                expected_version=state.version - len(decision.records),
+                applied_id=None,
+                marker=1,
+            )
+
+
+async def test_ended_sagas_are_trimmed_after_the_retention_and_failed_ones_kept(
+    store: RedisSagaStore, namespace: str
+) -> None:
+    completed, compensated, failed = Run.start(), Run.start(), Run.start()
+    for _ in range(4):
+        completed.succeed()
+    compensated.fail("out_of_stock")
+    failed.succeed()
+    failed.fail("card_declined")
+    failed.fail("broken")
+    running = Run.start()
+    for saga_id, run in [
+        ("done", completed),
+        ("undone", compensated),
+        ("failed", failed),
+        ("running", running),
+    ]:
+        await stored(store, saga_id, run)
+    ended_at = completed.state.updated_at.timestamp()
+    assert await store.active_count() == 1
+
+    def trimmer(age_of_done: float) -> Trimmer:
+        """A trimmer keeping 60 s, when the completed saga is `age_of_done` seconds old."""
+        now = completed.state.updated_at + timedelta(seconds=age_of_done)
+        return Trimmer(store, retention=60, interval=1, clock=lambda: now)
+
+    # The compensated saga ended 3 s before the completed one.
+    assert compensated.state.updated_at.timestamp() == ended_at - 3
+    assert await trimmer(56).run_once() == 0  # neither is 60 s old
+    assert await trimmer(58).run_once() == 1
+    assert await store.load("undone") is None and await store.load("done") is not None
+    assert await trimmer(61).run_once() == 1
+    assert await store.load("done") is None and await store.load("undone") is None
+    assert await store.events("done") == []
+    assert sorted(await store.list_ids(limit=10)) == ["failed", "running"]
+    assert sorted(await store.list_ids(store.customer_key("ann@example.com"), limit=10)) == [
+        "failed",
+        "running",
+    ]
+    assert await store.ended_before(ended_at + 3600, 10) == []
+    assert (await store.load("failed")).status == "failed"  # type: ignore[union-attr]
+    assert await trimmer(3600).run_once() == 0
