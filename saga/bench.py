@@ -7,20 +7,24 @@ The orchestrator and the participants run as in production, either in this proce
 
 import asyncio
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import aio_pika
+from redis.asyncio import Redis
 
 from contracts.messages import OrderItem
 from contracts.topology import PARTICIPANTS, Topology
+from saga.baseline import run_baseline
 from saga.bootstrap import InProcessWorkers, definitions, transport_for
 from saga.connections import redis_client
 from saga.core.order import OrderInput
@@ -36,11 +40,36 @@ from services.stock import StockService
 Mode = Literal["in-process", "processes"]
 CUSTOMER = "bench@example.com"
 VENDOR = "vendor@example.com"
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Memory at one point of a run: Redis's, and each process's resident set."""
+
+    sagas_done: int
+    redis_mb: float
+    redis_keys: int
+    rss_mb: dict[str, float]
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """The hand-written flow's figures, measured in the same invocation."""
+
+    sagas_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    completed: int
+    failed: int
+    cpu_seconds: float
 
 
 @dataclass(frozen=True)
 class BenchResult:
     mode: Mode
+    orchestrators: int
     sagas: int
     concurrency: int
     completed: int
@@ -53,13 +82,58 @@ class BenchResult:
     messages_per_s: float
     redis_commands_per_saga: float
     cpu_seconds: dict[str, float]
+    memory: list[Sample]
+    baseline: BaselineResult | None = None
+    throughput_ratio: float | None = None
+    p99_ratio: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-async def run_bench(settings: Settings, *, sagas: int, concurrency: int, mode: Mode) -> BenchResult:
-    """Run `sagas` order sagas with `concurrency` in flight; clean up the namespace."""
+async def run_bench(
+    settings: Settings,
+    *,
+    sagas: int,
+    concurrency: int,
+    mode: Mode,
+    orchestrators: int = 1,
+    baseline: bool = False,
+) -> BenchResult:
+    """Run `sagas` order sagas with `concurrency` in flight, then (if asked) the
+    hand-written baseline with the same numbers; clean up the namespace."""
+    if orchestrators > 1 and mode != "processes":
+        raise ValueError("more than one orchestrator needs --processes")
+    result = await _run_system(
+        settings, sagas=sagas, concurrency=concurrency, mode=mode, orchestrators=orchestrators
+    )
+    if not baseline:
+        return result
+    redis = redis_client(settings)
+    try:
+        run = await run_baseline(settings.rabbitmq_url, redis, sagas=sagas, concurrency=concurrency)
+    finally:
+        await redis.aclose()
+    floor = BaselineResult(
+        sagas_per_s=round(run.completed / run.seconds, 1),
+        p50_ms=round(_percentile(run.latencies_ms, 50), 1),
+        p95_ms=round(_percentile(run.latencies_ms, 95), 1),
+        p99_ms=round(_percentile(run.latencies_ms, 99), 1),
+        completed=run.completed,
+        failed=sagas - run.completed,
+        cpu_seconds=round(run.cpu_seconds, 2),
+    )
+    return replace(
+        result,
+        baseline=floor,
+        throughput_ratio=round(result.sagas_per_s / floor.sagas_per_s, 2),
+        p99_ratio=round(result.p99_ms / floor.p99_ms, 2),
+    )
+
+
+async def _run_system(
+    settings: Settings, *, sagas: int, concurrency: int, mode: Mode, orchestrators: int
+) -> BenchResult:
     namespace = f"bench-{uuid.uuid4().hex[:10]}"
     config = settings.model_copy(update={"namespace": namespace})
     redis = redis_client(config)
@@ -69,7 +143,7 @@ async def run_bench(settings: Settings, *, sagas: int, concurrency: int, mode: M
     try:
         await _seed(redis, namespace, sagas)
         if mode == "processes":
-            children = _spawn_workers(config)
+            children = _spawn_workers(config, orchestrators)
         else:
             await workers.start()
         await starter_transport.connect()
@@ -83,24 +157,28 @@ async def run_bench(settings: Settings, *, sagas: int, concurrency: int, mode: M
             items=[OrderItem(product_id="widget", quantity=1)],
             payment_method="Credit Card",
         )
+        processes = _processes(config, children)
+        samples: list[Sample] = []
+
+        async def sample(done: int) -> None:
+            samples.append(await _sample(redis, namespace, processes, done))
+
+        await sample(0)
         commands_before = await _redis_commands(redis)
-        cpu_before = _cpu(children)
+        cpu_before = _cpu(processes)
         started = time.monotonic()
-        ids = await _drive(store, starter, order, config, sagas, concurrency)
+        ended = await _drive(starter, order, config, sagas, concurrency, store, sample)
         seconds = time.monotonic() - started
-        cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu(children).items()}
+        cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu(processes).items()}
         redis_commands = await _redis_commands(redis) - commands_before
-        states = await store.load_many(ids)
-        latencies = sorted(
-            (s.updated_at - s.created_at).total_seconds() * 1000 for s in states if s.terminal
-        )
-        completed = sum(1 for s in states if s.status == "completed")
+        await sample(len(ended))
+        latencies = sorted(e.latency_ms for e in ended.values() if e.status == "completed")
+        completed = len(latencies)
         # Every command sent has a reply: two messages per attempt of a step or compensation.
-        messages = sum(
-            2 * (step.attempts + step.compensation_attempts) for s in states for step in s.steps
-        )
+        messages = sum(e.messages for e in ended.values())
         return BenchResult(
             mode=mode,
+            orchestrators=orchestrators,
             sagas=sagas,
             concurrency=concurrency,
             completed=completed,
@@ -113,6 +191,7 @@ async def run_bench(settings: Settings, *, sagas: int, concurrency: int, mode: M
             messages_per_s=round(messages / seconds, 1),
             redis_commands_per_saga=round(redis_commands / sagas, 1),
             cpu_seconds={k: round(v, 2) for k, v in cpu.items()},
+            memory=samples,
         )
     finally:
         await workers.stop()
@@ -133,9 +212,16 @@ async def _seed(redis: Any, namespace: str, sagas: int) -> None:
     await OrderService(redis, namespace).add_vendor(VENDOR)
 
 
-def _spawn_workers(config: Settings) -> dict[str, subprocess.Popen[bytes]]:
-    env = {**os.environ, "SAGA_NAMESPACE": config.namespace, "SAGA_LOG_LEVEL": "warning"}
-    commands: dict[str, list[str]] = {"orchestrator": ["orchestrator"]}
+def _spawn_workers(config: Settings, orchestrators: int) -> dict[str, subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "SAGA_NAMESPACE": config.namespace,
+        "SAGA_RETENTION": str(config.retention),
+        "SAGA_LOG_LEVEL": "warning",
+    }
+    commands: dict[str, list[str]] = {}
+    for n in range(1, orchestrators + 1):
+        commands["orchestrator" if orchestrators == 1 else f"orchestrator{n}"] = ["orchestrator"]
     commands.update({p: ["service", p] for p in PARTICIPANTS})
     return {
         name: subprocess.Popen(
@@ -164,26 +250,37 @@ async def _wait_for_consumers(config: Settings, within: float = 30) -> None:
             await asyncio.sleep(0.1)
 
 
+@dataclass(frozen=True)
+class Ended:
+    """What the bench keeps of a saga that ended (read when it ends: it may be trimmed)."""
+
+    status: str
+    latency_ms: float
+    messages: int
+
+
 async def _drive(
-    store: RedisSagaStore,
     starter: SagaStarter,
     order: OrderInput,
     config: Settings,
     sagas: int,
     concurrency: int,
-) -> list[str]:
+    store: RedisSagaStore,
+    sample: Callable[[int], Awaitable[None]],
+) -> dict[str, Ended]:
     """Keep `concurrency` sagas in flight until `sagas` have ended (or a minute passes idle).
 
-    Sagas are started concurrently, each the API's way; one poll of the active index
-    tells which have ended, and each that ends makes room for the next.
+    Sagas are started concurrently, each the API's way; a poll of the active index tells
+    which have ended, and each that ends makes room for the next. Memory is sampled at
+    every tenth of the run.
     """
     definition = definitions(config)["order"]
-    ids: list[str] = []
+    ended: dict[str, Ended] = {}
     in_flight: set[str] = set()
     starting: set[asyncio.Task[None]] = set()
     launched = 0
     last_progress = time.monotonic()
-
+    next_sample = max(1, sagas // 10)
     failures: list[BaseException] = []
 
     async def start_one() -> None:
@@ -192,7 +289,6 @@ async def _drive(
         except Exception as exc:  # reported below: a bench that cannot start sagas stops
             failures.append(exc)
             return
-        ids.append(state.saga_id)
         in_flight.add(state.saga_id)
 
     while launched < sagas or in_flight or starting:
@@ -206,13 +302,24 @@ async def _drive(
         await asyncio.sleep(0.05)
         pending = list(in_flight)
         scores = await store.active_scores(pending)
-        ended = {saga_id for saga_id, score in zip(pending, scores, strict=True) if score is None}
-        if ended:
-            in_flight.difference_update(ended)
+        done = [saga_id for saga_id, score in zip(pending, scores, strict=True) if score is None]
+        if done:
+            in_flight.difference_update(done)
+            for state in await store.load_many(done):
+                ended[state.saga_id] = Ended(
+                    status=state.status,
+                    latency_ms=(state.updated_at - state.created_at).total_seconds() * 1000,
+                    messages=sum(
+                        2 * (step.attempts + step.compensation_attempts) for step in state.steps
+                    ),
+                )
             last_progress = time.monotonic()
+            if len(ended) >= next_sample and len(ended) < sagas:
+                await sample(len(ended))
+                next_sample += max(1, sagas // 10)
         elif time.monotonic() - last_progress > 60:
             break  # stuck: report what did not end
-    return ids
+    return ended
 
 
 async def _redis_commands(redis: Any) -> int:
@@ -220,19 +327,63 @@ async def _redis_commands(redis: Any) -> int:
     return int(info["total_commands_processed"])
 
 
-def _cpu(children: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
-    """CPU seconds (user + system) of this process and of each child so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = {"bench": usage.ru_utime + usage.ru_stime}
-    ticks = os.sysconf("SC_CLK_TCK")
-    for name, child in children.items():
+def _processes(config: Settings, children: dict[str, subprocess.Popen[bytes]]) -> dict[str, int]:
+    """The processes to measure: this one, the workers, and the servers if they run here."""
+    processes = {"bench": os.getpid(), **{name: c.pid for name, c in children.items()}}
+    redis_port = f":{urlsplit(config.redis_url).port or 6379}"
+    local = {urlsplit(u).hostname for u in (config.redis_url, config.rabbitmq_url)}
+    if not local <= {"127.0.0.1", "localhost", "::1"}:
+        return processes
+    for entry in Path("/proc").glob("[0-9]*"):
         try:
-            with open(f"/proc/{child.pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
+            name = (entry / "comm").read_text().strip()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if name == "beam.smp":
+            processes.setdefault("rabbitmq", int(entry.name))
+        elif name == "redis-server" and redis_port in command:
+            processes.setdefault("redis", int(entry.name))
+    return processes
+
+
+def _cpu(processes: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) of each process so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = {}
+    for name, pid in processes.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         cpu[name] = (int(fields[11]) + int(fields[12])) / ticks
     return cpu
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    kb = next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+    )
+    return round(kb / 1024, 1)
+
+
+async def _sample(redis: "Redis", namespace: str, processes: dict[str, int], done: int) -> Sample:
+    """Redis's memory and the run's keys, and every process's resident set, now."""
+    memory = await redis.info("memory")
+    keys = 0
+    async for _ in redis.scan_iter(match=f"{namespace}:*", count=1000):
+        keys += 1
+    rss = {name: mb for name, pid in processes.items() if (mb := _rss_mb(pid)) is not None}
+    return Sample(
+        sagas_done=done,
+        redis_mb=round(int(memory["used_memory"]) / MB, 1),
+        redis_keys=keys,
+        rss_mb=rss,
+    )
 
 
 def _percentile(values: list[float], p: int) -> float:

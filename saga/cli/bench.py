@@ -1,12 +1,12 @@
 """`saga bench`: measure order sagas through the real path on the real servers."""
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from saga.bench import Mode, run_bench
+from saga.bench import BenchResult, Mode, run_bench
 from saga.cli.output import CliError, Json, console, print_json, settings
 from saga.logs import configure_logging
 
@@ -18,24 +18,61 @@ def bench(
         bool,
         typer.Option("--processes", help="Run the orchestrator and services as child processes."),
     ] = False,
+    orchestrators: Annotated[
+        int, typer.Option(min=1, max=8, help="Orchestrator processes (with --processes).")
+    ] = 1,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline",
+            help="Then run a minimal hand-written flow with the same numbers, and compare.",
+        ),
+    ] = False,
     json_out: Json = False,
 ) -> None:
     """Run order sagas on the configured servers and print throughput and latency."""
+    if orchestrators > 1 and not processes:
+        raise CliError("--orchestrators above 1 needs --processes", usage=True)
     config = settings().model_copy(update={"log_level": "warning"})
     configure_logging(config)
     mode: Mode = "processes" if processes else "in-process"
     try:
-        result = asyncio.run(run_bench(config, sagas=sagas, concurrency=concurrency, mode=mode))
+        result = asyncio.run(
+            run_bench(
+                config,
+                sagas=sagas,
+                concurrency=concurrency,
+                mode=mode,
+                orchestrators=orchestrators,
+                baseline=baseline,
+            )
+        )
     except (RuntimeError, TimeoutError) as exc:
         raise CliError(f"bench stopped: {exc}") from None
     if json_out:
         print_json(result.as_dict())
     else:
-        table = Table("figure", "value", title=f"saga bench ({mode})")
-        for key, value in result.as_dict().items():
-            if key == "cpu_seconds":
-                value = ", ".join(f"{k} {v:.1f}" for k, v in value.items())
-            table.add_row(key, str(value))
-        console().print(table)
-    if result.failed:
+        _print(result)
+    if result.failed or (result.baseline is not None and result.baseline.failed):
         raise typer.Exit(1)
+
+
+def _print(result: BenchResult) -> None:
+    title = f"saga bench ({result.mode}, {result.orchestrators} orchestrator(s))"
+    table = Table("figure", "saga", *(["baseline"] if result.baseline else []), title=title)
+    floor: dict[str, Any] = vars(result.baseline) if result.baseline else {}
+    for key, value in result.as_dict().items():
+        if key in ("baseline", "memory"):
+            continue
+        if key == "cpu_seconds":
+            value = ", ".join(f"{k} {v:.1f}" for k, v in value.items())
+        row = [key, "" if value is None else str(value)]
+        if result.baseline:
+            row.append(str(floor.get(key, "")))
+        table.add_row(*row)
+    console().print(table)
+    memory = Table("sagas done", "Redis MB", "Redis keys", "RSS MB", title="memory")
+    for sample in result.memory:
+        rss = ", ".join(f"{k} {v:.0f}" for k, v in sample.rss_mb.items())
+        memory.add_row(str(sample.sagas_done), str(sample.redis_mb), str(sample.redis_keys), rss)
+    console().print(memory)
