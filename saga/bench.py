@@ -149,7 +149,8 @@ async def _run_system(
         await starter_transport.connect()
         await _wait_for_consumers(config)
         store = RedisSagaStore(redis, namespace)
-        starter = SagaStarter(store, Dispatcher(store, starter_transport))
+        dispatcher = Dispatcher(store, starter_transport)
+        starter = SagaStarter(store, dispatcher)
         order = OrderInput(
             customer=CUSTOMER,
             vendor=VENDOR,
@@ -171,6 +172,7 @@ async def _run_system(
         seconds = time.monotonic() - started
         cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu(processes).items()}
         redis_commands = await _redis_commands(redis) - commands_before
+        await dispatcher.settle()
         await sample(len(ended))
         latencies = sorted(e.latency_ms for e in ended.values() if e.status == "completed")
         completed = len(latencies)

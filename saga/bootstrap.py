@@ -77,6 +77,7 @@ class InProcessWorkers:
         self._transports: list[Transport] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._dispatcher: Dispatcher | None = None
 
     async def _connected(self) -> Transport:
         transport = self._transport()
@@ -88,7 +89,7 @@ class InProcessWorkers:
     async def start(self) -> None:
         """Connect, start consuming, start the timer and relay loops."""
         transport = await self._connected()
-        dispatcher = Dispatcher(self.store, transport)
+        dispatcher = self._dispatcher = Dispatcher(self.store, transport)
         orchestrator = Orchestrator(self.store, dispatcher, definitions(self.settings))
         await transport.consume(transport.topology.orchestrator_queue, orchestrator.handle)
         for name in PARTICIPANTS:
@@ -120,6 +121,8 @@ class InProcessWorkers:
         """Stop the loops and close every transport this set opened."""
         self._stop.set()
         await asyncio.gather(*self._tasks)
+        if self._dispatcher is not None:
+            await self._dispatcher.settle()
         for transport in self._transports:
             await transport.close()
 
@@ -152,6 +155,7 @@ async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
             relay.run(stop), timers.run(stop), trimmer.run(stop), sampler.run(stop)
         )
         await transport.stop_consuming()
+        await dispatcher.settle()
     finally:
         await transport.close()
         await redis.aclose()

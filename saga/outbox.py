@@ -19,29 +19,61 @@ DISPATCH_ERRORS = (*INFRASTRUCTURE_ERRORS, *PUBLISH_ERRORS)
 
 
 class Dispatcher:
-    """Publishes a saga's outgoing commands with confirms, then clears them from its outbox."""
+    """Publishes a saga's outgoing commands with confirms, then clears them from its outbox.
 
-    def __init__(self, store: RedisSagaStore, transport: Transport) -> None:
+    The clearing is gathered: the outboxes of every command confirmed within
+    `clear_delay` are cleared in one pipeline, not one round trip each. Until then a
+    published command is still in its outbox; if the process dies meanwhile, the relay
+    publishes it again after its grace period, and the participant, which has seen its
+    idempotency key, answers as before.
+    """
+
+    def __init__(
+        self, store: RedisSagaStore, transport: Transport, *, clear_delay: float = 0.02
+    ) -> None:
         self._store = store
         self._transport = transport
+        self._clear_delay = clear_delay
+        self._to_clear: list[tuple[str, list[str], int]] = []
+        self._clearing: asyncio.Task[None] | None = None
 
     async def dispatch(
         self, saga_id: str, commands: Sequence[OutgoingCommand], *, marker: int
     ) -> None:
-        """Publish `commands` (stored in the saga's outbox under `marker`), then clear them."""
+        """Publish `commands` (stored in the saga's outbox under `marker`); they are
+        cleared from it shortly after."""
         # Publish concurrently: the confirms are awaited together, not one by one.
         await asyncio.gather(
             *(self._transport.publish_command(c.participant, c.envelope) for c in commands)
         )
-        await self._store.clear_outbox(
-            saga_id, [c.envelope.message_id for c in commands], marker=marker
-        )
+        self._to_clear.append((saga_id, [c.envelope.message_id for c in commands], marker))
+        if self._clearing is None:
+            self._clearing = asyncio.create_task(self._clear_soon())
 
     async def flush(self, saga_id: str, *, marker: int) -> int:
         """Publish whatever the saga's outbox holds; returns how many commands."""
         commands = await self._store.outbox(saga_id)
         await self.dispatch(saga_id, commands, marker=marker)
         return len(commands)
+
+    async def settle(self) -> None:
+        """Wait until the outboxes of everything published so far are cleared (or the
+        clearing failed and was left to the relay); for shutdown and tests."""
+        while self._clearing is not None:
+            await asyncio.shield(self._clearing)
+
+    async def _clear_soon(self) -> None:
+        try:
+            while self._to_clear:
+                await asyncio.sleep(self._clear_delay)
+                batch, self._to_clear = self._to_clear, []
+                try:
+                    await self._store.clear_outboxes(batch)
+                except INFRASTRUCTURE_ERRORS as exc:
+                    # Published all the same: the relay clears them once Redis answers.
+                    log.warning("outboxes left to the relay", sagas=len(batch), error=repr(exc))
+        finally:
+            self._clearing = None
 
 
 class OutboxRelay:

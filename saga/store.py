@@ -351,12 +351,16 @@ class RedisSagaStore:
         raw = await self._redis.hgetall(self.keys(saga_id).outbox)
         return [_command_from_json(v) for v in raw.values()]
 
-    async def clear_outbox(self, saga_id: str, command_ids: list[str], *, marker: int) -> None:
-        """Remove published commands; drop the saga's marker if its outbox is empty."""
-        outbox = self.keys(saga_id).outbox
-        await self._clear_outbox(
-            keys=[outbox, self.outbox_index_key], args=[saga_id, str(marker), *command_ids]
-        )
+    async def clear_outboxes(self, batch: list[tuple[str, list[str], int]]) -> None:
+        """`clear_outbox` for several sagas (id, command ids, marker) in one pipeline."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for saga_id, command_ids, marker in batch:
+                await self._clear_outbox(
+                    keys=[self.keys(saga_id).outbox, self.outbox_index_key],
+                    args=[saga_id, str(marker), *command_ids],
+                    client=pipe,
+                )
+            await pipe.execute()
 
     async def outbox_pending(self) -> int:
         """How many sagas' outboxes may hold unpublished commands."""

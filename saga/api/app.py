@@ -68,6 +68,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
             yield
         finally:
             connecting.cancel()
+            await app.state.dispatcher.settle()
             await app.state.auth.close()
             await transport.close()
             await redis.aclose()
@@ -79,6 +80,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
             app.state.redis, settings.namespace, Rate.parse(settings.rate_limit)
         )
         dispatcher = Dispatcher(store, app.state.transport)
+        app.state.dispatcher = dispatcher
         app.state.store = store
         app.state.starter = SagaStarter(store, dispatcher)
         app.state.orchestrator = Orchestrator(store, dispatcher, sagas)

@@ -92,7 +92,8 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
                 "saga: RabbitMQ unreachable; the orchestrator's relay will send the commands",
                 file=sys.stderr,
             )
-        orchestrator = Orchestrator(store, Dispatcher(store, transport), sagas)
+        dispatcher = Dispatcher(store, transport)
+        orchestrator = Orchestrator(store, dispatcher, sagas)
         results = []
         for state in targets:
             applied = await orchestrator.apply(
@@ -101,6 +102,7 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
                 applied_id=f"replay:{state.saga_id}:{state.version}",
             )
             results.append(_result(applied.state or state, applied.commands))
+        await dispatcher.settle()
         return results
     finally:
         await transport.close()

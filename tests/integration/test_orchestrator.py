@@ -45,8 +45,11 @@ def store(redis: Redis, namespace: str) -> RedisSagaStore:
     return RedisSagaStore(redis, namespace)
 
 
-def orchestrator(store: RedisSagaStore, transport: RabbitTransport) -> Orchestrator:
-    return Orchestrator(store, Dispatcher(store, transport), {ORDER_SAGA.name: ORDER_SAGA})
+def orchestrator(
+    store: RedisSagaStore, transport: RabbitTransport, dispatcher: Dispatcher | None = None
+) -> Orchestrator:
+    dispatcher = dispatcher or Dispatcher(store, transport)
+    return Orchestrator(store, dispatcher, {ORDER_SAGA.name: ORDER_SAGA})
 
 
 async def take(
@@ -78,8 +81,10 @@ def reply_to(command: Envelope, message_id: str = "reply-1") -> Delivery:
 async def started(
     store: RedisSagaStore, transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
 ) -> Envelope:
-    starter = SagaStarter(store, Dispatcher(store, transport))
+    dispatcher = Dispatcher(store, transport)
+    starter = SagaStarter(store, dispatcher)
     await starter.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
+    await dispatcher.settle()
     (reserve,) = await take(amqp, transport.topology, "stock")
     return reserve
 
@@ -96,9 +101,11 @@ async def test_a_reply_applied_but_never_published_is_published_when_it_comes_ag
     assert await take(amqp, transport.topology, "payment") == []
 
     # The broker redelivers the unacked reply to a live orchestrator.
-    await orchestrator(store, transport).handle(reply_to(reserve))
+    dispatcher = Dispatcher(store, transport)
+    await orchestrator(store, transport, dispatcher).handle(reply_to(reserve))
     (charge,) = await take(amqp, transport.topology, "payment")
     assert charge.type == "ChargePayment"
+    await dispatcher.settle()
     assert await store.outbox(reserve.saga_id) == []
     events = [r.event.type for r in await store.events(reserve.saga_id)]
     assert events.count("StepSucceeded") == 1
@@ -110,15 +117,13 @@ async def test_the_relay_publishes_what_a_crash_left_in_an_outbox(
     crashing = SagaStarter(store, CrashingDispatcher(store, transport))
     with pytest.raises(Crash):
         await crashing.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
+    dispatcher = Dispatcher(store, transport)
     relay = OutboxRelay(
-        store,
-        Dispatcher(store, transport),
-        interval=1,
-        grace=5,
-        clock=lambda: utc_now() + timedelta(seconds=10),
+        store, dispatcher, interval=1, grace=5, clock=lambda: utc_now() + timedelta(seconds=10)
     )
     assert await relay.run_once() == 1
     (reserve,) = await take(amqp, transport.topology, "stock")
+    await dispatcher.settle()
     assert await store.outbox(reserve.saga_id) == []
     assert await store.marked_before(marker_of(utc_now() + timedelta(days=1)), 10) == []
     assert await relay.run_once() == 0
@@ -138,9 +143,11 @@ async def test_two_orchestrators_given_one_reply_apply_it_once(
     store: RedisSagaStore, transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
 ) -> None:
     reserve = await started(store, transport, amqp)
-    replicas = [orchestrator(store, transport) for _ in range(2)]
+    dispatchers = [Dispatcher(store, transport) for _ in range(2)]
+    replicas = [orchestrator(store, transport, d) for d in dispatchers]
     delivery = reply_to(reserve)
     await asyncio.gather(*(r.handle(delivery) for r in replicas for _ in range(3)))
+    await asyncio.gather(*(d.settle() for d in dispatchers))
     events = [r.event.type for r in await store.events(reserve.saga_id)]
     assert events == ["SagaStarted", "StepRequested", "StepSucceeded", "StepRequested"]
     charges = await take(amqp, transport.topology, "payment")
@@ -177,3 +184,33 @@ async def test_a_command_no_queue_takes_stays_in_the_outbox(
     assert command.envelope.type == "ReserveStock"
     with pytest.raises(PUBLISH_ERRORS):
         await transport.publish_command("stock", command.envelope)
+
+
+class CountingStore(RedisSagaStore):
+    """The real store, noting how many sagas each outbox clearing covered."""
+
+    batches: list[int]
+
+    async def clear_outboxes(self, batch: list[tuple[str, list[str], int]]) -> None:
+        self.batches.append(len(batch))
+        await super().clear_outboxes(batch)
+
+
+async def test_published_commands_leave_their_outboxes_in_batches(
+    redis: Redis, namespace: str, transport: RabbitTransport
+) -> None:
+    store = CountingStore(redis, namespace)
+    store.batches = []
+    dispatcher = Dispatcher(store, transport)
+    starter = SagaStarter(store, dispatcher)
+    states = await asyncio.gather(
+        *(
+            starter.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
+            for _ in range(20)
+        )
+    )
+    await dispatcher.settle()
+    assert sum(store.batches) == 20 and len(store.batches) < 20
+    for state in states:
+        assert await store.outbox(state.saga_id) == []
+    assert await store.outbox_pending() == 0

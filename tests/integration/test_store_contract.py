@@ -114,10 +114,10 @@ async def test_the_outbox_marker_goes_only_when_the_outbox_is_empty(store: Redis
     assert await store.marked_before(11, 10) == [("saga1", 10)]
     # Someone re-marked the saga since marker 10 was read: the marker stays.
     await store.mark_outbox("saga1", 20)
-    await store.clear_outbox("saga1", [run.pending.envelope.message_id], marker=10)
+    await store.clear_outboxes([("saga1", [run.pending.envelope.message_id], 10)])
     assert await store.outbox("saga1") == []
     assert await store.marked_before(100, 10) == [("saga1", 20)]
-    await store.clear_outbox("saga1", [], marker=20)
+    await store.clear_outboxes([("saga1", [], 20)])
     assert await store.marked_before(100, 10) == []
 
 
