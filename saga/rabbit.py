@@ -18,6 +18,7 @@ from aio_pika.abc import (
 
 from contracts.envelope import Envelope
 from contracts.topology import ORCHESTRATOR_ROUTING_KEY, PARTICIPANTS, Participant, Topology
+from saga.acks import AckBatcher
 from saga.transport import (
     DEAD_QUEUE_HEADER,
     DEAD_REASON_HEADER,
@@ -47,6 +48,7 @@ class RabbitTransport:
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._acks: list[AckBatcher] = []
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -147,11 +149,15 @@ class RabbitTransport:
             queue_name, durable=True, arguments=work_queue_arguments(self.topology)
         )
 
+        acks = AckBatcher()
+        self._acks.append(acks)
+
         async def on_message(message: AbstractIncomingMessage) -> None:
+            acks.received(message)  # first: deliveries start in the order of their tags
             self._in_flight += 1
             self._idle.clear()
             try:
-                await self._settle(queue_name, message, handler)
+                await self._settle(queue_name, message, handler, acks)
             finally:
                 self._in_flight -= 1
                 if self._in_flight == 0:
@@ -168,9 +174,15 @@ class RabbitTransport:
         self._consumers.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
+        for acks in self._acks:
+            await acks.flush()
 
     async def _settle(
-        self, queue_name: str, message: AbstractIncomingMessage, handler: Handler
+        self,
+        queue_name: str,
+        message: AbstractIncomingMessage,
+        handler: Handler,
+        acks: AckBatcher,
     ) -> None:
         delivery = Delivery(
             body=message.body,
@@ -186,20 +198,23 @@ class RabbitTransport:
                     return
                 case Requeue():
                     await message.nack(requeue=True)
+                    acks.settled(message)
                 case DeadLetter(reason=reason):
                     await self.dead_letter(
                         message.body, reason=reason, queue=queue_name, headers=delivery.headers
                     )
                     log.warning("message dead-lettered", queue=queue_name, reason=reason)
                     await message.ack()
+                    acks.settled(message)
                 case Ack():
-                    await message.ack()
+                    acks.done(message)  # acked within milliseconds, with its neighbours
         except (*INFRASTRUCTURE_ERRORS, *PUBLISH_ERRORS) as exc:
             # Give it back rather than hold it: the broker delivers it again (if the
             # channel is gone too, it does so on its own).
             log.warning("message could not be settled, requeued", queue=queue_name, error=repr(exc))
             with contextlib.suppress(*INFRASTRUCTURE_ERRORS):
                 await message.nack(requeue=True)
+            acks.settled(message)
 
     async def depth(self, queue_name: str) -> int:
         """Messages waiting in a queue (a passive declare)."""

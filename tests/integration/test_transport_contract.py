@@ -216,3 +216,53 @@ async def test_namespaces_do_not_see_each_other(rabbit: RabbitTransport) -> None
         async with connection:
             await delete_topology(await connection.channel(), other)
         await neighbour.close()
+
+
+async def test_acks_go_together_but_never_for_a_delivery_still_in_hand(
+    rabbit: RabbitTransport, namespace: str
+) -> None:
+    first = RabbitTransport(RABBITMQ_URL, Topology(namespace), prefetch=10)
+    await first.connect()
+    handled: list[str] = []
+
+    async def first_stuck(delivery: Delivery) -> Outcome:
+        message_id = Envelope.from_bytes(delivery.body).message_id
+        if message_id == "m1":
+            await asyncio.sleep(3600)  # still in hand when the process dies
+        handled.append(message_id)
+        return ACK
+
+    for n in range(1, 7):
+        await first.publish_command("payment", envelope(n))
+    await first.consume(first.topology.participant_queue("payment"), first_stuck)
+    await eventually(lambda: asyncio.sleep(0, len(handled)), until=lambda n: n == 5)
+    await asyncio.sleep(0.5)  # acks wait a few milliseconds for their neighbours
+    await first.close()  # dies holding m1
+
+    again: list[str] = []
+
+    async def handler(delivery: Delivery) -> Outcome:
+        again.append(Envelope.from_bytes(delivery.body).message_id)
+        return ACK
+
+    await rabbit.consume(rabbit.topology.participant_queue("payment"), handler)
+    await eventually(lambda: asyncio.sleep(0, again), what="the redelivery of m1")
+    await asyncio.sleep(0.5)
+    # The five handled behind m1 were acked (alone, since m1 held the run back).
+    assert again == ["m1"]
+
+    # Now every one finishes: one ack covers them all, and nothing comes back.
+    await rabbit.stop_consuming()
+    for n in range(7, 17):
+        await rabbit.publish_command("payment", envelope(n))
+    await rabbit.consume(rabbit.topology.participant_queue("payment"), handler)
+    await eventually(lambda: asyncio.sleep(0, len(again)), until=lambda n: n == 11)
+    await rabbit.stop_consuming()
+    await rabbit.close()
+    replacement = RabbitTransport(RABBITMQ_URL, Topology(namespace))
+    await replacement.connect()
+    try:
+        await asyncio.sleep(0.2)
+        assert await replacement.depth(replacement.topology.participant_queue("payment")) == 0
+    finally:
+        await replacement.close()
