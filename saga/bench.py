@@ -49,7 +49,8 @@ class Sample:
 
     sagas_done: int
     redis_mb: float
-    redis_keys: int
+    redis_keys: int  # every key of the run's namespace, the services' business data too
+    saga_keys: int  # the orchestrator's keys of single sagas (logs, states, applied ids)
     rss_mb: dict[str, float]
 
 
@@ -376,14 +377,16 @@ def _rss_mb(pid: int) -> float | None:
 async def _sample(redis: "Redis", namespace: str, processes: dict[str, int], done: int) -> Sample:
     """Redis's memory and the run's keys, and every process's resident set, now."""
     memory = await redis.info("memory")
-    keys = 0
-    async for _ in redis.scan_iter(match=f"{namespace}:*", count=1000):
+    keys = saga_keys = 0
+    async for key in redis.scan_iter(match=f"{namespace}:*", count=1000):
         keys += 1
+        saga_keys += key.startswith(f"{namespace}:saga:")
     rss = {name: mb for name, pid in processes.items() if (mb := _rss_mb(pid)) is not None}
     return Sample(
         sagas_done=done,
         redis_mb=round(int(memory["used_memory"]) / MB, 1),
         redis_keys=keys,
+        saga_keys=saga_keys,
         rss_mb=rss,
     )
 

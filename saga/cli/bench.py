@@ -71,8 +71,16 @@ def _print(result: BenchResult) -> None:
             row.append(str(floor.get(key, "")))
         table.add_row(*row)
     console().print(table)
-    memory = Table("sagas done", "Redis MB", "Redis keys", "RSS MB", title="memory")
+    memory = Table(
+        "sagas done", "Redis MB", "keys", "saga keys", "RSS MB", title="memory (Redis: all of it)"
+    )
     for sample in result.memory:
         rss = ", ".join(f"{k} {v:.0f}" for k, v in sample.rss_mb.items())
-        memory.add_row(str(sample.sagas_done), str(sample.redis_mb), str(sample.redis_keys), rss)
+        memory.add_row(
+            str(sample.sagas_done),
+            str(sample.redis_mb),
+            str(sample.redis_keys),
+            str(sample.saga_keys),
+            rss,
+        )
     console().print(memory)

@@ -77,7 +77,8 @@ def test_a_participant_that_never_answers_fails_the_saga_after_its_retries_then_
     assert saga_id in [s["saga_id"] for s in failed]
 
     # The order service is back and works through its queue: the order is created, then
-    # cancelled (its undo arrived after it). Replay makes the saga see that.
+    # cancelled, or (handled concurrently, the undo first) never created. Replay makes
+    # the saga see that.
     dry = fast.cli_json("replay", saga_id, "--dry-run")
     assert [c["type"] for c in dry[0]["commands"]] == ["CancelOrder"]
     assert fast.saga(shop.token, saga_id).json()["status"] == "failed"  # a dry run changes nothing
@@ -88,7 +89,7 @@ def test_a_participant_that_never_answers_fails_the_saga_after_its_retries_then_
     assert saga["reason"] == "timeout"
     assert "SagaReplayed" in event_types(fast, saga_id)
     orders = [o for o in fast.cli_json("order", "list") if o["saga_id"] == saga_id]
-    assert [o["status"] for o in orders] == ["cancelled"]
+    assert [o["status"] for o in orders] in ([], ["cancelled"])
 
 
 @pytest.mark.parametrize(
