@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from contracts.envelope import trace_id_of, traceparent
 from contracts.messages import OrderItem
 from saga.api.auth import AuthClient, Caller, current_caller
-from saga.api.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, KeyReused
+from saga.api.idempotency import KEY_TTL, MAX_KEY_LENGTH, IdempotencyKeys, KeyReused
 from saga.api.limits import BodySizeLimit, Rate, RateLimited, RateLimiter, retry_after
 from saga.api.schemas import CreateOrderRequest, SagaAccepted, SagaLinks, errors
 from saga.bootstrap import DEFINITIONS, definitions, transport_for
@@ -75,7 +75,11 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
 
     def _wire(app: FastAPI) -> None:
         store = RedisSagaStore(app.state.redis, settings.namespace)
-        app.state.keys = IdempotencyKeys(app.state.redis, settings.namespace)
+        # A key must not outlive its saga: once the saga is trimmed, the key would start
+        # it afresh.
+        app.state.keys = IdempotencyKeys(
+            app.state.redis, settings.namespace, ttl=min(KEY_TTL, int(settings.retention))
+        )
         app.state.limiter = RateLimiter(
             app.state.redis, settings.namespace, Rate.parse(settings.rate_limit)
         )
