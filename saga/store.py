@@ -1,5 +1,6 @@
 """The Redis event store: a saga's log, state snapshot, applied ids and outbox, one script per input."""
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
@@ -12,6 +13,7 @@ from saga.clock import marker_of
 from saga.core.decide import Decision, OutgoingCommand, Timer
 from saga.core.events import EventRecord, record_from_json
 from saga.core.state import SagaState
+from saga.scripts import ScriptBatcher
 
 # One atomic step per input: the saga's events, state, applied id and outbox, its
 # timers, its outbox marker and its place in the indexes, all or nothing.
@@ -146,8 +148,9 @@ class RedisSagaStore:
     def __init__(self, redis: "Redis", namespace: str) -> None:
         self._redis = redis
         self._ns = namespace
-        self._append = redis.register_script(_APPEND)
-        self._clear_outbox = redis.register_script(_CLEAR_OUTBOX)
+        scripts = ScriptBatcher(redis)
+        self._append = scripts.register(_APPEND)
+        self._clear_outbox = scripts.register(_CLEAR_OUTBOX)
         self.index_key = f"{namespace}:sagas"
         # Sagas not yet terminal: for `saga list --status running`, and the in-flight gauge.
         self.active_key = f"{namespace}:active"
@@ -352,15 +355,17 @@ class RedisSagaStore:
         return [_command_from_json(v) for v in raw.values()]
 
     async def clear_outboxes(self, batch: list[tuple[str, list[str], int]]) -> None:
-        """`clear_outbox` for several sagas (id, command ids, marker) in one pipeline."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for saga_id, command_ids, marker in batch:
-                await self._clear_outbox(
+        """Remove published commands from several sagas' outboxes (id, command ids,
+        marker), each saga's outbox marker with its last command; one round trip."""
+        await asyncio.gather(
+            *(
+                self._clear_outbox(
                     keys=[self.keys(saga_id).outbox, self.outbox_index_key],
                     args=[saga_id, str(marker), *command_ids],
-                    client=pipe,
                 )
-            await pipe.execute()
+                for saga_id, command_ids, marker in batch
+            )
+        )
 
     async def outbox_pending(self) -> int:
         """How many sagas' outboxes may hold unpublished commands."""

@@ -12,6 +12,7 @@ from contracts.envelope import Envelope
 from contracts.messages import CancelOrder, CreateOrder, Message, PaymentMethod, PricedItem
 from contracts.money import Money
 from contracts.topology import Participant
+from saga.scripts import ScriptBatcher
 from saga.settings import DEFAULT_RETENTION
 from services.runtime import Reply
 from services.scripts import idempotent, stored_reply
@@ -83,8 +84,9 @@ class OrderService:
         self._redis = redis
         self._ttl = max(1, int(retention))
         self._prefix = f"{namespace}:order:{{order}}"
-        self._create = redis.register_script(_CREATE)
-        self._cancel = redis.register_script(_CANCEL)
+        scripts = ScriptBatcher(redis)
+        self._create = scripts.register(_CREATE)
+        self._cancel = scripts.register(_CANCEL)
 
     @property
     def _vendors_key(self) -> str:

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from contracts.envelope import Envelope
 from contracts.messages import ChargePayment, Message, RefundPayment
 from contracts.topology import Participant
+from saga.scripts import ScriptBatcher
 from saga.settings import DEFAULT_RETENTION
 from services.runtime import Reply
 from services.scripts import cents, from_cents, idempotent, stored_reply
@@ -79,8 +80,9 @@ class PaymentService:
         self._redis = redis
         self._ttl = max(1, int(retention))
         self._prefix = f"{namespace}:payment:{{payment}}"
-        self._charge = redis.register_script(_CHARGE)
-        self._refund = redis.register_script(_REFUND)
+        scripts = ScriptBatcher(redis)
+        self._charge = scripts.register(_CHARGE)
+        self._refund = scripts.register(_REFUND)
 
     def _keys(self, envelope: Envelope, customer: str) -> list[str]:
         key = envelope.idempotency_key or envelope.message_id

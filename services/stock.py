@@ -18,6 +18,7 @@ from contracts.messages import (
 )
 from contracts.money import MAX_MONEY
 from contracts.topology import Participant
+from saga.scripts import ScriptBatcher
 from saga.settings import DEFAULT_RETENTION
 from services.runtime import Reply
 from services.scripts import cents, from_cents, idempotent, stored_reply
@@ -123,8 +124,9 @@ class StockService:
         self._redis = redis
         self._ttl = max(1, int(retention))
         self._prefix = f"{namespace}:stock:{{stock}}"
-        self._reserve = redis.register_script(_RESERVE)
-        self._settle = redis.register_script(_SETTLE)
+        scripts = ScriptBatcher(redis)
+        self._reserve = scripts.register(_RESERVE)
+        self._settle = scripts.register(_SETTLE)
 
     def _product_key(self, product_id: str) -> str:
         return f"{self._prefix}:product:{product_id}"

@@ -1,0 +1,145 @@
+"""Lua script calls gathered into pipelines: one round trip for every call of a loop turn.
+
+Under load a process makes many script calls at once (the orchestrator appends for
+every reply in hand, a participant runs a script for every command in hand). Each
+call on its own costs a pool checkout, a socket write, a wake-up and a read; almost
+all of it is the client's CPU, not Redis's. So a call is queued, and at the end of the
+current turn of the event loop every queued call goes in one pipeline (not a
+transaction: each script is atomic on its own, as it was).
+
+What a caller sees is what a single call gives: its script's result, or its own
+error. A connection that fails takes the whole pipeline with it, and every caller in
+it gets the error, exactly as if its own call had failed: it may or may not have run,
+and every caller here retries whole idempotent steps.
+"""
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from typing import Any, Final
+
+from hiredis import pack_command
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
+
+# A bound on one pipeline, so a burst is written and answered in pieces.
+MAX_BATCH: Final = 256
+
+_Call = tuple["Script", Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
+
+
+class ScriptBatcher:
+    """Runs the scripts registered on it, batching calls into pipelines.
+
+    At most `in_flight` pipelines are out at once; calls made meanwhile wait for the
+    next one. Under a light load a call goes at once, alone; under a heavy one the
+    pipelines grow with it, and the round trips per call fall.
+    """
+
+    def __init__(self, redis: "Redis", *, in_flight: int = 2) -> None:
+        self._redis = redis
+        self._in_flight = in_flight
+        self._queued: list[_Call] = []
+        self._scheduled = False
+        self._flushing: set[asyncio.Task[None]] = set()
+        self.round_trips = 0  # pipelines sent, for tests and curiosity
+
+    def register(self, lua: str) -> "Script":
+        """A script to call as `await script(keys=[...], args=[...])`."""
+        return Script(self, lua)
+
+    def call(
+        self, script: "Script", keys: Sequence[Any], args: Sequence[Any]
+    ) -> "asyncio.Future[Any]":
+        """Queue one call; the future holds its result once its pipeline is answered."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queued.append((script, keys, args, future))
+        self._schedule(loop)
+        return future
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        # At the end of this loop turn, so that every call made in it goes together.
+        if self._queued and not self._scheduled and len(self._flushing) < self._in_flight:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
+        task = asyncio.create_task(self._run(batch))
+        self._flushing.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: "asyncio.Task[None]") -> None:
+        self._flushing.discard(task)
+        self._schedule(task.get_loop())
+
+    async def _run(self, calls: list[_Call]) -> None:
+        try:
+            results = await self._send(calls)
+            missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+            if missing:
+                # Redis does not know a script yet (first use, a restart, SCRIPT FLUSH):
+                # those calls did not run, so load the scripts and send exactly them again.
+                for lua in {calls[i][0].lua for i in missing}:
+                    await self._redis.script_load(lua)
+                again = await self._send([calls[i] for i in missing])
+                for i, result in zip(missing, again, strict=True):
+                    results[i] = result
+        except asyncio.CancelledError:
+            for *_, future in calls:
+                future.cancel()
+            raise
+        except Exception as exc:
+            for *_, future in calls:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (*_, future), result in zip(calls, results, strict=True):
+            if future.done():
+                continue  # its caller was cancelled
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _send(self, calls: list[_Call]) -> list[Any]:
+        """One write of every call (packed by hiredis, in C), then their replies in order."""
+        packed = b"".join(
+            pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
+            for script, keys, args, _ in calls
+        )
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        self.round_trips += 1
+        try:
+            await connection.send_packed_command(packed)
+            results: list[Any] = []
+            for _ in calls:
+                try:
+                    results.append(await connection.read_response())
+                except ResponseError as exc:  # this call's own error; the others stand
+                    results.append(exc)
+            return results
+        except BaseException:
+            # Replies may be left unread on the socket: it must not serve anyone else.
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+
+
+class Script:
+    """One Lua script, called through its batcher."""
+
+    def __init__(self, batcher: ScriptBatcher, lua: str) -> None:
+        self._batcher = batcher
+        self.lua = lua
+        self.sha = hashlib.sha1(lua.encode()).hexdigest()
+
+    def __call__(
+        self, *, keys: Sequence[Any] = (), args: Sequence[Any] = ()
+    ) -> "asyncio.Future[Any]":
+        """Run the script with these keys and arguments (in the next pipeline)."""
+        return self._batcher.call(self, keys, args)

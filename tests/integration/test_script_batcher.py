@@ -1,0 +1,97 @@
+"""Script calls gathered into pipelines, on a real Redis and on fakeredis: each caller gets
+its own result or its own error, a burst shares round trips, lost scripts are reloaded."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from fakeredis import FakeAsyncRedis
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from saga.scripts import MAX_BATCH, ScriptBatcher
+from tests.servers import drop_namespace, redis_or_skip
+
+ECHO = "return {KEYS[1], ARGV[1], tonumber(ARGV[2]) + 1}"
+INCR = "return redis.call('INCR', KEYS[1])"
+
+
+@pytest.fixture(params=["redis", "fakeredis"])
+async def client(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Redis]:
+    if request.param == "fakeredis":
+        fake = FakeAsyncRedis(decode_responses=True)
+        yield fake
+        await fake.aclose()
+        return
+    redis = await redis_or_skip()
+    try:
+        yield redis
+    finally:
+        await drop_namespace(redis, namespace)
+        await redis.aclose()
+
+
+async def test_each_caller_gets_its_own_result_and_a_burst_shares_one_round_trip(
+    client: Redis, namespace: str
+) -> None:
+    batcher = ScriptBatcher(client)
+    echo = batcher.register(ECHO)
+    await echo(keys=[f"{namespace}:warm"], args=["x", 0])  # loads the script
+    before = batcher.round_trips
+    results = await asyncio.gather(
+        *(echo(keys=[f"{namespace}:{i}"], args=["é", i]) for i in range(50))
+    )
+    assert results == [[f"{namespace}:{i}", "é", i + 1] for i in range(50)]
+    assert batcher.round_trips - before == 1
+
+
+async def test_one_callers_error_leaves_the_others_results_standing(
+    client: Redis, namespace: str
+) -> None:
+    batcher = ScriptBatcher(client)
+    incr = batcher.register(INCR)
+    await client.set(f"{namespace}:text", "not a number")
+    good, bad, also_good = await asyncio.gather(
+        incr(keys=[f"{namespace}:n"]),
+        incr(keys=[f"{namespace}:text"]),
+        incr(keys=[f"{namespace}:n"]),
+        return_exceptions=True,
+    )
+    assert (good, also_good) == (1, 2)
+    assert isinstance(bad, ResponseError)
+
+
+async def test_scripts_redis_forgot_are_loaded_again_and_run_once(
+    client: Redis, namespace: str
+) -> None:
+    batcher = ScriptBatcher(client)
+    incr = batcher.register(INCR)
+    assert await incr(keys=[f"{namespace}:n"]) == 1
+    await client.script_flush()  # as after a restart of Redis
+    assert await asyncio.gather(*(incr(keys=[f"{namespace}:n"]) for _ in range(3))) == [2, 3, 4]
+    assert await client.get(f"{namespace}:n") == "4"
+
+
+async def test_a_burst_larger_than_one_pipeline_is_sent_in_pieces(
+    client: Redis, namespace: str
+) -> None:
+    batcher = ScriptBatcher(client)
+    incr = batcher.register(INCR)
+    calls = MAX_BATCH * 2 + 10
+    results = await asyncio.gather(*(incr(keys=[f"{namespace}:n"]) for _ in range(calls)))
+    assert sorted(results) == list(range(1, calls + 1))
+    assert await client.get(f"{namespace}:n") == str(calls)
+
+
+async def test_a_server_that_is_away_fails_every_caller_with_a_connection_error() -> None:
+    unreachable = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    batcher = ScriptBatcher(unreachable)
+    incr = batcher.register(INCR)
+    try:
+        results = await asyncio.gather(
+            *(incr(keys=["k"]) for _ in range(3)), return_exceptions=True
+        )
+    finally:
+        await unreachable.aclose()
+    assert all(isinstance(r, RedisConnectionError) for r in results), results
