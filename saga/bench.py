@@ -28,6 +28,7 @@ from saga.baseline import run_baseline
 from saga.bootstrap import InProcessWorkers, definitions, transport_for
 from saga.connections import redis_client
 from saga.core.order import OrderInput
+from saga.eventloop import loop_name
 from saga.namespaces import delete_namespace
 from saga.orchestrator import SagaStarter
 from saga.outbox import Dispatcher
@@ -70,6 +71,7 @@ class BaselineResult:
 @dataclass(frozen=True)
 class BenchResult:
     mode: Mode
+    event_loop: str
     orchestrators: int
     sagas: int
     concurrency: int
@@ -181,6 +183,7 @@ async def _run_system(
         messages = sum(e.messages for e in ended.values())
         return BenchResult(
             mode=mode,
+            event_loop=loop_name(settings.event_loop),
             orchestrators=orchestrators,
             sagas=sagas,
             concurrency=concurrency,

@@ -10,6 +10,7 @@ from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
 from contracts.topology import PARTICIPANTS, Participant, Topology
+from saga import eventloop
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
 from saga.core.order import ORDER_SAGA
@@ -185,8 +186,11 @@ def serve_metrics(port: int | None, host: str) -> None:
         log.info("metrics served", host=host, port=port)
 
 
-def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run a process's main coroutine; SIGTERM and Ctrl-C ask it to stop cleanly."""
+def run_until_signalled(
+    settings: Settings, main: Callable[[asyncio.Event], Awaitable[None]]
+) -> None:
+    """Run a process's main coroutine on the configured event loop; SIGTERM and Ctrl-C
+    ask it to stop cleanly."""
 
     async def runner() -> None:
         stop = asyncio.Event()
@@ -195,4 +199,4 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
-    asyncio.run(runner())
+    eventloop.run(runner(), settings.event_loop)

@@ -42,10 +42,13 @@ class Dispatcher:
     ) -> None:
         """Publish `commands` (stored in the saga's outbox under `marker`); they are
         cleared from it shortly after."""
-        # Publish concurrently: the confirms are awaited together, not one by one.
-        await asyncio.gather(
-            *(self._transport.publish_command(c.participant, c.envelope) for c in commands)
-        )
+        if len(commands) == 1:  # the usual case: no task to gather
+            await self._transport.publish_command(commands[0].participant, commands[0].envelope)
+        else:
+            # Publish concurrently: the confirms are awaited together, not one by one.
+            await asyncio.gather(
+                *(self._transport.publish_command(c.participant, c.envelope) for c in commands)
+            )
         self._to_clear.append((saga_id, [c.envelope.message_id for c in commands], marker))
         if self._clearing is None:
             self._clearing = asyncio.create_task(self._clear_soon())

@@ -7,6 +7,7 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topology import NAMESPACE_PATTERN
+from saga.eventloop import EventLoop
 
 DEFAULT_RETENTION: Final = 7 * 86400
 
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
     # How long a completed or compensated saga, and the participants' memory of the
     # commands they answered, are kept; failed sagas stay until replayed.
     retention: Duration = Field(default=DEFAULT_RETENTION, ge=1, le=10 * 365 * 86400)
+
+    # uvloop where it is installed ("auto"), or asyncio's own loop.
+    event_loop: EventLoop = "auto"
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

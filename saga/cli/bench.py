@@ -1,11 +1,11 @@
 """`saga bench`: measure order sagas through the real path on the real servers."""
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from saga import eventloop
 from saga.bench import BenchResult, Mode, run_bench
 from saga.cli.output import CliError, Json, console, print_json, settings
 from saga.logs import configure_logging
@@ -37,7 +37,7 @@ def bench(
     configure_logging(config)
     mode: Mode = "processes" if processes else "in-process"
     try:
-        result = asyncio.run(
+        result = eventloop.run(
             run_bench(
                 config,
                 sagas=sagas,
@@ -45,7 +45,8 @@ def bench(
                 mode=mode,
                 orchestrators=orchestrators,
                 baseline=baseline,
-            )
+            ),
+            config.event_loop,
         )
     except (RuntimeError, TimeoutError) as exc:
         raise CliError(f"bench stopped: {exc}") from None

@@ -44,6 +44,7 @@ Host = Annotated[str, typer.Option(help="Address to listen on.")]
 def _serve(app_factory_path: str, host: str, port: int) -> None:
     import uvicorn
 
+    from saga.eventloop import loop_name
     from saga.logs import configure_logging
 
     config = settings()
@@ -63,7 +64,15 @@ def _serve(app_factory_path: str, host: str, port: int) -> None:
     log = structlog.get_logger(__name__)
     log.info(f"{app_factory_path} starting", host=host, port=port, namespace=config.namespace)
     try:
-        uvicorn.run(asgi, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+        uvicorn.run(
+            asgi,
+            host=host,
+            port=port,
+            loop=loop_name(config.event_loop),
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
     finally:
         log.info(f"{app_factory_path} stopped")
 
@@ -122,7 +131,7 @@ def orchestrator(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "
     config = settings()
     configure_logging(config)
     serve_metrics(metrics_port, metrics_host)
-    run_until_signalled(lambda stop: run_orchestrator(config, stop))
+    run_until_signalled(config, lambda stop: run_orchestrator(config, stop))
 
 
 @app.command()
@@ -138,7 +147,7 @@ def service(
     config = settings()
     configure_logging(config)
     serve_metrics(metrics_port, metrics_host)
-    run_until_signalled(lambda stop: run_participant(name, config, stop))
+    run_until_signalled(config, lambda stop: run_participant(name, config, stop))
 
 
 def main() -> None:
