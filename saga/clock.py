@@ -1,6 +1,6 @@
 """The shell's clock and id source; the core never reads either, they are passed in."""
 
-import uuid
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -13,8 +13,8 @@ def utc_now() -> datetime:
 
 
 def new_id() -> str:
-    """A fresh random id (32 hex digits)."""
-    return uuid.uuid4().hex
+    """A fresh random id (32 hex digits, 128 random bits)."""
+    return os.urandom(16).hex()
 
 
 def marker_of(now: datetime) -> int:

@@ -2,10 +2,11 @@
 
 import asyncio
 import functools
-from typing import Final
+from typing import Any, Final, cast
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from saga.clock import Clock, utc_now
 from saga.core.decide import Decision
@@ -50,6 +51,18 @@ COMMANDS_HANDLED: Final = Counter(
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def _child(metric: MetricWrapperBase, *labels: str) -> Any:
+    """A metric's child for these label values, looked up once (a lock and a dict
+    lookup in prometheus_client, on every message otherwise)."""
+    return metric.labels(*labels)
+
+
+def commands_handled(participant: str, command: str, reply: str) -> "Counter":
+    """The counter of one (participant, command, reply)."""
+    return cast(Counter, _child(COMMANDS_HANDLED, participant, command, reply))
+
+
 @functools.cache
 def _gauges() -> tuple[Gauge, Gauge, Gauge, Gauge]:
     """The sampled gauges, registered only in a process that samples them (the
@@ -69,9 +82,9 @@ def observe(before: SagaState, decision: Decision) -> None:
         event = record.event
         match event:
             case SagaCompleted() | SagaCompensated() | SagaFailed():
-                SAGAS_ENDED.labels(kind, decision.state.status).inc()
+                _child(SAGAS_ENDED, kind, decision.state.status).inc()
             case RetryScheduled():
-                RETRIES.labels(kind, event.step, event.action, event.why).inc()
+                _child(RETRIES, kind, event.step, event.action, event.why).inc()
             case StepSucceeded() | StepFailed() | StepCompensated() | CompensationFailed():
                 executing = isinstance(event, StepSucceeded | StepFailed)
                 step = before.step(event.step)
@@ -80,9 +93,10 @@ def observe(before: SagaState, decision: Decision) -> None:
                     outcome = (
                         "ok" if isinstance(event, StepSucceeded | StepCompensated) else "failed"
                     )
-                    STEP_DURATION.labels(
-                        kind, event.step, "execute" if executing else "compensate", outcome
-                    ).observe((record.at - began).total_seconds())
+                    action = "execute" if executing else "compensate"
+                    _child(STEP_DURATION, kind, event.step, action, outcome).observe(
+                        (record.at - began).total_seconds()
+                    )
 
 
 class Sampler:

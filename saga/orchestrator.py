@@ -346,6 +346,8 @@ class TimerLoop:
 
 
 def _log_decision(bound: structlog.typing.FilteringBoundLogger, decision: Decision) -> None:
+    if not bound.is_enabled_for(logging.INFO):
+        return  # the hot path, at warning level: not even the arguments are built
     steps = [getattr(r.event, "step", None) for r in decision.records]
     for record in decision.records:
         bound.info(

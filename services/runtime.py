@@ -1,6 +1,6 @@
 """The participant runtime: consume a command, validate, deduplicate, handle, reply."""
 
-import uuid
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -12,14 +12,14 @@ from contracts.envelope import Envelope, first_error, trace_id_of, traceparent
 from contracts.messages import REPLIES, CommandFailed, Message
 from contracts.topology import Participant
 from saga.clock import Clock, utc_now
-from saga.metrics import COMMANDS_HANDLED
+from saga.metrics import commands_handled
 from saga.transport import ACK, DeadLetter, Delivery, Outcome, Transport
 
 log = structlog.get_logger(__name__)
 
 # Replies are named after their command: the same command always gets the same reply id,
 # so the orchestrator recognises a repeated reply as the duplicate it is.
-_REPLY_IDS: Final = uuid.UUID("6f1d6c4e-55a2-4c8f-9a39-52b1d0a4f1e7")
+_REPLY_ID_PERSON: Final = b"saga-reply-id"
 
 Reply = tuple[str, dict[str, Any]]
 
@@ -33,6 +33,12 @@ class ParticipantService(Protocol):
     async def handle(self, envelope: Envelope, command: Message, *, now: datetime) -> Reply:
         """Do the command at most once (by its idempotency key) and return the reply."""
         ...
+
+
+def reply_id_of(command_id: str) -> str:
+    """The id of the reply to a command: 32 hex digits, the same for every repeat."""
+    digest = hashlib.blake2b(command_id.encode(), digest_size=16, person=_REPLY_ID_PERSON)
+    return digest.hexdigest()
 
 
 def failed(reason: str, detail: str | None = None) -> Reply:
@@ -68,17 +74,10 @@ class ParticipantRuntime:
         except ValidationError as exc:
             return DeadLetter(f"unparseable command: {first_error(exc)}")
         trace_id = trace_id_of(envelope.traceparent)
-        bound = log.bind(
-            saga_id=envelope.saga_id,
-            message_id=envelope.message_id,
-            command=envelope.type,
-            step=_step_of(envelope),
-            trace_id=trace_id,
-        )
         reply_type, payload = await self._reply_to(envelope)
         # A reply that breaks the contract is a bug here: raise, and the runtime requeues.
         REPLIES[reply_type].model_validate(payload)
-        reply_id = uuid.uuid5(_REPLY_IDS, envelope.message_id).hex
+        reply_id = reply_id_of(envelope.message_id)
         reply = Envelope(
             message_id=reply_id,
             saga_id=envelope.saga_id,
@@ -90,9 +89,14 @@ class ParticipantRuntime:
             traceparent=traceparent(trace_id, reply_id[:16]) if trace_id else None,
         )
         await self._transport.publish_reply(reply)
-        COMMANDS_HANDLED.labels(self._service.name, envelope.type, reply_type).inc()
-        bound.info(
+        commands_handled(self._service.name, envelope.type, reply_type).inc()
+        log.info(
             "command handled",
+            saga_id=envelope.saga_id,
+            message_id=envelope.message_id,
+            command=envelope.type,
+            step=_step_of(envelope),
+            trace_id=trace_id,
             outcome=reply_type,
             reason=payload.get("reason") if reply_type == CommandFailed.__name__ else None,
         )
