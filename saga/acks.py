@@ -19,7 +19,7 @@ import contextlib
 from typing import Literal
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import DeliveredMessage
 
 from saga.transport import INFRASTRUCTURE_ERRORS
 
@@ -33,12 +33,12 @@ class AckBatcher:
 
     def __init__(self, *, delay: float = 0.005) -> None:
         self._delay = delay
-        self._held: dict[int, tuple[AbstractIncomingMessage, _State]] = {}
+        self._held: dict[int, tuple[DeliveredMessage, _State]] = {}
         self._channel: object | None = None
         self._low = 0  # the oldest tag of the channel not yet acked or settled
         self._flushing: asyncio.Task[None] | None = None
 
-    def received(self, message: AbstractIncomingMessage) -> None:
+    def received(self, message: DeliveredMessage) -> None:
         """A delivery arrived (call before anything else is awaited for it)."""
         tag = _tag(message)
         if message.channel is not self._channel:
@@ -48,12 +48,12 @@ class AckBatcher:
             self._channel, self._low = message.channel, tag
         self._held[tag] = (message, "handling")
 
-    def done(self, message: AbstractIncomingMessage) -> None:
+    def done(self, message: DeliveredMessage) -> None:
         """The delivery was handled: ack it soon, with its neighbours."""
         if self._mark(message, "finished") and self._flushing is None:
             self._flushing = asyncio.create_task(self._flush_soon())
 
-    def settled(self, message: AbstractIncomingMessage) -> None:
+    def settled(self, message: DeliveredMessage) -> None:
         """The delivery was settled on its own (requeued, or dead-lettered and acked):
         call once its ack or nack is sent, so that no `multiple` ack goes before it."""
         self._mark(message, "settled")
@@ -66,7 +66,7 @@ class AckBatcher:
                 await self._flushing
         await self._ack_finished()
 
-    def _mark(self, message: AbstractIncomingMessage, state: _State) -> bool:
+    def _mark(self, message: DeliveredMessage, state: _State) -> bool:
         tag = _tag(message)
         if message.channel is not self._channel or tag not in self._held:
             return False
@@ -82,7 +82,7 @@ class AckBatcher:
 
     async def _ack_finished(self) -> None:
         # The run from the oldest tag: consecutive, every one finished or settled.
-        run: AbstractIncomingMessage | None = None
+        run: DeliveredMessage | None = None
         while (entry := self._held.get(self._low)) is not None and entry[1] != "handling":
             message, state = self._held.pop(self._low)
             if state == "finished":
@@ -95,14 +95,14 @@ class AckBatcher:
             self._held[_tag(message)] = (message, "settled")
         try:
             if run is not None:
-                await run.ack(multiple=True)
+                await run.channel.basic_ack(_tag(run), multiple=True)
             for message in alone:
-                await message.ack()
+                await message.channel.basic_ack(_tag(message))
         except INFRASTRUCTURE_ERRORS as exc:
             # The channel is gone and took the deliveries back: they come again.
             log.warning("acks lost with their channel", error=repr(exc))
 
 
-def _tag(message: AbstractIncomingMessage) -> int:
+def _tag(message: DeliveredMessage) -> int:
     assert message.delivery_tag is not None, "a consumed delivery has a tag"
     return message.delivery_tag

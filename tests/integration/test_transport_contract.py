@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import aiormq
 import pytest
 
 from contracts.envelope import Envelope
@@ -22,6 +23,7 @@ from saga.transport import (
     Delivery,
     Outcome,
     Transport,
+    TransportUnavailable,
 )
 from tests.servers import RABBITMQ_URL, rabbitmq_or_skip
 from tests.waiting import eventually
@@ -266,3 +268,84 @@ async def test_acks_go_together_but_never_for_a_delivery_still_in_hand(
         assert await replacement.depth(replacement.topology.participant_queue("payment")) == 0
     finally:
         await replacement.close()
+
+
+# --- losses the transport recovers from by making its connection again --------------
+
+
+async def consumed_ids(transport: RabbitTransport, participant: str) -> list[str]:
+    """Start consuming a participant's queue; the ids of what arrives."""
+    seen: list[str] = []
+
+    async def handler(delivery: Delivery) -> Outcome:
+        seen.append(Envelope.from_bytes(delivery.body).message_id)
+        return ACK
+
+    await transport.consume(transport.topology.participant_queue(participant), handler)
+    return seen
+
+
+async def reconnected(transport: RabbitTransport, lost: object) -> None:
+    """Wait until the transport runs on a new connection."""
+    await eventually(
+        lambda: asyncio.sleep(0, transport.connected and transport._connection is not lost),
+        what="the reconnection",
+    )
+
+
+@pytest.fixture
+async def quick(namespace: str) -> AsyncIterator[RabbitTransport]:
+    """A RabbitMQ transport that reconnects within a tenth of a second."""
+    async for real in real_transport(namespace):
+        real._reconnect_every = 0.1
+        yield real
+
+
+async def test_a_lost_connection_is_made_again_with_its_consumers(quick: RabbitTransport) -> None:
+    seen = await consumed_ids(quick, "stock")
+    await quick.publish_command("stock", envelope(1))
+    await eventually(lambda: asyncio.sleep(0, seen), until=lambda s: s == ["m1"])
+    lost = quick._connection
+    assert lost is not None
+    await lost.close()  # as when the network or the broker drops it
+    await reconnected(quick, lost)
+    await quick.publish_command("stock", envelope(2))
+    # m1 may come again: its ack may have been lost with the connection.
+    await eventually(lambda: asyncio.sleep(0, seen), until=lambda s: set(s) == {"m1", "m2"})
+
+
+async def test_a_publish_while_disconnected_fails_at_once_as_unavailable(
+    quick: RabbitTransport,
+) -> None:
+    quick._reconnect_every = 3600  # stays down for this test
+    assert quick._connection is not None
+    await quick._connection.close()
+    await eventually(lambda: asyncio.sleep(0, not quick.connected))
+    with pytest.raises(TransportUnavailable):
+        await quick.publish_command("stock", envelope(1))
+
+
+async def test_a_channel_the_broker_closes_is_opened_again(quick: RabbitTransport) -> None:
+    # Publishing to an exchange that does not exist makes the broker close the channel.
+    lost = quick._connection
+    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+        await quick._publish("no-such-exchange", "stock", b"{}", envelope(1))
+    await reconnected(quick, lost)
+    seen = await consumed_ids(quick, "payment")
+    await quick.publish_command("payment", envelope(2))
+    await eventually(lambda: asyncio.sleep(0, seen), until=lambda s: s == ["m2"])
+
+
+async def test_a_consumer_whose_queue_was_deleted_consumes_it_again(
+    quick: RabbitTransport,
+) -> None:
+    seen = await consumed_ids(quick, "order")
+    lost = quick._connection
+    connection = await rabbitmq_or_skip()
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(quick.topology.participant_queue("order"))
+    # The broker cancels the consumer; the transport declares its queues and consumes again.
+    await reconnected(quick, lost)
+    await quick.publish_command("order", envelope(3))
+    await eventually(lambda: asyncio.sleep(0, seen), until=lambda s: s == ["m3"])

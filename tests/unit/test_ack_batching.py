@@ -6,7 +6,7 @@ real RabbitMQ in integration/test_transport_contract.py.)"""
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import DeliveredMessage
 
 from saga.acks import AckBatcher
 
@@ -15,18 +15,18 @@ from saga.acks import AckBatcher
 class Channel:
     acks: list[tuple[int, bool]] = field(default_factory=list)
 
+    async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        self.acks.append((delivery_tag, multiple))
+
 
 @dataclass
 class Message:
     channel: Channel
     delivery_tag: int
 
-    async def ack(self, multiple: bool = False) -> None:
-        self.channel.acks.append((self.delivery_tag, multiple))
-
 
 def deliveries(channel: Channel, *tags: int) -> list[Any]:
-    return [cast(AbstractIncomingMessage, Message(channel, t)) for t in tags]
+    return [cast(DeliveredMessage, Message(channel, t)) for t in tags]
 
 
 async def test_a_run_of_finished_deliveries_is_one_ack() -> None:
