@@ -1,14 +1,16 @@
 """`saga bench`: measure order sagas through the real path on the real servers."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from saga import eventloop
-from saga.bench import BenchResult, Mode, run_bench
 from saga.cli.output import CliError, Json, console, print_json, settings
 from saga.logs import configure_logging
+
+if TYPE_CHECKING:  # loaded only for `saga bench`
+    from saga.bench import BenchResult, Mode
 
 
 def bench(
@@ -35,6 +37,8 @@ def bench(
         raise CliError("--orchestrators above 1 needs --processes", usage=True)
     config = settings().model_copy(update={"log_level": "warning"})
     configure_logging(config)
+    from saga.bench import run_bench
+
     mode: Mode = "processes" if processes else "in-process"
     try:
         result = eventloop.run(
@@ -58,7 +62,7 @@ def bench(
         raise typer.Exit(1)
 
 
-def _print(result: BenchResult) -> None:
+def _print(result: "BenchResult") -> None:
     title = f"saga bench ({result.mode}, {result.orchestrators} orchestrator(s))"
     table = Table("figure", "saga", *(["baseline"] if result.baseline else []), title=title)
     floor: dict[str, Any] = vars(result.baseline) if result.baseline else {}

@@ -1,15 +1,17 @@
 """`saga demo`: run the embedded system, show the sagas as they end, then a table."""
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from saga.cli.output import Json, console, print_json, settings
-from saga.demo import DemoResult, run_demo
 from saga.logs import configure_logging
+
+if TYPE_CHECKING:  # the embedded system (FastAPI, fakeredis) loads only for `saga demo`
+    from saga.demo import DemoResult
 
 
 def demo(
@@ -17,6 +19,8 @@ def demo(
     json_out: Json = False,
 ) -> None:
     """Run the whole system in this process, with no servers: a first look."""
+    from saga.demo import run_demo
+
     config = settings().model_copy(update={"log_level": "warning"})
     configure_logging(config)
     out = console()
@@ -61,7 +65,7 @@ def demo(
         raise typer.Exit(1)
 
 
-def _table(result: DemoResult) -> Table:
+def _table(result: "DemoResult") -> Table:
     table = Table("saga", "scenario", "customer", "status", "reason", "steps", title="saga demo")
     marks = {
         "succeeded": "✓",
@@ -84,7 +88,7 @@ def _table(result: DemoResult) -> Table:
     return table
 
 
-def _summary(result: DemoResult) -> str:
+def _summary(result: "DemoResult") -> str:
     statuses = [s.state.status for s in result.sagas]
     counts = ", ".join(
         f"{statuses.count(k)} {k}"
