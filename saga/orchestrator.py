@@ -3,9 +3,8 @@
 import asyncio
 import logging
 import random
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -43,25 +42,53 @@ class TooManyConflicts(Exception):
 
 
 class KeyedLocks:
-    """One asyncio lock per key, forgotten when nobody holds or waits for it."""
+    """One lock per key, held by one task at a time and forgotten when nobody holds or
+    waits for it; uncontended, it costs a dict entry and no lock object."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        """Hold the key's lock for the duration of the block."""
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
+    def hold(self, key: str) -> "_Held":
+        """`async with locks.hold(key):` runs the block with the key's lock held."""
+        return _Held(self, key)
+
+    async def acquire(self, key: str) -> None:
+        """Wait until the key's lock is this task's."""
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            self._waiting[key] = deque()
+            return
+        turn = asyncio.get_running_loop().create_future()
+        waiting.append(turn)
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release(key)  # handed over as this task was cancelled: pass it on
             else:
-                self._locks[key] = (lock, users - 1)
+                waiting.remove(turn)
+            raise
+
+    def release(self, key: str) -> None:
+        """Hand the key's lock to the next waiter, or forget it."""
+        waiting = self._waiting[key]
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        del self._waiting[key]
+
+
+class _Held:
+    def __init__(self, locks: KeyedLocks, key: str) -> None:
+        self._locks, self._key = locks, key
+
+    async def __aenter__(self) -> None:
+        await self._locks.acquire(self._key)
+
+    async def __aexit__(self, *_: object) -> None:
+        self._locks.release(self._key)
 
 
 class StateCache:

@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import functools
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -112,11 +111,7 @@ class RabbitTransport:
         except (OSError, aiormq.exceptions.AMQPError) as exc:
             raise TransportUnavailable(f"cannot connect to RabbitMQ: {exc!r}") from exc
         try:
-            with _losses_as_unavailable():
-                publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                await declare_topology(publisher, self.topology)
-                for consumer in self._consumers:
-                    await consumer.start(connection)
+            publisher = await self._set_up(connection)
         except BaseException:
             with contextlib.suppress(*INFRASTRUCTURE_ERRORS, RuntimeError):
                 await connection.close()
@@ -125,6 +120,21 @@ class RabbitTransport:
         self._lost.clear()
         for closing in (connection.closing, publisher.closing):
             closing.add_done_callback(functools.partial(self._on_lost, connection))
+
+    async def _set_up(
+        self, connection: aiormq.abc.AbstractConnection
+    ) -> aiormq.abc.AbstractChannel:
+        """The publishing channel, the topology and every consumer, on a new connection."""
+        try:
+            publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            await declare_topology(publisher, self.topology)
+            for consumer in self._consumers:
+                await consumer.start(connection)
+        except asyncio.CancelledError as exc:
+            if not _cancelled_by_its_connection():
+                raise
+            raise TransportUnavailable("the connection closed while it was set up") from exc
+        return publisher
 
     def _on_lost(self, connection: aiormq.abc.AbstractConnection, *_: object) -> None:
         """Something of `connection` closed; only the current connection's losses count
@@ -190,8 +200,8 @@ class RabbitTransport:
         publisher = self._publisher
         if publisher is None or self._lost.is_set():
             raise TransportUnavailable("not connected to RabbitMQ")
-        # mandatory: a message no queue would take is returned as an error, not dropped.
-        with _losses_as_unavailable():
+        try:
+            # mandatory: a message no queue would take is returned as an error, not dropped.
             await publisher.basic_publish(
                 body,
                 exchange=exchange,
@@ -200,6 +210,10 @@ class RabbitTransport:
                 mandatory=True,
                 timeout=10,
             )
+        except asyncio.CancelledError as exc:
+            if not _cancelled_by_its_connection():
+                raise
+            raise TransportUnavailable("the connection to RabbitMQ was lost") from exc
 
     async def _publish(
         self, exchange_name: str, routing_key: str, body: bytes, envelope: Envelope
@@ -345,17 +359,12 @@ class _Consumer:
         await self._transport._settle(self._queue, message, self._handler, self.acks)
 
 
-@contextlib.contextmanager
-def _losses_as_unavailable() -> Iterator[None]:
-    """aiormq cancels the calls under way on a connection that closes: to their caller
-    that is a lost connection, not a cancellation of its own (which still propagates)."""
-    try:
-        yield
-    except asyncio.CancelledError as exc:
-        task = asyncio.current_task()
-        if task is None or task.cancelling():
-            raise
-        raise TransportUnavailable("the connection to RabbitMQ was lost") from exc
+def _cancelled_by_its_connection() -> bool:
+    """Whether a CancelledError that reached this task came from aiormq, which cancels
+    the calls under way on a connection that closes (to the caller, a lost connection),
+    rather than from someone cancelling this task (which must propagate)."""
+    task = asyncio.current_task()
+    return task is not None and not task.cancelling()
 
 
 def _tag(message: DeliveredMessage) -> int:

@@ -255,11 +255,15 @@ class RedisSagaStore:
 
     async def load_many(self, saga_ids: list[str]) -> list[SagaState]:
         """The states of several sagas in one round trip; missing ones are left out."""
+        raws = await self.raw_states(saga_ids)
+        return [SagaState.model_validate_json(r) for r in raws if r is not None]
+
+    async def raw_states(self, saga_ids: list[str]) -> list[str | None]:
+        """The stored state JSON of each saga (None where there is none), one round trip."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for saga_id in saga_ids:
                 pipe.hget(self.keys(saga_id).state, "state")
-            raws = await pipe.execute()
-        return [SagaState.model_validate_json(r) for r in raws if r is not None]
+            return list(await pipe.execute())
 
     async def events(self, saga_id: str) -> list[EventRecord]:
         """The saga's whole log, oldest first."""
