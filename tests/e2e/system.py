@@ -23,10 +23,19 @@ from tests.servers import RABBITMQ_URL, REDIS_URL, forget_namespace, fresh_names
 TERMINAL = ("completed", "compensated", "failed")
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nobody listens on, and never one handed out before in this run (the kernel
+    may give a just-closed port again, and two processes would then race for it)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @dataclass
