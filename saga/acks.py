@@ -40,7 +40,7 @@ class AckBatcher:
 
     def received(self, message: DeliveredMessage) -> None:
         """A delivery arrived (call before anything else is awaited for it)."""
-        tag = _tag(message)
+        tag = delivery_tag(message)
         if message.channel is not self._channel:
             # A new channel (after a reconnect): the old one's deliveries went back to
             # their queue with it; their tags mean nothing any more.
@@ -67,7 +67,7 @@ class AckBatcher:
         await self._ack_finished()
 
     def _mark(self, message: DeliveredMessage, state: _State) -> bool:
-        tag = _tag(message)
+        tag = delivery_tag(message)
         if message.channel is not self._channel or tag not in self._held:
             return False
         self._held[tag] = (message, state)
@@ -92,17 +92,18 @@ class AckBatcher:
         # reaches them.
         alone = [m for m, state in self._held.values() if state == "finished"]
         for message in alone:
-            self._held[_tag(message)] = (message, "settled")
+            self._held[delivery_tag(message)] = (message, "settled")
         try:
             if run is not None:
-                await run.channel.basic_ack(_tag(run), multiple=True)
+                await run.channel.basic_ack(delivery_tag(run), multiple=True)
             for message in alone:
-                await message.channel.basic_ack(_tag(message))
+                await message.channel.basic_ack(delivery_tag(message))
         except INFRASTRUCTURE_ERRORS as exc:
             # The channel is gone and took the deliveries back: they come again.
             log.warning("acks lost with their channel", error=repr(exc))
 
 
-def _tag(message: DeliveredMessage) -> int:
+def delivery_tag(message: DeliveredMessage) -> int:
+    """The channel's number for a consumed delivery."""
     assert message.delivery_tag is not None, "a consumed delivery has a tag"
     return message.delivery_tag

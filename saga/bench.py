@@ -143,8 +143,8 @@ async def _run_system(
     config = settings.model_copy(update={"namespace": namespace})
     redis = redis_client(config)
     children: dict[str, subprocess.Popen[bytes]] = {}
-    workers = InProcessWorkers(config, redis, lambda: transport_for(config))
-    starter_transport = transport_for(config)
+    workers = InProcessWorkers(config, redis, lambda: transport_for(config, "bench worker"))
+    starter_transport = transport_for(config, "bench")
     try:
         await _seed(redis, namespace, sagas)
         if mode == "processes":

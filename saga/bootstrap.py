@@ -46,10 +46,14 @@ def definitions(settings: Settings) -> dict[str, SagaDefinition]:
     }
 
 
-def transport_for(settings: Settings) -> RabbitTransport:
-    """The RabbitMQ transport of the configured namespace (not yet connected)."""
+def transport_for(settings: Settings, name: str) -> RabbitTransport:
+    """The RabbitMQ transport of the configured namespace (not yet connected); `name`
+    (the process's role) names its connection on the broker."""
     return RabbitTransport(
-        settings.rabbitmq_url, Topology(settings.namespace), prefetch=settings.prefetch
+        settings.rabbitmq_url,
+        Topology(settings.namespace),
+        prefetch=settings.prefetch,
+        name=f"saga {name}",
     )
 
 
@@ -131,7 +135,7 @@ class InProcessWorkers:
 async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
     """Consume replies and relay outboxes until `stop` is set."""
     redis = redis_client(settings)
-    transport = transport_for(settings)
+    transport = transport_for(settings, "orchestrator")
     await transport.connect()
     try:
         store = RedisSagaStore(redis, settings.namespace)
@@ -166,7 +170,7 @@ async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
 async def run_participant(name: Participant, settings: Settings, stop: asyncio.Event) -> None:
     """Consume the participant's commands until `stop` is set."""
     redis = redis_client(settings)
-    transport = transport_for(settings)
+    transport = transport_for(settings, name)
     await transport.connect()
     try:
         await ParticipantRuntime(participant_services(redis, settings)[name], transport).run()
@@ -189,8 +193,7 @@ def serve_metrics(port: int | None, host: str) -> None:
 def run_until_signalled(
     settings: Settings, main: Callable[[asyncio.Event], Awaitable[None]]
 ) -> None:
-    """Run a process's main coroutine on the configured event loop; SIGTERM and Ctrl-C
-    ask it to stop cleanly."""
+    """Run a process's main coroutine on the configured loop; SIGTERM and Ctrl-C stop it."""
 
     async def runner() -> None:
         stop = asyncio.Event()

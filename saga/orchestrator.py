@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import random
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -42,53 +42,47 @@ class TooManyConflicts(Exception):
 
 
 class KeyedLocks:
-    """One lock per key, held by one task at a time and forgotten when nobody holds or
-    waits for it; uncontended, it costs a dict entry and no lock object."""
+    """One asyncio lock per key, forgotten when nobody holds or waits for it."""
 
     def __init__(self) -> None:
-        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def hold(self, key: str) -> "_Held":
         """`async with locks.hold(key):` runs the block with the key's lock held."""
         return _Held(self, key)
 
-    async def acquire(self, key: str) -> None:
-        """Wait until the key's lock is this task's."""
-        waiting = self._waiting.get(key)
-        if waiting is None:
-            self._waiting[key] = deque()
-            return
-        turn = asyncio.get_running_loop().create_future()
-        waiting.append(turn)
-        try:
-            await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
-                self.release(key)  # handed over as this task was cancelled: pass it on
-            else:
-                waiting.remove(turn)
-            raise
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        return lock
 
-    def release(self, key: str) -> None:
-        """Hand the key's lock to the next waiter, or forget it."""
-        waiting = self._waiting[key]
-        while waiting:
-            turn = waiting.popleft()
-            if not turn.done():
-                turn.set_result(None)
-                return
-        del self._waiting[key]
+    def _unlock(self, key: str, *, release: bool) -> None:
+        lock, users = self._locks[key]
+        if release:
+            lock.release()
+        if users == 1:
+            del self._locks[key]
+        else:
+            self._locks[key] = (lock, users - 1)
 
 
 class _Held:
+    """A held key, as a plain class: the generator of an @asynccontextmanager cost more
+    than the lock, once per input."""
+
     def __init__(self, locks: KeyedLocks, key: str) -> None:
         self._locks, self._key = locks, key
 
     async def __aenter__(self) -> None:
-        await self._locks.acquire(self._key)
+        lock = self._locks._lock(self._key)
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._locks._unlock(self._key, release=False)
+            raise
 
     async def __aexit__(self, *_: object) -> None:
-        self._locks.release(self._key)
+        self._locks._unlock(self._key, release=True)
 
 
 class StateCache:

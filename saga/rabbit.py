@@ -1,10 +1,11 @@
-"""The RabbitMQ transport, on aiormq: topology, confirmed publishing, consuming with the
-ack policy, and reconnecting."""
+"""The RabbitMQ transport on aiormq: topology, confirmed publishing, acks, reconnecting."""
 
 import asyncio
 import contextlib
 import functools
+import random
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -14,10 +15,12 @@ import structlog
 from aio_pika.abc import AbstractChannel
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
+from pamqp.common import FieldTable
 
 from contracts.envelope import Envelope
 from contracts.topology import ORCHESTRATOR_ROUTING_KEY, PARTICIPANTS, Participant, Topology
-from saga.acks import AckBatcher
+from saga.acks import AckBatcher, delivery_tag
+from saga.core.policy import RetryPolicy, backoff_delay
 from saga.transport import (
     DEAD_QUEUE_HEADER,
     DEAD_REASON_HEADER,
@@ -54,16 +57,30 @@ class RabbitTransport:
     """
 
     def __init__(
-        self, url: str, topology: Topology, *, prefetch: int = 32, reconnect_every: float = 2.0
+        self,
+        url: str,
+        topology: Topology,
+        *,
+        prefetch: int = 32,
+        reconnect_every: float = 2.0,
+        name: str = "saga",
     ) -> None:
         self.topology = topology
         self._url = url
         self._prefetch = prefetch
-        self._reconnect_every = reconnect_every
+        # Between tries, `reconnect_every` with up to half taken off at random, so that
+        # the replicas a broker restart disconnected together do not come back in step.
+        self._reconnect = RetryPolicy(
+            max_attempts=1, backoff=reconnect_every, max_backoff=reconnect_every, jitter=0.5
+        )
+        # Shown by RabbitMQ (`rabbitmqctl list_connections client_properties`, the
+        # management UI), so an operator can tell whose connection is whose.
+        self._client_properties: FieldTable = {"connection_name": f"{name} ({topology.namespace})"}
         self._connection: aiormq.abc.AbstractConnection | None = None
         self._publisher: aiormq.abc.AbstractChannel | None = None
         self._consumers: list[_Consumer] = []
         self._lost = asyncio.Event()
+        self._up = asyncio.Event()  # connected, set up, and nothing of it lost since
         self._closed = False
         self._supervisor: asyncio.Task[None] | None = None
         self._in_flight = 0
@@ -74,79 +91,79 @@ class RabbitTransport:
         """Connect and declare the whole topology; from then on, reconnect by itself."""
         self._closed = False
         await self._open()
-        self._supervisor = asyncio.create_task(self._supervise())
+        self._supervise_in_background()
 
-    async def keep_connecting(self, *, retry_every: float = 2.0) -> None:
-        """Connect, retrying until the broker answers (for processes that start without it)."""
-        while True:
-            try:
-                await self.connect()
-                log.info("connected to RabbitMQ")
-                return
-            except INFRASTRUCTURE_ERRORS as exc:
-                log.warning("RabbitMQ unreachable, retrying", error=repr(exc), retry_in=retry_every)
-                await asyncio.sleep(retry_every)
+    async def keep_connecting(self) -> None:
+        """Connect, trying again until the broker answers (for a process that serves
+        without it meanwhile); from then on, reconnect by itself."""
+        self._closed = False
+        self._lost.set()
+        self._supervise_in_background()
+        await self._up.wait()
 
     @property
     def connected(self) -> bool:
         """Connected right now (false while the connection is being made again)."""
-        return self._publisher is not None and not self._lost.is_set()
+        return self._up.is_set()
 
     async def close(self) -> None:
         """Close the connection; consumers stop, unacked messages go back to their queues."""
         self._closed = True
-        if self._supervisor is not None:
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
             # Wherever it is (waiting, pausing between tries, connecting): stop it there.
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
+            supervisor.cancel()
+            await asyncio.wait([supervisor])
         await self._drop()
 
+    def _supervise_in_background(self) -> None:
+        if self._supervisor is None or self._supervisor.done():
+            self._supervisor = asyncio.create_task(self._supervise(), name="rabbitmq supervisor")
+
     async def _open(self) -> None:
-        """Connect, declare the topology and start every consumer, or raise
-        TransportUnavailable (and leave nothing open)."""
+        """Connect, declare the topology and start every consumer, or raise (and leave
+        nothing open)."""
         try:
-            connection = await asyncio.wait_for(aiormq.connect(self._url), timeout=10)
+            connection = await asyncio.wait_for(
+                aiormq.connect(self._url, client_properties=self._client_properties), timeout=10
+            )
         except (OSError, aiormq.exceptions.AMQPError) as exc:
             raise TransportUnavailable(f"cannot connect to RabbitMQ: {exc!r}") from exc
-        try:
-            publisher = await self._set_up(connection)
-        except BaseException:
-            with contextlib.suppress(*INFRASTRUCTURE_ERRORS, RuntimeError):
-                await connection.close()
-            raise
-        self._connection, self._publisher = connection, publisher
+        # Current from now on: a loss while it is being set up counts (and is met by
+        # making it again once this setup is over).
+        self._connection, self._publisher = connection, None
         self._lost.clear()
-        for closing in (connection.closing, publisher.closing):
-            closing.add_done_callback(functools.partial(self._on_lost, connection))
-
-    async def _set_up(
-        self, connection: aiormq.abc.AbstractConnection
-    ) -> aiormq.abc.AbstractChannel:
-        """The publishing channel, the topology and every consumer, on a new connection."""
+        lost = functools.partial(self._on_lost, connection)
+        connection.closing.add_done_callback(lost)
         try:
             publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            publisher.closing.add_done_callback(lost)
             await declare_topology(publisher, self.topology)
             for consumer in self._consumers:
-                await consumer.start(connection)
-        except asyncio.CancelledError as exc:
-            if not _cancelled_by_its_connection():
-                raise
-            raise TransportUnavailable("the connection closed while it was set up") from exc
-        return publisher
+                await consumer.start(connection, lost)
+        except BaseException:
+            await self._drop()
+            raise
+        self._publisher = publisher
+        if not self._lost.is_set():
+            self._up.set()
 
     def _on_lost(self, connection: aiormq.abc.AbstractConnection, *_: object) -> None:
         """Something of `connection` closed; only the current connection's losses count
         (the old one's closing callbacks come in after it was replaced)."""
         if connection is self._connection:
+            self._up.clear()
             self._lost.set()
 
     async def _drop(self) -> None:
+        self._up.clear()
         connection, self._connection, self._publisher = self._connection, None, None
         if connection is not None and not connection.is_closed:
+            # The calls still under way on it fail with this, not with a CancelledError
+            # (aiormq's default) that their callers would take for their own cancellation.
+            lost = TransportUnavailable("the connection to RabbitMQ was closed")
             with contextlib.suppress(*INFRASTRUCTURE_ERRORS, RuntimeError):
-                await connection.close()
+                await connection.close(lost)
 
     async def _supervise(self) -> None:
         """Make the connection again whenever it is lost, until the transport closes."""
@@ -154,20 +171,23 @@ class RabbitTransport:
             await self._lost.wait()
             if self._closed:
                 return
-            log.warning("RabbitMQ connection lost, reconnecting")
+            if self._connection is not None:  # not the first try of keep_connecting
+                log.warning("RabbitMQ connection lost, reconnecting")
             await self._drop()
             while not self._closed:
                 try:
                     await self._open()
-                    log.info("reconnected to RabbitMQ")
+                    log.info("connected to RabbitMQ")
                     break
                 except INFRASTRUCTURE_ERRORS as exc:
-                    log.warning(
-                        "RabbitMQ unreachable, retrying",
-                        error=repr(exc),
-                        retry_in=self._reconnect_every,
-                    )
-                    await asyncio.sleep(self._reconnect_every)
+                    delay = backoff_delay(self._reconnect, 1, random.random()).total_seconds()
+                    log.warning("RabbitMQ unreachable, retrying", error=repr(exc), retry_in=delay)
+                except Exception as exc:
+                    # Not an outage (a refused declaration, a protocol error): said loudly,
+                    # and tried again, rather than leaving the process silently unconnected.
+                    delay = backoff_delay(self._reconnect, 1, random.random()).total_seconds()
+                    log.exception("RabbitMQ setup failed, retrying", error=repr(exc))
+                await asyncio.sleep(delay)
 
     async def publish_command(self, participant: Participant, envelope: Envelope) -> None:
         """Publish a command to a participant and wait for the broker's confirm."""
@@ -198,22 +218,17 @@ class RabbitTransport:
     ) -> None:
         """Publish persistently and wait for the broker's confirm."""
         publisher = self._publisher
-        if publisher is None or self._lost.is_set():
+        if publisher is None or not self._up.is_set():
             raise TransportUnavailable("not connected to RabbitMQ")
-        try:
-            # mandatory: a message no queue would take is returned as an error, not dropped.
-            await publisher.basic_publish(
-                body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=properties,
-                mandatory=True,
-                timeout=10,
-            )
-        except asyncio.CancelledError as exc:
-            if not _cancelled_by_its_connection():
-                raise
-            raise TransportUnavailable("the connection to RabbitMQ was lost") from exc
+        # mandatory: a message no queue would take is returned as an error, not dropped.
+        await publisher.basic_publish(
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            properties=properties,
+            mandatory=True,
+            timeout=10,
+        )
 
     async def _publish(
         self, exchange_name: str, routing_key: str, body: bytes, envelope: Envelope
@@ -228,12 +243,19 @@ class RabbitTransport:
         await self._send(body, exchange_name, routing_key, properties)
 
     async def consume(self, queue_name: str, handler: Handler) -> None:
-        """Deliver the queue's messages to `handler`; its Outcome decides ack or dead letter."""
-        if self._connection is None:
-            raise TransportUnavailable("not connected to RabbitMQ: connect() first")
-        consumer = _Consumer(self, queue_name, handler)
-        await consumer.start(self._connection)
+        """Deliver the queue's messages to `handler`; its Outcome decides ack or dead letter.
+
+        While the connection is being made again, the consumer starts with it."""
+        consumer = _Consumer(
+            queue_name,
+            functools.partial(self._settle, queue_name, handler),
+            prefetch=self._prefetch,
+            arguments=work_queue_arguments(self.topology),
+        )
         self._consumers.append(consumer)
+        connection = self._connection
+        if connection is not None and self.connected:
+            await consumer.start(connection, functools.partial(self._on_lost, connection))
 
     async def stop_consuming(self, *, grace: float = 10.0) -> None:
         """Take no new messages and let the ones in hand finish (for a clean shutdown)."""
@@ -258,7 +280,7 @@ class RabbitTransport:
             await channel.close()
 
     async def _settle(
-        self, queue_name: str, message: DeliveredMessage, handler: Handler, acks: AckBatcher
+        self, queue_name: str, handler: Handler, message: DeliveredMessage, acks: AckBatcher
     ) -> None:
         """Run the handler on one delivery and settle it as its verdict says."""
         acks.received(message)  # first: deliveries start in the order of their tags
@@ -291,7 +313,7 @@ class RabbitTransport:
         acks: AckBatcher,
         headers: dict[str, Any],
     ) -> None:
-        tag = _tag(message)
+        tag = delivery_tag(message)
         try:
             match verdict:
                 case None:
@@ -317,31 +339,36 @@ class RabbitTransport:
             acks.settled(message)
 
 
+OnDelivery = Callable[[DeliveredMessage, AckBatcher], Awaitable[None]]
+
+
 class _Consumer:
     """One queue's consumer: a channel of its own, started again on every new connection."""
 
-    def __init__(self, transport: RabbitTransport, queue: str, handler: Handler) -> None:
-        self._transport = transport
+    def __init__(
+        self, queue: str, on_delivery: OnDelivery, *, prefetch: int, arguments: dict[str, Any]
+    ) -> None:
         self._queue = queue
-        self._handler = handler
+        self._on_delivery = on_delivery
+        self._prefetch = prefetch
+        self._arguments = arguments
         self._channel: aiormq.abc.AbstractChannel | None = None
         self._tag: str | None = None
         self.acks = AckBatcher()
 
-    async def start(self, connection: aiormq.abc.AbstractConnection) -> None:
-        """Open a channel, declare the queue (it may be gone) and consume it."""
-        transport = self._transport
+    async def start(
+        self, connection: aiormq.abc.AbstractConnection, lost: Callable[..., None]
+    ) -> None:
+        """Open a channel, declare the queue (it may be gone) and consume it; `lost` is
+        called if the broker closes the channel or cancels the consumer."""
         channel = await connection.channel(publisher_confirms=False)
-        await channel.basic_qos(prefetch_count=transport._prefetch)
-        await channel.queue_declare(
-            self._queue, durable=True, arguments=work_queue_arguments(transport.topology)
-        )
-        ok = await channel.basic_consume(self._queue, self._on_message, no_ack=False)
-        self._channel, self._tag = channel, ok.consumer_tag
         # A channel the broker closes, or a consumer it cancels (its queue deleted), is
         # a loss like any other: the connection is made again, with this consumer.
-        lost = functools.partial(transport._on_lost, connection)
         channel.closing.add_done_callback(lost)
+        await channel.basic_qos(prefetch_count=self._prefetch)
+        await channel.queue_declare(self._queue, durable=True, arguments=self._arguments)
+        ok = await channel.basic_consume(self._queue, self._on_message, no_ack=False)
+        self._channel, self._tag = channel, ok.consumer_tag
         channel.on_consumer_cancel_callbacks.add(
             lambda frame: lost() if frame.consumer_tag == ok.consumer_tag else None
         )
@@ -356,21 +383,7 @@ class _Consumer:
             await channel.basic_cancel(tag)
 
     async def _on_message(self, message: DeliveredMessage) -> None:
-        await self._transport._settle(self._queue, message, self._handler, self.acks)
-
-
-def _cancelled_by_its_connection() -> bool:
-    """Whether a CancelledError that reached this task came from aiormq, which cancels
-    the calls under way on a connection that closes (to the caller, a lost connection),
-    rather than from someone cancelling this task (which must propagate)."""
-    task = asyncio.current_task()
-    return task is not None and not task.cancelling()
-
-
-def _tag(message: DeliveredMessage) -> int:
-    tag = message.delivery_tag
-    assert tag is not None, "a consumed delivery has a tag"
-    return tag
+        await self._on_delivery(message, self.acks)
 
 
 def work_queue_arguments(topology: Topology) -> dict[str, Any]:

@@ -5,7 +5,10 @@ every reply in hand, a participant runs a script for every command in hand). Eac
 call on its own costs a pool checkout, a socket write, a wake-up and a read; almost
 all of it is the client's CPU, not Redis's. So a call is queued, and at the end of the
 current turn of the event loop every queued call goes in one pipeline (not a
-transaction: each script is atomic on its own, as it was).
+transaction: each script is atomic on its own, as it was). The pipeline is written on
+a pooled connection directly, packed by hiredis: redis-py's own pipeline of scripts
+asks SCRIPT EXISTS on every execute and packs in Python (60 µs for an append's
+arguments here, against 7.5 µs).
 
 What a caller sees is what a single call gives: its script's result, or its own
 error. A connection that fails takes the whole pipeline with it, and every caller in
@@ -14,6 +17,7 @@ and every caller here retries whole idempotent steps.
 """
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import Sequence
 from typing import Any, Final
@@ -66,43 +70,44 @@ class ScriptBatcher:
 
     def _flush(self) -> None:
         self._scheduled = False
-        batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
-        task = asyncio.create_task(self._run(batch))
-        self._flushing.add(task)
-        task.add_done_callback(self._sent)
+        # A call whose caller was cancelled while it waited is not sent at all.
+        queued = [call for call in self._queued if not call[3].done()]
+        batch, self._queued = queued[:MAX_BATCH], queued[MAX_BATCH:]
+        if batch:
+            task = asyncio.create_task(self._run(batch))
+            self._flushing.add(task)
+            task.add_done_callback(functools.partial(self._sent, batch))
+        self._schedule(asyncio.get_running_loop())  # what is left, if there is room
 
-    def _sent(self, task: "asyncio.Task[None]") -> None:
+    def _sent(self, batch: list[_Call], task: "asyncio.Task[None]") -> None:
         self._flushing.discard(task)
+        # Whatever ended the task (cancelled before it ran, even), no caller waits forever.
+        for *_, future in batch:
+            if not future.done():
+                future.cancel()
         self._schedule(task.get_loop())
 
     async def _run(self, calls: list[_Call]) -> None:
         try:
             results = await self._send(calls)
-            missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-            if missing:
-                # Redis does not know a script yet (first use, a restart, SCRIPT FLUSH):
-                # those calls did not run, so load the scripts and send exactly them again.
+        except Exception as exc:
+            _settle(calls, [exc] * len(calls))
+            return
+        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:
+            # Redis does not know a script yet (first use, a restart, SCRIPT FLUSH): those
+            # calls did not run, so load the scripts and send exactly them again; an
+            # error then is theirs alone.
+            again: list[Any]
+            try:
                 for lua in {calls[i][0].lua for i in missing}:
                     await self._redis.script_load(lua)
                 again = await self._send([calls[i] for i in missing])
-                for i, result in zip(missing, again, strict=True):
-                    results[i] = result
-        except asyncio.CancelledError:
-            for *_, future in calls:
-                future.cancel()
-            raise
-        except Exception as exc:
-            for *_, future in calls:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (*_, future), result in zip(calls, results, strict=True):
-            if future.done():
-                continue  # its caller was cancelled
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+            except Exception as exc:
+                again = [exc] * len(missing)
+            for i, result in zip(missing, again, strict=True):
+                results[i] = result
+        _settle(calls, results)
 
     async def _send(self, calls: list[_Call]) -> list[Any]:
         """One write of every call (packed by hiredis, in C), then their replies in order."""
@@ -128,6 +133,17 @@ class ScriptBatcher:
             raise
         finally:
             await pool.release(connection)
+
+
+def _settle(calls: list[_Call], results: list[Any]) -> None:
+    """Give each caller its result, or its error."""
+    for (*_, future), result in zip(calls, results, strict=True):
+        if future.done():
+            continue  # its caller was cancelled
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 class Script:

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import subprocess
 import uuid
 
 import aio_pika
@@ -70,3 +71,29 @@ def forget_namespace(namespace: str, *, redis_url: str = REDIS_URL) -> None:
             await redis.aclose()
 
     asyncio.run(drop())
+
+
+def close_connections_named(name: str) -> int:
+    """Make the broker close every client connection whose connection_name is `name`
+    (as a network cut or an operator would); how many it closed."""
+    # The table format gives the pid as close_connection takes it (JSON's does not).
+    listed = subprocess.run(
+        ["rabbitmqctl", "list_connections", "pid", "client_properties", "-s"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    wanted = f'{{"connection_name","{name}"}}'
+    closed = 0
+    for line in listed.stdout.splitlines():
+        pid, _, properties = line.partition("\t")
+        if wanted in properties:
+            subprocess.run(
+                ["rabbitmqctl", "close_connection", pid, "closed by a test"],
+                capture_output=True,
+                timeout=60,
+                check=True,
+            )
+            closed += 1
+    return closed

@@ -57,7 +57,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
             yield
             return
         redis = redis_client(settings)
-        transport = transport_for(settings)
+        transport = transport_for(settings, "api")
         # Serve even while RabbitMQ is away: sagas start durably in Redis, /ready says
         # what is missing, and the orchestrator's relay publishes once it is back.
         connecting = asyncio.create_task(transport.keep_connecting())

@@ -65,7 +65,7 @@ def replay(
 
 async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> list[dict[str, Any]]:
     redis = redis_client(config)
-    transport = transport_for(config)
+    transport = transport_for(config, "cli")
     try:
         store = RedisSagaStore(redis, config.namespace)
         if saga_id is not None:

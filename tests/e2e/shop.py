@@ -1,10 +1,17 @@
 """A customer, a vendor and products of their own, so that tests do not collide."""
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from redis.asyncio import Redis
+
+from services.auth.users import UserStore
+from services.order import OrderService
+from services.payment import PaymentService
+from services.stock import StockService
 from tests.e2e.system import System
 
 
@@ -48,17 +55,50 @@ class Shop:
         return dict(self.system.cli_json("payment", "show", self.customer))
 
 
-def open_shop(system: System, *, balance: str = "100.00", role: str | None = None) -> Shop:
+def open_shop(
+    system: System, *, balance: str = "100.00", role: str | None = None, via_cli: bool = False
+) -> Shop:
+    """A shop of the test's own: two products, a customer with `balance`, a vendor.
+
+    Seeded with the services' own operator calls (what `saga stock set` and its kin run),
+    since a CLI process per call made setting up dominate the suite; `via_cli` seeds it
+    the way a user does, through `saga`.
+    """
     tag = uuid.uuid4().hex[:8]
     customer, vendor = f"ann-{tag}@example.com", f"shop-{tag}@example.com"
     products = {"apple": f"apple-{tag}", "pear": f"pear-{tag}"}
-    system.cli("stock", "set", products["apple"], "--quantity", "10", "--price", "5.00")
-    system.cli("stock", "set", products["pear"], "--quantity", "2", "--price", "12.50")
-    system.cli("payment", "deposit", customer, balance)
-    system.cli("order", "vendor", "add", vendor)
-    extra = ["--role", role] if role else []
-    system.cli("auth", "add-user", customer, "--password", "correct-horse", *extra)
+    roles = [role] if role else []
+    if via_cli:
+        system.cli("stock", "set", products["apple"], "--quantity", "10", "--price", "5.00")
+        system.cli("stock", "set", products["pear"], "--quantity", "2", "--price", "12.50")
+        system.cli("payment", "deposit", customer, balance)
+        system.cli("order", "vendor", "add", vendor)
+        extra = [arg for r in roles for arg in ("--role", r)]
+        system.cli("auth", "add-user", customer, "--password", "correct-horse", *extra)
+    else:
+        asyncio.run(_seed(system, products, customer, vendor, Decimal(balance), roles))
     return Shop(system, customer, vendor, system.token(customer), products)
+
+
+async def _seed(
+    system: System,
+    products: dict[str, str],
+    customer: str,
+    vendor: str,
+    balance: Decimal,
+    roles: list[str],
+) -> None:
+    redis = Redis.from_url(system.redis_url, decode_responses=True)
+    namespace = system.namespace
+    try:
+        stock = StockService(redis, namespace)
+        await stock.set_product(products["apple"], quantity=10, price=Decimal("5.00"))
+        await stock.set_product(products["pear"], quantity=2, price=Decimal("12.50"))
+        await PaymentService(redis, namespace).deposit(customer, balance)
+        await OrderService(redis, namespace).add_vendor(vendor)
+        await UserStore(redis, namespace).add(customer, "correct-horse", roles)
+    finally:
+        await redis.aclose()
 
 
 def check_books(shop: Shop, sagas: list[dict[str, Any]], *, stock: int, balance: str) -> None:

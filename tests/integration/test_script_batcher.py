@@ -73,15 +73,47 @@ async def test_scripts_redis_forgot_are_loaded_again_and_run_once(
     assert await client.get(f"{namespace}:n") == "4"
 
 
+async def test_only_the_calls_of_a_script_redis_does_not_know_are_sent_again(
+    client: Redis, namespace: str
+) -> None:
+    batcher = ScriptBatcher(client)
+    # The comment makes a script no test before has loaded into this Redis.
+    incr, echo = batcher.register(INCR), batcher.register(f"{ECHO} -- {namespace}")
+    assert await incr(keys=[f"{namespace}:n"]) == 1  # known to Redis from now on
+    before = batcher.round_trips
+    # In one pipeline: a script Redis knows (run once) and one it does not (refused,
+    # loaded, then sent again on its own).
+    counted, echoed = await asyncio.gather(
+        incr(keys=[f"{namespace}:n"]), echo(keys=[f"{namespace}:e"], args=["x", 1])
+    )
+    assert (counted, echoed) == (2, [f"{namespace}:e", "x", 2])
+    assert await client.get(f"{namespace}:n") == "2"
+    assert batcher.round_trips - before == 2  # the pipeline, then the refused call again
+
+
+async def test_a_caller_cancelled_while_its_call_waits_gets_nothing_sent(
+    client: Redis, namespace: str
+) -> None:
+    batcher = ScriptBatcher(client)
+    incr = batcher.register(INCR)
+    call = incr(keys=[f"{namespace}:n"])
+    call.cancel()  # before the end of this loop turn, when the pipeline would go
+    await asyncio.sleep(0.05)
+    assert await client.get(f"{namespace}:n") is None
+
+
 async def test_a_burst_larger_than_one_pipeline_is_sent_in_pieces(
     client: Redis, namespace: str
 ) -> None:
     batcher = ScriptBatcher(client)
     incr = batcher.register(INCR)
+    await incr(keys=[f"{namespace}:warm"])  # loads the script
+    before = batcher.round_trips
     calls = MAX_BATCH * 2 + 10
     results = await asyncio.gather(*(incr(keys=[f"{namespace}:n"]) for _ in range(calls)))
     assert sorted(results) == list(range(1, calls + 1))
     assert await client.get(f"{namespace}:n") == str(calls)
+    assert batcher.round_trips - before == 3  # two full pipelines and the rest
 
 
 async def test_a_server_that_is_away_fails_every_caller_with_a_connection_error() -> None:

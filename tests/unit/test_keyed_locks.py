@@ -17,7 +17,7 @@ async def test_one_key_is_held_by_one_task_at_a_time_in_arrival_order() -> None:
 
     await asyncio.gather(work("a"), work("b"), work("c"))
     assert order == ["a in", "a out", "b in", "b out", "c in", "c out"]
-    assert locks._waiting == {}
+    assert locks._locks == {}
 
 
 async def test_different_keys_do_not_wait_for_each_other() -> None:
@@ -30,32 +30,33 @@ async def test_different_keys_do_not_wait_for_each_other() -> None:
 
     held = asyncio.create_task(holder())
     await asyncio.sleep(0)
-    async with locks.hold("saga2"):
-        inside.set()
-    await held
+    async with asyncio.timeout(1):  # fails, rather than hangs, if saga2 waited for saga1
+        async with locks.hold("saga2"):
+            inside.set()
+        await held
 
 
-async def test_a_waiter_cancelled_while_waiting_leaves_the_queue() -> None:
+async def test_a_cancelled_waiter_neither_holds_nor_blocks_the_key() -> None:
     locks = KeyedLocks()
-    await locks.acquire("saga1")
-    waiter = asyncio.create_task(locks.acquire("saga1"))
-    await asyncio.sleep(0)
-    waiter.cancel()
-    await asyncio.gather(waiter, return_exceptions=True)
-    locks.release("saga1")
-    assert locks._waiting == {}
-    await asyncio.wait_for(locks.acquire("saga1"), 1)  # free again
+    release = asyncio.Event()
 
+    async def holder() -> None:
+        async with locks.hold("saga1"):
+            await release.wait()
 
-async def test_a_waiter_cancelled_as_it_is_handed_the_lock_passes_it_on() -> None:
-    locks = KeyedLocks()
-    await locks.acquire("saga1")
-    first = asyncio.create_task(locks.acquire("saga1"))
-    second = asyncio.create_task(locks.acquire("saga1"))
+    async def waiter() -> None:
+        async with locks.hold("saga1"):
+            raise AssertionError("a cancelled waiter must not get the lock")
+
+    held = asyncio.create_task(holder())
     await asyncio.sleep(0)
-    locks.release("saga1")  # hands it to `first`...
-    first.cancel()  # ...which is cancelled before it runs again
-    await asyncio.gather(first, return_exceptions=True)
-    await asyncio.wait_for(second, 1)  # so `second` gets it
-    locks.release("saga1")
-    assert locks._waiting == {}
+    waiting = asyncio.create_task(waiter())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    release.set()  # the holder lets go in the same turn as the cancel
+    await asyncio.gather(held, waiting, return_exceptions=True)
+    assert waiting.cancelled()
+    assert locks._locks == {}
+    async with asyncio.timeout(1):
+        async with locks.hold("saga1"):
+            pass
