@@ -13,7 +13,7 @@ from contracts.topology import PARTICIPANTS, Participant, Topology
 from saga import eventloop
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
-from saga.core.order import ORDER_SAGA
+from saga.definitions import ORDER_SAGA
 from saga.metrics import Sampler
 from saga.orchestrator import Orchestrator, TimerLoop
 from saga.outbox import Dispatcher, OutboxRelay

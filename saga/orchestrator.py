@@ -6,7 +6,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import structlog
 from pydantic import BaseModel, ValidationError
@@ -148,14 +148,15 @@ class SagaStarter:
         definition: SagaDefinition,
         *,
         customer: str,
-        saga_input: BaseModel,
+        saga_input: BaseModel | Mapping[str, Any],
         trace_id: str | None = None,
         saga_id: str | None = None,
     ) -> SagaState:
         """Store the saga's first events and command, then try to publish it.
 
         Once this returns the saga is durable; if publishing fails here, the outbox
-        relay publishes the command later.
+        relay publishes the command later. Raises InputError if the input does not
+        match the definition's schema (a model is checked as its JSON).
         """
         now = self._clock()
         saga_id = saga_id or self._ids()
@@ -163,7 +164,11 @@ class SagaStarter:
             definition,
             saga_id=saga_id,
             customer=customer,
-            saga_input=saga_input,
+            saga_input=(
+                saga_input.model_dump(mode="json")
+                if isinstance(saga_input, BaseModel)
+                else saga_input
+            ),
             now=now,
             new_id=self._ids,
             trace_id=trace_id,

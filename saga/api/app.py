@@ -22,6 +22,7 @@ from saga.bootstrap import DEFINITIONS, definitions, transport_for
 from saga.clock import new_id
 from saga.connections import redis_client
 from saga.core.decide import CancelSaga, cancellable
+from saga.core.definition import InputError
 from saga.core.order import OrderInput
 from saga.core.state import SagaState, SagaStatus
 from saga.orchestrator import Orchestrator, SagaStarter
@@ -176,6 +177,8 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
                 trace_id=trace_id,
                 saga_id=saga_id,
             )
+        except InputError as exc:  # the definition's schema refuses what the model took
+            raise HTTPException(422, str(exc)) from None
         except INFRASTRUCTURE_ERRORS as exc:
             raise HTTPException(503, f"saga store unavailable: {type(exc).__name__}") from exc
         link = f"/sagas/{state.saga_id}"

@@ -1,6 +1,6 @@
 """decide: everything a saga does next, as data (events, commands, timers). No I/O, no clock."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -8,9 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contracts.envelope import Envelope, traceparent
-from contracts.messages import CommandFailed
+from contracts.messages import REPLIES, CommandFailed
 from contracts.topology import Participant
-from saga.core.definition import SagaDefinition, StepDefinition
+from saga.core.definition import BuildError, SagaDefinition, StepDefinition
 from saga.core.events import (
     Action,
     AttemptFailed,
@@ -42,6 +42,12 @@ Random = Callable[[], float]
 PROTOCOL_ERROR = "protocol_error"
 TIMEOUT = "timeout"
 CANCELLED = "cancelled"
+# A command or condition that could not be made from the saga's data: nothing was sent.
+INVALID_STEP_INPUT = "invalid_step_input"
+# A step beside a failed one, given up while it waited to be tried again.
+ABANDONED = "abandoned"
+# A step in one of these states may still change: its stage is not done.
+_UNSETTLED = frozenset({"running", "compensating"})
 
 
 class Timer(BaseModel):
@@ -154,19 +160,31 @@ class _Draft:
         self.records.append(record)
 
     def request(self, step: StepDefinition, action: Action) -> None:
-        """Emit StepRequested, queue the step's command (or compensation) and its timeout."""
+        """Emit StepRequested, queue the step's command (or compensation) and its timeout.
+
+        A command that cannot be built for this saga is never sent: the step (or its
+        compensation) fails at once, as if its participant had refused it.
+        """
         state = self.current
         builder = step.command if action == "execute" else step.compensation
         assert builder is not None, f"step {step.name} has no compensation"
-        command = builder(state)
+        try:
+            command = builder(state)
+        except BuildError as exc:
+            failure = CommandFailed(reason=INVALID_STEP_INPUT, detail=str(exc)[:1000])
+            if action == "execute":
+                self.fail_step(step, failure, effect_unknown=False)
+            else:
+                self.fail_compensation(step, failure)
+            return
         envelope = Envelope(
             message_id=self.new_id(),
             saga_id=state.saga_id,
             correlation_id=state.saga_id,
             causation_id=self.causation_id,
-            type=type(command).__name__,
+            type=command.type,
             sent_at=self.now,
-            payload=command.model_dump(mode="json"),
+            payload=command.payload,
             idempotency_key=idempotency_key(state, step.name, action),
             traceparent=traceparent(state.trace_id, self.new_id()[:16]) if state.trace_id else None,
         )
@@ -197,13 +215,35 @@ class _Draft:
         )
 
     def advance(self, after: int) -> None:
-        """Request the next step whose condition holds, or complete the saga."""
-        for step in self.definition.steps[after + 1 :]:
-            if step.condition(self.current):
-                self.request(step, "execute")
+        """Begin the next stage after stage `after`: request each of its steps whose
+        condition holds (all at once, for a parallel group), skip the others; a stage
+        with nothing to do is passed over, and past the last one the saga completes."""
+        for index in range(after + 1, len(self.definition.stages)):
+            requested = False
+            for step in self.definition.stage(index):
+                try:
+                    applies = step.condition(self.current)
+                except BuildError as exc:
+                    failure = CommandFailed(reason=INVALID_STEP_INPUT, detail=str(exc)[:1000])
+                    self.fail_step(step, failure, effect_unknown=False)
+                    return
+                if applies:
+                    self.request(step, "execute")
+                    if self.current.status != "running":
+                        return  # its command could not be built: the saga is undoing itself
+                    requested = True
+                else:
+                    self.emit(StepSkipped(step=step.name))
+            if requested:
                 return
-            self.emit(StepSkipped(step=step.name))
         self.emit(SagaCompleted())
+
+    def joined(self, step: StepDefinition) -> None:
+        """A step succeeded: once every step of its stage has, go on to the next stage."""
+        index = self.definition.stage_of(step.name)
+        siblings = self.definition.stages[index]
+        if all(self.current.step(n).status in ("succeeded", "skipped") for n in siblings):
+            self.advance(after=index)
 
     def fail_step(
         self,
@@ -213,7 +253,8 @@ class _Draft:
         effect_unknown: bool,
         reply_id: str | None = None,
     ) -> None:
-        """The step did not succeed: start undoing the saga."""
+        """The step did not succeed: undo the saga (or, if it is being undone already,
+        because a step beside this one failed, go on undoing it)."""
         self.emit(
             StepFailed(
                 step=step.name,
@@ -223,7 +264,8 @@ class _Draft:
                 effect_unknown=effect_unknown,
             )
         )
-        self.emit(CompensationStarted(reason=failure.reason, failed_step=step.name))
+        if self.current.status == "running":  # the first failure: undo the saga
+            self.emit(CompensationStarted(reason=failure.reason, failed_step=step.name))
         self.compensate_next()
 
     def fail_compensation(
@@ -247,7 +289,11 @@ class _Draft:
         # A step past the pivot (it has no compensation) cannot be given up on: the saga
         # could not undo it, so it is tried until it answers.
         keep_trying = executing and step.compensation is None
-        if attempts < policy.max_attempts or keep_trying:
+        undoing = executing and self.current.status != "running"
+        if undoing:
+            # A step beside it failed meanwhile: this one is not tried again but undone.
+            self.fail_step(step, failure, effect_unknown=effect_unknown)
+        elif attempts < policy.max_attempts or keep_trying:
             due_at = self.now + backoff_delay(policy, attempts, self.rng())
             timer_id = self.new_id()
             self.emit(
@@ -278,26 +324,39 @@ class _Draft:
             self.fail_compensation(step, failure)
 
     def compensate_next(self) -> None:
-        """Undo the latest step that took (or may have taken) effect, or end the saga.
+        """Undo the latest stage that took (or may have taken) effect, or end the saga.
 
-        A compensation that fails does not stop the others: the saga undoes all it
-        can, then ends `failed` naming every compensation that could not be done.
+        Stages are undone in reverse order; the steps of one stage are undone at once.
+        A step of the stage still waiting for a retry is given up (its last attempt
+        may have taken effect, so it is undone too); one whose command is still out is
+        waited for: its reply, or its timeout, says whether to undo it. A compensation
+        that fails does not stop the others: the saga undoes all it can, then ends
+        `failed` naming every compensation that could not be done.
         """
+        for index in reversed(range(len(self.definition.stages))):
+            stage = self.definition.stage(index)
+            for step in stage:
+                if self.current.step(step.name).status == "running" and not self._awaited(step):
+                    self.emit(StepFailed(step=step.name, reason=ABANDONED, effect_unknown=True))
+            for step in stage:
+                current = self.current.step(step.name)
+                took_effect = current.status == "succeeded" or (
+                    current.status == "failed" and current.effect_unknown
+                )
+                if step.compensation is not None and took_effect:
+                    self.request(step, "compensate")
+            if any(self.current.step(s.name).status in _UNSETTLED for s in stage):
+                return  # the rest of this stage first
         state = self.current
-        for step in reversed(self.definition.steps):
-            current = state.step(step.name)
-            took_effect = current.status == "succeeded" or (
-                current.status == "failed" and current.effect_unknown
-            )
-            if step.compensation is not None and took_effect:
-                self.request(step, "compensate")
-                return
         failures = [s for s in state.steps if s.status == "compensation_failed"]
         if failures:
             reasons = "; ".join(f"compensation of {s.name} failed: {s.reason}" for s in failures)
             self.emit(SagaFailed(reason=reasons))
         else:
             self.emit(SagaCompensated(reason=state.compensation_reason or "compensated"))
+
+    def _awaited(self, step: StepDefinition) -> bool:
+        return any(p.step == step.name for p in self.current.pending.values())
 
     def decision(self) -> Decision:
         """The finished decision."""
@@ -338,12 +397,14 @@ def start_saga(
     *,
     saga_id: str,
     customer: str,
-    saga_input: BaseModel,
+    saga_input: Mapping[str, Any],
     now: datetime,
     new_id: NewId,
     trace_id: str | None = None,
 ) -> Decision:
     """Begin a saga: SagaStarted, then the first step that applies.
+
+    Raises InputError if the input does not match the definition's schema.
 
     `trace_id` (W3C) ties every command and reply of the saga to the request that began it.
     """
@@ -355,7 +416,7 @@ def start_saga(
             definition_version=definition.version,
             steps=[s.name for s in definition.steps],
             customer=customer,
-            input=saga_input.model_dump(mode="json"),
+            input=definition.check_input(saga_input),
             trace_id=trace_id,
         )
     )
@@ -429,7 +490,10 @@ def _on_reply(draft: _Draft, reply: ReplyReceived) -> None:
             draft.fail_compensation(step, outcome, reply_id=reply.message_id)
     elif executing:
         draft.emit(StepSucceeded(step=step.name, reply_id=reply.message_id, result=outcome))
-        draft.advance(after=draft.definition.index(step.name))
+        if draft.current.status == "running":
+            draft.joined(step)
+        else:
+            draft.compensate_next()  # a late success, in a saga being undone: undo it too
     else:
         draft.emit(StepCompensated(step=step.name, reply_id=reply.message_id, result=outcome))
         draft.compensate_next()
@@ -485,8 +549,9 @@ def cancellable(definition: SagaDefinition, state: SagaState) -> bool:
     )
 
 
-def _read_reply(reply: ReplyReceived, expected: type[BaseModel]) -> CommandFailed | dict[str, Any]:
-    """The reply's outcome: the failure it reports, or the validated result payload.
+def _read_reply(reply: ReplyReceived, expected: str) -> CommandFailed | dict[str, Any]:
+    """The reply's outcome: the failure it reports, or the result payload (validated by
+    its contract, where the reply type has one).
 
     A reply of the wrong type or shape is a participant's protocol error: it is a
     failure of the step, never a success taken on trust.
@@ -494,10 +559,11 @@ def _read_reply(reply: ReplyReceived, expected: type[BaseModel]) -> CommandFaile
     try:
         if reply.type == CommandFailed.__name__:
             return CommandFailed.model_validate(reply.payload)
-        if reply.type == expected.__name__:
-            return expected.model_validate(reply.payload).model_dump(mode="json")
+        if reply.type == expected:
+            contract = REPLIES.get(expected)
+            if contract is None:
+                return dict(reply.payload)
+            return contract.model_validate(reply.payload).model_dump(mode="json")
     except ValidationError as exc:
         return CommandFailed(reason=PROTOCOL_ERROR, detail=f"malformed {reply.type}: {exc}"[:1000])
-    return CommandFailed(
-        reason=PROTOCOL_ERROR, detail=f"expected {expected.__name__}, got {reply.type}"
-    )
+    return CommandFailed(reason=PROTOCOL_ERROR, detail=f"expected {expected}, got {reply.type}")

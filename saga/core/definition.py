@@ -1,20 +1,41 @@
-"""Saga definitions: the steps of a saga as data, each with its command and compensation."""
+"""Saga definitions as the core runs them: each step's command, compensation and rules.
+
+A definition document (`saga.core.document`) compiles to one of these; the core needs
+only what is here: functions of the saga's state that build each command and judge each
+condition, and the names of the replies that mean success.
+"""
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Final
 
-from pydantic import BaseModel
-
-from contracts.messages import Message
 from contracts.topology import Participant
 from saga.core.policy import RetryPolicy
 from saga.core.state import SagaState
 
-CommandBuilder = Callable[[SagaState], Message]
+
+@dataclass(frozen=True)
+class Command:
+    """A command to send: its wire type and its payload, as JSON-ready data."""
+
+    type: str
+    payload: dict[str, Any]
+
+
+class BuildError(ValueError):
+    """A step's command or condition cannot be made for this saga (a path that leads
+    nowhere, a payload its contract refuses): the step fails, nothing is sent."""
+
+
+class InputError(ValueError):
+    """A saga's input does not match its definition's input schema."""
+
+
+CommandBuilder = Callable[[SagaState], Command]
 Condition = Callable[[SagaState], bool]
 Summary = Callable[[SagaState], Mapping[str, Any]]
+InputCheck = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
 DEFAULT_TIMEOUT: Final = timedelta(seconds=10)
@@ -31,13 +52,18 @@ def _nothing(_: SagaState) -> Mapping[str, Any]:
     return {}
 
 
+def _any_object(saga_input: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(saga_input)
+
+
 @dataclass(frozen=True)
 class StepDefinition:
     """One local transaction of a saga and, if it can be undone, how.
 
     `command` builds the command from the saga's state (its input and the results
-    of earlier steps); the step succeeds on a reply of type `success`. A step whose
-    `condition` is false for a saga is skipped. A step with no `compensation` is
+    of earlier steps); the step succeeds on a reply of type `success` (the name of a
+    reply type). A step whose `condition` is false for a saga is skipped; either may
+    raise BuildError, which fails the step. A step with no `compensation` is
     never undone: put such steps last (after the pivot).
 
     Each command is awaited for `timeout`; a timeout or a transient failure is
@@ -47,9 +73,9 @@ class StepDefinition:
     name: str
     participant: Participant
     command: CommandBuilder
-    success: type[Message]
+    success: str
     compensation: CommandBuilder | None = None
-    compensated: type[Message] | None = None
+    compensated: str | None = None
     condition: Condition = _always
     timeout: timedelta = DEFAULT_TIMEOUT
     retry: RetryPolicy = STEP_RETRY
@@ -64,13 +90,22 @@ class StepDefinition:
 
 @dataclass(frozen=True)
 class SagaDefinition:
-    """A saga type: its name, version, input model and ordered steps."""
+    """A saga type: its name, version, steps in order, and how its input is checked.
+
+    `stages` groups the steps: the steps of one stage run at once (a parallel group)
+    and the saga goes on when all of them are done; stages run one after another. By
+    default every step is a stage of its own. `check_input` returns the input as the
+    saga keeps it, or raises InputError.
+    """
 
     name: str
     version: int
-    input_model: type[BaseModel]
     steps: tuple[StepDefinition, ...]
+    check_input: InputCheck = field(default=_any_object)
     summarize: Summary = field(default=_nothing)
+    stages: tuple[tuple[str, ...], ...] = ()
+    _by_name: dict[str, StepDefinition] = field(init=False, repr=False, compare=False)
+    _stage_of: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.steps]
@@ -78,14 +113,40 @@ class SagaDefinition:
             raise ValueError(f"saga {self.name}: step names must be unique, got {names}")
         if not names:
             raise ValueError(f"saga {self.name}: a saga needs at least one step")
+        if not self.stages:
+            object.__setattr__(self, "stages", tuple((n,) for n in names))
+        if [n for stage in self.stages for n in stage] != names or not all(self.stages):
+            raise ValueError(f"saga {self.name}: stages must hold every step once, in order")
+        by_name = {s.name: s for s in self.steps}
+        object.__setattr__(self, "_by_name", by_name)
+        object.__setattr__(
+            self, "_stage_of", {n: i for i, stage in enumerate(self.stages) for n in stage}
+        )
+        # The pivot: once a step that cannot be undone may have run, nothing can be
+        # undone, so no step beside it or after it may expect to be.
         pivot = next((s.name for s in self.steps if s.compensation is None), None)
         if pivot is not None:
-            after = self.steps[names.index(pivot) + 1 :]
-            if any(s.compensation is not None for s in after):
+            later = [n for stage in self.stages[self._stage_of[pivot] :] for n in stage]
+            if any(by_name[n].compensation is not None for n in later):
                 raise ValueError(
-                    f"saga {self.name}: steps after {pivot} (which cannot be undone) "
-                    "must not have compensations either"
+                    f"saga {self.name}: steps after or beside {pivot} (which cannot be "
+                    "undone) must not have compensations either"
                 )
+
+    def step(self, name: str) -> StepDefinition:
+        """The step of that name."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"saga {self.name} has no step {name!r}") from None
+
+    def stage_of(self, name: str) -> int:
+        """The position of the named step's stage."""
+        return self._stage_of[name]
+
+    def stage(self, index: int) -> tuple[StepDefinition, ...]:
+        """The steps of one stage."""
+        return tuple(self._by_name[n] for n in self.stages[index])
 
     def with_policy(
         self,
@@ -116,14 +177,3 @@ class SagaDefinition:
             )
 
         return replace(self, steps=tuple(adjust(s) for s in self.steps))
-
-    def step(self, name: str) -> StepDefinition:
-        """The step of that name."""
-        for step in self.steps:
-            if step.name == name:
-                return step
-        raise KeyError(f"saga {self.name} has no step {name!r}")
-
-    def index(self, name: str) -> int:
-        """The position of the named step."""
-        return [s.name for s in self.steps].index(name)

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
 from saga.clock import marker_of, utc_now
-from saga.core.order import ORDER_SAGA
+from saga.definitions import ORDER_SAGA
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport

@@ -11,7 +11,7 @@ from fakeredis import FakeAsyncRedis
 
 from saga.clock import marker_of
 from saga.core.decide import ReplyReceived, decide
-from saga.core.order import ORDER_SAGA
+from saga.definitions import ORDER_SAGA
 from saga.retention import Trimmer
 from saga.store import RedisSagaStore, VersionConflict
 from tests.servers import drop_namespace, redis_or_skip

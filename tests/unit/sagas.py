@@ -16,8 +16,9 @@ from saga.core.decide import (
     decide,
     start_saga,
 )
-from saga.core.order import ORDER_SAGA, OrderInput
+from saga.core.order import OrderInput
 from saga.core.state import SagaState
+from saga.definitions import ORDER_SAGA
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -72,7 +73,7 @@ class Run:
             ORDER_SAGA,
             saga_id="saga1",
             customer="ann@example.com",
-            saga_input=order_input(**changes),
+            saga_input=order_input(**changes).model_dump(mode="json"),
             now=T0,
             new_id=lambda: next(ids),
         )

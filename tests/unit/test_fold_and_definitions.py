@@ -2,10 +2,8 @@
 
 import pytest
 
-from contracts.messages import ConfirmStock, StockConfirmed, StockReleased
-from saga.core.definition import SagaDefinition, StepDefinition
+from saga.core.definition import Command, SagaDefinition, StepDefinition
 from saga.core.events import EventRecord, SagaCompleted
-from saga.core.order import OrderInput
 from saga.core.state import FoldError, evolve, fold
 from tests.unit.sagas import T0, Run
 
@@ -37,22 +35,22 @@ def _step(name: str, **kw: object) -> StepDefinition:
     return StepDefinition(
         name=name,
         participant="stock",
-        command=lambda _: ConfirmStock(),
-        success=StockConfirmed,
+        command=lambda _: Command("ConfirmStock", {"product_ids": ["p1"]}),
+        success="StockConfirmed",
         **kw,  # type: ignore[arg-type]
     )
 
 
 def test_step_names_are_unique() -> None:
     with pytest.raises(ValueError, match="unique"):
-        SagaDefinition(name="x", version=1, input_model=OrderInput, steps=(_step("a"), _step("a")))
+        SagaDefinition(name="x", version=1, steps=(_step("a"), _step("a")))
 
 
 def test_a_saga_has_steps() -> None:
     with pytest.raises(ValueError, match="at least one step"):
-        SagaDefinition(name="x", version=1, input_model=OrderInput, steps=())
+        SagaDefinition(name="x", version=1, steps=())
 
 
 def test_compensation_comes_with_its_reply_type() -> None:
     with pytest.raises(ValueError, match="go together"):
-        _step("a", compensated=StockReleased)
+        _step("a", compensated="StockReleased")

@@ -3,8 +3,8 @@
 import pytest
 
 from saga.core.events import SagaStarted
-from saga.core.order import ORDER_SAGA
 from saga.core.state import fold
+from saga.definitions import ORDER_SAGA
 from tests.unit.sagas import T0, Run
 
 OK = "ok"

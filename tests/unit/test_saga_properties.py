@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 
 from saga.core.decide import CancelSaga, TimerFired
 from saga.core.definition import COMPENSATION_RETRY, STEP_RETRY
-from saga.core.order import ORDER_SAGA
 from saga.core.state import fold
+from saga.definitions import ORDER_SAGA
 from tests.unit.sagas import Run
 
 MOVES = ["ok", "fail", "transient", "timeout", "duplicate", "first_timer", "cancel"]

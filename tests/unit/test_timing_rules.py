@@ -7,9 +7,9 @@ import pytest
 
 from saga.core.decide import CancelSaga, ReplaySaga, TimerFired
 from saga.core.definition import COMPENSATION_RETRY, DEFAULT_TIMEOUT, STEP_RETRY
-from saga.core.order import ORDER_SAGA
 from saga.core.policy import RetryPolicy, backoff_delay
 from saga.core.state import fold
+from saga.definitions import ORDER_SAGA
 from tests.unit.sagas import T0, Run
 
 
@@ -281,4 +281,4 @@ def test_a_saga_past_the_pivot_cannot_be_cancelled() -> None:
 def test_a_step_that_can_be_undone_cannot_follow_one_that_cannot() -> None:
     first, *rest = ORDER_SAGA.steps
     with pytest.raises(ValueError, match="must not have compensations"):
-        replace(ORDER_SAGA, steps=(*rest, first))
+        replace(ORDER_SAGA, steps=(*rest, first), stages=())

@@ -1,0 +1,278 @@
+"""Definition documents: a saga type as a validated document, and its compilation.
+
+A document (YAML or JSON, or built in Python as these models) names the saga, its
+version, the JSON Schema of its input, and its steps: who does each, the command to
+send (its type and an input template), the reply that means success, the compensation,
+a condition, a timeout and retry policies. `compile_definition` checks what a schema
+cannot — paths that parse, steps that read only earlier steps, conditions that are
+conditions, the pivot rule — and returns the definition the core runs.
+"""
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Annotated, Any, Final
+
+import jsonschema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from contracts.messages import COMMANDS
+from contracts.topology import Participant
+from saga.core.conditions import Condition, ConditionError
+from saga.core.definition import (
+    BuildError,
+    Command,
+    CommandBuilder,
+    InputCheck,
+    InputError,
+    SagaDefinition,
+    StepDefinition,
+    Summary,
+)
+from saga.core.paths import Path, PathError, Template
+from saga.core.policy import RetryPolicy
+from saga.core.state import SagaState
+
+_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+NAME_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,63}$"
+STEP_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
+TYPE_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"
+
+
+def _seconds(value: Any) -> Any:
+    """`"500ms"`, `"10s"`, `"2m"`, `"1h"`, or a number of seconds."""
+    if isinstance(value, str) and (found := _DURATION.match(value)):
+        return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return value  # pydantic's own reading (ISO 8601), or its error
+
+
+Duration = Annotated[timedelta, BeforeValidator(_seconds)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RetrySpec(_Spec):
+    """How often an action is tried and how long between tries (see RetryPolicy)."""
+
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    backoff: Duration = timedelta(seconds=0.5)
+    max_backoff: Duration = timedelta(seconds=30)
+    jitter: float = Field(default=0.5, ge=0, le=1)
+
+    def policy(self) -> RetryPolicy:
+        """The core's retry policy."""
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff=self.backoff.total_seconds(),
+            max_backoff=self.max_backoff.total_seconds(),
+            jitter=self.jitter,
+        )
+
+
+class ActionSpec(_Spec):
+    """A command and the reply that means it was done."""
+
+    command: str = Field(pattern=TYPE_PATTERN)
+    # A template (see saga.core.paths) that renders to the command's payload object.
+    input: dict[str, Any] = Field(default_factory=dict)
+    reply: str = Field(pattern=TYPE_PATTERN)
+
+
+class StepSpec(_Spec):
+    """One step: its participant, its action and compensation, when it runs, how long
+    each try may take and how often it is tried."""
+
+    name: str = Field(pattern=STEP_PATTERN)
+    participant: Participant
+    action: ActionSpec
+    compensation: ActionSpec | None = None
+    when: str | None = Field(default=None, min_length=1, max_length=500)
+    timeout: Duration = timedelta(seconds=10)
+    retry: RetrySpec = RetrySpec()
+    # Undoing must not give up easily: a saga that cannot be undone needs a human.
+    compensation_retry: RetrySpec = RetrySpec(max_attempts=5)
+
+
+class DefinitionSpec(_Spec):
+    """A saga type as a document."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    version: int = Field(ge=1)
+    description: str | None = Field(default=None, max_length=2000)
+    # The JSON Schema (2020-12) every input must match.
+    input: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    steps: list[StepSpec] = Field(min_length=1, max_length=100)
+    # What to show of a saga (`saga show`, the API): name -> template; a path that
+    # leads nowhere yet shows as null.
+    summary: dict[str, str] = Field(default_factory=dict)
+
+
+class DefinitionError(ValueError):
+    """A document that is not a definition; the message names the place and the problem."""
+
+
+def read_definition(data: Any) -> DefinitionSpec:
+    """Validate a parsed document (a dict from YAML or JSON); raises DefinitionError."""
+    try:
+        return DefinitionSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+        raise DefinitionError(f"not a saga definition: {problems}") from None
+
+
+def compile_definition(spec: DefinitionSpec) -> SagaDefinition:
+    """The definition the core runs; raises DefinitionError naming what is wrong."""
+    where = f"saga {spec.name} v{spec.version}"
+    names = [s.name for s in spec.steps]
+    if len(set(names)) != len(names):
+        raise DefinitionError(f"{where}: step names must be unique, got {names}")
+    try:
+        jsonschema.Draft202012Validator.check_schema(spec.input)
+    except jsonschema.SchemaError as exc:
+        raise DefinitionError(f"{where}: input is not a JSON Schema: {exc.message}") from None
+    steps = tuple(
+        _compile_step(step, earlier=frozenset(names[:i]), where=f"{where}, step {step.name}")
+        for i, step in enumerate(spec.steps)
+    )
+    summary = {
+        k: _template(v, earlier=frozenset(names), where=f"{where}, summary {k}")
+        for k, v in spec.summary.items()
+    }
+    try:
+        return SagaDefinition(
+            name=spec.name,
+            version=spec.version,
+            steps=steps,
+            check_input=_input_check(spec.input),
+            summarize=_summarizer(summary),
+        )
+    except ValueError as exc:
+        raise DefinitionError(str(exc)) from None
+
+
+def _compile_step(step: StepSpec, *, earlier: frozenset[str], where: str) -> StepDefinition:
+    compensation = step.compensation
+    condition = None
+    if step.when is not None:
+        try:
+            condition = Condition(step.when)
+        except ConditionError as exc:
+            raise DefinitionError(f"{where}, when: {exc}") from None
+        _check_reads(condition.paths, earlier, f"{where}, when")
+    try:
+        return StepDefinition(
+            name=step.name,
+            participant=step.participant,
+            command=_builder(step.action, earlier, f"{where}, action"),
+            success=step.action.reply,
+            compensation=(
+                # A compensation may read the step's own result, once it has one.
+                _builder(compensation, earlier | {step.name}, f"{where}, compensation")
+                if compensation
+                else None
+            ),
+            compensated=compensation.reply if compensation else None,
+            condition=_judge(condition) if condition else _always,
+            timeout=step.timeout,
+            retry=step.retry.policy(),
+            compensation_retry=step.compensation_retry.policy(),
+        )
+    except ValueError as exc:
+        raise DefinitionError(f"{where}: {exc}") from None
+
+
+def _template(source: Any, *, earlier: frozenset[str], where: str) -> Template:
+    try:
+        template = Template.compile(source)
+    except PathError as exc:
+        raise DefinitionError(f"{where}: {exc}") from None
+    _check_reads(template.paths, earlier, where)
+    return template
+
+
+def _check_reads(paths: list[Path] | tuple[Path, ...], earlier: frozenset[str], where: str) -> None:
+    for path in paths:
+        if path.root == "steps" and path.step not in earlier:
+            raise DefinitionError(
+                f"{where}: {path.text!r} reads step {path.step!r}, which is not an earlier step"
+            )
+
+
+def _builder(action: ActionSpec, earlier: frozenset[str], where: str) -> CommandBuilder:
+    template = _template(action.input, earlier=earlier, where=f"{where} input")
+    contract = COMMANDS.get(action.command)
+
+    def build(state: SagaState) -> Command:
+        try:
+            payload = template.render(context_of(state))
+            if contract is not None:  # a command of the shop's contracts: checked by it
+                payload = contract.model_validate(payload).model_dump(mode="json")
+        except (PathError, ValidationError) as exc:
+            raise BuildError(f"{action.command}: {exc}") from None
+        return Command(action.command, payload)
+
+    return build
+
+
+def _judge(condition: Condition) -> Callable[[SagaState], bool]:
+    def applies(state: SagaState) -> bool:
+        try:
+            return condition(context_of(state))
+        except ConditionError as exc:
+            raise BuildError(f"condition {condition.text!r}: {exc}") from None
+
+    return applies
+
+
+def _always(_: SagaState) -> bool:
+    return True
+
+
+def _summarizer(summary: Mapping[str, Template]) -> Summary:
+    def summarize(state: SagaState) -> dict[str, Any]:
+        context = context_of(state)
+        shown: dict[str, Any] = {}
+        for name, template in summary.items():
+            try:
+                shown[name] = template.render(context)
+            except PathError:
+                shown[name] = None  # not known yet
+        return shown
+
+    return summarize
+
+
+def _input_check(schema: dict[str, Any]) -> InputCheck:
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+    def check(saga_input: Mapping[str, Any]) -> dict[str, Any]:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(saga_input))
+        if error is not None:
+            where = "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
+            )
+            raise InputError(f"input{where}: {error.message}")
+        return dict(saga_input)
+
+    return check
+
+
+def context_of(state: SagaState) -> dict[str, Any]:
+    """What paths see of a saga: its input, its steps' results and statuses, itself."""
+    return {
+        "input": state.input,
+        "steps": {
+            s.name: {"status": s.status, "result": state.results.get(s.name)} for s in state.steps
+        },
+        "saga": {"id": state.saga_id, "type": state.saga_type, "customer": state.customer},
+    }

@@ -1,0 +1,324 @@
+"""Definitions as documents: the path language, conditions, validation and compilation."""
+
+from typing import Any
+
+import pytest
+
+from saga.core.conditions import Condition, ConditionError
+from saga.core.decide import INVALID_STEP_INPUT, ReplyReceived, decide, start_saga
+from saga.core.definition import InputError, SagaDefinition
+from saga.core.document import DefinitionError, compile_definition, read_definition
+from saga.core.order import OrderInput
+from saga.core.paths import Path, PathError, Template
+from saga.definitions import ORDER_SAGA, load_text
+from tests.unit.sagas import T0, Run, order_input
+
+CONTEXT: dict[str, Any] = {
+    "input": {
+        "customer": "ann@example.com",
+        "items": [{"product_id": "p1", "quantity": 2}, {"product_id": "p1", "quantity": 1}],
+        "note": None,
+    },
+    "steps": {"quote": {"status": "succeeded", "result": {"amount": "12.50", "ok": True}}},
+    "saga": {"id": "s1", "type": "order", "customer": "ann@example.com"},
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("input.customer", "ann@example.com"),
+        ("customer", "ann@example.com"),  # a bare name is a field of the input
+        ("input.items[0].quantity", 2),
+        ("input.items[-1].quantity", 1),
+        ("input.items[*].product_id", ["p1", "p1"]),
+        ("input.items[*].product_id | unique", ["p1"]),
+        ("input.items | length", 2),
+        ("input.items | last", {"product_id": "p1", "quantity": 1}),
+        ("steps.quote.result.amount", "12.50"),
+        ("saga.id", "s1"),
+        ("input.nothing | optional", None),
+        ("input.note", None),
+    ],
+)
+def test_a_path_leads_to_its_value(path: str, value: Any) -> None:
+    assert Path.parse(path).get(CONTEXT) == value
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("input.nothing", "input.nothing: no such field"),
+        ("input.items[5]", r"input.items\[5\]: no such element"),
+        ("input.customer[*]", "not a list"),
+        ("steps.quote.result.amount.cents", "no such field"),
+        ("input.customer | length | first", "first and last need a list"),
+    ],
+)
+def test_a_path_that_leads_nowhere_says_where(path: str, message: str) -> None:
+    with pytest.raises(PathError, match=message):
+        Path.parse(path).get(CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("", "must start with a name"),
+        ("input..customer", "cannot read"),
+        ("input.items[x]", "cannot read"),
+        ("input.customer | upper", "unknown filter 'upper'"),
+        ("x" * 300, "longer than"),
+    ],
+)
+def test_a_path_that_does_not_parse_says_why(path: str, message: str) -> None:
+    with pytest.raises(PathError, match=message):
+        Path.parse(path)
+
+
+def test_a_template_keeps_whole_values_and_writes_in_the_rest() -> None:
+    template = Template.compile(
+        {
+            "items": "{{input.items}}",
+            "label": "order of {{ input.customer }} for {{steps.quote.result.amount}}",
+            "count": "{{input.items | length}}",
+            "fixed": [1, True, None, "plain"],
+        }
+    )
+    assert template.render(CONTEXT) == {
+        "items": CONTEXT["input"]["items"],
+        "label": "order of ann@example.com for 12.50",
+        "count": 2,
+        "fixed": [1, True, None, "plain"],
+    }
+    assert [p.text for p in template.paths] == [
+        "input.items",
+        "input.customer",
+        "steps.quote.result.amount",
+        "input.items | length",
+    ]
+
+
+def test_a_template_with_unbalanced_braces_is_refused() -> None:
+    with pytest.raises(PathError, match="unbalanced braces"):
+        Template.compile({"a": "{{input.customer"})
+
+
+@pytest.mark.parametrize(
+    ("text", "holds"),
+    [
+        ('payment_method != "Cash on Delivery"', True),
+        ('input.payment_method == "Credit Card" and steps.quote.result.ok', True),
+        ("steps.quote.result.ok == true and not input.missing", True),
+        ('input.payment_method in ["Debit Card", "Cash on Delivery"]', False),
+        ("input.items[0].quantity >= 2", True),
+        ('input["payment_method"] == "Credit Card"', True),
+        ("input.missing == null", True),
+        ("1 < input.items[0].quantity <= 2", True),
+        ("input.items[-1].quantity > -1", True),
+    ],
+)
+def test_a_condition_is_judged_on_the_saga(text: str, holds: bool) -> None:
+    context = {**CONTEXT, "input": {**CONTEXT["input"], "payment_method": "Credit Card"}}
+    assert Condition(text)(context) is holds
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '__import__("os").system("true")',
+        "input.items.pop()",
+        "input.a + 1",
+        "1 if input.a else 2",
+        "[x for x in input.items]",
+        "lambda: 1",
+        "input[input.key]",
+        "true.x",
+        "input.a; input.b",
+    ],
+)
+def test_a_condition_allows_no_code(text: str) -> None:
+    with pytest.raises(ConditionError):
+        Condition(text)
+
+
+def test_a_condition_that_cannot_be_judged_says_why() -> None:
+    with pytest.raises(ConditionError, match="cannot compare str < int"):
+        Condition("input.customer < 3")(CONTEXT)
+
+
+def _document(**changes: Any) -> dict[str, Any]:
+    step = {
+        "name": "quote",
+        "participant": "stock",
+        "action": {"command": "Quote", "input": {"who": "{{input.customer}}"}, "reply": "Quoted"},
+        "compensation": {"command": "Unquote", "reply": "Unquoted"},
+    }
+    base: dict[str, Any] = {
+        "name": "quoting",
+        "version": 1,
+        "input": {"type": "object", "required": ["customer"]},
+        "steps": [step],
+    }
+    return base | changes
+
+
+def test_a_document_that_is_not_a_definition_names_the_place() -> None:
+    document = _document()
+    document["steps"][0]["participant"] = "warehouse"
+    with pytest.raises(DefinitionError, match=r"steps\.0\.participant"):
+        read_definition(document)
+    with pytest.raises(DefinitionError, match=r"steps\.0\.timeout"):
+        read_definition(_document(steps=[{**_document()["steps"][0], "timeout": "soon"}]))
+    with pytest.raises(DefinitionError, match="typo: Extra inputs are not permitted"):
+        read_definition(_document(typo=1))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"when": "input.a +"}, "step quote, when: cannot read condition"),
+        (
+            {"action": {"command": "Q", "input": {"a": "{{steps.later.result}}"}, "reply": "R"}},
+            "reads step 'later', which is not an earlier step",
+        ),
+        (
+            {"action": {"command": "Q", "input": {"a": "{{input.a | shout}}"}, "reply": "R"}},
+            "unknown filter 'shout'",
+        ),
+        ({"when": "steps.quote.status == 'succeeded'"}, "not an earlier step"),
+    ],
+)
+def test_a_step_that_cannot_work_is_refused_when_loaded(
+    change: dict[str, Any], message: str
+) -> None:
+    document = _document(steps=[{**_document()["steps"][0], **change}])
+    with pytest.raises(DefinitionError, match=message):
+        compile_definition(read_definition(document))
+
+
+def test_whole_document_rules_are_checked_when_loaded() -> None:
+    step = _document()["steps"][0]
+    twice = _document(steps=[step, step])
+    with pytest.raises(DefinitionError, match="unique"):
+        compile_definition(read_definition(twice))
+    with pytest.raises(DefinitionError, match="not a JSON Schema"):
+        compile_definition(read_definition(_document(input={"type": "thing"})))
+    pivot = {**step, "name": "pivot", "compensation": None}
+    with pytest.raises(DefinitionError, match="must not have compensations"):
+        compile_definition(read_definition(_document(steps=[pivot, step])))
+    with pytest.raises(DefinitionError, match="not YAML or JSON"):
+        load_text("name: [unclosed")
+
+
+def test_durations_read_as_people_write_them() -> None:
+    step = {**_document()["steps"][0], "timeout": "500ms", "retry": {"backoff": "2s"}}
+    definition = compile_definition(read_definition(_document(steps=[step])))
+    assert definition.steps[0].timeout.total_seconds() == 0.5
+    assert definition.steps[0].retry.backoff == 2.0
+
+
+def _quoting() -> SagaDefinition:
+    return compile_definition(read_definition(_document()))
+
+
+def test_a_saga_starts_only_with_input_its_schema_takes() -> None:
+    with pytest.raises(InputError, match="'customer' is a required property"):
+        start_saga(
+            _quoting(), saga_id="s1", customer="ann", saga_input={}, now=T0, new_id=lambda: "x"
+        )
+
+
+def test_a_command_that_cannot_be_built_fails_its_step_and_sends_nothing() -> None:
+    step = {
+        **_document()["steps"][0],
+        "action": {
+            "command": "ChargePayment",  # a contract: its payload is checked by it
+            "input": {"customer": "{{input.customer}}", "amount": "a lot"},
+            "reply": "PaymentCharged",
+        },
+    }
+    definition = compile_definition(read_definition(_document(steps=[step])))
+    decision = start_saga(
+        definition,
+        saga_id="s1",
+        customer="ann",
+        saga_input={"customer": "ann@example.com"},
+        now=T0,
+        new_id=lambda: "x",
+    )
+    assert decision.commands == ()
+    assert decision.state.status == "compensated"
+    assert decision.state.reason == INVALID_STEP_INPUT
+    assert "ChargePayment" in (decision.records[1].event.model_dump().get("detail") or "")
+
+
+def test_a_reply_without_a_contract_is_kept_as_it_came() -> None:
+    ids = iter(f"id{n}" for n in range(100))
+    started = start_saga(
+        _quoting(),
+        saga_id="s1",
+        customer="ann",
+        saga_input={"customer": "ann@example.com"},
+        now=T0,
+        new_id=lambda: next(ids),
+    )
+    (command,) = started.commands
+    assert (command.envelope.type, command.envelope.payload) == (
+        "Quote",
+        {"who": "ann@example.com"},
+    )
+    reply = ReplyReceived("r1", command.envelope.message_id, "Quoted", {"price": 3, "any": ["x"]})
+    decision = decide(
+        _quoting(), started.state, reply, now=T0, new_id=lambda: next(ids), rng=lambda: 0.5
+    )
+    assert decision.state.status == "completed"
+    assert decision.state.results["quote"] == {"price": 3, "any": ["x"]}
+
+
+VALID_ORDERS: list[dict[str, Any]] = [
+    {},
+    {"payment_method": "Cash on Delivery", "description": "ring twice"},
+    {
+        "items": [
+            {"product_id": "p1", "quantity": 1, "unit_price": "5.00"},
+            {"product_id": "p-2", "quantity": 3},
+        ]
+    },
+]
+INVALID_ORDERS: list[dict[str, Any]] = [
+    {"customer": "not an email"},
+    {"items": []},
+    {"items": [{"product_id": "p1", "quantity": 0}]},
+    {"items": [{"product_id": "p1", "quantity": 1, "unit_price": 5.0}]},
+    {"items": [{"product_id": "p 1", "quantity": 1}]},
+    {"payment_method": "Bitcoin"},
+    {"delivery_address": ""},
+    {"extra": True},
+]
+
+
+@pytest.mark.parametrize("changes", VALID_ORDERS)
+def test_the_order_documents_schema_takes_what_the_front_door_takes(
+    changes: dict[str, Any],
+) -> None:
+    data = order_input().model_dump(mode="json") | changes
+    OrderInput.model_validate(data)
+    assert ORDER_SAGA.check_input(data) == data
+
+
+@pytest.mark.parametrize("changes", INVALID_ORDERS)
+def test_the_order_documents_schema_refuses_what_the_front_door_refuses(
+    changes: dict[str, Any],
+) -> None:
+    data = order_input().model_dump(mode="json") | changes
+    with pytest.raises(ValueError):
+        OrderInput.model_validate(data)
+    with pytest.raises(InputError):
+        ORDER_SAGA.check_input(data)
+
+
+def test_the_order_summary_shows_what_is_known() -> None:
+    run = Run.start()
+    assert ORDER_SAGA.summarize(run.state) == {"order_id": None, "amount": None}
+    run.succeed()
+    assert ORDER_SAGA.summarize(run.state) == {"order_id": None, "amount": "10.00"}
