@@ -14,7 +14,15 @@ from datetime import timedelta
 from typing import Annotated, Any, Final
 
 import jsonschema
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+)
 
 from contracts.messages import COMMANDS
 from contracts.topology import Participant
@@ -98,6 +106,27 @@ class StepSpec(_Spec):
     compensation_retry: RetrySpec = RetrySpec(max_attempts=5)
 
 
+class GroupSpec(_Spec):
+    """Steps that run at once; the saga goes on when all have succeeded. If one fails,
+    those that succeeded are undone (at once), late replies of the others are awaited
+    and dealt with, then the steps before the group are undone."""
+
+    name: str = Field(pattern=STEP_PATTERN)
+    parallel: list[StepSpec] = Field(min_length=2, max_length=20)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "group" if "parallel" in value else "step"
+    return "group" if isinstance(value, GroupSpec) else "step"
+
+
+StageSpec = Annotated[
+    Annotated[StepSpec, Tag("step")] | Annotated[GroupSpec, Tag("group")],
+    Discriminator(_kind),
+]
+
+
 class DefinitionSpec(_Spec):
     """A saga type as a document."""
 
@@ -106,7 +135,13 @@ class DefinitionSpec(_Spec):
     description: str | None = Field(default=None, max_length=2000)
     # The JSON Schema (2020-12) every input must match.
     input: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
-    steps: list[StepSpec] = Field(min_length=1, max_length=100)
+    # Steps run one after another; a group's steps run at once.
+    steps: list[StageSpec] = Field(min_length=1, max_length=100)
+
+    def stages(self) -> list[list[StepSpec]]:
+        """The steps, stage by stage."""
+        return [s.parallel if isinstance(s, GroupSpec) else [s] for s in self.steps]
+
     # What to show of a saga (`saga show`, the API): name -> template; a path that
     # leads nowhere yet shows as null.
     summary: dict[str, str] = Field(default_factory=dict)
@@ -121,27 +156,37 @@ def read_definition(data: Any) -> DefinitionSpec:
     try:
         return DefinitionSpec.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}"
-            for e in exc.errors()[:5]
-        )
+        problems = "; ".join(f"{_place(e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
         raise DefinitionError(f"not a saga definition: {problems}") from None
+
+
+def _place(loc: tuple[int | str, ...]) -> str:
+    """`steps.2.parallel.0.timeout`: the error's place, without the union's tags."""
+    parts = [
+        str(p)
+        for i, p in enumerate(loc)
+        if not (p in ("step", "group") and i and isinstance(loc[i - 1], int))
+    ]
+    return ".".join(parts) or "document"
 
 
 def compile_definition(spec: DefinitionSpec) -> SagaDefinition:
     """The definition the core runs; raises DefinitionError naming what is wrong."""
     where = f"saga {spec.name} v{spec.version}"
-    names = [s.name for s in spec.steps]
-    if len(set(names)) != len(names):
-        raise DefinitionError(f"{where}: step names must be unique, got {names}")
+    stages = spec.stages()
+    names = [step.name for stage in stages for step in stage]
+    groups = [s.name for s in spec.steps if isinstance(s, GroupSpec)]
+    if len(set(names + groups)) != len(names + groups):
+        raise DefinitionError(f"{where}: step and group names must be unique, got {names + groups}")
     try:
         jsonschema.Draft202012Validator.check_schema(spec.input)
     except jsonschema.SchemaError as exc:
         raise DefinitionError(f"{where}: input is not a JSON Schema: {exc.message}") from None
-    steps = tuple(
-        _compile_step(step, earlier=frozenset(names[:i]), where=f"{where}, step {step.name}")
-        for i, step in enumerate(spec.steps)
-    )
+    steps: list[StepDefinition] = []
+    for stage in stages:
+        # A step reads the steps of earlier stages, not those running beside it.
+        earlier = frozenset(s.name for s in steps)
+        steps += [_compile_step(s, earlier=earlier, where=f"{where}, step {s.name}") for s in stage]
     summary = {
         k: _template(v, earlier=frozenset(names), where=f"{where}, summary {k}")
         for k, v in spec.summary.items()
@@ -150,7 +195,8 @@ def compile_definition(spec: DefinitionSpec) -> SagaDefinition:
         return SagaDefinition(
             name=spec.name,
             version=spec.version,
-            steps=steps,
+            steps=tuple(steps),
+            stages=tuple(tuple(s.name for s in stage) for stage in stages),
             check_input=_input_check(spec.input),
             summarize=_summarizer(summary),
         )
