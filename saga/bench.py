@@ -27,9 +27,10 @@ from redis.asyncio import Redis
 from contracts.messages import OrderItem
 from contracts.topology import PARTICIPANTS, Topology
 from saga.baseline import run_baseline
-from saga.bootstrap import InProcessWorkers, definitions, transport_for
+from saga.bootstrap import InProcessWorkers, adjust_for, transport_for
 from saga.connections import redis_client
 from saga.core.order import OrderInput
+from saga.definitions import ORDER_SAGA
 from saga.eventloop import loop_name
 from saga.namespaces import delete_namespace
 from saga.orchestrator import SagaStarter
@@ -282,7 +283,7 @@ async def _drive(
     which have ended, and each that ends makes room for the next. Memory is sampled at
     every tenth of the run.
     """
-    definition = definitions(config)["order"]
+    definition = adjust_for(config)(ORDER_SAGA)
     ended: dict[str, Ended] = {}
     in_flight: set[str] = set()
     starting: set[asyncio.Task[None]] = set()

@@ -2,7 +2,7 @@
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import structlog
@@ -13,11 +13,12 @@ from contracts.topology import PARTICIPANTS, Participant, Topology
 from saga import eventloop
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
-from saga.definitions import ORDER_SAGA
+from saga.definitions import BUILTINS
 from saga.metrics import Sampler
 from saga.orchestrator import Orchestrator, TimerLoop
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
+from saga.registry import DefinitionRegistry
 from saga.retention import Trimmer, trim_interval
 from saga.settings import Settings
 from saga.store import RedisSagaStore
@@ -29,21 +30,28 @@ from services.stock import StockService
 
 log = structlog.get_logger(__name__)
 
-DEFINITIONS: Mapping[str, SagaDefinition] = {ORDER_SAGA.name: ORDER_SAGA}
 
-
-def definitions(settings: Settings) -> dict[str, SagaDefinition]:
-    """The saga definitions with the operator's timeout and retry overrides applied."""
+def adjust_for(settings: Settings) -> Callable[[SagaDefinition], SagaDefinition]:
+    """The operator's timeout and retry overrides, for every definition."""
     timeout = timedelta(seconds=settings.step_timeout) if settings.step_timeout else None
-    return {
-        name: definition.with_policy(
+
+    def adjust(definition: SagaDefinition) -> SagaDefinition:
+        return definition.with_policy(
             step_timeout=timeout,
             max_attempts=settings.max_attempts,
             retry_backoff=settings.retry_backoff,
             compensation_max_attempts=settings.compensation_max_attempts,
         )
-        for name, definition in DEFINITIONS.items()
-    }
+
+    return adjust
+
+
+def registry_for(redis: Redis, settings: Settings) -> DefinitionRegistry:
+    """The namespace's definitions: the built-in ones and those applied, with the
+    operator's overrides."""
+    return DefinitionRegistry(
+        redis, settings.namespace, builtins=BUILTINS, adjust=adjust_for(settings)
+    )
 
 
 def transport_for(settings: Settings, name: str) -> RabbitTransport:
@@ -77,6 +85,7 @@ class InProcessWorkers:
     ) -> None:
         self.settings = settings
         self.store = RedisSagaStore(redis, settings.namespace)
+        self.registry = registry_for(redis, settings)
         self.services = participant_services(redis, settings)
         self._transport = transport
         self._transports: list[Transport] = []
@@ -95,7 +104,7 @@ class InProcessWorkers:
         """Connect, start consuming, start the timer and relay loops."""
         transport = await self._connected()
         dispatcher = self._dispatcher = Dispatcher(self.store, transport)
-        orchestrator = Orchestrator(self.store, dispatcher, definitions(self.settings))
+        orchestrator = Orchestrator(self.store, dispatcher, self.registry)
         await transport.consume(transport.topology.orchestrator_queue, orchestrator.handle)
         for name in PARTICIPANTS:
             await ParticipantRuntime(self.services[name], await self._connected()).run()
@@ -140,7 +149,7 @@ async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
     try:
         store = RedisSagaStore(redis, settings.namespace)
         dispatcher = Dispatcher(store, transport)
-        orchestrator = Orchestrator(store, dispatcher, definitions(settings))
+        orchestrator = Orchestrator(store, dispatcher, registry_for(redis, settings))
         relay = OutboxRelay(
             store, dispatcher, interval=settings.relay_interval, grace=settings.relay_grace
         )

@@ -29,6 +29,7 @@ from saga.core.definition import SagaDefinition
 from saga.core.state import SagaState
 from saga.loops import every
 from saga.outbox import DISPATCH_ERRORS, Dispatcher
+from saga.registry import Definitions
 from saga.store import RedisSagaStore, TimerStore, VersionConflict
 from saga.transport import ACK, INFRASTRUCTURE_ERRORS, DeadLetter, Delivery, Outcome
 
@@ -137,11 +138,13 @@ class SagaStarter:
         *,
         clock: Clock = utc_now,
         ids: Callable[[], str] = new_id,
+        builtin: Callable[[str, int], bool] = lambda _name, _version: True,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
         self._clock = clock
         self._ids = ids
+        self._builtin = builtin
 
     async def start(
         self,
@@ -174,7 +177,8 @@ class SagaStarter:
             trace_id=trace_id,
         )
         marker = marker_of(now)
-        if not await self._store.create(decision, marker=marker):
+        applied = not self._builtin(definition.name, definition.version)
+        if not await self._store.create(decision, marker=marker, applied=applied):
             # Started already (the same idempotency key, or a retry): that start stands.
             existing = await self._store.load(saga_id)
             assert existing is not None, f"saga {saga_id} was started but has no state"
@@ -201,7 +205,7 @@ class Orchestrator:
         self,
         store: RedisSagaStore,
         dispatcher: Dispatcher,
-        definitions: Mapping[str, SagaDefinition],
+        definitions: Definitions,
         *,
         clock: Clock = utc_now,
         ids: Callable[[], str] = new_id,
@@ -263,7 +267,7 @@ class Orchestrator:
                 state = await self._store.load(saga_id)
             if state is None:
                 return Applied("unknown_saga")
-            definition = self._definitions.get(state.saga_type)
+            definition = await self._definitions.get(state.saga_type, state.definition_version)
             if definition is None:
                 return Applied("unknown_type", state)
             bound = bound.bind(trace_id=state.trace_id)

@@ -19,14 +19,17 @@ from saga.scripts import ScriptBatcher
 # timers, its outbox marker and its place in the indexes, all or nothing.
 # KEYS: state, events, applied, outbox, active index, ended index, outbox index,
 #       timers (ids by due time), timer data (json by id), all-sagas index, the
-#       customer's index.
+#       customer's index, the sagas of the saga's definition version (those that may
+#       still need it), the applied definitions.
 # ARGV: 1 expected version, 2 applied message id ('' for none), 3 new version,
 #       4 state json, 5 saga id, 6 end ('' while the saga runs, 'kept' when it ended for
 #       good and stays, else the time it ended: it joins the ended index, to be trimmed
 #       after the retention), 7 outbox marker, 8 when it was created ('' unless this is
 #       its start), 9 number of events, 10 of commands, 11 of timers, 12 of cancelled
-#       timers; then the events, the (command id, command json) pairs, the (due, timer
-#       id, timer json) triples, and the ids of the cancelled timers.
+#       timers, 13 the definition version's field in the applied definitions, which must
+#       be there for a saga to start ('' for a built-in definition); then the events,
+#       the (command id, command json) pairs, the (due, timer id, timer json) triples,
+#       and the ids of the cancelled timers.
 _APPEND: Final = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then
@@ -35,9 +38,12 @@ end
 if current ~= tonumber(ARGV[1]) then
   return {'conflict', current}
 end
+if ARGV[8] ~= '' and ARGV[13] ~= '' and redis.call('HEXISTS', KEYS[13], ARGV[13]) == 0 then
+  return {'no_definition', current}
+end
 local saga, events = ARGV[5], tonumber(ARGV[9])
 local commands, timers, cancelled = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local i = 13
+local i = 14
 for _ = 1, events do
   redis.call('RPUSH', KEYS[2], ARGV[i])
   i = i + 1
@@ -69,11 +75,13 @@ if ARGV[8] ~= '' then
   if ARGV[6] == '' then
     redis.call('ZADD', KEYS[5], ARGV[8], saga)
   end
+  redis.call('SADD', KEYS[12], saga)
 end
 if ARGV[6] ~= '' then
   redis.call('ZREM', KEYS[5], saga)
   if ARGV[6] ~= 'kept' then
     redis.call('ZADD', KEYS[6], ARGV[6], saga)
+    redis.call('SREM', KEYS[12], saga)
   end
 end
 return {'ok', tonumber(ARGV[3])}
@@ -129,6 +137,31 @@ class SagaExists(Exception):
     """A saga with this id was already started."""
 
 
+class NoSuchDefinition(LookupError):
+    """The saga's definition version is not applied (or was deleted meanwhile)."""
+
+    def __init__(self, saga_type: str, version: int | None = None) -> None:
+        which = saga_type if version is None else f"{saga_type} version {version}"
+        super().__init__(f"no saga definition {which}")
+        self.saga_type, self.version = saga_type, version
+
+
+def definitions_key(namespace: str) -> str:
+    """The applied definition documents: `name:version` -> JSON."""
+    return f"{namespace}:definitions"
+
+
+def definition_field(saga_type: str, version: int) -> str:
+    """One definition version's field in the applied definitions."""
+    return f"{saga_type}:{version}"
+
+
+def definition_sagas_key(namespace: str, saga_type: str, version: int) -> str:
+    """The sagas that may still need one definition version (not completed or
+    compensated): while it has any, the version cannot be deleted."""
+    return f"{namespace}:definition:{saga_type}:{version}:sagas"
+
+
 AppendOutcome = Literal["appended", "duplicate"]
 
 
@@ -173,8 +206,10 @@ class RedisSagaStore:
         base = f"{self._ns}:saga:{{{saga_id}}}"
         return SagaKeys(f"{base}:state", f"{base}:events", f"{base}:applied", f"{base}:outbox")
 
-    async def create(self, decision: Decision, *, marker: int) -> bool:
-        """Store a new saga's first events and commands, and index it; raises SagaExists.
+    async def create(self, decision: Decision, *, marker: int, applied: bool = False) -> bool:
+        """Store a new saga's first events and commands, and index it; raises SagaExists,
+        or NoSuchDefinition if `applied` (its definition version was applied, not built
+        in) and that version is not there (any more).
 
         Safe to repeat (a retried call whose first answer was lost, or two front doors
         given one idempotency key): the start is recorded as applied, so a second
@@ -188,6 +223,9 @@ class RedisSagaStore:
                 applied_id=f"start:{state.saga_id}",
                 marker=marker,
                 created=repr(state.created_at.timestamp()),
+                definition=definition_field(state.saga_type, state.definition_version)
+                if applied
+                else "",
             )
         except VersionConflict:
             raise SagaExists(state.saga_id) from None
@@ -215,6 +253,7 @@ class RedisSagaStore:
         applied_id: str | None,
         marker: int,
         created: str = "",
+        definition: str = "",
     ) -> AppendOutcome:
         state = decision.state
         keys = [
@@ -226,6 +265,8 @@ class RedisSagaStore:
             self.timers.data_key,
             self.index_key,
             self.customer_key(state.customer),
+            definition_sagas_key(self._ns, state.saga_type, state.definition_version),
+            definitions_key(self._ns),
         ]
         args: list[Any] = [
             expected_version,
@@ -240,6 +281,7 @@ class RedisSagaStore:
             len(decision.commands),
             len(decision.timers),
             len(decision.cancelled_timers),
+            definition,
             *(r.model_dump_json() for r in decision.records),
         ]
         for command in decision.commands:
@@ -251,6 +293,8 @@ class RedisSagaStore:
         status = status.decode() if isinstance(status, bytes) else status
         if status == "conflict":
             raise VersionConflict(state.saga_id, expected_version, int(version))
+        if status == "no_definition":
+            raise NoSuchDefinition(state.saga_type, state.definition_version)
         return "duplicate" if status == "duplicate" else "appended"
 
     async def load(self, saga_id: str) -> SagaState | None:

@@ -25,3 +25,22 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {within}s; last value: {value!r}")
         await asyncio.sleep(every)
+
+
+def eventually_sync(
+    probe: Callable[[], T],
+    *,
+    until: Callable[[T], bool] = bool,
+    within: float = 15.0,
+    every: float = 0.05,
+    what: str = "the condition",
+) -> T:
+    """`eventually` for a probe that is not async (an HTTP call with httpx, a CLI run)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = probe()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {within}s; last value: {value!r}")
+        time.sleep(every)

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
@@ -14,11 +14,13 @@ from redis.exceptions import RedisError
 
 from contracts.envelope import trace_id_of, traceparent
 from contracts.messages import OrderItem
-from saga.api.auth import AuthClient, Caller, current_caller
+from saga.api import catalog
+from saga.api.auth import AuthClient, Caller
+from saga.api.deps import CallerDep, LimitedCaller, registry_of
 from saga.api.idempotency import KEY_TTL, MAX_KEY_LENGTH, IdempotencyKeys, KeyReused
-from saga.api.limits import BodySizeLimit, Rate, RateLimited, RateLimiter, retry_after
+from saga.api.limits import BodySizeLimit, Rate, RateLimiter
 from saga.api.schemas import CreateOrderRequest, SagaAccepted, SagaLinks, errors
-from saga.bootstrap import DEFINITIONS, definitions, transport_for
+from saga.bootstrap import registry_for, transport_for
 from saga.clock import new_id
 from saga.connections import redis_client
 from saga.core.decide import CancelSaga, cancellable
@@ -31,8 +33,6 @@ from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.transport import INFRASTRUCTURE_ERRORS, Transport
 from saga.views import EventView, SagaView, saga_view
-
-CallerDep = Annotated[Caller, Depends(current_caller)]
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,6 @@ class Parts:
 
 def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     """The API, wired from settings; connections open when the app starts."""
-    sagas = definitions(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,29 +86,19 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         dispatcher = Dispatcher(store, app.state.transport)
         app.state.dispatcher = dispatcher
         app.state.store = store
-        app.state.starter = SagaStarter(store, dispatcher)
-        app.state.orchestrator = Orchestrator(store, dispatcher, sagas)
+        registry = app.state.registry = registry_for(app.state.redis, settings)
+        app.state.starter = SagaStarter(store, dispatcher, builtin=registry.is_builtin)
+        app.state.orchestrator = Orchestrator(store, dispatcher, registry)
 
     app = FastAPI(
         title="saga front door",
         version="0.1.0",
-        description="Places orders as sagas over stock, payment and order services.",
+        description="Starts sagas (orders, and any registered saga type) and shows them to their owners.",
         lifespan=lifespan,
     )
 
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-
-    async def limited(caller: CallerDep, request: Request) -> Caller:
-        """The caller, within their rate limit for writes (429 past it)."""
-        try:
-            await request.app.state.limiter.take(caller.email)
-        except RateLimited as exc:
-            raise HTTPException(
-                429, str(exc), headers={"Retry-After": retry_after(exc.retry_after)}
-            ) from None
-        return caller
-
-    LimitedCaller = Annotated[Caller, Depends(limited)]
+    app.include_router(catalog.router)
 
     @app.exception_handler(RedisError)
     async def store_down(_: Request, exc: RedisError) -> JSONResponse:
@@ -171,7 +160,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         trace_id = trace_id_of(request.headers.get("traceparent")) or new_id()
         try:
             state = await starter.start(
-                sagas["order"],
+                await registry_of(request).latest("order"),
                 customer=caller.email,
                 saga_input=order,
                 trace_id=trace_id,
@@ -185,6 +174,10 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         response.headers["Location"] = link
         response.headers["traceparent"] = traceparent(trace_id, new_id()[:16])
         return SagaAccepted(saga_id=state.saga_id, status=state.status, links=SagaLinks(self=link))
+
+    async def view_of(state: SagaState, request: Request) -> SagaView:
+        definition = await registry_of(request).get(state.saga_type, state.definition_version)
+        return saga_view(state, definition)
 
     async def visible_saga(saga_id: str, caller: Caller, request: Request) -> SagaState:
         store: RedisSagaStore = request.app.state.store
@@ -205,12 +198,12 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         store: RedisSagaStore = request.app.state.store
         customer = None if caller.is_admin else caller.email
         states = await store.find(status=status, customer=customer, limit=limit)
-        return [saga_view(s, DEFINITIONS.get(s.saga_type)) for s in states]
+        return [await view_of(s, request) for s in states]
 
     @app.get("/sagas/{saga_id}", response_model=SagaView, responses=errors(401, 404, 503))
     async def get_saga(saga_id: str, caller: CallerDep, request: Request) -> SagaView:
         state = await visible_saga(saga_id, caller, request)
-        return saga_view(state, DEFINITIONS.get(state.saga_type))
+        return await view_of(state, request)
 
     @app.get(
         "/sagas/{saga_id}/events",
@@ -231,7 +224,8 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     async def cancel_saga(saga_id: str, caller: LimitedCaller, request: Request) -> SagaView:
         """Stop a running saga: what it did is undone, and it ends `compensated`."""
         state = await visible_saga(saga_id, caller, request)
-        if not cancellable(sagas[state.saga_type], state):
+        definition = await registry_of(request).get(state.saga_type, state.definition_version)
+        if definition is None or not cancellable(definition, state):
             raise HTTPException(409, _not_cancellable(state))
         orchestrator: Orchestrator = request.app.state.orchestrator
         applied = await orchestrator.apply(
@@ -240,7 +234,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         if applied.outcome == "nothing_to_do" and applied.state is not None:
             raise HTTPException(409, _not_cancellable(applied.state))
         after = await visible_saga(saga_id, caller, request)
-        return saga_view(after, DEFINITIONS.get(after.saga_type))
+        return await view_of(after, request)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from contracts.envelope import first_error
 from contracts.topology import Participant
-from saga.cli import bench, data, demo, ops, sagas
+from saga.cli import bench, data, definitions, demo, ops, sagas
 from saga.cli.output import CliError, Json, fail, settings
 from saga.cli.up import up
 
@@ -37,6 +37,8 @@ app.command("up", help="Run the whole system on local servers, one child process
 app.command("replay", help="Resume failed sagas once the cause is fixed.")(ops.replay)
 app.add_typer(ops.dlq_app, name="dlq")
 app.command("bench", help="Measure order sagas on the real servers.")(bench.bench)
+app.add_typer(definitions.definitions_app, name="definitions")
+app.command("start", help="Start a saga of any registered type.")(definitions.start)
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 

@@ -8,11 +8,12 @@ import typer
 from rich.table import Table
 
 from contracts.topology import Topology
-from saga.bootstrap import definitions, transport_for
+from saga.bootstrap import registry_for, transport_for
 from saga.cli.output import CliError, Json, console, print_json, settings
 from saga.clock import new_id
 from saga.connections import redis_client
 from saga.core.decide import OutgoingCommand, ReplaySaga, decide
+from saga.core.definition import SagaDefinition
 from saga.core.state import SagaState
 from saga.deadletters import DeadLetterQueue, ParkedMessage
 from saga.logs import configure_logging
@@ -63,6 +64,12 @@ def replay(
             out.print(f"saga {r['saga_id']}: sent {sends or 'nothing'}; now {r['status']}")
 
 
+def _known(found: dict[tuple[str, int], SagaDefinition | None], state: SagaState) -> SagaDefinition:
+    definition = found[(state.saga_type, state.definition_version)]
+    assert definition is not None, "unknown definitions were refused above"
+    return definition
+
+
 async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> list[dict[str, Any]]:
     redis = redis_client(config)
     transport = transport_for(config, "cli")
@@ -77,13 +84,15 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
             targets = [state]
         else:
             targets = await store.find(status="failed", limit=MAX_REPLAY)
-        sagas = definitions(config)
-        unknown = sorted({s.saga_type for s in targets} - set(sagas))
+        registry = registry_for(redis, config)
+        sagas = {(s.saga_type, s.definition_version) for s in targets}
+        found = {key: await registry.get(*key) for key in sagas}
+        unknown = sorted(f"{t} v{v}" for (t, v), d in found.items() if d is None)
         if unknown:
-            raise CliError(f"no saga definition for type(s) {', '.join(unknown)}")
+            raise CliError(f"no saga definition {', '.join(unknown)}")
         if dry_run:
             return [
-                _result(state, _replay_decision(sagas[state.saga_type], state)) for state in targets
+                _result(state, _replay_decision(_known(found, state), state)) for state in targets
             ]
         try:
             await transport.connect()
@@ -93,7 +102,7 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
                 file=sys.stderr,
             )
         dispatcher = Dispatcher(store, transport)
-        orchestrator = Orchestrator(store, dispatcher, sagas)
+        orchestrator = Orchestrator(store, dispatcher, registry)
         results = []
         for state in targets:
             applied = await orchestrator.apply(

@@ -1,16 +1,17 @@
 """The operator's view of sagas: list them, show one with its history and timings."""
 
 from datetime import datetime
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, cast, get_args
 
 import typer
 from redis.asyncio import Redis
 from rich.table import Table
 
-from saga.bootstrap import DEFINITIONS
+from saga.bootstrap import registry_for
 from saga.cli.output import CliError, Json, console, print_json, with_redis
 from saga.core.events import EventRecord
 from saga.core.state import SagaState, SagaStatus
+from saga.registry import DefinitionRegistry
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.views import saga_view
@@ -29,13 +30,18 @@ def list_sagas(
     if status is not None and status not in _STATUSES:
         raise CliError(f"unknown status {status!r}; one of {', '.join(_STATUSES)}", usage=True)
 
-    async def work(redis: Redis, settings: Settings) -> list[SagaState]:
-        return await RedisSagaStore(redis, settings.namespace).find(status=status, limit=limit)
+    async def work(redis: Redis, settings: Settings) -> list[dict[str, Any]] | list[SagaState]:
+        states = await RedisSagaStore(redis, settings.namespace).find(status=status, limit=limit)
+        if not json_out:
+            return states
+        registry = registry_for(redis, settings)
+        return [await _operator_view(s, registry) for s in states]
 
-    states = with_redis(work)
+    found = with_redis(work)
     if json_out:
-        print_json([_operator_view(s) for s in states])
+        print_json(found)
         return
+    states = cast(list[SagaState], found)
     table = Table("saga", "type", "status", "reason", "customer", "steps", "created")
     for s in states:
         steps = " ".join(f"{st.name}:{st.status}" for st in s.steps)
@@ -57,15 +63,20 @@ def show_saga(
 ) -> None:
     """Show a saga's state and its event history with timings."""
 
-    async def work(redis: Redis, settings: Settings) -> tuple[SagaState | None, list[EventRecord]]:
+    async def work(
+        redis: Redis, settings: Settings
+    ) -> tuple[SagaState | None, list[EventRecord], dict[str, Any]]:
         store = RedisSagaStore(redis, settings.namespace)
-        return await store.load(saga_id), await store.events(saga_id)
+        state = await store.load(saga_id)
+        if state is None:
+            return None, [], {}
+        view = await _operator_view(state, registry_for(redis, settings))
+        return state, await store.events(saga_id), view
 
-    state, records = with_redis(work)
+    state, records, view = with_redis(work)
     if state is None:
         raise CliError(f"no saga {saga_id!r}")
     if json_out:
-        view = _operator_view(state)
         view["timeline"] = [
             {
                 **row,
@@ -79,7 +90,7 @@ def show_saga(
         return
     out = console()
     out.print(
-        f"saga {state.saga_id} ({state.saga_type}) — {state.status}"
+        f"saga {state.saga_id} ({state.saga_type} v{state.definition_version}) — {state.status}"
         + (f", reason: {state.reason}" if state.reason else "")
     )
     out.print(
@@ -172,10 +183,11 @@ def timeline_rows(state: SagaState) -> list[dict[str, Any]]:
     return rows
 
 
-def _operator_view(state: SagaState) -> dict[str, Any]:
-    """The customer's view of a saga, plus who the customer is."""
-    view = saga_view(state, DEFINITIONS.get(state.saga_type)).model_dump(mode="json")
-    return {**view, "customer": state.customer}
+async def _operator_view(state: SagaState, registry: DefinitionRegistry) -> dict[str, Any]:
+    """The customer's view of a saga, plus who the customer is and its definition version."""
+    definition = await registry.get(state.saga_type, state.definition_version)
+    view = saga_view(state, definition).model_dump(mode="json")
+    return {**view, "customer": state.customer, "definition_version": state.definition_version}
 
 
 def _ms(start: datetime | None, end: datetime | None) -> str:

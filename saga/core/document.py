@@ -145,6 +145,10 @@ class DefinitionSpec(_Spec):
     # What to show of a saga (`saga show`, the API): name -> template; a path that
     # leads nowhere yet shows as null.
     summary: dict[str, str] = Field(default_factory=dict)
+    # Who may start sagas of this type through `POST /sagas` (admins always may).
+    roles: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]] = Field(
+        default_factory=lambda: ["admin"], max_length=20
+    )
 
 
 class DefinitionError(ValueError):

@@ -2,12 +2,12 @@
 
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
 from saga.core.definition import SagaDefinition
-from saga.core.document import DefinitionError, compile_definition, read_definition
+from saga.core.document import DefinitionError, DefinitionSpec, compile_definition, read_definition
 
 
 def parse_document(text: str, *, source: str) -> Any:
@@ -15,31 +15,45 @@ def parse_document(text: str, *, source: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise DefinitionError(f"{source}: not YAML or JSON: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DefinitionError(f"{source}: not YAML or JSON: {problem}{where}") from None
 
 
-def load_text(text: str, *, source: str = "the document") -> SagaDefinition:
-    """Read, validate and compile a definition document."""
+def read_text(text: str, *, source: str = "the document") -> DefinitionSpec:
+    """Read and validate a definition document (not yet compiled)."""
+    document = parse_document(text, source=source)
     try:
-        return compile_definition(read_definition(parse_document(text, source=source)))
+        return read_definition(document)
     except DefinitionError as exc:
         raise DefinitionError(f"{source}: {exc}") from None
 
 
-def load_file(path: Path) -> SagaDefinition:
-    """Read, validate and compile a definition file (YAML or JSON)."""
+def read_file(path: Path) -> DefinitionSpec:
+    """Read and validate a definition file (YAML or JSON)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DefinitionError(f"cannot read {path}: {exc.strerror}") from None
-    return load_text(text, source=str(path))
+    return read_text(text, source=str(path))
 
 
-def builtin(name: str) -> SagaDefinition:
-    """A definition that ships with the engine (`saga/definitions/NAME.yaml`)."""
-    return load_text(
-        (files(__package__) / f"{name}.yaml").read_text(encoding="utf-8"), source=f"{name}.yaml"
-    )
+def load_text(text: str, *, source: str = "the document") -> SagaDefinition:
+    """Read, validate and compile a definition document."""
+    spec = read_text(text, source=source)
+    try:
+        return compile_definition(spec)
+    except DefinitionError as exc:
+        raise DefinitionError(f"{source}: {exc}") from None
 
 
-ORDER_SAGA = builtin("order")
+def _builtin(name: str) -> tuple[SagaDefinition, DefinitionSpec]:
+    text = (files(__package__) / f"{name}.yaml").read_text(encoding="utf-8")
+    spec = read_text(text, source=f"{name}.yaml")
+    return compile_definition(spec), spec
+
+
+# The definitions that ship with the engine: name -> (definition, its document).
+BUILTINS: Final = {"order": _builtin("order")}
+ORDER_SAGA: Final = BUILTINS["order"][0]

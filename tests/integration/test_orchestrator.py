@@ -11,10 +11,11 @@ from redis.asyncio import Redis
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
 from saga.clock import marker_of, utc_now
-from saga.definitions import ORDER_SAGA
+from saga.definitions import BUILTINS, ORDER_SAGA
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
+from saga.registry import DefinitionRegistry
 from saga.store import RedisSagaStore
 from saga.transport import PUBLISH_ERRORS, DeadLetter, Delivery
 from tests.servers import RABBITMQ_URL
@@ -49,7 +50,12 @@ def orchestrator(
     store: RedisSagaStore, transport: RabbitTransport, dispatcher: Dispatcher | None = None
 ) -> Orchestrator:
     dispatcher = dispatcher or Dispatcher(store, transport)
-    return Orchestrator(store, dispatcher, {ORDER_SAGA.name: ORDER_SAGA})
+    return Orchestrator(store, dispatcher, builtins(store))
+
+
+def builtins(store: RedisSagaStore) -> DefinitionRegistry:
+    """The definitions that ship with the engine, nothing applied."""
+    return DefinitionRegistry(store._redis, store._ns, builtins=BUILTINS)
 
 
 async def take(
@@ -93,7 +99,7 @@ async def test_a_reply_applied_but_never_published_is_published_when_it_comes_ag
     store: RedisSagaStore, transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
 ) -> None:
     reserve = await started(store, transport, amqp)
-    crashing = Orchestrator(store, CrashingDispatcher(store, transport), {"order": ORDER_SAGA})
+    crashing = Orchestrator(store, CrashingDispatcher(store, transport), builtins(store))
     with pytest.raises(Crash):
         await crashing.handle(reply_to(reserve))
     # The decision is durable, its command waits in the outbox, nothing was published.

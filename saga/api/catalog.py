@@ -1,0 +1,188 @@
+"""Saga types over HTTP: register definitions (admins), list them, start any saga type."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from contracts.envelope import trace_id_of, traceparent
+from saga.api.deps import CallerDep, LimitedCaller, registry_of
+from saga.api.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, KeyReused
+from saga.api.schemas import SagaAccepted, SagaLinks, errors
+from saga.clock import new_id
+from saga.core.definition import InputError
+from saga.core.document import DefinitionError, DefinitionSpec, read_definition
+from saga.orchestrator import SagaStarter
+from saga.registry import DefinitionConflict
+from saga.store import NoSuchDefinition
+from saga.transport import INFRASTRUCTURE_ERRORS
+
+router = APIRouter()
+
+
+class DefinitionEntry(BaseModel):
+    name: str
+    latest: int
+    versions: list[int]
+    builtin: list[int]
+    description: str | None
+    # Whether the caller may start sagas of this type (its latest version).
+    can_start: bool
+
+
+class Applied(BaseModel):
+    name: str
+    version: int
+    outcome: str
+
+
+class StartSaga(BaseModel):
+    """A saga of any registered type, on its latest version."""
+
+    type: str = Field(min_length=1, max_length=64)
+    input: dict[str, Any]
+
+
+def may_start(spec: DefinitionSpec, roles: tuple[str, ...]) -> bool:
+    """Admins may start any saga; others those whose definition names one of their roles."""
+    return "admin" in roles or bool(set(spec.roles) & set(roles))
+
+
+@router.post(
+    "/definitions",
+    status_code=201,
+    response_model=Applied,
+    responses={
+        200: {"model": Applied, "description": "that version exists with this content"},
+        **errors(401, 403, 409, 413, 422, 503),
+    },
+)
+async def apply_definition(
+    document: dict[str, Any], caller: LimitedCaller, request: Request, response: Response
+) -> Applied:
+    """Register a definition document as a new version (admins only)."""
+    if not caller.is_admin:
+        raise HTTPException(403, "only admins register saga definitions")
+    try:
+        spec = read_definition(document)
+        outcome = await registry_of(request).apply(spec)
+    except DefinitionError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except DefinitionConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    if outcome == "unchanged":
+        response.status_code = 200
+    return Applied(name=spec.name, version=spec.version, outcome=outcome)
+
+
+@router.get("/definitions", response_model=list[DefinitionEntry], responses=errors(401, 503))
+async def list_definitions(caller: CallerDep, request: Request) -> list[DefinitionEntry]:
+    """Every saga type, its versions, and whether the caller may start it."""
+    registry = registry_of(request)
+    listed = []
+    for entry in await registry.entries():
+        spec = await registry.document(entry.name, entry.latest)
+        if spec is None:
+            continue  # deleted meanwhile
+        listed.append(
+            DefinitionEntry(
+                name=entry.name,
+                latest=entry.latest,
+                versions=list(entry.versions),
+                builtin=list(entry.builtin),
+                description=spec.description,
+                can_start=may_start(spec, caller.roles),
+            )
+        )
+    return listed
+
+
+@router.get("/definitions/{name}", response_model=DefinitionSpec, responses=errors(401, 404, 503))
+async def get_definition(
+    name: str,
+    caller: CallerDep,
+    request: Request,
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> DefinitionSpec:
+    """A definition version's document (default: the latest)."""
+    registry = registry_of(request)
+    if version is None:
+        entry = await registry.entry(name)
+        if entry is None:
+            raise HTTPException(404, f"no saga definition {name}")
+        version = entry.latest
+    spec = await registry.document(name, version)
+    if spec is None:
+        raise HTTPException(404, f"no saga definition {name} version {version}")
+    return spec
+
+
+@router.post(
+    "/sagas",
+    status_code=202,
+    response_model=SagaAccepted,
+    responses={
+        200: {"model": SagaAccepted, "description": "seen before: the same saga"},
+        **errors(401, 403, 404, 413, 422, 429, 503),
+    },
+)
+async def start_saga(
+    body: StartSaga,
+    caller: LimitedCaller,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=MAX_KEY_LENGTH,
+            pattern=r"^[\x21-\x7e]+$",
+            description="The same key with the same body starts one saga, "
+            "answered 202 the first time and 200 after, for 24 hours.",
+        ),
+    ] = None,
+) -> SagaAccepted:
+    """Start a saga of any type the caller may start; the caller is its customer."""
+    registry = registry_of(request)
+    try:
+        definition = await registry.latest(body.type)
+    except NoSuchDefinition as exc:
+        raise HTTPException(404, str(exc)) from None
+    spec = await registry.document(definition.name, definition.version)
+    if spec is None or not may_start(spec, caller.roles):
+        raise HTTPException(403, f"this caller may not start {body.type} sagas")
+    try:
+        definition.check_input(body.input)  # before a key is claimed for it
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    saga_id: str | None = None
+    if idempotency_key is not None:
+        keys: IdempotencyKeys = request.app.state.keys
+        try:
+            claim = await keys.claim(caller.email, idempotency_key, body.model_dump(mode="json"))
+        except KeyReused as exc:
+            raise HTTPException(422, str(exc)) from None
+        saga_id = claim.saga_id
+        if not claim.first:
+            response.status_code = 200
+    starter: SagaStarter = request.app.state.starter
+    trace_id = trace_id_of(request.headers.get("traceparent")) or new_id()
+    try:
+        state = await starter.start(
+            definition,
+            customer=caller.email,
+            saga_input=body.input,
+            trace_id=trace_id,
+            saga_id=saga_id,
+        )
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except NoSuchDefinition as exc:  # deleted between the lookup and the start
+        raise HTTPException(404, str(exc)) from None
+    except INFRASTRUCTURE_ERRORS as exc:
+        raise HTTPException(503, f"saga store unavailable: {type(exc).__name__}") from exc
+    link = f"/sagas/{state.saga_id}"
+    response.headers["Location"] = link
+    response.headers["traceparent"] = traceparent(trace_id, new_id()[:16])
+    return SagaAccepted(saga_id=state.saga_id, status=state.status, links=SagaLinks(self=link))

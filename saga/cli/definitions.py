@@ -1,0 +1,180 @@
+"""`saga definitions ...` and `saga start`: register saga types, and start any of them."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from redis.asyncio import Redis
+from rich.table import Table
+
+from saga.bootstrap import registry_for, transport_for
+from saga.cli.output import CliError, Json, console, print_json, with_redis
+from saga.core.definition import InputError
+from saga.core.document import DefinitionError
+from saga.definitions import read_file
+from saga.logs import configure_logging
+from saga.orchestrator import SagaStarter
+from saga.outbox import Dispatcher
+from saga.registry import DefinitionConflict, DefinitionInUse
+from saga.settings import Settings
+from saga.store import NoSuchDefinition, RedisSagaStore
+from saga.transport import INFRASTRUCTURE_ERRORS
+
+definitions_app = typer.Typer(help="Register saga types and their versions.", no_args_is_help=True)
+
+Name = Annotated[str, typer.Argument(metavar="NAME", help="The saga type.")]
+REFUSED = (DefinitionError, DefinitionConflict, DefinitionInUse, NoSuchDefinition, InputError)
+
+
+def _run(work: Any) -> Any:
+    try:
+        return with_redis(work)
+    except REFUSED as exc:
+        raise CliError(str(exc)) from None
+
+
+@definitions_app.command("apply")
+def apply(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="A definition, YAML or JSON.")],
+    json_out: Json = False,
+) -> None:
+    """Check a definition document and register it as a new version."""
+    try:
+        spec = read_file(file)
+    except DefinitionError as exc:
+        raise CliError(str(exc)) from None
+
+    async def work(redis: Redis, settings: Settings) -> str:
+        return await registry_for(redis, settings).apply(spec)
+
+    outcome = _run(work)
+    result = {"name": spec.name, "version": spec.version, "outcome": outcome}
+    if json_out:
+        print_json(result)
+    else:
+        what = "registered" if outcome == "created" else "already registered, unchanged"
+        console().print(f"{spec.name} version {spec.version}: {what}")
+
+
+@definitions_app.command("list")
+def list_definitions(json_out: Json = False) -> None:
+    """Every saga type, with its versions (the latest is the one new sagas start on)."""
+
+    async def work(redis: Redis, settings: Settings) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": e.name,
+                "versions": list(e.versions),
+                "latest": e.latest,
+                "builtin": list(e.builtin),
+            }
+            for e in await registry_for(redis, settings).entries()
+        ]
+
+    found = _run(work)
+    if json_out:
+        print_json(found)
+        return
+    table = Table("type", "latest", "versions", "built in")
+    for e in found:
+        table.add_row(
+            e["name"],
+            str(e["latest"]),
+            ", ".join(map(str, e["versions"])),
+            ", ".join(map(str, e["builtin"])),
+        )
+    console().print(table)
+
+
+@definitions_app.command("show")
+def show(
+    name: Name,
+    version: Annotated[int | None, typer.Option(min=1, help="Default: the latest.")] = None,
+) -> None:
+    """Print a definition version's document (JSON)."""
+
+    async def work(redis: Redis, settings: Settings) -> dict[str, Any]:
+        registry = registry_for(redis, settings)
+        chosen = version
+        if chosen is None:
+            entry = await registry.entry(name)
+            if entry is None:
+                raise NoSuchDefinition(name)
+            chosen = entry.latest
+        spec = await registry.document(name, chosen)
+        if spec is None:
+            raise NoSuchDefinition(name, chosen)
+        return spec.model_dump(mode="json")
+
+    print_json(_run(work))
+
+
+@definitions_app.command("delete")
+def delete(
+    name: Name,
+    version: Annotated[int, typer.Option(min=1, help="The version to delete.")],
+) -> None:
+    """Delete an applied version that no saga may still need."""
+
+    async def work(redis: Redis, settings: Settings) -> None:
+        await registry_for(redis, settings).delete(name, version)
+
+    _run(work)
+    console().print(f"{name} version {version}: deleted")
+
+
+def start(
+    saga_type: Annotated[str, typer.Argument(metavar="TYPE", help="The saga type.")],
+    input_json: Annotated[
+        str, typer.Option("--input", metavar="JSON", help="The saga's input, a JSON object.")
+    ],
+    customer: Annotated[str, typer.Option(help="Whose saga it is (its customer).")] = "operator",
+    json_out: Json = False,
+) -> None:
+    """Start a saga of any registered type, on its latest version."""
+    try:
+        saga_input = json.loads(input_json)
+    except json.JSONDecodeError as exc:
+        raise CliError(
+            f"--input is not JSON: {exc.msg} at character {exc.pos}", usage=True
+        ) from None
+    if not isinstance(saga_input, dict):
+        raise CliError("--input must be a JSON object", usage=True)
+
+    async def work(redis: Redis, settings: Settings) -> dict[str, Any]:
+        configure_logging(settings.model_copy(update={"log_level": "warning"}))
+        registry = registry_for(redis, settings)
+        store = RedisSagaStore(redis, settings.namespace)
+        transport = transport_for(settings, "cli")
+        try:
+            try:
+                await transport.connect()
+            except INFRASTRUCTURE_ERRORS:
+                print(
+                    "saga: RabbitMQ unreachable; the orchestrator's relay will send the first command",
+                    file=sys.stderr,
+                )
+            dispatcher = Dispatcher(store, transport)
+            starter = SagaStarter(store, dispatcher, builtin=registry.is_builtin)
+            state = await starter.start(
+                await registry.latest(saga_type), customer=customer, saga_input=saga_input
+            )
+            await dispatcher.settle()
+        finally:
+            await transport.close()
+        return {
+            "saga_id": state.saga_id,
+            "type": state.saga_type,
+            "version": state.definition_version,
+            "status": state.status,
+        }
+
+    result = _run(work)
+    if json_out:
+        print_json(result)
+    else:
+        console().print(
+            f"saga {result['saga_id']} ({result['type']} v{result['version']}): {result['status']}"
+        )

@@ -1,0 +1,229 @@
+"""The definitions a namespace runs: those built in, and those applied to Redis.
+
+A definition version never changes once applied: applying the same document again is a
+no-op, applying a different one under the same version is refused. New sagas start on
+the latest version of their type; a running saga keeps the version it started with to
+its end, whatever is applied meanwhile. A version can be deleted only once no saga that
+may still need it is left (none running, compensating or failed): the delete and every
+start check each other in one Redis script each, so no saga ever starts on a version
+being deleted.
+"""
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol, cast
+
+from redis.asyncio import Redis
+
+from saga.core.definition import SagaDefinition
+from saga.core.document import DefinitionError, DefinitionSpec, compile_definition
+from saga.store import NoSuchDefinition, definition_field, definition_sagas_key, definitions_key
+
+# KEYS: applied definitions (field -> json), the type's versions (zset), all types (set).
+# ARGV: field, json, version, type. Returns 'created', 'unchanged' or 'conflict'.
+_APPLY: Final = """
+local found = redis.call('HGET', KEYS[1], ARGV[1])
+if found then
+  return found == ARGV[2] and 'unchanged' or 'conflict'
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[4])
+return 'created'
+"""
+
+# KEYS: applied definitions, the type's versions, all types, the version's sagas.
+# ARGV: field, version, type. Returns {'deleted'|'absent'|'in_use', count of sagas}.
+_DELETE: Final = """
+local users = redis.call('SCARD', KEYS[4])
+if users > 0 then
+  return {'in_use', users}
+end
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  return {'absent', 0}
+end
+redis.call('ZREM', KEYS[2], ARGV[2])
+if redis.call('ZCARD', KEYS[2]) == 0 then
+  redis.call('SREM', KEYS[3], ARGV[3])
+end
+return {'deleted', 0}
+"""
+
+Adjust = Callable[[SagaDefinition], SagaDefinition]
+
+
+class Definitions(Protocol):
+    """Where the orchestrator finds the definition version a saga runs."""
+
+    async def get(self, saga_type: str, version: int) -> SagaDefinition | None:
+        """The definition, or None if there is no such version."""
+
+
+class DefinitionConflict(Exception):
+    """That version of that saga type exists with other content (versions never change)."""
+
+
+class DefinitionInUse(Exception):
+    """Sagas that may still need the version exist; it cannot be deleted."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One saga type as listed: its versions, the latest, and whether it is built in."""
+
+    name: str
+    versions: tuple[int, ...]
+    builtin: tuple[int, ...]
+
+    @property
+    def latest(self) -> int:
+        """The version new sagas start on."""
+        return max(self.versions)
+
+
+def _identity(definition: SagaDefinition) -> SagaDefinition:
+    return definition
+
+
+class DefinitionRegistry:
+    """The built-in definitions and those applied to one namespace's Redis.
+
+    Compiled definitions are kept once read: a version never changes, so no reader
+    ever holds a stale one. `adjust` applies the operator's timeout and retry
+    overrides to every definition it hands out.
+    """
+
+    def __init__(
+        self,
+        redis: "Redis",
+        namespace: str,
+        *,
+        builtins: Mapping[str, tuple[SagaDefinition, DefinitionSpec]],
+        adjust: Adjust = _identity,
+    ) -> None:
+        self._redis = redis
+        self._ns = namespace
+        self._builtins = dict(builtins)
+        self._adjust = adjust
+        self._compiled: dict[tuple[str, int], SagaDefinition] = {
+            (d.name, d.version): adjust(d) for d, _ in builtins.values()
+        }
+        self._documents: dict[tuple[str, int], DefinitionSpec] = {}
+        self._apply_script = redis.register_script(_APPLY)
+        self._delete_script = redis.register_script(_DELETE)
+        self._types_key = f"{namespace}:definition-types"
+
+    def _versions_key(self, saga_type: str) -> str:
+        return f"{self._ns}:definition:{saga_type}:versions"
+
+    def is_builtin(self, saga_type: str, version: int) -> bool:
+        """Whether this version ships with the engine (it is never stored, nor deleted)."""
+        builtin = self._builtins.get(saga_type)
+        return builtin is not None and builtin[0].version == version
+
+    async def apply(self, spec: DefinitionSpec) -> Literal["created", "unchanged"]:
+        """Store a new version (compiled first: a broken document is refused with
+        DefinitionError); raises DefinitionConflict if the version exists otherwise."""
+        compile_definition(spec)
+        document = _canonical(spec)
+        if self.is_builtin(spec.name, spec.version):
+            if document == _canonical(self._builtins[spec.name][1]):
+                return "unchanged"
+            raise DefinitionConflict(f"{spec.name} version {spec.version} is built in")
+        outcome = await self._apply_script(
+            keys=[definitions_key(self._ns), self._versions_key(spec.name), self._types_key],
+            args=[definition_field(spec.name, spec.version), document, spec.version, spec.name],
+        )
+        outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+        if outcome == "conflict":
+            raise DefinitionConflict(
+                f"{spec.name} version {spec.version} exists with other content; "
+                "apply the change as a new version"
+            )
+        return "created" if outcome == "created" else "unchanged"
+
+    async def get(self, saga_type: str, version: int) -> SagaDefinition | None:
+        """A definition version, or None if there is no such version."""
+        found = self._compiled.get((saga_type, version))
+        if found is not None:
+            return found
+        spec = await self.document(saga_type, version)
+        if spec is None:
+            return None
+        definition = self._adjust(compile_definition(spec))
+        self._compiled[(saga_type, version)] = definition
+        return definition
+
+    async def latest(self, saga_type: str) -> SagaDefinition:
+        """The version new sagas of this type start on; raises NoSuchDefinition."""
+        entry = await self.entry(saga_type)
+        if entry is None:
+            raise NoSuchDefinition(saga_type)
+        definition = await self.get(saga_type, entry.latest)
+        if definition is None:  # deleted since it was listed
+            raise NoSuchDefinition(saga_type, entry.latest)
+        return definition
+
+    async def document(self, saga_type: str, version: int) -> DefinitionSpec | None:
+        """A version's document, as applied (or built in)."""
+        if self.is_builtin(saga_type, version):
+            return self._builtins[saga_type][1]
+        cached = self._documents.get((saga_type, version))
+        if cached is not None:
+            return cached
+        raw = await self._redis.hget(
+            definitions_key(self._ns), definition_field(saga_type, version)
+        )
+        if raw is None:
+            return None
+        try:
+            spec = DefinitionSpec.model_validate_json(raw)
+        except ValueError as exc:  # stored by a newer engine, or by hand
+            raise DefinitionError(f"stored {saga_type} version {version}: {exc}") from None
+        self._documents[(saga_type, version)] = spec
+        return spec
+
+    async def entry(self, saga_type: str) -> Entry | None:
+        """One saga type's versions, or None if it has none."""
+        raw = await self._redis.zrange(self._versions_key(saga_type), 0, -1)
+        stored = [int(cast(str, v)) for v in raw]
+        builtin = self._builtins.get(saga_type)
+        ours = (builtin[0].version,) if builtin else ()
+        versions = tuple(sorted({*stored, *ours}))
+        return Entry(saga_type, versions, ours) if versions else None
+
+    async def entries(self) -> list[Entry]:
+        """Every saga type, by name."""
+        names = {str(n) for n in await self._redis.smembers(self._types_key)} | set(self._builtins)
+        found = [await self.entry(n) for n in sorted(names)]
+        return [e for e in found if e is not None]
+
+    async def delete(self, saga_type: str, version: int) -> None:
+        """Delete an applied version; raises DefinitionInUse while any saga that may
+        still need it exists, NoSuchDefinition if there is no such applied version."""
+        if self.is_builtin(saga_type, version):
+            raise DefinitionConflict(f"{saga_type} version {version} is built in")
+        status, users = await self._delete_script(
+            keys=[
+                definitions_key(self._ns),
+                self._versions_key(saga_type),
+                self._types_key,
+                definition_sagas_key(self._ns, saga_type, version),
+            ],
+            args=[definition_field(saga_type, version), version, saga_type],
+        )
+        status = status.decode() if isinstance(status, bytes) else status
+        if status == "in_use":
+            raise DefinitionInUse(
+                f"{saga_type} version {version} is used by {users} saga(s) not yet "
+                "completed or compensated"
+            )
+        if status == "absent":
+            raise NoSuchDefinition(saga_type, version)
+        self._compiled.pop((saga_type, version), None)
+        self._documents.pop((saga_type, version), None)
+
+
+def _canonical(spec: DefinitionSpec) -> str:
+    return json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,173 @@
+"""Saga types as data, end to end: registered over HTTP and the CLI, started by type, and
+a new version applied while sagas of the old one are in flight."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from saga.definitions import BUILTINS
+from tests.e2e.shop import Shop, open_shop
+from tests.e2e.system import System
+from tests.waiting import eventually_sync
+
+ORDER_DOCUMENT: dict[str, Any] = BUILTINS["order"][1].model_dump(mode="json")
+
+
+def gift(version: int, *, pay: bool = True, roles: list[str] | None = None) -> dict[str, Any]:
+    """The order saga as another type, `gift`; when `pay` is false, without payment and
+    without confirming the sale (the reservation stays)."""
+    steps = json.loads(json.dumps(ORDER_DOCUMENT["steps"]))
+    if not pay:
+        steps[1]["when"] = "false"  # take_payment: always skipped
+        steps[3]["when"] = "false"  # confirm_stock too
+    return ORDER_DOCUMENT | {
+        "name": "gift",
+        "version": version,
+        "steps": steps,
+        "roles": roles or ["customer"],
+    }
+
+
+def post(system: System, token: str, path: str, body: Any) -> httpx.Response:
+    return httpx.post(
+        f"{system.api}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+
+
+def gift_input(shop: Shop) -> dict[str, Any]:
+    order = shop.body([("apple", 1)])
+    return {
+        "customer": shop.customer,
+        "vendor": order["vendor_email"],
+        "delivery_address": order["delivery_address"],
+        "items": [{"product_id": shop.products["apple"], "quantity": 1}],
+        "payment_method": "Credit Card",
+    }
+
+
+@pytest.fixture
+def admin(system: System) -> Shop:
+    return open_shop(system, role="admin")
+
+
+def test_a_new_version_changes_only_sagas_started_after_it(system: System, admin: Shop) -> None:
+    shop = open_shop(system)
+    assert post(system, admin.token, "/definitions", gift(1)).status_code == 201
+    # Version 1 sagas wait at take_payment while the payment service is frozen.
+    system.pause("payment")
+    try:
+        old = [
+            post(system, shop.token, "/sagas", {"type": "gift", "input": gift_input(shop)})
+            for _ in range(3)
+        ]
+        assert [r.status_code for r in old] == [202] * 3, [r.text for r in old]
+        old_ids = [r.json()["saga_id"] for r in old]
+        for saga_id in old_ids:
+            eventually_sync(
+                lambda s=saga_id: system.saga(shop.token, s).json()["steps"][1]["status"],
+                until=lambda status: status == "running",
+                what="take_payment running",
+            )
+        assert post(system, admin.token, "/definitions", gift(2, pay=False)).status_code == 201
+        new = [
+            post(system, shop.token, "/sagas", {"type": "gift", "input": gift_input(shop)})
+            for _ in range(2)
+        ]
+        new_ids = [r.json()["saga_id"] for r in new]
+        for saga_id in new_ids:  # version 2 needs no payment: done while payment sleeps
+            saga = system.wait_terminal(shop.token, saga_id)
+            assert saga["status"] == "completed"
+            statuses = [s["status"] for s in saga["steps"]]
+            assert statuses == ["succeeded", "skipped", "succeeded", "skipped"]
+    finally:
+        system.resume("payment")
+    for saga_id in old_ids:  # past the new version's change, they keep their own
+        saga = system.wait_terminal(shop.token, saga_id, within=30)
+        assert saga["status"] == "completed"
+        assert [s["status"] for s in saga["steps"]] == ["succeeded"] * 4
+    shown = {s["saga_id"]: s for s in system.cli_json("list", "--limit", "1000")}
+    assert {shown[s]["definition_version"] for s in old_ids} == {1}
+    assert {shown[s]["definition_version"] for s in new_ids} == {2}
+    charged = {e["saga_id"] for e in shop.account()["ledger"] if e["kind"] == "charge"}
+    assert charged == set(old_ids)  # only version 1 took payment
+    apple = shop.stock("apple")
+    assert (apple["sold"], apple["reserved"]) == (3, 2)
+
+
+def test_who_may_register_and_start_what(system: System, admin: Shop) -> None:
+    shop = open_shop(system)
+    refused = post(system, shop.token, "/definitions", gift(1))
+    assert refused.status_code == 403
+    staff_only = gift(1, roles=["admin"]) | {"name": "restock"}
+    assert post(system, admin.token, "/definitions", staff_only).status_code == 201
+    assert post(system, admin.token, "/definitions", staff_only).status_code == 200  # unchanged
+    changed = staff_only | {"description": "another text"}
+    conflict = post(system, admin.token, "/definitions", changed)
+    assert conflict.status_code == 409 and "new version" in conflict.json()["detail"]
+    body = {"type": "restock", "input": gift_input(shop)}
+    assert post(system, shop.token, "/sagas", body).status_code == 403
+    assert post(system, admin.token, "/sagas", body | {"input": {}}).status_code == 422
+    missing = post(system, shop.token, "/sagas", {"type": "nothing", "input": {}})
+    assert missing.status_code == 404
+    listed = {d["name"]: d for d in system.api_get(shop.token, "/definitions").json()}
+    assert listed["restock"]["can_start"] is False and listed["order"]["can_start"] is True
+    shown = system.api_get(shop.token, "/definitions/restock?version=1").json()
+    assert shown["roles"] == ["admin"]
+
+
+def test_a_document_that_is_not_a_definition_is_refused_with_its_place(
+    system: System, admin: Shop
+) -> None:
+    broken = gift(1) | {"name": "broken"}
+    broken["steps"] = [dict(broken["steps"][0], participant="warehouse")]
+    refused = post(system, admin.token, "/definitions", broken)
+    assert refused.status_code == 422
+    assert "steps.0.participant" in refused.json()["detail"]
+    reads_later = gift(1) | {"name": "broken"}
+    reads_later["steps"] = [
+        dict(
+            reads_later["steps"][0],
+            action={
+                **reads_later["steps"][0]["action"],
+                "input": {"items": "{{steps.create_order.result.items}}"},
+            },
+        ),
+        *reads_later["steps"][1:],
+    ]
+    refused = post(system, admin.token, "/definitions", reads_later)
+    assert refused.status_code == 422 and "not an earlier step" in refused.json()["detail"]
+
+
+def test_the_cli_applies_lists_shows_starts_and_deletes(
+    system: System, admin: Shop, tmp_path: Path
+) -> None:
+    shop = open_shop(system)
+    document = tmp_path / "parcel.yaml"
+    document.write_text(yaml.safe_dump(gift(1) | {"name": "parcel"}))
+    applied = system.cli_json("definitions", "apply", str(document))
+    assert applied == {"name": "parcel", "version": 1, "outcome": "created"}
+    listed = {d["name"]: d for d in system.cli_json("definitions", "list")}
+    assert listed["parcel"]["versions"] == [1] and listed["order"]["builtin"] == [1]
+    shown = json.loads(system.cli("definitions", "show", "parcel").stdout)
+    assert shown["name"] == "parcel" and len(shown["steps"]) == 4
+    system.pause("stock")  # the saga waits at its first step
+    try:
+        started = system.cli_json(
+            "start", "parcel", "--input", json.dumps(gift_input(shop)), "--customer", shop.customer
+        )
+        assert started["type"] == "parcel" and started["version"] == 1
+        in_use = system.cli("definitions", "delete", "parcel", "--version", "1", check=False)
+        assert in_use.returncode == 1 and "used by 1 saga" in in_use.stderr
+    finally:
+        system.resume("stock")
+    saga = system.wait_terminal(shop.token, started["saga_id"])
+    assert saga["status"] == "completed"
+    system.cli("definitions", "delete", "parcel", "--version", "1")
+    gone = system.cli("definitions", "show", "parcel", check=False)
+    assert gone.returncode == 1 and "no saga definition parcel" in gone.stderr
+    bad = system.cli("start", "parcel", "--input", "{not json", check=False)
+    assert bad.returncode == 2 and "--input is not JSON" in bad.stderr

@@ -1,0 +1,132 @@
+"""The definition registry on the real Redis: versions that never change, latest for new
+sagas, and no delete while a saga may still need the version."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import pytest
+from redis.asyncio import Redis
+
+from contracts.topology import Topology
+from saga.core.decide import CancelSaga, ReplyReceived
+from saga.core.document import DefinitionSpec
+from saga.definitions import BUILTINS, read_text
+from saga.orchestrator import Orchestrator, SagaStarter
+from saga.outbox import Dispatcher
+from saga.rabbit import RabbitTransport
+from saga.registry import DefinitionConflict, DefinitionInUse, DefinitionRegistry
+from saga.store import NoSuchDefinition, RedisSagaStore
+from tests.servers import RABBITMQ_URL
+from tests.unit.sagas import order_input
+
+ORDER_SPEC = BUILTINS["order"][1]
+
+
+def order_v(version: int, **changes: Any) -> DefinitionSpec:
+    """The order saga's document as another version, with changes."""
+    return ORDER_SPEC.model_copy(update={"version": version, **changes})
+
+
+def ping(version: int = 1, command: str = "Ping") -> DefinitionSpec:
+    return read_text(
+        f"""
+name: ping
+version: {version}
+steps:
+  - name: ping
+    participant: stock
+    action: {{command: {command}, reply: Pong}}
+    compensation: {{command: Unping, reply: Unponged}}
+"""
+    )
+
+
+@pytest.fixture
+def registry(redis: Redis, namespace: str) -> DefinitionRegistry:
+    return DefinitionRegistry(redis, namespace, builtins=BUILTINS)
+
+
+@pytest.fixture
+async def transport(
+    amqp: aio_pika.abc.AbstractConnection, namespace: str
+) -> AsyncIterator[RabbitTransport]:
+    t = RabbitTransport(RABBITMQ_URL, Topology(namespace))
+    await t.connect()
+    yield t
+    await t.close()
+
+
+async def test_a_version_is_applied_once_and_never_changes(registry: DefinitionRegistry) -> None:
+    assert await registry.apply(ping()) == "created"
+    assert await registry.apply(ping()) == "unchanged"
+    with pytest.raises(DefinitionConflict, match="apply the change as a new version"):
+        await registry.apply(ping(command="Knock"))
+    stored = await registry.get("ping", 1)
+    assert stored is not None and stored.step("ping").success == "Pong"
+
+
+async def test_a_built_in_version_cannot_be_replaced(registry: DefinitionRegistry) -> None:
+    assert await registry.apply(ORDER_SPEC) == "unchanged"
+    with pytest.raises(DefinitionConflict, match="built in"):
+        await registry.apply(ORDER_SPEC.model_copy(update={"description": "changed"}))
+    with pytest.raises(DefinitionConflict, match="built in"):
+        await registry.delete("order", 1)
+
+
+async def test_new_sagas_start_on_the_latest_version(registry: DefinitionRegistry) -> None:
+    assert (await registry.latest("order")).version == 1
+    await registry.apply(order_v(3))
+    await registry.apply(order_v(2))
+    assert (await registry.latest("order")).version == 3
+    entries = {e.name: e for e in await registry.entries()}
+    assert entries["order"].versions == (1, 2, 3) and entries["order"].builtin == (1,)
+    with pytest.raises(NoSuchDefinition, match="no saga definition nothing"):
+        await registry.latest("nothing")
+    assert await registry.get("order", 9) is None
+
+
+async def test_a_version_a_saga_may_still_need_cannot_be_deleted(
+    registry: DefinitionRegistry, redis: Redis, namespace: str, transport: RabbitTransport
+) -> None:
+    store = RedisSagaStore(redis, namespace)
+    dispatcher = Dispatcher(store, transport)
+    starter = SagaStarter(store, dispatcher, builtin=registry.is_builtin)
+    orchestrator = Orchestrator(store, dispatcher, registry)
+    await registry.apply(order_v(2))
+    state = await starter.start(
+        await registry.latest("order"), customer="ann@example.com", saga_input=order_input()
+    )
+    assert state.definition_version == 2
+    with pytest.raises(DefinitionInUse, match="used by 1 saga"):
+        await registry.delete("order", 2)
+    # Cancelled and compensated: nothing needs version 2 any more.
+    applied = await orchestrator.apply(state.saga_id, CancelSaga(by="ops"), applied_id="c1")
+    (release,) = applied.commands
+    await orchestrator.apply(
+        state.saga_id,
+        ReplyReceived("r1", release.envelope.message_id, "StockReleased", {"released": True}),
+        applied_id="r1",
+    )
+    assert (await store.load(state.saga_id)).status == "compensated"  # type: ignore[union-attr]
+    await registry.delete("order", 2)
+    assert await registry.get("order", 2) is None
+    fresh = DefinitionRegistry(redis, namespace, builtins=BUILTINS)
+    assert await fresh.get("order", 2) is None
+    assert (await fresh.latest("order")).version == 1
+    with pytest.raises(NoSuchDefinition):
+        await registry.delete("order", 2)
+    await dispatcher.settle()
+
+
+async def test_no_saga_starts_on_a_version_deleted_meanwhile(
+    registry: DefinitionRegistry, redis: Redis, namespace: str, transport: RabbitTransport
+) -> None:
+    store = RedisSagaStore(redis, namespace)
+    starter = SagaStarter(store, Dispatcher(store, transport), builtin=registry.is_builtin)
+    await registry.apply(ping())
+    definition = await registry.latest("ping")  # read, then deleted before the start
+    await DefinitionRegistry(redis, namespace, builtins=BUILTINS).delete("ping", 1)
+    with pytest.raises(NoSuchDefinition, match="ping version 1"):
+        await starter.start(definition, customer="ann@example.com", saga_input={})
+    assert await store.list_ids(limit=10) == []
