@@ -17,11 +17,15 @@ class StepView(BaseModel):
 class SagaView(BaseModel):
     saga_id: str
     type: str
+    definition_version: int
     status: SagaStatus
     reason: str | None
     steps: list[StepView]
+    # The definition's summary (what it says to show of a saga); for orders, also as
+    # the two fields before it, as the shop's clients read them.
     order_id: str | None
     amount: str | None
+    summary: dict[str, Any]
     created_at: datetime
     updated_at: datetime
 
@@ -39,11 +43,13 @@ def saga_view(state: SagaState, definition: SagaDefinition | None) -> SagaView:
     return SagaView(
         saga_id=state.saga_id,
         type=state.saga_type,
+        definition_version=state.definition_version,
         status=state.status,
         reason=state.reason if state.status in ("compensated", "failed") else None,
         steps=[StepView(name=s.name, status=s.status) for s in state.steps],
         order_id=summary.get("order_id"),
         amount=summary.get("amount"),
+        summary=dict(summary),
         created_at=state.created_at,
         updated_at=state.updated_at,
     )

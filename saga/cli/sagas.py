@@ -184,10 +184,10 @@ def timeline_rows(state: SagaState) -> list[dict[str, Any]]:
 
 
 async def _operator_view(state: SagaState, registry: DefinitionRegistry) -> dict[str, Any]:
-    """The customer's view of a saga, plus who the customer is and its definition version."""
+    """The customer's view of a saga, plus who the customer is."""
     definition = await registry.get(state.saga_type, state.definition_version)
     view = saga_view(state, definition).model_dump(mode="json")
-    return {**view, "customer": state.customer, "definition_version": state.definition_version}
+    return {**view, "customer": state.customer}
 
 
 def _ms(start: datetime | None, end: datetime | None) -> str:
