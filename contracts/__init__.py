@@ -24,12 +24,12 @@ from contracts.messages import (
     StockReserved,
 )
 from contracts.money import Money, money
-from contracts.topology import PARTICIPANTS, Participant, Topology
+from contracts.topology import SERVICES, Participant, Topology
 
 __all__ = [
     "COMMANDS",
-    "PARTICIPANTS",
     "REPLIES",
+    "SERVICES",
     "CancelOrder",
     "ChargePayment",
     "CommandFailed",

@@ -1,14 +1,31 @@
 """Exchange, queue and routing-key names, derived from one namespace."""
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
-Participant = Literal["stock", "payment", "order"]
-PARTICIPANTS: Final[tuple[Participant, ...]] = get_args(Participant)
+# The services that ship with the engine.
+Service = Literal["stock", "payment", "order"]
+SERVICES: Final[tuple[Service, ...]] = get_args(Service)
 
+# A participant is any service that takes commands from its queue `<ns>.<name>` and
+# replies to the orchestrator: one of the shop's services, or one of yours.
+Participant = str
+PARTICIPANT_PATTERN: Final = re.compile(r"^[a-z][a-z0-9_-]{0,47}$")
 NAMESPACE_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 ORCHESTRATOR_ROUTING_KEY: Final = "orchestrator"
+# Names a participant cannot have: its queue would be one of the namespace's own.
+RESERVED: Final = frozenset({ORCHESTRATOR_ROUTING_KEY, "dead-letters"})
+
+
+def check_participant(name: str) -> str:
+    """The name, if it can name a participant; raises ValueError saying why not."""
+    if not PARTICIPANT_PATTERN.fullmatch(name):
+        raise ValueError(f"participant {name!r} must match {PARTICIPANT_PATTERN.pattern}")
+    if name in RESERVED:
+        raise ValueError(f"participant {name!r} is a name the engine keeps for itself")
+    return name
 
 
 @dataclass(frozen=True)
@@ -16,10 +33,20 @@ class Topology:
     """Every AMQP name of one deployment; two namespaces never share a name."""
 
     namespace: str
+    # The participants whose queues this topology holds: the services that ship with
+    # the engine, and any others a deployment's definitions name.
+    participants: tuple[Participant, ...] = SERVICES
 
     def __post_init__(self) -> None:
         if not NAMESPACE_PATTERN.fullmatch(self.namespace):
             raise ValueError(f"namespace {self.namespace!r} must match {NAMESPACE_PATTERN.pattern}")
+        for name in self.participants:
+            check_participant(name)
+
+    def with_participants(self, names: "Iterable[Participant]") -> "Topology":
+        """The same namespace, holding these participants' queues as well."""
+        extra = tuple(n for n in dict.fromkeys(names) if n not in self.participants)
+        return Topology(self.namespace, (*self.participants, *extra))
 
     @property
     def commands_exchange(self) -> str:
@@ -54,7 +81,7 @@ class Topology:
         """Every queue of the namespace (for clean-up and inspection)."""
         return [
             self.orchestrator_queue,
-            *(self.participant_queue(p) for p in PARTICIPANTS),
+            *(self.participant_queue(p) for p in self.participants),
             self.dead_letter_queue,
         ]
 

@@ -25,7 +25,7 @@ import aio_pika
 from redis.asyncio import Redis
 
 from contracts.messages import OrderItem
-from contracts.topology import PARTICIPANTS, Topology
+from contracts.topology import SERVICES, Topology
 from saga.baseline import run_baseline
 from saga.bootstrap import InProcessWorkers, adjust_for, transport_for
 from saga.connections import redis_client
@@ -231,7 +231,7 @@ def _spawn_workers(config: Settings, orchestrators: int) -> dict[str, subprocess
     commands: dict[str, list[str]] = {}
     for n in range(1, orchestrators + 1):
         commands["orchestrator" if orchestrators == 1 else f"orchestrator{n}"] = ["orchestrator"]
-    commands.update({p: ["service", p] for p in PARTICIPANTS})
+    commands.update({p: ["service", p] for p in SERVICES})
     return {
         name: subprocess.Popen(
             [sys.executable, "-m", "saga", *args], env=env, stdout=subprocess.DEVNULL
@@ -242,7 +242,7 @@ def _spawn_workers(config: Settings, orchestrators: int) -> dict[str, subprocess
 
 async def _wait_for_consumers(config: Settings, within: float = 30) -> None:
     topology = Topology(config.namespace)
-    queues = [topology.orchestrator_queue, *(topology.participant_queue(p) for p in PARTICIPANTS)]
+    queues = [topology.orchestrator_queue, *(topology.participant_queue(p) for p in SERVICES)]
     deadline = time.monotonic() + within
     async with await aio_pika.connect(config.rabbitmq_url) as connection:
         while True:

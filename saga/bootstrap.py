@@ -9,7 +9,7 @@ import structlog
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
-from contracts.topology import PARTICIPANTS, Participant, Topology
+from contracts.topology import SERVICES, Service, Topology
 from saga import eventloop
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
@@ -65,7 +65,7 @@ def transport_for(settings: Settings, name: str) -> RabbitTransport:
     )
 
 
-def participant_services(redis: Redis, settings: Settings) -> dict[Participant, ParticipantService]:
+def participant_services(redis: Redis, settings: Settings) -> dict[Service, ParticipantService]:
     """The three participant services on one Redis client."""
     namespace, retention = settings.namespace, settings.retention
     return {
@@ -104,9 +104,10 @@ class InProcessWorkers:
         """Connect, start consuming, start the timer and relay loops."""
         transport = await self._connected()
         dispatcher = self._dispatcher = Dispatcher(self.store, transport)
+        await transport.declare_participants(await self.registry.participants())
         orchestrator = Orchestrator(self.store, dispatcher, self.registry)
         await transport.consume(transport.topology.orchestrator_queue, orchestrator.handle)
-        for name in PARTICIPANTS:
+        for name in SERVICES:
             await ParticipantRuntime(self.services[name], await self._connected()).run()
         timers = TimerLoop(
             self.store.timers,
@@ -149,7 +150,9 @@ async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
     try:
         store = RedisSagaStore(redis, settings.namespace)
         dispatcher = Dispatcher(store, transport)
-        orchestrator = Orchestrator(store, dispatcher, registry_for(redis, settings))
+        registry = registry_for(redis, settings)
+        await transport.declare_participants(await registry.participants())
+        orchestrator = Orchestrator(store, dispatcher, registry)
         relay = OutboxRelay(
             store, dispatcher, interval=settings.relay_interval, grace=settings.relay_grace
         )
@@ -176,7 +179,7 @@ async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
     log.info("orchestrator stopped")
 
 
-async def run_participant(name: Participant, settings: Settings, stop: asyncio.Event) -> None:
+async def run_participant(name: Service, settings: Settings, stop: asyncio.Event) -> None:
     """Consume the participant's commands until `stop` is set."""
     redis = redis_client(settings)
     transport = transport_for(settings, name)

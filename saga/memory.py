@@ -8,13 +8,14 @@ deliveries, and dead-letters by the same policy; it keeps nothing across a resta
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from contracts.envelope import Envelope
-from contracts.topology import PARTICIPANTS, Participant, Topology
+from contracts.topology import Participant, Topology
 from saga.transport import (
     DEAD_QUEUE_HEADER,
     DEAD_REASON_HEADER,
@@ -71,9 +72,15 @@ class InMemoryTransport:
         await self.stop_consuming(grace=0)
         self._connected = False
 
+    async def declare_participants(self, names: Iterable[Participant]) -> None:
+        """Create these participants' queues."""
+        self.topology = self.topology.with_participants(names)
+        for participant in self.topology.participants:
+            self._queues.setdefault(self.topology.participant_queue(participant), asyncio.Queue())
+
     async def publish_command(self, participant: Participant, envelope: Envelope) -> None:
         """Route a command to its participant's queue."""
-        if participant not in PARTICIPANTS:
+        if participant not in self.topology.participants:
             raise Unroutable(f"no queue for routing key {participant!r}")
         self._put(self.topology.participant_queue(participant), _Message(envelope.to_bytes()))
 

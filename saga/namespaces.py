@@ -5,6 +5,7 @@ from redis.asyncio import Redis
 
 from contracts.topology import Topology
 from saga.rabbit import delete_topology
+from saga.registry import participants_key
 
 
 async def delete_keys(redis: "Redis", namespace: str, *, batch: int = 500) -> int:
@@ -22,7 +23,10 @@ async def delete_keys(redis: "Redis", namespace: str, *, batch: int = 500) -> in
 
 
 async def delete_namespace(redis: "Redis", rabbitmq_url: str, namespace: str) -> None:
-    """Delete the namespace's keys, queues and exchanges."""
+    """Delete the namespace's keys, queues and exchanges (those of the participants its
+    definitions named too)."""
+    named = [str(p) for p in await redis.smembers(participants_key(namespace))]
     await delete_keys(redis, namespace)
+    topology = Topology(namespace).with_participants(named)
     async with await aio_pika.connect(rabbitmq_url, timeout=10) as connection:
-        await delete_topology(await connection.channel(), Topology(namespace))
+        await delete_topology(await connection.channel(), topology)

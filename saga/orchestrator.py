@@ -12,7 +12,6 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from contracts.envelope import Envelope, first_error
-from contracts.messages import REPLIES
 from saga import metrics
 from saga.clock import Clock, marker_of, new_id, utc_now
 from saga.core.decide import (
@@ -229,8 +228,9 @@ class Orchestrator:
             envelope = Envelope.from_bytes(delivery.body)
         except ValidationError as exc:
             return DeadLetter(f"unparseable reply: {first_error(exc)}")
-        if envelope.type not in REPLIES:
-            return DeadLetter(f"unknown reply type {envelope.type!r}")
+        # Any type: a participant of another definition may answer with types this
+        # engine has no contract for. The saga judges it: the success it awaits, a
+        # CommandFailed, or else a protocol error of the step.
         reply = ReplyReceived(
             message_id=envelope.message_id,
             causation_id=envelope.causation_id,

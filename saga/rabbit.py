@@ -5,7 +5,7 @@ import contextlib
 import functools
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -18,7 +18,7 @@ from pamqp.commands import Basic
 from pamqp.common import FieldTable
 
 from contracts.envelope import Envelope
-from contracts.topology import ORCHESTRATOR_ROUTING_KEY, PARTICIPANTS, Participant, Topology
+from contracts.topology import ORCHESTRATOR_ROUTING_KEY, Participant, Topology
 from saga.acks import AckBatcher, delivery_tag
 from saga.core.policy import RetryPolicy, backoff_delay
 from saga.transport import (
@@ -188,6 +188,16 @@ class RabbitTransport:
                     delay = backoff_delay(self._reconnect, 1, random.random()).total_seconds()
                     log.exception("RabbitMQ setup failed, retrying", error=repr(exc))
                 await asyncio.sleep(delay)
+
+    async def declare_participants(self, names: Iterable[Participant]) -> None:
+        """Declare these participants' queues now (if connected) and on every reconnect."""
+        topology = self.topology.with_participants(names)
+        if topology == self.topology:
+            return
+        self.topology = topology
+        publisher = self._publisher
+        if publisher is not None and self.connected:
+            await declare_topology(publisher, topology)
 
     async def publish_command(self, participant: Participant, envelope: Envelope) -> None:
         """Publish a command to a participant and wait for the broker's confirm."""
@@ -414,7 +424,7 @@ async def declare_topology(channel: aiormq.abc.AbstractChannel, topology: Topolo
         topology.replies_exchange,
         routing_key=ORCHESTRATOR_ROUTING_KEY,
     )
-    for participant in PARTICIPANTS:
+    for participant in topology.participants:
         queue = topology.participant_queue(participant)
         await channel.queue_declare(queue, durable=True, arguments=work_args)
         await channel.queue_bind(queue, topology.commands_exchange, routing_key=participant)

@@ -20,8 +20,10 @@ from saga.core.definition import SagaDefinition
 from saga.core.document import DefinitionError, DefinitionSpec, compile_definition
 from saga.store import NoSuchDefinition, definition_field, definition_sagas_key, definitions_key
 
-# KEYS: applied definitions (field -> json), the type's versions (zset), all types (set).
-# ARGV: field, json, version, type. Returns 'created', 'unchanged' or 'conflict'.
+# KEYS: applied definitions (field -> json), the type's versions (zset), all types
+#       (set), every participant any definition names (set).
+# ARGV: field, json, version, type, participants... Returns 'created', 'unchanged' or
+# 'conflict'.
 _APPLY: Final = """
 local found = redis.call('HGET', KEYS[1], ARGV[1])
 if found then
@@ -30,6 +32,9 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[4])
+for i = 5, #ARGV do
+  redis.call('SADD', KEYS[4], ARGV[i])
+end
 return 'created'
 """
 
@@ -132,8 +137,19 @@ class DefinitionRegistry:
                 return "unchanged"
             raise DefinitionConflict(f"{spec.name} version {spec.version} is built in")
         outcome = await self._apply_script(
-            keys=[definitions_key(self._ns), self._versions_key(spec.name), self._types_key],
-            args=[definition_field(spec.name, spec.version), document, spec.version, spec.name],
+            keys=[
+                definitions_key(self._ns),
+                self._versions_key(spec.name),
+                self._types_key,
+                participants_key(self._ns),
+            ],
+            args=[
+                definition_field(spec.name, spec.version),
+                document,
+                spec.version,
+                spec.name,
+                *spec.participants(),
+            ],
         )
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
         if outcome == "conflict":
@@ -199,6 +215,13 @@ class DefinitionRegistry:
         found = [await self.entry(n) for n in sorted(names)]
         return [e for e in found if e is not None]
 
+    async def participants(self) -> list[str]:
+        """Every participant any applied or built-in definition names (their queues are
+        declared by whoever applies a definition, and by every orchestrator)."""
+        named = {str(p) for p in await self._redis.smembers(participants_key(self._ns))}
+        builtin = {p for _, spec in self._builtins.values() for p in spec.participants()}
+        return sorted(named | builtin)
+
     async def delete(self, saga_type: str, version: int) -> None:
         """Delete an applied version; raises DefinitionInUse while any saga that may
         still need it exists, NoSuchDefinition if there is no such applied version."""
@@ -223,6 +246,12 @@ class DefinitionRegistry:
             raise NoSuchDefinition(saga_type, version)
         self._compiled.pop((saga_type, version), None)
         self._documents.pop((saga_type, version), None)
+
+
+def participants_key(namespace: str) -> str:
+    """Every participant the namespace's applied definitions name (never shrinks: a
+    queue outlives the definition that named it)."""
+    return f"{namespace}:participants"
 
 
 def _canonical(spec: DefinitionSpec) -> str:

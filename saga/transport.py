@@ -6,7 +6,7 @@ suite runs against both.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -105,6 +105,11 @@ class Transport(Protocol):
 
     async def close(self) -> None:
         """Stop everything; unacknowledged messages go back to their queues."""
+        ...
+
+    async def declare_participants(self, names: Iterable[Participant]) -> None:
+        """Make sure these participants have their queues (now, and after any reconnect),
+        so that commands to them wait there for them."""
         ...
 
     async def publish_command(self, participant: Participant, envelope: Envelope) -> None:

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from contracts.topology import Topology
 from saga.namespaces import delete_keys
 from saga.rabbit import delete_topology
+from saga.registry import participants_key
 
 REDIS_URL = os.environ.get("SAGA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("SAGA_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -49,15 +50,19 @@ def fresh_namespace() -> str:
 
 
 async def drop_namespace(redis: Redis | None, namespace: str) -> None:
-    """Delete every Redis key and AMQP queue/exchange of a test namespace."""
+    """Delete every Redis key and AMQP queue/exchange of a test namespace (the queues of
+    participants its definitions named too)."""
+    topology = Topology(namespace)
     if redis is not None:
+        named = [str(p) for p in await redis.smembers(participants_key(namespace))]
+        topology = topology.with_participants(named)
         await delete_keys(redis, namespace)
     try:
         connection = await aio_pika.connect(RABBITMQ_URL, timeout=3)
     except Exception:
         return
     async with connection:
-        await delete_topology(await connection.channel(), Topology(namespace))
+        await delete_topology(await connection.channel(), topology)
 
 
 def forget_namespace(namespace: str, *, redis_url: str = REDIS_URL) -> None:

@@ -1,5 +1,6 @@
 """Saga types over HTTP: register definitions (admins), list them, start any saga type."""
 
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
@@ -15,7 +16,7 @@ from saga.core.document import DefinitionError, DefinitionSpec, read_definition
 from saga.orchestrator import SagaStarter
 from saga.registry import DefinitionConflict
 from saga.store import NoSuchDefinition
-from saga.transport import INFRASTRUCTURE_ERRORS
+from saga.transport import INFRASTRUCTURE_ERRORS, Transport
 
 router = APIRouter()
 
@@ -70,6 +71,9 @@ async def apply_definition(
         raise HTTPException(422, str(exc)) from None
     except DefinitionConflict as exc:
         raise HTTPException(409, str(exc)) from None
+    transport: Transport = request.app.state.transport
+    with contextlib.suppress(*INFRASTRUCTURE_ERRORS):  # else declared once it reconnects
+        await transport.declare_participants(spec.participants())
     if outcome == "unchanged":
         response.status_code = 200
     return Applied(name=spec.name, version=spec.version, outcome=outcome)

@@ -47,7 +47,20 @@ def apply(
         raise CliError(str(exc)) from None
 
     async def work(redis: Redis, settings: Settings) -> str:
-        return await registry_for(redis, settings).apply(spec)
+        outcome = await registry_for(redis, settings).apply(spec)
+        transport = transport_for(settings, "cli")
+        try:  # the queues of its participants, so that commands wait there for them
+            await transport.connect()
+            await transport.declare_participants(spec.participants())
+        except INFRASTRUCTURE_ERRORS:
+            print(
+                "saga: RabbitMQ unreachable; the participants' queues are declared when an "
+                "orchestrator or the participants start",
+                file=sys.stderr,
+            )
+        finally:
+            await transport.close()
+        return outcome
 
     outcome = _run(work)
     result = {"name": spec.name, "version": spec.version, "outcome": outcome}

@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from contracts.envelope import first_error
-from contracts.topology import Participant
+from contracts.topology import Service
 from saga.cli import bench, data, definitions, demo, ops, sagas
 from saga.cli.output import CliError, Json, fail, settings
 from saga.cli.up import up
@@ -138,7 +138,7 @@ def orchestrator(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "
 
 @app.command()
 def service(
-    name: Annotated[Participant, typer.Argument(metavar="NAME", help="stock, payment or order.")],
+    name: Annotated[Service, typer.Argument(metavar="NAME", help="stock, payment or order.")],
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final
 
 import jsonschema
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,7 +26,7 @@ from pydantic import (
 )
 
 from contracts.messages import COMMANDS
-from contracts.topology import Participant
+from contracts.topology import Participant, check_participant
 from saga.core.conditions import Condition, ConditionError
 from saga.core.definition import (
     BuildError,
@@ -96,7 +97,8 @@ class StepSpec(_Spec):
     each try may take and how often it is tried."""
 
     name: str = Field(pattern=STEP_PATTERN)
-    participant: Participant
+    # The service whose queue `<ns>.<participant>` takes the step's commands.
+    participant: Annotated[Participant, AfterValidator(check_participant)]
     action: ActionSpec
     compensation: ActionSpec | None = None
     when: str | None = Field(default=None, min_length=1, max_length=500)
@@ -137,6 +139,10 @@ class DefinitionSpec(_Spec):
     input: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     # Steps run one after another; a group's steps run at once.
     steps: list[StageSpec] = Field(min_length=1, max_length=100)
+
+    def participants(self) -> list[Participant]:
+        """Every participant the definition's steps name, in order, once each."""
+        return list(dict.fromkeys(s.participant for stage in self.stages() for s in stage))
 
     def stages(self) -> list[list[StepSpec]]:
         """The steps, stage by stage."""

@@ -17,7 +17,7 @@ from typing import Any
 import aio_pika
 import httpx
 
-from contracts.topology import PARTICIPANTS, Topology
+from contracts.topology import SERVICES, Topology
 from tests.servers import RABBITMQ_URL, REDIS_URL, forget_namespace, fresh_namespace
 
 TERMINAL = ("completed", "compensated", "failed")
@@ -74,7 +74,7 @@ class System:
     @property
     def workers(self) -> list[str]:
         """The names of the orchestrator and participant processes (not auth or api)."""
-        return [n for n in self.commands if n.split("-")[0] in ("orchestrator", *PARTICIPANTS)]
+        return [n for n in self.commands if n.split("-")[0] in ("orchestrator", *SERVICES)]
 
     @property
     def api(self) -> str:
@@ -106,7 +106,7 @@ class System:
             self.spawn(
                 f"orchestrator{suffix}", "orchestrator", *self._metrics(f"orchestrator{suffix}")
             )
-            for participant in PARTICIPANTS:
+            for participant in SERVICES:
                 name = f"{participant}{suffix}"
                 self.spawn(name, "service", participant, *self._metrics(name))
         self.wait_ready()
@@ -178,7 +178,7 @@ class System:
         topology = Topology(self.namespace)
         queues = [
             topology.orchestrator_queue,
-            *(topology.participant_queue(p) for p in PARTICIPANTS),
+            *(topology.participant_queue(p) for p in SERVICES),
         ]
         async with await aio_pika.connect(RABBITMQ_URL) as connection:
             channel = await connection.channel()

@@ -123,7 +123,7 @@ def test_a_document_that_is_not_a_definition_is_refused_with_its_place(
     system: System, admin: Shop
 ) -> None:
     broken = gift(1) | {"name": "broken"}
-    broken["steps"] = [dict(broken["steps"][0], participant="warehouse")]
+    broken["steps"] = [dict(broken["steps"][0], participant="Not A Name")]
     refused = post(system, admin.token, "/definitions", broken)
     assert refused.status_code == 422
     assert "steps.0.participant" in refused.json()["detail"]

@@ -19,6 +19,7 @@ from saga.transport import (
     DEAD_QUEUE_HEADER,
     DEAD_REASON_HEADER,
     DELIVERY_LIMIT,
+    PUBLISH_ERRORS,
     DeadLetter,
     Delivery,
     Outcome,
@@ -51,8 +52,8 @@ async def real_transport(namespace: str) -> AsyncIterator[RabbitTransport]:
     finally:
         await transport.close()
         connection = await rabbitmq_or_skip()
-        async with connection:
-            await delete_topology(await connection.channel(), topology)
+        async with connection:  # with the queues it declared since
+            await delete_topology(await connection.channel(), transport.topology)
 
 
 @pytest.fixture(params=["rabbitmq", "memory"])
@@ -95,6 +96,38 @@ async def test_a_published_command_is_consumed_and_acked(transport: Transport) -
     assert seen == [sent]
     await transport.stop_consuming()
     assert await transport.depth(transport.topology.participant_queue("stock")) == 0
+
+
+async def test_a_participant_of_ones_own_gets_a_queue_that_keeps_its_commands(
+    transport: Transport,
+) -> None:
+    with pytest.raises(PUBLISH_ERRORS):  # no queue takes it yet: an error, not a loss
+        await transport.publish_command("courier", envelope(1))
+    await transport.declare_participants(["courier", "stock"])
+    await transport.declare_participants(["courier"])  # again: nothing changes
+    assert transport.topology.participants == ("stock", "payment", "order", "courier")
+    await transport.publish_command("courier", envelope(2))
+    queue = transport.topology.participant_queue("courier")
+    await eventually(lambda: transport.depth(queue), until=lambda n: n == 1)
+    if isinstance(transport, RabbitTransport):  # the queue is the documented one
+        await _check_arguments(queue, transport.topology)
+
+
+async def _check_arguments(queue: str, topology: Topology) -> None:
+    connection = await rabbitmq_or_skip()
+    async with connection:
+        channel = await connection.channel()
+        # The same declaration as the README gives a participant in another language:
+        # accepted only if the arguments are exactly the queue's.
+        await channel.declare_queue(
+            queue,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": topology.dead_letter_exchange,
+                "x-delivery-limit": 11,
+            },
+        )
 
 
 async def test_replies_go_to_the_orchestrator(transport: Transport) -> None:

@@ -164,7 +164,7 @@ def _document(**changes: Any) -> dict[str, Any]:
 
 def test_a_document_that_is_not_a_definition_names_the_place() -> None:
     document = _document()
-    document["steps"][0]["participant"] = "warehouse"
+    document["steps"][0]["participant"] = "orchestrator"  # the engine's own queue
     with pytest.raises(DefinitionError, match=r"steps\.0\.participant"):
         read_definition(document)
     with pytest.raises(DefinitionError, match=r"steps\.0\.timeout"):

@@ -9,7 +9,7 @@ from typing import Any, get_args
 import pytest
 import typer
 
-from contracts.topology import Participant
+from contracts.topology import Service
 from saga.cli.main import app
 from saga.cli.up import PROCESSES
 from saga.settings import Settings
@@ -43,7 +43,7 @@ def assert_saga_command(args: list[str]) -> None:
     name, *rest = args
     assert name in group.commands, f"`saga {name}` is not a command"
     if name == "service":
-        assert rest and rest[0] in get_args(Participant)
+        assert rest and rest[0] in get_args(Service)
     group.commands[name].make_context(name, rest)  # raises click.UsageError when wrong
 
 
