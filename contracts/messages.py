@@ -128,9 +128,12 @@ class CommandFailed(Message):
 
     reason: str = Field(min_length=1, max_length=64)
     detail: str | None = Field(default=None, max_length=1000)
-    # True: nothing happened and trying again later may work (the participant's
-    # dependency was away). False: a business answer that will not change.
+    # True: trying again later may work (the participant's dependency was away).
+    # False: a business answer that will not change.
     transient: bool = False
+    # True: the participant cannot tell whether the command took effect (an HTTP call
+    # that timed out): if the saga gives the step up, it is compensated to be sure.
+    effect_unknown: bool = False
 
 
 COMMANDS: Final[dict[str, type[Message]]] = {

@@ -14,6 +14,7 @@ from saga import eventloop
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
 from saga.definitions import BUILTINS
+from saga.http_participants import HttpParticipants
 from saga.metrics import Sampler
 from saga.orchestrator import Orchestrator, TimerLoop
 from saga.outbox import Dispatcher, OutboxRelay
@@ -92,6 +93,7 @@ class InProcessWorkers:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._dispatcher: Dispatcher | None = None
+        self._http: HttpParticipants | None = None
 
     async def _connected(self) -> Transport:
         transport = self._transport()
@@ -126,7 +128,9 @@ class InProcessWorkers:
             retention=self.settings.retention,
             interval=trim_interval(self.settings.retention),
         )
+        http = self._http = HttpParticipants(self.registry, transport)
         self._tasks = [
+            asyncio.create_task(http.run(self._stop)),
             asyncio.create_task(timers.run(self._stop)),
             asyncio.create_task(relay.run(self._stop)),
             asyncio.create_task(trimmer.run(self._stop)),
@@ -140,6 +144,8 @@ class InProcessWorkers:
             await self._dispatcher.settle()
         for transport in self._transports:
             await transport.close()
+        if self._http is not None:
+            await self._http.aclose()
 
 
 async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
@@ -166,13 +172,15 @@ async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
             store, retention=settings.retention, interval=trim_interval(settings.retention)
         )
         sampler = Sampler(store, transport, interval=5.0)
+        http = HttpParticipants(registry, transport)
         await transport.consume(transport.topology.orchestrator_queue, orchestrator.handle)
         log.info("orchestrator running", namespace=settings.namespace)
         await asyncio.gather(
-            relay.run(stop), timers.run(stop), trimmer.run(stop), sampler.run(stop)
+            relay.run(stop), timers.run(stop), trimmer.run(stop), sampler.run(stop), http.run(stop)
         )
         await transport.stop_consuming()
         await dispatcher.settle()
+        await http.aclose()
     finally:
         await transport.close()
         await redis.aclose()

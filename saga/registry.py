@@ -14,28 +14,42 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, cast
 
+from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from saga.core.definition import SagaDefinition
-from saga.core.document import DefinitionError, DefinitionSpec, compile_definition
+from saga.core.document import DefinitionError, DefinitionSpec, HttpSpec, compile_definition
 from saga.store import NoSuchDefinition, definition_field, definition_sagas_key, definitions_key
 
 # KEYS: applied definitions (field -> json), the type's versions (zset), all types
-#       (set), every participant any definition names (set).
-# ARGV: field, json, version, type, participants... Returns 'created', 'unchanged' or
-# 'conflict'.
+#       (set), every participant any definition names (set), the HTTP participants
+#       (name -> json of how to reach it).
+# ARGV: field, json, version, type, number of participants, the participants, then
+#       (name, json) of each HTTP participant. Returns {'created'|'unchanged'|'conflict'}
+#       or {'participant_conflict', name, json it has}.
 _APPLY: Final = """
 local found = redis.call('HGET', KEYS[1], ARGV[1])
 if found then
-  return found == ARGV[2] and 'unchanged' or 'conflict'
+  return {found == ARGV[2] and 'unchanged' or 'conflict'}
+end
+local named = tonumber(ARGV[5])
+local http = 6 + named
+for i = http, #ARGV, 2 do
+  local known = redis.call('HGET', KEYS[5], ARGV[i])
+  if known and known ~= ARGV[i + 1] then
+    return {'participant_conflict', ARGV[i], known}
+  end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[4])
-for i = 5, #ARGV do
+for i = 6, http - 1 do
   redis.call('SADD', KEYS[4], ARGV[i])
 end
-return 'created'
+for i = http, #ARGV, 2 do
+  redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1])
+end
+return {'created'}
 """
 
 # KEYS: applied definitions, the type's versions, all types, the version's sagas.
@@ -118,6 +132,7 @@ class DefinitionRegistry:
         self._apply_script = redis.register_script(_APPLY)
         self._delete_script = redis.register_script(_DELETE)
         self._types_key = f"{namespace}:definition-types"
+        self._http_key = f"{namespace}:http-participants"
 
     def _versions_key(self, saga_type: str) -> str:
         return f"{self._ns}:definition:{saga_type}:versions"
@@ -136,22 +151,36 @@ class DefinitionRegistry:
             if document == _canonical(self._builtins[spec.name][1]):
                 return "unchanged"
             raise DefinitionConflict(f"{spec.name} version {spec.version} is built in")
-        outcome = await self._apply_script(
+        named = spec.named_participants()
+        result = await self._apply_script(
             keys=[
                 definitions_key(self._ns),
                 self._versions_key(spec.name),
                 self._types_key,
                 participants_key(self._ns),
+                self._http_key,
             ],
             args=[
                 definition_field(spec.name, spec.version),
                 document,
                 spec.version,
                 spec.name,
-                *spec.participants(),
+                len(named),
+                *named,
+                *(
+                    part
+                    for name, participant in sorted(spec.participants.items())
+                    for part in (name, _json(participant.http))
+                ),
             ],
         )
-        outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+        outcome, *rest = [o.decode() if isinstance(o, bytes) else o for o in result]
+        if outcome == "participant_conflict":
+            name, known = rest
+            raise DefinitionConflict(
+                f"participant {name} is defined otherwise by another definition ({known}); "
+                "a participant is reached one way in a namespace"
+            )
         if outcome == "conflict":
             raise DefinitionConflict(
                 f"{spec.name} version {spec.version} exists with other content; "
@@ -219,8 +248,13 @@ class DefinitionRegistry:
         """Every participant any applied or built-in definition names (their queues are
         declared by whoever applies a definition, and by every orchestrator)."""
         named = {str(p) for p in await self._redis.smembers(participants_key(self._ns))}
-        builtin = {p for _, spec in self._builtins.values() for p in spec.participants()}
+        builtin = {p for _, spec in self._builtins.values() for p in spec.named_participants()}
         return sorted(named | builtin)
+
+    async def http_participants(self) -> dict[str, HttpSpec]:
+        """Every HTTP participant the namespace's definitions name, and how to reach it."""
+        raw = await self._redis.hgetall(self._http_key)
+        return {str(name): HttpSpec.model_validate_json(spec) for name, spec in raw.items()}
 
     async def delete(self, saga_type: str, version: int) -> None:
         """Delete an applied version; raises DefinitionInUse while any saga that may
@@ -255,4 +289,8 @@ def participants_key(namespace: str) -> str:
 
 
 def _canonical(spec: DefinitionSpec) -> str:
-    return json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return _json(spec)
+
+
+def _json(model: BaseModel) -> str:
+    return json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

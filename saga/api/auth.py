@@ -10,7 +10,7 @@ from typing import Annotated
 import httpx
 from fastapi import Header, HTTPException, Request
 
-from saga.api.breaker import CircuitBreaker, CircuitOpen
+from saga.breaker import CircuitBreaker, CircuitOpen
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ async def apply_definition(
         raise HTTPException(409, str(exc)) from None
     transport: Transport = request.app.state.transport
     with contextlib.suppress(*INFRASTRUCTURE_ERRORS):  # else declared once it reconnects
-        await transport.declare_participants(spec.participants())
+        await transport.declare_participants(spec.named_participants())
     if outcome == "unchanged":
         response.status_code = 200
     return Applied(name=spec.name, version=spec.version, outcome=outcome)

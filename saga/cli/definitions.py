@@ -51,7 +51,7 @@ def apply(
         transport = transport_for(settings, "cli")
         try:  # the queues of its participants, so that commands wait there for them
             await transport.connect()
-            await transport.declare_participants(spec.participants())
+            await transport.declare_participants(spec.named_participants())
         except INFRASTRUCTURE_ERRORS:
             print(
                 "saga: RabbitMQ unreachable; the participants' queues are declared when an "

@@ -254,14 +254,15 @@ class _Draft:
         reply_id: str | None = None,
     ) -> None:
         """The step did not succeed: undo the saga (or, if it is being undone already,
-        because a step beside this one failed, go on undoing it)."""
+        because a step beside this one failed, go on undoing it). A step one of whose
+        tries may have taken effect is compensated, whatever the last try answered."""
         self.emit(
             StepFailed(
                 step=step.name,
                 reply_id=reply_id,
                 reason=failure.reason,
                 detail=failure.detail,
-                effect_unknown=effect_unknown,
+                effect_unknown=effect_unknown or self.current.step(step.name).effect_unknown,
             )
         )
         if self.current.status == "running":  # the first failure: undo the saga
@@ -479,12 +480,15 @@ def _on_reply(draft: _Draft, reply: ReplyReceived) -> None:
                     reply_id=reply.message_id,
                     reason=outcome.reason,
                     detail=outcome.detail,
+                    effect_unknown=outcome.effect_unknown,
                 )
             )
-            draft.retry_or_give_up(step, pending.action, outcome, effect_unknown=False)
+            draft.retry_or_give_up(
+                step, pending.action, outcome, effect_unknown=outcome.effect_unknown
+            )
         elif executing:
             # A reply that broke the protocol leaves the step's effect unknown.
-            unknown = outcome.reason == PROTOCOL_ERROR
+            unknown = outcome.reason == PROTOCOL_ERROR or outcome.effect_unknown
             draft.fail_step(step, outcome, effect_unknown=unknown, reply_id=reply.message_id)
         else:
             draft.fail_compensation(step, outcome, reply_id=reply.message_id)

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    HttpUrl,
     Tag,
     ValidationError,
 )
@@ -47,6 +48,8 @@ _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 NAME_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,63}$"
 STEP_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
 TYPE_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"
+# The reply type of an HTTP participant's success (its 2xx answer).
+HTTP_SUCCEEDED: Final = "HttpSucceeded"
 
 
 def _seconds(value: Any) -> Any:
@@ -89,7 +92,29 @@ class ActionSpec(_Spec):
     command: str = Field(pattern=TYPE_PATTERN)
     # A template (see saga.core.paths) that renders to the command's payload object.
     input: dict[str, Any] = Field(default_factory=dict)
-    reply: str = Field(pattern=TYPE_PATTERN)
+    # The reply type that means success; none for an HTTP participant (its 2xx does).
+    reply: str | None = Field(default=None, pattern=TYPE_PATTERN)
+
+
+class BreakerSpec(_Spec):
+    """After `threshold` transient failures in a row, calls are refused for `reset_after`."""
+
+    threshold: int = Field(default=5, ge=1, le=1000)
+    reset_after: Duration = timedelta(seconds=10)
+
+
+class HttpSpec(_Spec):
+    """An endpoint: each command is POSTed to `<url>/<command type>`."""
+
+    url: HttpUrl
+    timeout: Duration = timedelta(seconds=5)
+    breaker: BreakerSpec = BreakerSpec()
+
+
+class ParticipantSpec(_Spec):
+    """How to reach a participant other than through its queue."""
+
+    http: HttpSpec
 
 
 class StepSpec(_Spec):
@@ -132,6 +157,12 @@ StageSpec = Annotated[
 class DefinitionSpec(_Spec):
     """A saga type as a document."""
 
+    # Participants reached over HTTP, by name (the others take their commands from
+    # their queues themselves).
+    participants: dict[
+        Annotated[Participant, AfterValidator(check_participant)], ParticipantSpec
+    ] = Field(default_factory=dict, max_length=50)
+
     name: str = Field(pattern=NAME_PATTERN)
     version: int = Field(ge=1)
     description: str | None = Field(default=None, max_length=2000)
@@ -140,7 +171,7 @@ class DefinitionSpec(_Spec):
     # Steps run one after another; a group's steps run at once.
     steps: list[StageSpec] = Field(min_length=1, max_length=100)
 
-    def participants(self) -> list[Participant]:
+    def named_participants(self) -> list[Participant]:
         """Every participant the definition's steps name, in order, once each."""
         return list(dict.fromkeys(s.participant for stage in self.stages() for s in stage))
 
@@ -192,11 +223,22 @@ def compile_definition(spec: DefinitionSpec) -> SagaDefinition:
         jsonschema.Draft202012Validator.check_schema(spec.input)
     except jsonschema.SchemaError as exc:
         raise DefinitionError(f"{where}: input is not a JSON Schema: {exc.message}") from None
+    unused = set(spec.participants) - {s.participant for stage in stages for s in stage}
+    if unused:
+        raise DefinitionError(f"{where}: participants {sorted(unused)} are named by no step")
     steps: list[StepDefinition] = []
     for stage in stages:
         # A step reads the steps of earlier stages, not those running beside it.
         earlier = frozenset(s.name for s in steps)
-        steps += [_compile_step(s, earlier=earlier, where=f"{where}, step {s.name}") for s in stage]
+        steps += [
+            _compile_step(
+                s,
+                earlier=earlier,
+                http=spec.participants.get(s.participant),
+                where=f"{where}, step {s.name}",
+            )
+            for s in stage
+        ]
     summary = {
         k: _template(v, earlier=frozenset(names), where=f"{where}, summary {k}")
         for k, v in spec.summary.items()
@@ -214,7 +256,29 @@ def compile_definition(spec: DefinitionSpec) -> SagaDefinition:
         raise DefinitionError(str(exc)) from None
 
 
-def _compile_step(step: StepSpec, *, earlier: frozenset[str], where: str) -> StepDefinition:
+def _reply_of(action: ActionSpec, http: ParticipantSpec | None, step: StepSpec, where: str) -> str:
+    """The reply type that means the action was done."""
+    if http is None:
+        if action.reply is None:
+            raise DefinitionError(f"{where}: reply is required (the type that means success)")
+        return action.reply
+    if action.reply is not None:
+        raise DefinitionError(
+            f"{where}: {step.participant} is an HTTP participant: its 2xx answer is the "
+            "reply, so the action names none"
+        )
+    if http.http.timeout >= step.timeout:
+        raise DefinitionError(
+            f"{where}: the step's timeout ({step.timeout}) must be longer than its "
+            f"participant's HTTP timeout ({http.http.timeout}), or each try times out "
+            "before its call does"
+        )
+    return HTTP_SUCCEEDED
+
+
+def _compile_step(
+    step: StepSpec, *, earlier: frozenset[str], http: ParticipantSpec | None, where: str
+) -> StepDefinition:
     compensation = step.compensation
     condition = None
     if step.when is not None:
@@ -228,14 +292,18 @@ def _compile_step(step: StepSpec, *, earlier: frozenset[str], where: str) -> Ste
             name=step.name,
             participant=step.participant,
             command=_builder(step.action, earlier, f"{where}, action"),
-            success=step.action.reply,
+            success=_reply_of(step.action, http, step, f"{where}, action"),
             compensation=(
                 # A compensation may read the step's own result, once it has one.
                 _builder(compensation, earlier | {step.name}, f"{where}, compensation")
                 if compensation
                 else None
             ),
-            compensated=compensation.reply if compensation else None,
+            compensated=(
+                _reply_of(compensation, http, step, f"{where}, compensation")
+                if compensation
+                else None
+            ),
             condition=_judge(condition) if condition else _always,
             timeout=step.timeout,
             retry=step.retry.policy(),

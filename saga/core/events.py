@@ -72,7 +72,8 @@ class StepTimedOut(Event):
 
 
 class AttemptFailed(Event):
-    """A participant could not do the command for now (a transient failure)."""
+    """A participant could not do the command for now (a transient failure);
+    `effect_unknown`: it cannot tell whether the command took effect."""
 
     type: Literal["AttemptFailed"] = "AttemptFailed"
     step: str
@@ -81,6 +82,7 @@ class AttemptFailed(Event):
     reply_id: str
     reason: str
     detail: str | None = None
+    effect_unknown: bool = False
 
 
 class RetryScheduled(Event):

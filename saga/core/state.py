@@ -186,6 +186,11 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
             changes["retries"] = _without_retry(state, step, "execute")
         case StepTimedOut(command_id=command_id) | AttemptFailed(command_id=command_id):
             changes["pending"] = {c: p for c, p in state.pending.items() if c != command_id}
+            unknown = isinstance(event, StepTimedOut) or event.effect_unknown
+            if unknown and event.action == "execute":
+                # One try that may have worked is enough: if the step is given up, it
+                # is compensated, whatever the later tries answered.
+                changes["steps"] = _with_step(state, event.step, effect_unknown=True)
         case RetryScheduled(step=step, action=action, attempt=attempt, timer_id=timer_id):
             retry = ScheduledRetry(step=step, action=action, attempt=attempt)
             changes["retries"] = {**state.retries, timer_id: retry}

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from saga.api.auth import AuthClient, AuthUnavailable
-from saga.api.breaker import CircuitBreaker, CircuitOpen
 from saga.api.limits import Rate
+from saga.breaker import CircuitBreaker, CircuitOpen
 
 
 class Clock:

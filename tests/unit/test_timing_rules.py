@@ -133,6 +133,33 @@ def test_a_transient_failure_is_retried_and_then_compensated_without_itself() ->
     assert (run.state.status, run.state.reason) == ("compensated", "gateway_down")
 
 
+def test_a_step_one_of_whose_tries_may_have_worked_is_compensated_when_given_up() -> None:
+    run = Run.start()
+    run.succeed()
+    run.time_out()  # the first charge may have gone through
+    run.retry_due()
+    for _ in range(STEP_RETRY.max_attempts - 2):
+        run.fail("gateway_down", transient=True)
+        run.retry_due()
+    run.fail("gateway_down", transient=True)  # the last try says nothing happened
+    failed = run.of_type("StepFailed")[0]
+    assert (failed.reason, failed.effect_unknown) == ("gateway_down", True)
+    assert run.pending.envelope.type == "RefundPayment"
+
+
+def test_a_transient_failure_whose_effect_is_unknown_is_compensated_when_given_up() -> None:
+    run = Run.start()
+    run.succeed()
+    for _ in range(STEP_RETRY.max_attempts - 1):
+        run.reply(
+            "CommandFailed", {"reason": "http_503", "transient": True, "effect_unknown": True}
+        )
+        run.retry_due()
+    run.reply("CommandFailed", {"reason": "http_503", "transient": True, "effect_unknown": True})
+    assert run.of_type("StepFailed")[0].effect_unknown is True
+    assert run.pending.envelope.type == "RefundPayment"
+
+
 def test_compensations_have_their_own_budget_then_the_saga_fails() -> None:
     run = Run.start()
     run.succeed()
