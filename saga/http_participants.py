@@ -55,7 +55,7 @@ class HttpParticipants:
         transport: Transport,
         *,
         client: httpx.AsyncClient | None = None,
-        refresh: float = 5.0,
+        refresh: float = 2.0,
         clock: Clock = utc_now,
     ) -> None:
         self._registry = registry
