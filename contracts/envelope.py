@@ -1,8 +1,9 @@
 """The message envelope every command and reply travels in."""
 
+import hashlib
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,6 +41,35 @@ class Envelope(BaseModel):
     def from_bytes(cls, body: bytes) -> "Envelope":
         """Parse an envelope; raises pydantic.ValidationError on anything malformed."""
         return cls.model_validate_json(body)
+
+
+_REPLY_ID_PERSON: Final = b"saga-reply-id"
+
+
+def reply_id_of(command_id: str) -> str:
+    """The id of the reply to a command: 32 hex digits, the same for every repeat, so
+    that the orchestrator knows a repeated reply for what it is."""
+    digest = hashlib.blake2b(command_id.encode(), digest_size=16, person=_REPLY_ID_PERSON)
+    return digest.hexdigest()
+
+
+def reply_to(
+    command: "Envelope", reply_type: str, payload: dict[str, Any], *, at: datetime
+) -> "Envelope":
+    """The reply to a command: its id from the command's, its causation the command, its
+    trace the command's trace."""
+    reply_id = reply_id_of(command.message_id)
+    trace_id = trace_id_of(command.traceparent)
+    return Envelope(
+        message_id=reply_id,
+        saga_id=command.saga_id,
+        correlation_id=command.correlation_id,
+        causation_id=command.message_id,
+        type=reply_type,
+        sent_at=at,
+        payload=payload,
+        traceparent=traceparent(trace_id, reply_id[:16]) if trace_id else None,
+    )
 
 
 def first_error(exc: ValidationError) -> str:

@@ -121,7 +121,8 @@ class OrderCancelled(Message):
 
 
 class CommandFailed(Message):
-    """The participant did not do the command; nothing of it took effect.
+    """The participant did not do the command: nothing of it took effect, unless
+    `effect_unknown` says the participant cannot tell.
 
     `reason` is a stable machine-readable word (`insufficient_stock`, `unknown_vendor`, ...).
     """

@@ -7,7 +7,9 @@ tracking of the fan-out, as each service sees it.
     python examples/services.py order_processing --port 8702
 
 Each example's rules are in `RULES`: a function of (service, command, payload) giving
-(status, body). State lives in memory; a restart forgets it (these are examples).
+(status, body). State lives in memory; a restart forgets it, and a compensation that comes before the
+command it undoes is not remembered (these are examples; see the README's Wire
+protocol for what a real participant does).
 """
 
 import argparse
@@ -64,9 +66,10 @@ def create_app(rule: Rule) -> FastAPI:
         request: Request,
         idempotency_key: str = Header(alias="Idempotency-Key"),
     ) -> JSONResponse:
+        payload = await request.json()  # read first: from here to the answer, no await
         tasks = done.setdefault(service, {})
         if idempotency_key not in tasks:
-            tasks[idempotency_key] = rule(service, command, await request.json())
+            tasks[idempotency_key] = rule(service, command, payload)
         status, body = tasks[idempotency_key]
         return JSONResponse(body, status_code=status)
 

@@ -30,7 +30,7 @@ from saga.baseline import run_baseline
 from saga.bootstrap import InProcessWorkers, adjust_for, transport_for
 from saga.connections import redis_client
 from saga.core.order import OrderInput
-from saga.definitions import ORDER_SAGA
+from saga.definitions import ORDER_SAGA, is_builtin
 from saga.eventloop import loop_name
 from saga.namespaces import delete_namespace
 from saga.orchestrator import SagaStarter
@@ -156,7 +156,7 @@ async def _run_system(
         await _wait_for_consumers(config)
         store = RedisSagaStore(redis, namespace)
         dispatcher = Dispatcher(store, starter_transport)
-        starter = SagaStarter(store, dispatcher)
+        starter = SagaStarter(store, dispatcher, builtin=is_builtin)
         order = OrderInput(
             customer=CUSTOMER,
             vendor=VENDOR,

@@ -128,16 +128,20 @@ class Applied:
 
 
 class SagaStarter:
-    """Starts sagas the way the front door does: durable first, then published."""
+    """Starts sagas the way the front door does: durable first, then published.
+
+    `builtin` says which definition versions ship with the engine; a saga of any other
+    starts only while its version is applied (the start and a delete exclude each other).
+    """
 
     def __init__(
         self,
         store: RedisSagaStore,
         dispatcher: Dispatcher,
         *,
+        builtin: Callable[[str, int], bool],
         clock: Clock = utc_now,
         ids: Callable[[], str] = new_id,
-        builtin: Callable[[str, int], bool] = lambda _name, _version: True,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher

@@ -1,7 +1,8 @@
 """The definitions a namespace runs: those built in, and those applied to Redis.
 
 A definition version never changes once applied: applying the same document again is a
-no-op, applying a different one under the same version is refused. New sagas start on
+no-op, applying a different one under the same version is refused, and so is applying
+a version that was deleted (processes may still hold its old content). New sagas start on
 the latest version of their type; a running saga keeps the version it started with to
 its end, whatever is applied meanwhile. A version can be deleted only once no saga that
 may still need it is left (none running, compensating or failed): the delete and every
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, cast
 
+import structlog
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
@@ -21,23 +23,38 @@ from saga.core.definition import SagaDefinition
 from saga.core.document import DefinitionError, DefinitionSpec, HttpSpec, compile_definition
 from saga.store import NoSuchDefinition, definition_field, definition_sagas_key, definitions_key
 
+log = structlog.get_logger(__name__)
+
 # KEYS: applied definitions (field -> json), the type's versions (zset), all types
 #       (set), every participant any definition names (set), the HTTP participants
-#       (name -> json of how to reach it).
+#       (name -> json of how to reach it), the versions deleted (set of fields).
 # ARGV: field, json, version, type, number of participants, the participants, then
-#       (name, json) of each HTTP participant. Returns {'created'|'unchanged'|'conflict'}
-#       or {'participant_conflict', name, json it has}.
+#       (name, json) of each HTTP participant. Returns {'created'|'unchanged'|'conflict'|
+#       'deleted'}, or {'participant_conflict', name, what it is}.
 _APPLY: Final = """
 local found = redis.call('HGET', KEYS[1], ARGV[1])
 if found then
   return {found == ARGV[2] and 'unchanged' or 'conflict'}
 end
+if redis.call('SISMEMBER', KEYS[6], ARGV[1]) == 1 then
+  return {'deleted'}
+end
 local named = tonumber(ARGV[5])
 local http = 6 + named
+local ours = {}
 for i = http, #ARGV, 2 do
+  ours[ARGV[i]] = true
   local known = redis.call('HGET', KEYS[5], ARGV[i])
   if known and known ~= ARGV[i + 1] then
     return {'participant_conflict', ARGV[i], known}
+  end
+  if not known and redis.call('SISMEMBER', KEYS[4], ARGV[i]) == 1 then
+    return {'participant_conflict', ARGV[i], 'a queue participant'}
+  end
+end
+for i = 6, http - 1 do
+  if not ours[ARGV[i]] and redis.call('HEXISTS', KEYS[5], ARGV[i]) == 1 then
+    return {'participant_conflict', ARGV[i], 'an HTTP participant'}
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -52,8 +69,9 @@ end
 return {'created'}
 """
 
-# KEYS: applied definitions, the type's versions, all types, the version's sagas.
-# ARGV: field, version, type. Returns {'deleted'|'absent'|'in_use', count of sagas}.
+# KEYS: applied definitions, the type's versions, all types, the version's sagas, the
+#       versions deleted. ARGV: field, version, type.
+# Returns {'deleted'|'absent'|'in_use', count of sagas}.
 _DELETE: Final = """
 local users = redis.call('SCARD', KEYS[4])
 if users > 0 then
@@ -63,6 +81,7 @@ if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
   return {'absent', 0}
 end
 redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[5], ARGV[1])
 if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('SREM', KEYS[3], ARGV[3])
 end
@@ -133,12 +152,14 @@ class DefinitionRegistry:
         self._delete_script = redis.register_script(_DELETE)
         self._types_key = f"{namespace}:definition-types"
         self._http_key = f"{namespace}:http-participants"
+        self._deleted_key = f"{namespace}:definitions-deleted"
 
     def _versions_key(self, saga_type: str) -> str:
         return f"{self._ns}:definition:{saga_type}:versions"
 
     def is_builtin(self, saga_type: str, version: int) -> bool:
-        """Whether this version ships with the engine (it is never stored, nor deleted)."""
+        """Whether this version is one of the registry's built-in ones (never stored, nor
+        deleted)."""
         builtin = self._builtins.get(saga_type)
         return builtin is not None and builtin[0].version == version
 
@@ -146,9 +167,9 @@ class DefinitionRegistry:
         """Store a new version (compiled first: a broken document is refused with
         DefinitionError); raises DefinitionConflict if the version exists otherwise."""
         compile_definition(spec)
-        document = _canonical(spec)
+        document = _json(spec)
         if self.is_builtin(spec.name, spec.version):
-            if document == _canonical(self._builtins[spec.name][1]):
+            if document == _json(self._builtins[spec.name][1]):
                 return "unchanged"
             raise DefinitionConflict(f"{spec.name} version {spec.version} is built in")
         named = spec.named_participants()
@@ -159,6 +180,7 @@ class DefinitionRegistry:
                 self._types_key,
                 participants_key(self._ns),
                 self._http_key,
+                self._deleted_key,
             ],
             args=[
                 definition_field(spec.name, spec.version),
@@ -180,6 +202,11 @@ class DefinitionRegistry:
             raise DefinitionConflict(
                 f"participant {name} is defined otherwise by another definition ({known}); "
                 "a participant is reached one way in a namespace"
+            )
+        if outcome == "deleted":
+            raise DefinitionConflict(
+                f"{spec.name} version {spec.version} was deleted; a version never comes back "
+                "(another process may still know its old content): apply a new version"
             )
         if outcome == "conflict":
             raise DefinitionConflict(
@@ -253,8 +280,13 @@ class DefinitionRegistry:
 
     async def http_participants(self) -> dict[str, HttpSpec]:
         """Every HTTP participant the namespace's definitions name, and how to reach it."""
-        raw = await self._redis.hgetall(self._http_key)
-        return {str(name): HttpSpec.model_validate_json(spec) for name, spec in raw.items()}
+        found: dict[str, HttpSpec] = {}
+        for name, raw in (await self._redis.hgetall(self._http_key)).items():
+            try:
+                found[str(name)] = HttpSpec.model_validate_json(raw)
+            except ValueError as exc:  # stored by hand, or by a newer engine: that one only
+                log.error("HTTP participant unreadable", participant=name, error=str(exc))
+        return found
 
     async def delete(self, saga_type: str, version: int) -> None:
         """Delete an applied version; raises DefinitionInUse while any saga that may
@@ -267,6 +299,7 @@ class DefinitionRegistry:
                 self._versions_key(saga_type),
                 self._types_key,
                 definition_sagas_key(self._ns, saga_type, version),
+                self._deleted_key,
             ],
             args=[definition_field(saga_type, version), version, saga_type],
         )
@@ -286,10 +319,6 @@ def participants_key(namespace: str) -> str:
     """Every participant the namespace's applied definitions name (never shrinks: a
     queue outlives the definition that named it)."""
     return f"{namespace}:participants"
-
-
-def _canonical(spec: DefinitionSpec) -> str:
-    return _json(spec)
 
 
 def _json(model: BaseModel) -> str:

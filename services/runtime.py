@@ -1,14 +1,13 @@
 """The participant runtime: consume a command, validate, deduplicate, handle, reply."""
 
-import hashlib
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 import structlog
 from pydantic import ValidationError
 
-from contracts.envelope import Envelope, first_error, trace_id_of, traceparent
+from contracts.envelope import Envelope, first_error, reply_to, trace_id_of
 from contracts.messages import REPLIES, CommandFailed, Message
 from contracts.topology import Participant
 from saga.clock import Clock, utc_now
@@ -19,7 +18,6 @@ log = structlog.get_logger(__name__)
 
 # Replies are named after their command: the same command always gets the same reply id,
 # so the orchestrator recognises a repeated reply as the duplicate it is.
-_REPLY_ID_PERSON: Final = b"saga-reply-id"
 
 Reply = tuple[str, dict[str, Any]]
 
@@ -33,12 +31,6 @@ class ParticipantService(Protocol):
     async def handle(self, envelope: Envelope, command: Message, *, now: datetime) -> Reply:
         """Do the command at most once (by its idempotency key) and return the reply."""
         ...
-
-
-def reply_id_of(command_id: str) -> str:
-    """The id of the reply to a command: 32 hex digits, the same for every repeat."""
-    digest = hashlib.blake2b(command_id.encode(), digest_size=16, person=_REPLY_ID_PERSON)
-    return digest.hexdigest()
 
 
 def failed(reason: str, detail: str | None = None) -> Reply:
@@ -77,18 +69,9 @@ class ParticipantRuntime:
         reply_type, payload = await self._reply_to(envelope)
         # A reply that breaks the contract is a bug here: raise, and the runtime requeues.
         REPLIES[reply_type].model_validate(payload)
-        reply_id = reply_id_of(envelope.message_id)
-        reply = Envelope(
-            message_id=reply_id,
-            saga_id=envelope.saga_id,
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.message_id,
-            type=reply_type,
-            sent_at=self._clock(),
-            payload=payload,
-            traceparent=traceparent(trace_id, reply_id[:16]) if trace_id else None,
+        await self._transport.publish_reply(
+            reply_to(envelope, reply_type, payload, at=self._clock())
         )
-        await self._transport.publish_reply(reply)
         commands_handled(self._service.name, envelope.type, reply_type).inc()
         log.info(
             "command handled",

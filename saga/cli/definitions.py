@@ -143,7 +143,9 @@ def start(
     input_json: Annotated[
         str, typer.Option("--input", metavar="JSON", help="The saga's input, a JSON object.")
     ],
-    customer: Annotated[str, typer.Option(help="Whose saga it is (its customer).")] = "operator",
+    customer: Annotated[
+        str, typer.Option(metavar="EMAIL", help="Whose saga it is: whom its steps act for.")
+    ],
     json_out: Json = False,
 ) -> None:
     """Start a saga of any registered type, on its latest version."""

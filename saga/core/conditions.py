@@ -45,6 +45,8 @@ def _within(left: Any, right: Any) -> bool:
         raise ConditionError(
             f"`in` needs a list, a string or an object, got {type(right).__name__}"
         )
+    if isinstance(right, dict) and not isinstance(left, str):
+        raise ConditionError(f"`in` an object needs a field name, got {type(left).__name__}")
     return left in right
 
 

@@ -255,7 +255,12 @@ class _Draft:
     ) -> None:
         """The step did not succeed: undo the saga (or, if it is being undone already,
         because a step beside this one failed, go on undoing it). A step one of whose
-        tries may have taken effect is compensated, whatever the last try answered."""
+        tries may have taken effect is compensated, whatever the last try answered.
+
+        Past the pivot nothing is undone: once a step that cannot be undone has (or may
+        have) taken effect, undoing the steps before it would leave the saga half done
+        without saying so. The saga fails instead, for a human to finish.
+        """
         self.emit(
             StepFailed(
                 step=step.name,
@@ -265,9 +270,29 @@ class _Draft:
                 effect_unknown=effect_unknown or self.current.step(step.name).effect_unknown,
             )
         )
+        pivot = self._irreversible()
+        if pivot is not None and self.current.status == "running":
+            self.emit(
+                SagaFailed(
+                    reason=f"{step.name} failed ({failure.reason}) after {pivot}, which "
+                    "cannot be undone, may have taken effect"
+                )
+            )
+            return
         if self.current.status == "running":  # the first failure: undo the saga
             self.emit(CompensationStarted(reason=failure.reason, failed_step=step.name))
         self.compensate_next()
+
+    def _irreversible(self) -> str | None:
+        """A step without compensation that has, or may have, taken effect."""
+        for state in self.current.steps:
+            if self.definition.step(state.name).compensation is not None:
+                continue
+            if state.status in ("succeeded", "running") or (
+                state.status == "failed" and state.effect_unknown
+            ):
+                return state.name
+        return None
 
     def fail_compensation(
         self, step: StepDefinition, failure: CommandFailed, *, reply_id: str | None = None
@@ -291,7 +316,7 @@ class _Draft:
         # could not undo it, so it is tried until it answers.
         keep_trying = executing and step.compensation is None
         undoing = executing and self.current.status != "running"
-        if undoing:
+        if undoing and not keep_trying:
             # A step beside it failed meanwhile: this one is not tried again but undone.
             self.fail_step(step, failure, effect_unknown=effect_unknown)
         elif attempts < policy.max_attempts or keep_trying:
@@ -337,8 +362,11 @@ class _Draft:
         for index in reversed(range(len(self.definition.stages))):
             stage = self.definition.stage(index)
             for step in stage:
-                if self.current.step(step.name).status == "running" and not self._awaited(step):
-                    self.emit(StepFailed(step=step.name, reason=ABANDONED, effect_unknown=True))
+                current = self.current.step(step.name)
+                if current.status == "running" and not self._awaited(step):
+                    # Its last try may have worked, if that try timed out (the fold knows).
+                    unknown = current.effect_unknown
+                    self.emit(StepFailed(step=step.name, reason=ABANDONED, effect_unknown=unknown))
             for step in stage:
                 current = self.current.step(step.name)
                 took_effect = current.status == "succeeded" or (

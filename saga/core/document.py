@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from contracts.messages import COMMANDS
-from contracts.topology import Participant, check_participant
+from contracts.topology import SERVICES, Participant, check_participant
 from saga.core.conditions import Condition, ConditionError
 from saga.core.definition import (
     BuildError,
@@ -223,6 +223,9 @@ def compile_definition(spec: DefinitionSpec) -> SagaDefinition:
         jsonschema.Draft202012Validator.check_schema(spec.input)
     except jsonschema.SchemaError as exc:
         raise DefinitionError(f"{where}: input is not a JSON Schema: {exc.message}") from None
+    shop = sorted(set(spec.participants) & set(SERVICES))
+    if shop:
+        raise DefinitionError(f"{where}: {shop} are the shop's own services, not HTTP participants")
     unused = set(spec.participants) - {s.participant for stage in stages for s in stage}
     if unused:
         raise DefinitionError(f"{where}: participants {sorted(unused)} are named by no step")
@@ -294,8 +297,11 @@ def _compile_step(
             command=_builder(step.action, earlier, f"{where}, action"),
             success=_reply_of(step.action, http, step, f"{where}, action"),
             compensation=(
-                # A compensation may read the step's own result, once it has one.
-                _builder(compensation, earlier | {step.name}, f"{where}, compensation")
+                # A compensation may read the step's own result, optionally: it also
+                # runs after its step timed out, with no result.
+                _builder(
+                    compensation, earlier | {step.name}, f"{where}, compensation", own=step.name
+                )
                 if compensation
                 else None
             ),
@@ -330,8 +336,16 @@ def _check_reads(paths: list[Path] | tuple[Path, ...], earlier: frozenset[str], 
             )
 
 
-def _builder(action: ActionSpec, earlier: frozenset[str], where: str) -> CommandBuilder:
+def _builder(
+    action: ActionSpec, earlier: frozenset[str], where: str, *, own: str | None = None
+) -> CommandBuilder:
     template = _template(action.input, earlier=earlier, where=f"{where} input")
+    for path in template.paths:
+        if own is not None and path.step == own and not path.optional:
+            raise DefinitionError(
+                f"{where} input: {path.text!r} must end in `| optional`: a compensation also "
+                "runs after its step timed out, when the step has no result"
+            )
     contract = COMMANDS.get(action.command)
 
     def build(state: SagaState) -> Command:
@@ -339,7 +353,9 @@ def _builder(action: ActionSpec, earlier: frozenset[str], where: str) -> Command
             payload = template.render(context_of(state))
             if contract is not None:  # a command of the shop's contracts: checked by it
                 payload = contract.model_validate(payload).model_dump(mode="json")
-        except (PathError, ValidationError) as exc:
+        except (PathError, ValidationError, TypeError, ValueError) as exc:
+            # Whatever this saga's data does to the template or the contract, the step
+            # fails with the reason; the orchestrator never trips over it.
             raise BuildError(f"{action.command}: {exc}") from None
         return Command(action.command, payload)
 
@@ -350,7 +366,7 @@ def _judge(condition: Condition) -> Callable[[SagaState], bool]:
     def applies(state: SagaState) -> bool:
         try:
             return condition(context_of(state))
-        except ConditionError as exc:
+        except (ConditionError, TypeError) as exc:
             raise BuildError(f"condition {condition.text!r}: {exc}") from None
 
     return applies

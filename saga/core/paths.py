@@ -5,8 +5,8 @@ and `status`) or `saga` (`id`, `type`, `customer`) — and goes on by `.field`, 
 (negative counts from the end) and `[*]` (every element of a list, the rest of the path
 taken from each). A name that is not a root is a field of the input: `payment_method`
 is `input.payment_method`. Filters follow a `|`: `unique` (a list without repeats, in
-order), `length`, `first`, `last`, and `optional` (null where the path leads nowhere,
-rather than an error).
+order), `length`, `first`, `last`, and `optional` (null where the path leads nowhere
+or a filter finds nothing, rather than an error).
 
 A template is any JSON value: a string that is one `{{path}}` and nothing else becomes
 the value the path leads to (a list, an object, a number); a string with text around
@@ -119,12 +119,12 @@ class Path:
         """The value the path leads to; raises PathError if it leads nowhere."""
         try:
             value = _follow(context[self.root], self.segments, self.root)
+            for name in self.filters:
+                value = FILTERS[name](value)
         except PathError:
             if self.optional:
                 return None
             raise
-        for name in self.filters:
-            value = FILTERS[name](value)
         return value
 
 

@@ -57,3 +57,9 @@ def _builtin(name: str) -> tuple[SagaDefinition, DefinitionSpec]:
 # The definitions that ship with the engine: name -> (definition, its document).
 BUILTINS: Final = {"order": _builtin("order")}
 ORDER_SAGA: Final = BUILTINS["order"][0]
+
+
+def is_builtin(saga_type: str, version: int) -> bool:
+    """Whether this definition version ships with the engine (no other is applied)."""
+    builtin = BUILTINS.get(saga_type)
+    return builtin is not None and builtin[0].version == version

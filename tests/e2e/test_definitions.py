@@ -169,5 +169,7 @@ def test_the_cli_applies_lists_shows_starts_and_deletes(
     system.cli("definitions", "delete", "parcel", "--version", "1")
     gone = system.cli("definitions", "show", "parcel", check=False)
     assert gone.returncode == 1 and "no saga definition parcel" in gone.stderr
-    bad = system.cli("start", "parcel", "--input", "{not json", check=False)
+    bad = system.cli(
+        "start", "parcel", "--input", "{not json", "--customer", "x@example.com", check=False
+    )
     assert bad.returncode == 2 and "--input is not JSON" in bad.stderr

@@ -38,7 +38,7 @@ DELIVERY = {
             },
             "compensation": {
                 "command": "CancelCourier",
-                "input": {"booking": "{{steps.book_courier.result.booking}}"},
+                "input": {"booking": "{{steps.book_courier.result.booking | optional}}"},
                 "reply": "CourierCancelled",
             },
         },

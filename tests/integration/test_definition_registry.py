@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from contracts.topology import Topology
 from saga.core.decide import CancelSaga, ReplyReceived
-from saga.core.document import DefinitionSpec
+from saga.core.document import DefinitionError, DefinitionSpec
 from saga.definitions import BUILTINS, read_text
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher
@@ -130,3 +130,44 @@ async def test_no_saga_starts_on_a_version_deleted_meanwhile(
     with pytest.raises(NoSuchDefinition, match="ping version 1"):
         await starter.start(definition, customer="ann@example.com", saga_input={})
     assert await store.list_ids(limit=10) == []
+
+
+def with_http(name: str, participant: str, url: str | None) -> DefinitionSpec:
+    """A one-step definition on `participant`, over HTTP at `url` (or its queue)."""
+    reach = f"participants: {{{participant}: {{http: {{url: '{url}'}}}}}}" if url else ""
+    reply = "" if url else ", reply: Done"
+    return read_text(
+        f"""
+name: {name}
+version: 1
+{reach}
+steps:
+  - name: call
+    participant: {participant}
+    action: {{command: Call{reply}}}
+"""
+    )
+
+
+async def test_a_participant_is_reached_one_way_in_a_namespace(
+    registry: DefinitionRegistry,
+) -> None:
+    await registry.apply(with_http("a", "quotes", "http://127.0.0.1:1/q"))
+    await registry.apply(with_http("b", "quotes", "http://127.0.0.1:1/q"))  # the same way
+    with pytest.raises(DefinitionConflict, match="participant quotes is defined otherwise"):
+        await registry.apply(with_http("c", "quotes", "http://127.0.0.1:2/q"))
+    with pytest.raises(DefinitionConflict, match="an HTTP participant"):
+        await registry.apply(with_http("d", "quotes", None))
+    await registry.apply(with_http("e", "couriers", None))
+    with pytest.raises(DefinitionConflict, match="a queue participant"):
+        await registry.apply(with_http("f", "couriers", "http://127.0.0.1:1/c"))
+    with pytest.raises(DefinitionError, match="the shop's own services"):
+        await registry.apply(with_http("g", "stock", "http://127.0.0.1:1/s"))
+
+
+async def test_a_deleted_version_never_comes_back(registry: DefinitionRegistry) -> None:
+    await registry.apply(ping())
+    await registry.delete("ping", 1)
+    with pytest.raises(DefinitionConflict, match="was deleted"):
+        await registry.apply(ping(command="Knock"))
+    assert await registry.apply(ping(version=2, command="Knock")) == "created"

@@ -51,6 +51,8 @@ class Endpoint:
             if answer == "slow":
                 await asyncio.sleep(1.0)
                 return JSONResponse({"late": True})
+            if answer == "huge":
+                return JSONResponse({"blob": "x" * 100_000})
             status, payload = answer
             return JSONResponse(payload, status_code=status)
 
@@ -93,7 +95,10 @@ def pricing(port: int, *, price_attempts: int = 3, threshold: int = 5) -> dict[s
                 "name": "hold",
                 "participant": "holds",
                 "action": {"command": "Hold", "input": {"item": "{{input.item}}"}},
-                "compensation": {"command": "Release", "input": {"hold": "{{steps.hold.result}}"}},
+                "compensation": {
+                    "command": "Release",
+                    "input": {"hold": "{{steps.hold.result | optional}}"},
+                },
                 "timeout": "2s",
                 "compensation_retry": {"max_attempts": 2, "backoff": "10ms"},
             },
@@ -241,6 +246,17 @@ async def test_an_http_participant_is_reached_one_way_in_a_namespace(
     elsewhere = pricing(endpoint.port + 1) | {"name": "repricing"}
     with pytest.raises(DefinitionConflict, match="participant holds is defined otherwise"):
         await registry.apply(read_definition(elsewhere))
+
+
+async def test_an_answer_too_large_to_keep_is_a_protocol_error(
+    redis: Redis, namespace: str, endpoint: Endpoint
+) -> None:
+    endpoint.script["Price"] = ["huge"]
+    async with running(redis, namespace, pricing(endpoint.port)) as system:
+        state = await system.run()
+    assert state.status == "compensated" and state.reason == "protocol_error"
+    assert len(endpoint.made("Unprice")) == 1  # it may have priced: undone to be sure
+    assert "blob" not in str(await system.store.events(state.saga_id))
 
 
 def test_an_http_step_names_no_reply_and_outlasts_its_call() -> None:

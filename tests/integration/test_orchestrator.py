@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
 from saga.clock import marker_of, utc_now
-from saga.definitions import BUILTINS, ORDER_SAGA
+from saga.definitions import BUILTINS, ORDER_SAGA, is_builtin
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
@@ -88,7 +88,7 @@ async def started(
     store: RedisSagaStore, transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
 ) -> Envelope:
     dispatcher = Dispatcher(store, transport)
-    starter = SagaStarter(store, dispatcher)
+    starter = SagaStarter(store, dispatcher, builtin=is_builtin)
     await starter.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
     await dispatcher.settle()
     (reserve,) = await take(amqp, transport.topology, "stock")
@@ -120,7 +120,7 @@ async def test_a_reply_applied_but_never_published_is_published_when_it_comes_ag
 async def test_the_relay_publishes_what_a_crash_left_in_an_outbox(
     store: RedisSagaStore, transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
 ) -> None:
-    crashing = SagaStarter(store, CrashingDispatcher(store, transport))
+    crashing = SagaStarter(store, CrashingDispatcher(store, transport), builtin=is_builtin)
     with pytest.raises(Crash):
         await crashing.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
     dispatcher = Dispatcher(store, transport)
@@ -138,7 +138,7 @@ async def test_the_relay_publishes_what_a_crash_left_in_an_outbox(
 async def test_the_relay_leaves_young_outboxes_to_their_writer(
     store: RedisSagaStore, transport: RabbitTransport
 ) -> None:
-    crashing = SagaStarter(store, CrashingDispatcher(store, transport))
+    crashing = SagaStarter(store, CrashingDispatcher(store, transport), builtin=is_builtin)
     with pytest.raises(Crash):
         await crashing.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
     relay = OutboxRelay(store, Dispatcher(store, transport), interval=1, grace=5)
@@ -184,7 +184,7 @@ async def test_a_command_no_queue_takes_stays_in_the_outbox(
 ) -> None:
     channel = await amqp.channel()
     await channel.queue_delete(transport.topology.participant_queue("stock"))
-    starter = SagaStarter(store, Dispatcher(store, transport))
+    starter = SagaStarter(store, Dispatcher(store, transport), builtin=is_builtin)
     state = await starter.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
     [command] = await store.outbox(state.saga_id)
     assert command.envelope.type == "ReserveStock"
@@ -208,7 +208,7 @@ async def test_published_commands_leave_their_outboxes_in_batches(
     store = CountingStore(redis, namespace)
     store.batches = []
     dispatcher = Dispatcher(store, transport)
-    starter = SagaStarter(store, dispatcher)
+    starter = SagaStarter(store, dispatcher, builtin=is_builtin)
     states = await asyncio.gather(
         *(
             starter.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())

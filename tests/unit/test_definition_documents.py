@@ -38,6 +38,8 @@ CONTEXT: dict[str, Any] = {
         ("steps.quote.result.amount", "12.50"),
         ("saga.id", "s1"),
         ("input.nothing | optional", None),
+        ("input.nothing | length | optional", None),
+        ("input.customer | first | optional", None),
         ("input.note", None),
     ],
 )
@@ -141,9 +143,18 @@ def test_a_condition_allows_no_code(text: str) -> None:
         Condition(text)
 
 
-def test_a_condition_that_cannot_be_judged_says_why() -> None:
-    with pytest.raises(ConditionError, match="cannot compare str < int"):
-        Condition("input.customer < 3")(CONTEXT)
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("input.customer < 3", "cannot compare str < int"),
+        ("input.items in input", "`in` an object needs a field name"),
+        ("input.items[0] in input.items[1]", "`in` an object needs a field name"),
+        ("3 in input.customer", "`in` a string needs a string"),
+    ],
+)
+def test_a_condition_that_cannot_be_judged_says_why(text: str, message: str) -> None:
+    with pytest.raises(ConditionError, match=message):
+        Condition(text)(CONTEXT)
 
 
 def _document(**changes: Any) -> dict[str, Any]:
@@ -186,6 +197,16 @@ def test_a_document_that_is_not_a_definition_names_the_place() -> None:
             "unknown filter 'shout'",
         ),
         ({"when": "steps.quote.status == 'succeeded'"}, "not an earlier step"),
+        (
+            {
+                "compensation": {
+                    "command": "U",
+                    "input": {"q": "{{steps.quote.result.id}}"},
+                    "reply": "R",
+                }
+            },
+            "must end in `| optional`: a compensation also runs after its step timed out",
+        ),
     ],
 )
 def test_a_step_that_cannot_work_is_refused_when_loaded(

@@ -215,7 +215,7 @@ def test_a_branch_that_times_out_while_the_saga_is_undone_is_undone_not_retried(
     assert "RetryScheduled" not in saga.events
 
 
-def test_a_branch_waiting_for_a_retry_is_given_up_and_undone_when_another_fails() -> None:
+def test_a_branch_waiting_for_a_retry_is_given_up_when_another_fails() -> None:
     saga = Fanout()
     saga.reply("open")
     saga.reply("revenue", "busy", transient=True)  # a retry is scheduled
@@ -223,10 +223,18 @@ def test_a_branch_waiting_for_a_retry_is_given_up_and_undone_when_another_fails(
     failed = saga.reply("rebates", "no_data")
     abandoned = [r.event for r in failed.records if r.event.type == "StepFailed"]
     assert [e.reason for e in abandoned] == ["no_data", ABANDONED]
-    assert sent(failed) == ["UndoRevenue"]
+    assert sent(failed) == []  # its try said nothing happened: nothing to undo
     assert saga.state.retries == {}
     retry = saga.retry_due("revenue")
     assert retry.records == ()  # the retry no longer wanted changes nothing
+
+
+def test_a_branch_waiting_for_a_retry_after_a_timeout_is_undone_when_given_up() -> None:
+    saga = Fanout()
+    saga.reply("open")
+    saga.time_out("revenue")  # the try may have worked; a retry is scheduled
+    failed = saga.reply("rebates", "no_data")
+    assert sent(failed) == ["UndoRevenue"]
 
 
 def test_a_cancel_during_a_group_undoes_every_branch_at_once() -> None:
@@ -238,6 +246,49 @@ def test_a_cancel_during_a_group_undoes_every_branch_at_once() -> None:
     for step in BRANCHES:
         saga.reply(step)
     assert sent(saga.decisions[-1]) == ["UndoOpen"]
+
+
+PIVOTS: dict[str, Any] = {
+    **FANOUT,
+    "steps": [
+        _step("open", "stock"),
+        {
+            "name": "announce",
+            "parallel": [
+                {**_step("mail", "payment"), "compensation": None},
+                {**_step("post", "order"), "compensation": None},
+            ],
+        },
+    ],
+}
+
+
+def test_a_failure_once_a_step_that_cannot_be_undone_took_effect_undoes_nothing() -> None:
+    saga = Fanout(definition=compile_definition(read_definition(PIVOTS)))
+    saga.reply("open")
+    saga.reply("mail")  # done, for good
+    failed = saga.reply("post", "refused")
+    assert sent(failed) == []  # nothing undone: open stays, as mail does
+    assert saga.state.status == "failed"
+    assert "after mail, which cannot be undone" in (saga.state.reason or "")
+
+
+def test_a_failure_beside_a_step_that_cannot_be_undone_and_is_still_out_undoes_nothing() -> None:
+    saga = Fanout(definition=compile_definition(read_definition(PIVOTS)))
+    saga.reply("open")
+    saga.reply("post", "refused")  # mail is still out: it may take effect
+    assert saga.state.status == "failed"
+    assert [saga.status(n) for n in ("open", "mail", "post")] == ["succeeded", "running", "failed"]
+
+
+def test_a_step_that_cannot_be_undone_is_tried_until_it_answers_even_beside_a_failure() -> None:
+    saga = Fanout(definition=compile_definition(read_definition(PIVOTS)))
+    saga.reply("open")
+    saga.time_out("mail")
+    saga.retry_due("mail")
+    saga.time_out("mail")
+    saga.retry_due("mail")
+    assert saga.status("mail") == "running"  # past its budget of 2: still tried
 
 
 def test_a_step_cannot_read_a_step_beside_it() -> None:
