@@ -6,32 +6,30 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from contracts.envelope import trace_id_of, traceparent
 from contracts.messages import OrderItem
 from saga.api import catalog
 from saga.api.auth import AuthClient, Caller
 from saga.api.deps import CallerDep, LimitedCaller, registry_of
-from saga.api.idempotency import KEY_TTL, MAX_KEY_LENGTH, IdempotencyKeys, KeyReused
+from saga.api.idempotency import KEY_TTL, IdempotencyKeys
 from saga.api.limits import BodySizeLimit, Rate, RateLimiter
-from saga.api.schemas import CreateOrderRequest, SagaAccepted, SagaLinks, errors
+from saga.api.schemas import CreateOrderRequest, SagaAccepted, errors
+from saga.api.starting import IdempotencyKey, start_saga
 from saga.bootstrap import registry_for, transport_for
-from saga.clock import new_id
 from saga.connections import redis_client
 from saga.core.decide import CancelSaga, cancellable
-from saga.core.definition import InputError
 from saga.core.order import OrderInput
 from saga.core.state import SagaState, SagaStatus
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher
 from saga.settings import Settings
 from saga.store import RedisSagaStore
-from saga.transport import INFRASTRUCTURE_ERRORS, Transport
+from saga.transport import Transport
 from saga.views import EventView, SagaView, saga_view
 
 
@@ -118,33 +116,11 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         caller: LimitedCaller,
         request: Request,
         response: Response,
-        idempotency_key: Annotated[
-            str | None,
-            Header(
-                alias="Idempotency-Key",
-                min_length=1,
-                max_length=MAX_KEY_LENGTH,
-                pattern=r"^[\x21-\x7e]+$",
-                description="The same key with the same body starts one saga, "
-                "answered 202 the first time and 200 after, for 24 hours.",
-            ),
-        ] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> SagaAccepted:
         """Start an order saga; answers once its first event and command are durable."""
         if body.user_email is not None and body.user_email.lower() != caller.email:
             raise HTTPException(403, "user_email must be the token owner's email")
-        saga_id: str | None = None
-        if idempotency_key is not None:
-            keys: IdempotencyKeys = request.app.state.keys
-            try:
-                claim = await keys.claim(
-                    caller.email, idempotency_key, body.model_dump(mode="json")
-                )
-            except KeyReused as exc:
-                raise HTTPException(422, str(exc)) from None
-            saga_id = claim.saga_id
-            if not claim.first:
-                response.status_code = 200
         order = OrderInput(
             customer=caller.email,
             vendor=body.vendor_email.lower(),
@@ -156,24 +132,15 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
             ],
             payment_method=body.payment_method,
         )
-        starter: SagaStarter = request.app.state.starter
-        trace_id = trace_id_of(request.headers.get("traceparent")) or new_id()
-        try:
-            state = await starter.start(
-                await registry_of(request).latest("order"),
-                customer=caller.email,
-                saga_input=order,
-                trace_id=trace_id,
-                saga_id=saga_id,
-            )
-        except InputError as exc:  # the definition's schema refuses what the model took
-            raise HTTPException(422, str(exc)) from None
-        except INFRASTRUCTURE_ERRORS as exc:
-            raise HTTPException(503, f"saga store unavailable: {type(exc).__name__}") from exc
-        link = f"/sagas/{state.saga_id}"
-        response.headers["Location"] = link
-        response.headers["traceparent"] = traceparent(trace_id, new_id()[:16])
-        return SagaAccepted(saga_id=state.saga_id, status=state.status, links=SagaLinks(self=link))
+        return await start_saga(
+            request,
+            response,
+            caller,
+            await registry_of(request).latest("order"),
+            order,
+            idempotency_key=idempotency_key,
+            body=body.model_dump(mode="json"),
+        )
 
     async def view_of(state: SagaState, request: Request) -> SagaView:
         definition = await registry_of(request).get(state.saga_type, state.definition_version)

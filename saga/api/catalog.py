@@ -3,17 +3,14 @@
 import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from contracts.envelope import trace_id_of, traceparent
 from saga.api.deps import CallerDep, LimitedCaller, registry_of
-from saga.api.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, KeyReused
-from saga.api.schemas import SagaAccepted, SagaLinks, errors
-from saga.clock import new_id
+from saga.api.schemas import SagaAccepted, errors
+from saga.api.starting import IdempotencyKey, start_saga
 from saga.core.definition import InputError
 from saga.core.document import DefinitionError, DefinitionSpec, read_definition
-from saga.orchestrator import SagaStarter
 from saga.registry import DefinitionConflict
 from saga.store import NoSuchDefinition
 from saga.transport import INFRASTRUCTURE_ERRORS, Transport
@@ -131,22 +128,12 @@ async def get_definition(
         **errors(401, 403, 404, 413, 422, 429, 503),
     },
 )
-async def start_saga(
+async def start_any(
     body: StartSaga,
     caller: LimitedCaller,
     request: Request,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=MAX_KEY_LENGTH,
-            pattern=r"^[\x21-\x7e]+$",
-            description="The same key with the same body starts one saga, "
-            "answered 202 the first time and 200 after, for 24 hours.",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> SagaAccepted:
     """Start a saga of any type the caller may start; the caller is its customer."""
     registry = registry_of(request)
@@ -161,33 +148,12 @@ async def start_saga(
         definition.check_input(body.input)  # before a key is claimed for it
     except InputError as exc:
         raise HTTPException(422, str(exc)) from None
-    saga_id: str | None = None
-    if idempotency_key is not None:
-        keys: IdempotencyKeys = request.app.state.keys
-        try:
-            claim = await keys.claim(caller.email, idempotency_key, body.model_dump(mode="json"))
-        except KeyReused as exc:
-            raise HTTPException(422, str(exc)) from None
-        saga_id = claim.saga_id
-        if not claim.first:
-            response.status_code = 200
-    starter: SagaStarter = request.app.state.starter
-    trace_id = trace_id_of(request.headers.get("traceparent")) or new_id()
-    try:
-        state = await starter.start(
-            definition,
-            customer=caller.email,
-            saga_input=body.input,
-            trace_id=trace_id,
-            saga_id=saga_id,
-        )
-    except InputError as exc:
-        raise HTTPException(422, str(exc)) from None
-    except NoSuchDefinition as exc:  # deleted between the lookup and the start
-        raise HTTPException(404, str(exc)) from None
-    except INFRASTRUCTURE_ERRORS as exc:
-        raise HTTPException(503, f"saga store unavailable: {type(exc).__name__}") from exc
-    link = f"/sagas/{state.saga_id}"
-    response.headers["Location"] = link
-    response.headers["traceparent"] = traceparent(trace_id, new_id()[:16])
-    return SagaAccepted(saga_id=state.saga_id, status=state.status, links=SagaLinks(self=link))
+    return await start_saga(
+        request,
+        response,
+        caller,
+        definition,
+        body.input,
+        idempotency_key=idempotency_key,
+        body=body.model_dump(mode="json"),
+    )

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from rich.table import Table
 
 from saga.bootstrap import registry_for, transport_for
-from saga.cli.output import CliError, Json, console, print_json, with_redis
+from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, with_redis
 from saga.core.definition import InputError
 from saga.core.document import DefinitionError
 from saga.definitions import read_file
@@ -49,15 +49,12 @@ def apply(
     async def work(redis: Redis, settings: Settings) -> str:
         outcome = await registry_for(redis, settings).apply(spec)
         transport = transport_for(settings, "cli")
+        meanwhile = "every orchestrator declares the participants' queues within seconds"
         try:  # the queues of its participants, so that commands wait there for them
-            await transport.connect()
-            await transport.declare_participants(spec.named_participants())
+            if await connect_or_warn(transport, meanwhile):
+                await transport.declare_participants(spec.named_participants())
         except INFRASTRUCTURE_ERRORS:
-            print(
-                "saga: RabbitMQ unreachable; the participants' queues are declared when an "
-                "orchestrator or the participants start",
-                file=sys.stderr,
-            )
+            print(f"saga: RabbitMQ went away; {meanwhile}", file=sys.stderr)
         finally:
             await transport.close()
         return outcome
@@ -164,13 +161,7 @@ def start(
         store = RedisSagaStore(redis, settings.namespace)
         transport = transport_for(settings, "cli")
         try:
-            try:
-                await transport.connect()
-            except INFRASTRUCTURE_ERRORS:
-                print(
-                    "saga: RabbitMQ unreachable; the orchestrator's relay will send the first command",
-                    file=sys.stderr,
-                )
+            await connect_or_warn(transport, "the orchestrator's relay will send the first command")
             dispatcher = Dispatcher(store, transport)
             starter = SagaStarter(store, dispatcher, builtin=registry.is_builtin)
             state = await starter.start(

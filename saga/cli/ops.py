@@ -1,7 +1,6 @@
 """Operator commands that change things: replay failed sagas, handle dead letters."""
 
 import asyncio
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -9,7 +8,7 @@ from rich.table import Table
 
 from contracts.topology import Topology
 from saga.bootstrap import registry_for, transport_for
-from saga.cli.output import CliError, Json, console, print_json, settings
+from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, settings
 from saga.clock import new_id
 from saga.connections import redis_client
 from saga.core.decide import OutgoingCommand, ReplaySaga, decide
@@ -21,7 +20,6 @@ from saga.orchestrator import Orchestrator
 from saga.outbox import Dispatcher
 from saga.settings import Settings
 from saga.store import RedisSagaStore
-from saga.transport import INFRASTRUCTURE_ERRORS
 
 dlq_app = typer.Typer(
     help="Dead letters: messages that could not be processed.", no_args_is_help=True
@@ -94,13 +92,7 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
             return [
                 _result(state, _replay_decision(_known(found, state), state)) for state in targets
             ]
-        try:
-            await transport.connect()
-        except INFRASTRUCTURE_ERRORS:
-            print(
-                "saga: RabbitMQ unreachable; the orchestrator's relay will send the commands",
-                file=sys.stderr,
-            )
+        await connect_or_warn(transport, "the orchestrator's relay will send the commands")
         dispatcher = Dispatcher(store, transport)
         orchestrator = Orchestrator(store, dispatcher, registry)
         results = []

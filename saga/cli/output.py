@@ -14,6 +14,7 @@ from rich.console import Console
 
 from saga.connections import redis_client
 from saga.settings import Settings
+from saga.transport import INFRASTRUCTURE_ERRORS, Transport
 
 T = TypeVar("T")
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -56,6 +57,17 @@ def print_json(value: Any) -> None:
 def settings() -> Settings:
     """The settings from the environment."""
     return Settings()
+
+
+async def connect_or_warn(transport: Transport, meanwhile: str) -> bool:
+    """Connect to RabbitMQ; if it is away, say on stderr what happens meanwhile (the
+    command goes on without it). Whether it connected."""
+    try:
+        await transport.connect()
+    except INFRASTRUCTURE_ERRORS:
+        print(f"saga: RabbitMQ unreachable; {meanwhile}", file=sys.stderr)
+        return False
+    return True
 
 
 def with_redis(work: Callable[[Redis, Settings], Awaitable[T]]) -> T:

@@ -1,14 +1,11 @@
 """The definition registry on the real Redis: versions that never change, latest for new
 sagas, and no delete while a saga may still need the version."""
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
 import pytest
 from redis.asyncio import Redis
 
-from contracts.topology import Topology
 from saga.core.decide import CancelSaga, ReplyReceived
 from saga.core.document import DefinitionError, DefinitionSpec
 from saga.definitions import BUILTINS, read_text
@@ -17,7 +14,6 @@ from saga.outbox import Dispatcher
 from saga.rabbit import RabbitTransport
 from saga.registry import DefinitionConflict, DefinitionInUse, DefinitionRegistry
 from saga.store import NoSuchDefinition, RedisSagaStore
-from tests.servers import RABBITMQ_URL
 from tests.unit.sagas import order_input
 
 ORDER_SPEC = BUILTINS["order"][1]
@@ -45,16 +41,6 @@ steps:
 @pytest.fixture
 def registry(redis: Redis, namespace: str) -> DefinitionRegistry:
     return DefinitionRegistry(redis, namespace, builtins=BUILTINS)
-
-
-@pytest.fixture
-async def transport(
-    amqp: aio_pika.abc.AbstractConnection, namespace: str
-) -> AsyncIterator[RabbitTransport]:
-    t = RabbitTransport(RABBITMQ_URL, Topology(namespace))
-    await t.connect()
-    yield t
-    await t.close()
 
 
 async def test_a_version_is_applied_once_and_never_changes(registry: DefinitionRegistry) -> None:

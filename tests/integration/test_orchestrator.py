@@ -1,7 +1,6 @@
 """The orchestrator's shell on real Redis and RabbitMQ: crash windows, the relay, two replicas."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import aio_pika
@@ -18,7 +17,6 @@ from saga.rabbit import RabbitTransport
 from saga.registry import DefinitionRegistry
 from saga.store import RedisSagaStore
 from saga.transport import PUBLISH_ERRORS, DeadLetter, Delivery
-from tests.servers import RABBITMQ_URL
 from tests.unit.sagas import REPLY_TYPE, SUCCESS, order_input
 
 
@@ -29,16 +27,6 @@ class Crash(BaseException):
 class CrashingDispatcher(Dispatcher):
     async def dispatch(self, *args: object, **kwargs: object) -> None:
         raise Crash
-
-
-@pytest.fixture
-async def transport(
-    amqp: aio_pika.abc.AbstractConnection, namespace: str
-) -> AsyncIterator[RabbitTransport]:
-    t = RabbitTransport(RABBITMQ_URL, Topology(namespace))
-    await t.connect()
-    yield t
-    await t.close()
 
 
 @pytest.fixture
