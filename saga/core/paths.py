@@ -18,7 +18,7 @@ only followed.
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -199,9 +199,3 @@ def _compile_string(source: str, paths: list[Path]) -> Renderer:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
-
-
-def paths_in(templates: Iterator[Template]) -> Iterator[Path]:
-    """Every path of several templates."""
-    for template in templates:
-        yield from template.paths
