@@ -104,8 +104,12 @@ class HttpParticipants:
                 reset_after=spec.breaker.reset_after.total_seconds(),
             )
             queue = self._transport.topology.participant_queue(name)
-            await self._transport.consume(queue, functools.partial(self.handle, name))
-            self._served[name] = spec  # only once consuming: a failure is tried again
+            self._served[name] = spec  # before consuming: commands may be waiting
+            try:
+                await self._transport.consume(queue, functools.partial(self.handle, name))
+            except BaseException:
+                del self._served[name]  # tried again next time
+                raise
             log.info("serving HTTP participant", participant=name, url=str(spec.url))
         return 0
 

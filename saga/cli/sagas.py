@@ -97,6 +97,8 @@ def show_saga(
         f"customer {state.customer}, started {state.created_at.isoformat(timespec='seconds')}, "
         f"last change {state.updated_at.isoformat(timespec='seconds')}, version {state.version}"
     )
+    if view["summary"]:
+        out.print(", ".join(f"{k} {'—' if v is None else v}" for k, v in view["summary"].items()))
     start = records[0].at if records else state.created_at
     timeline = Table(
         "step",

@@ -8,6 +8,7 @@ cannot — paths that parse, steps that read only earlier steps, conditions that
 conditions, the pivot rule — and returns the definition the core runs.
 """
 
+import contextvars
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -26,7 +27,7 @@ from pydantic import (
     ValidationError,
 )
 
-from contracts.messages import COMMANDS
+from contracts.messages import COMMANDS, REPLIES
 from contracts.topology import SERVICES, Participant, check_participant
 from saga.core.conditions import Condition, ConditionError
 from saga.core.definition import (
@@ -58,7 +59,9 @@ def _seconds(value: Any) -> Any:
         return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
     if isinstance(value, int | float) and not isinstance(value, bool):
         return timedelta(seconds=value)
-    return value  # pydantic's own reading (ISO 8601), or its error
+    if isinstance(value, str) and not value.strip().upper().startswith("P"):
+        raise ValueError("a duration is written 500ms, 10s, 2m, 1h, or a number of seconds")
+    return value  # pydantic's own reading (ISO 8601: PT10S), or its error
 
 
 Duration = Annotated[timedelta, BeforeValidator(_seconds)]
@@ -211,8 +214,30 @@ def _place(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "document"
 
 
+# While a definition compiles: the input fields its schema allows, if it names them all
+# (an object schema with `additionalProperties: false`); paths into others are typos.
+_INPUT_FIELDS: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar(
+    "input_fields", default=None
+)
+
+
+def _closed_fields(schema: dict[str, Any]) -> frozenset[str] | None:
+    properties = schema.get("properties")
+    if schema.get("additionalProperties") is False and isinstance(properties, dict):
+        return frozenset(properties)
+    return None
+
+
 def compile_definition(spec: DefinitionSpec) -> SagaDefinition:
     """The definition the core runs; raises DefinitionError naming what is wrong."""
+    token = _INPUT_FIELDS.set(_closed_fields(spec.input))
+    try:
+        return _compile(spec)
+    finally:
+        _INPUT_FIELDS.reset(token)
+
+
+def _compile(spec: DefinitionSpec) -> SagaDefinition:
     where = f"saga {spec.name} v{spec.version}"
     stages = spec.stages()
     names = [step.name for stage in stages for step in stage]
@@ -261,6 +286,17 @@ def compile_definition(spec: DefinitionSpec) -> SagaDefinition:
 
 def _reply_of(action: ActionSpec, http: ParticipantSpec | None, step: StepSpec, where: str) -> str:
     """The reply type that means the action was done."""
+    if step.participant in SERVICES:  # the shop's own: their contracts are known
+        if action.command not in COMMANDS:
+            raise DefinitionError(
+                f"{where}: {step.participant} takes no command {action.command!r} "
+                f"(the shop's commands: {', '.join(sorted(COMMANDS))})"
+            )
+        if action.reply not in REPLIES:
+            raise DefinitionError(
+                f"{where}: {action.reply!r} is not a reply of the shop's services "
+                f"({', '.join(sorted(r for r in REPLIES if r != 'CommandFailed'))})"
+            )
     if http is None:
         if action.reply is None:
             raise DefinitionError(f"{where}: reply is required (the type that means success)")
@@ -315,6 +351,8 @@ def _compile_step(
             retry=step.retry.policy(),
             compensation_retry=step.compensation_retry.policy(),
         )
+    except DefinitionError:
+        raise  # it says where already
     except ValueError as exc:
         raise DefinitionError(f"{where}: {exc}") from None
 
@@ -332,8 +370,16 @@ def _check_reads(paths: list[Path] | tuple[Path, ...], earlier: frozenset[str], 
     for path in paths:
         if path.root == "steps" and path.step not in earlier:
             raise DefinitionError(
-                f"{where}: {path.text!r} reads step {path.step!r}, which is not an earlier step"
+                f"{where}: {path.text!r} reads step {path.step!r}, which is not an earlier "
+                "step (no such step, or one that runs later or beside this one)"
             )
+        if path.root == "input" and _INPUT_FIELDS.get() is not None:
+            field = path.segments[0] if path.segments else None
+            if isinstance(field, str) and field not in (_INPUT_FIELDS.get() or ()):
+                raise DefinitionError(
+                    f"{where}: {path.text!r} reads input field {field!r}, which the input "
+                    "schema does not allow"
+                )
 
 
 def _builder(
@@ -396,15 +442,17 @@ def _input_check(schema: dict[str, Any]) -> InputCheck:
     )
 
     def check(saga_input: Mapping[str, Any]) -> dict[str, Any]:
-        error = jsonschema.exceptions.best_match(validator.iter_errors(saga_input))
-        if error is not None:
-            where = "".join(
-                f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
-            )
-            raise InputError(f"input{where}: {error.message}")
+        errors = sorted(validator.iter_errors(saga_input), key=lambda e: list(map(str, e.path)))
+        if errors:
+            raise InputError("; ".join(_problem(e) for e in errors[:5]))
         return dict(saga_input)
 
     return check
+
+
+def _problem(error: jsonschema.ValidationError) -> str:
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return f"input{where}: {error.message}"
 
 
 def context_of(state: SagaState) -> dict[str, Any]:

@@ -111,7 +111,6 @@ def test_the_order_workflow_ships_invoices_and_notifies_or_undoes_it_all(
     shop = open_shop(system)
     order = shop.body([("apple", 2)])
     saga_input = {
-        "customer": shop.customer,
         "vendor": order["vendor_email"],
         "delivery_address": order["delivery_address"],
         "items": order["items"],

@@ -31,7 +31,7 @@ name: ping
 version: {version}
 steps:
   - name: ping
-    participant: stock
+    participant: pinger
     action: {{command: {command}, reply: Pong}}
     compensation: {{command: Unping, reply: Unponged}}
 """

@@ -160,7 +160,7 @@ def test_a_condition_that_cannot_be_judged_says_why(text: str, message: str) -> 
 def _document(**changes: Any) -> dict[str, Any]:
     step = {
         "name": "quote",
-        "participant": "stock",
+        "participant": "quoter",
         "action": {"command": "Quote", "input": {"who": "{{input.customer}}"}, "reply": "Quoted"},
         "compensation": {"command": "Unquote", "reply": "Unquoted"},
     }
@@ -229,6 +229,45 @@ def test_whole_document_rules_are_checked_when_loaded() -> None:
         compile_definition(read_definition(_document(steps=[pivot, step])))
     with pytest.raises(DefinitionError, match="not YAML or JSON"):
         load_text("name: [unclosed")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {
+                "participant": "stock",
+                "action": {"command": "ConfirmStok", "reply": "StockConfirmed"},
+            },
+            "stock takes no command 'ConfirmStok'",
+        ),
+        (
+            {
+                "participant": "stock",
+                "action": {"command": "ConfirmStock", "reply": "StockConfirmd"},
+            },
+            "'StockConfirmd' is not a reply of the shop's services",
+        ),
+        (
+            {"action": {"command": "Q", "input": {"a": "{{input.amont}}"}, "reply": "R"}},
+            "reads input field 'amont', which the input schema does not allow",
+        ),
+    ],
+)
+def test_typos_the_document_can_tell_are_refused_when_loaded(
+    change: dict[str, Any], message: str
+) -> None:
+    closed = {"type": "object", "additionalProperties": False, "properties": {"amount": {}}}
+    document = _document(input=closed, steps=[{**_document()["steps"][0], **change}])
+    document["steps"][0].pop("compensation")
+    with pytest.raises(DefinitionError, match=message):
+        compile_definition(read_definition(document))
+
+
+def test_a_duration_that_is_not_one_says_how_to_write_it() -> None:
+    step = {**_document()["steps"][0], "timeout": "10 seconds"}
+    with pytest.raises(DefinitionError, match="a duration is written 500ms, 10s, 2m, 1h"):
+        read_definition(_document(steps=[step]))
 
 
 def test_durations_read_as_people_write_them() -> None:
@@ -336,6 +375,14 @@ def test_the_order_documents_schema_refuses_what_the_front_door_refuses(
         OrderInput.model_validate(data)
     with pytest.raises(InputError):
         ORDER_SAGA.check_input(data)
+
+
+def test_every_problem_of_an_input_is_named() -> None:
+    with pytest.raises(InputError) as refused:
+        ORDER_SAGA.check_input({"vendor": "shop@example.com", "items": []})
+    problems = str(refused.value)
+    for part in ("'delivery_address' is a required property", "input.items:"):
+        assert part in problems
 
 
 def test_the_order_summary_shows_what_is_known() -> None:

@@ -45,18 +45,18 @@ FANOUT: dict[str, Any] = {
     "version": 1,
     "input": {"type": "object", "required": ["id"]},
     "steps": [
-        _step("open", "stock"),
+        _step("open", "books"),
         {
             "name": "compute",
             "parallel": [
-                _step("revenue", "stock"),
-                _step("rebates", "payment"),
-                _step("specialty", "order"),
+                _step("revenue", "sums"),
+                _step("rebates", "rebater"),
+                _step("specialty", "specialist"),
             ],
         },
         _step(
             "publish",
-            "order",
+            "books",
             action={
                 "command": "Publish",
                 "input": {
@@ -251,12 +251,12 @@ def test_a_cancel_during_a_group_undoes_every_branch_at_once() -> None:
 PIVOTS: dict[str, Any] = {
     **FANOUT,
     "steps": [
-        _step("open", "stock"),
+        _step("open", "books"),
         {
             "name": "announce",
             "parallel": [
-                {**_step("mail", "payment"), "compensation": None},
-                {**_step("post", "order"), "compensation": None},
+                {**_step("mail", "mailer"), "compensation": None},
+                {**_step("post", "poster"), "compensation": None},
             ],
         },
     ],
@@ -296,7 +296,7 @@ def test_a_step_cannot_read_a_step_beside_it() -> None:
     group = document["steps"][1]
     reader = _step(
         "reader",
-        "stock",
+        "books",
         action={"command": "Read", "input": {"x": "{{steps.revenue.result}}"}, "reply": "Done"},
     )
     document["steps"][1] = {**group, "parallel": [*group["parallel"], reader]}
@@ -314,12 +314,12 @@ def test_a_step_that_cannot_be_undone_cannot_run_beside_one_that_can() -> None:
 
 
 def test_a_group_needs_two_steps_and_a_name_of_its_own() -> None:
-    one = {**FANOUT, "steps": [{"name": "g", "parallel": [_step("a", "stock")]}]}
+    one = {**FANOUT, "steps": [{"name": "g", "parallel": [_step("a", "books")]}]}
     with pytest.raises(DefinitionError, match=r"steps\.0\.parallel"):
         read_definition(one)
     clash = {
         **FANOUT,
-        "steps": [{"name": "a", "parallel": [_step("a", "stock"), _step("b", "order")]}],
+        "steps": [{"name": "a", "parallel": [_step("a", "books"), _step("b", "sums")]}],
     }
     with pytest.raises(DefinitionError, match="names must be unique"):
         compile_definition(read_definition(clash))
