@@ -41,19 +41,23 @@ def envelope(n: int = 1) -> Envelope:
     )
 
 
-async def real_transport(namespace: str) -> AsyncIterator[RabbitTransport]:
+async def connected(transport: RabbitTransport) -> AsyncIterator[RabbitTransport]:
+    """The transport connected (the broker must be up), then closed and its topology
+    deleted, with the queues it declared since."""
     connection = await rabbitmq_or_skip()
     await connection.close()
-    topology = Topology(namespace)
-    transport = RabbitTransport(RABBITMQ_URL, topology, prefetch=10)
     await transport.connect()
     try:
         yield transport
     finally:
         await transport.close()
         connection = await rabbitmq_or_skip()
-        async with connection:  # with the queues it declared since
+        async with connection:
             await delete_topology(await connection.channel(), transport.topology)
+
+
+def real_transport(namespace: str) -> AsyncIterator[RabbitTransport]:
+    return connected(RabbitTransport(RABBITMQ_URL, Topology(namespace), prefetch=10))
 
 
 @pytest.fixture(params=["rabbitmq", "memory"])
@@ -336,19 +340,12 @@ UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/"
 @pytest.fixture
 async def quick(namespace: str) -> AsyncIterator[RabbitTransport]:
     """A RabbitMQ transport with a name of its own, that reconnects within 0.1 s."""
-    connection = await rabbitmq_or_skip()
-    await connection.close()
-    transport = RabbitTransport(
-        RABBITMQ_URL, Topology(namespace), reconnect_every=0.1, name=f"test {namespace}"
-    )
-    await transport.connect()
-    try:
+    async for transport in connected(
+        RabbitTransport(
+            RABBITMQ_URL, Topology(namespace), reconnect_every=0.1, name=f"test {namespace}"
+        )
+    ):
         yield transport
-    finally:
-        await transport.close()
-        connection = await rabbitmq_or_skip()
-        async with connection:
-            await delete_topology(await connection.channel(), transport.topology)
 
 
 async def cut(transport: RabbitTransport) -> None:
