@@ -34,6 +34,7 @@ from saga.core.events import (
     StepTimedOut,
 )
 from saga.core.policy import backoff_delay
+from saga.core.replay import irreversible, past_pivot_reason, replay_plan
 from saga.core.state import SagaState, evolve
 
 NewId = Callable[[], str]
@@ -270,29 +271,20 @@ class _Draft:
                 effect_unknown=effect_unknown or self.current.step(step.name).effect_unknown,
             )
         )
-        pivot = self._irreversible()
-        if pivot is not None and self.current.status == "running":
-            self.emit(
-                SagaFailed(
-                    reason=f"{step.name} failed ({failure.reason}) after {pivot}, which "
-                    "cannot be undone, may have taken effect"
-                )
+        running = self.current.status == "running"
+        if running and irreversible(self.definition, self.current):
+            reason = past_pivot_reason(
+                self.definition,
+                self.current,
+                failed=step.name,
+                reason=failure.reason,
+                answer_unclear=effect_unknown,
             )
+            self.emit(SagaFailed(reason=reason))
             return
-        if self.current.status == "running":  # the first failure: undo the saga
+        if running:  # the first failure: undo the saga
             self.emit(CompensationStarted(reason=failure.reason, failed_step=step.name))
         self.compensate_next()
-
-    def _irreversible(self) -> str | None:
-        """A step without compensation that has, or may have, taken effect."""
-        for state in self.current.steps:
-            if self.definition.step(state.name).compensation is not None:
-                continue
-            if state.status in ("succeeded", "running") or (
-                state.status == "failed" and state.effect_unknown
-            ):
-                return state.name
-        return None
 
     def fail_compensation(
         self, step: StepDefinition, failure: CommandFailed, *, reply_id: str | None = None
@@ -408,12 +400,15 @@ def timeout_timer_id(command_id: str) -> str:
 def idempotency_key(state: SagaState, step: str, action: Action) -> str:
     """The participant's key for one unit of work: (saga, step, action).
 
-    A replayed saga's compensations get a key of their own, so a participant that
-    refused one before really tries again (its effect is still guarded by its own
-    per-saga records).
+    What a replay tries again after a failure (a compensation, or a step past the pivot
+    that was refused) gets a key of its own, `…:replayN`, so a participant that refused
+    it before really tries again (its effect is still guarded by its own per-saga
+    records); what a replay asks again because its effect is unknown keeps its key.
     """
+    current = state.step(step)
+    replay = current.execute_replay if action == "execute" else current.compensation_replay
     key = f"{state.saga_id}:{step}:{action}"
-    return f"{key}:replay{state.replays}" if action == "compensate" and state.replays else key
+    return f"{key}:replay{replay}" if replay else key
 
 
 def _attempts(state: SagaState, step: str, action: Action) -> int:
@@ -473,31 +468,43 @@ def decide(
         case CancelSaga(by=by):
             _on_cancel(draft, by)
         case ReplaySaga(by=by):
-            if state.status == "failed":
-                draft.emit(SagaReplayed(by=by))
-                draft.compensate_next()
+            _on_replay(draft, by)
     return draft.decision()
+
+
+def _on_replay(draft: _Draft, by: str) -> None:
+    """Resume a failed saga the one way its failure allows (see ReplayPlan)."""
+    plan = replay_plan(draft.definition, draft.current)
+    if plan is None:
+        return
+    draft.emit(
+        SagaReplayed(by=by, direction=plan.direction, ask=list(plan.ask), retry=list(plan.retry))
+    )
+    if plan.direction == "undo":
+        draft.compensate_next()
+        return
+    for name in (*plan.ask, *plan.retry):
+        if draft.current.status != "running":
+            return  # a command could not be built: the saga has decided already
+        draft.request(draft.definition.step(name), "execute")
 
 
 def _on_reply(draft: _Draft, reply: ReplyReceived) -> None:
     state = draft.current
-    pending = state.pending.get(reply.causation_id or "")
+    causation = reply.causation_id or ""
+    pending = state.pending.get(causation) or state.superseded.get(causation)
     if pending is None:
-        why = "saga_terminal" if state.terminal else "not_awaited"
-        draft.emit(
-            ReplyIgnored(
-                reply_id=reply.message_id,
-                reply_type=reply.type,
-                causation_id=reply.causation_id,
-                why=why,
-            )
-        )
+        _ignore(draft, reply, "saga_terminal" if state.terminal else "not_awaited")
         return
     step = draft.definition.step(pending.step)
     executing = pending.action == "execute"
     expected = step.success if executing else step.compensated
     assert expected is not None, f"step {step.name} has no compensation"
     outcome = _read_reply(reply, expected)
+    if causation not in state.pending and isinstance(outcome, CommandFailed) and outcome.transient:
+        # An earlier try that failed for now: the try awaited now, or its retry, answers.
+        _ignore(draft, reply, "earlier_try_transient")
+        return
     if isinstance(outcome, CommandFailed):
         if outcome.transient:
             draft.emit(
@@ -529,6 +536,17 @@ def _on_reply(draft: _Draft, reply: ReplyReceived) -> None:
     else:
         draft.emit(StepCompensated(step=step.name, reply_id=reply.message_id, result=outcome))
         draft.compensate_next()
+
+
+def _ignore(draft: _Draft, reply: ReplyReceived, why: str) -> None:
+    draft.emit(
+        ReplyIgnored(
+            reply_id=reply.message_id,
+            reply_type=reply.type,
+            causation_id=reply.causation_id,
+            why=why,
+        )
+    )
 
 
 def _on_timer(draft: _Draft, timer: Timer) -> None:

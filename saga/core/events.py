@@ -154,10 +154,21 @@ class SagaFailed(Event):
 
 
 class SagaReplayed(Event):
-    """An operator resumed a failed saga: its failed compensations are tried afresh."""
+    """An operator resumed a failed saga after fixing the cause.
+
+    `undo`: the saga was being undone and compensations failed; those in `retry` are
+    tried again, each under an idempotency key of its own. `finish`: a step that cannot be
+    undone has (or may have) taken effect, so the saga can only go forward; the steps in
+    `ask`, whose effect is unknown, are asked again under their own idempotency key (the
+    participant's answer decides), and those in `retry`, which failed outright, are tried
+    again under a new key. Logs written before `direction` existed hold undo replays.
+    """
 
     type: Literal["SagaReplayed"] = "SagaReplayed"
     by: str
+    direction: Literal["undo", "finish"] = "undo"
+    ask: list[str] = []
+    retry: list[str] = []
 
 
 AnyEvent = Annotated[

@@ -55,6 +55,10 @@ class StepState(BaseModel):
     compensation_started_at: datetime | None = None
     compensation_ended_at: datetime | None = None
     reason: str | None = None
+    # The replay whose fresh idempotency key the step's command (or compensation) carries
+    # now; 0 while it carries its first key.
+    execute_replay: int = 0
+    compensation_replay: int = 0
 
 
 class PendingCommand(BaseModel):
@@ -91,6 +95,10 @@ class SagaState(BaseModel):
     results: dict[str, dict[str, Any]] = {}
     steps: tuple[StepState, ...]
     pending: dict[str, PendingCommand] = {}
+    # Earlier tries (timed out, or failed for now) of steps still awaited under the same
+    # idempotency key: the participant answers every try of a key alike, so a late answer
+    # to one of them is the step's answer.
+    superseded: dict[str, PendingCommand] = {}
     retries: dict[str, ScheduledRetry] = {}
     reason: str | None = None
     compensation_reason: str | None = None
@@ -177,15 +185,18 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
         case StepSucceeded(step=step, result=result):
             changes["steps"] = _with_step(state, step, status="succeeded", ended_at=at)
             changes["results"] = {**state.results, step: result}
-            changes["pending"] = _without_step(state, step)
+            changes.update(_settled(state, step, "execute"))
         case StepFailed(step=step, reason=reason, effect_unknown=unknown):
             changes["steps"] = _with_step(
                 state, step, status="failed", ended_at=at, reason=reason, effect_unknown=unknown
             )
-            changes["pending"] = _without_step(state, step)
-            changes["retries"] = _without_retry(state, step, "execute")
+            changes.update(_settled(state, step, "execute"))
         case StepTimedOut(command_id=command_id) | AttemptFailed(command_id=command_id):
             changes["pending"] = {c: p for c, p in state.pending.items() if c != command_id}
+            if command_id in state.pending:
+                changes["superseded"] = _with_superseded(
+                    state, command_id, state.pending[command_id]
+                )
             unknown = isinstance(event, StepTimedOut) or event.effect_unknown
             if unknown and event.action == "execute":
                 # One try that may have worked is enough: if the step is given up, it
@@ -207,38 +218,64 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
             changes["steps"] = _with_step(
                 state, step, status="compensated", compensation_ended_at=at
             )
-            changes["pending"] = _without_step(state, step)
+            changes.update(_settled(state, step, "compensate"))
         case CompensationFailed(step=step, reason=reason):
             changes["steps"] = _with_step(
                 state, step, status="compensation_failed", compensation_ended_at=at, reason=reason
             )
-            changes["pending"] = _without_step(state, step)
-            changes["retries"] = _without_retry(state, step, "compensate")
+            changes.update(_settled(state, step, "compensate"))
         case ReplyIgnored():
             pass
         case SagaCompleted():
-            changes.update(status="completed", pending={}, retries={})
+            changes.update(status="completed", **_NOTHING_AWAITED)
         case SagaCompensated(reason=reason):
-            changes.update(status="compensated", reason=reason, pending={}, retries={})
+            changes.update(status="compensated", reason=reason, **_NOTHING_AWAITED)
         case SagaFailed(reason=reason):
-            changes.update(status="failed", reason=reason, pending={}, retries={})
-        case SagaReplayed():
-            # The compensations that failed are due again, with a fresh budget.
+            changes.update(status="failed", reason=reason, **_NOTHING_AWAITED)
+        case SagaReplayed(direction="undo", retry=retry):
+            # The compensations that failed are due again, with a fresh budget and key.
+            again = set(retry) or {s.name for s in state.steps if s.status == "compensation_failed"}
+            replay = state.replays + 1
             changes["steps"] = tuple(
                 s.model_copy(
                     update={
                         "status": "failed" if s.effect_unknown else "succeeded",
                         "compensation_attempts": 0,
+                        "compensation_replay": replay,
                     }
                 )
-                if s.status == "compensation_failed"
+                if s.name in again
+                else s
+                for s in state.steps
+            )
+            changes.update(status="compensating", reason=state.compensation_reason, replays=replay)
+        case SagaReplayed(direction="finish", ask=ask, retry=retry):
+            # Going forward again: an asked step's answer says afresh whether it took
+            # effect; a retried one gets a key of its own.
+            replay = state.replays + 1
+            changes["steps"] = tuple(
+                s.model_copy(update={"effect_unknown": False})
+                if s.name in ask
+                else s.model_copy(update={"execute_replay": replay})
+                if s.name in retry
                 else s
                 for s in state.steps
             )
             changes.update(
-                status="compensating", reason=state.compensation_reason, replays=state.replays + 1
+                status="running",
+                reason=None,
+                compensation_reason=None,
+                failed_step=None,
+                replays=replay,
             )
     return state.model_copy(update=changes)
+
+
+# A saga that ended awaits nothing more.
+_NOTHING_AWAITED: dict[str, Any] = {"pending": {}, "superseded": {}, "retries": {}}
+# How many earlier tries of one step are remembered: a step past the pivot is tried
+# until it answers, and its snapshot must not grow with every try.
+MAX_SUPERSEDED = 8
 
 
 def _with_pending(state: SagaState, event: StepRequested) -> dict[str, PendingCommand]:
@@ -250,8 +287,23 @@ def _without_retry(state: SagaState, step: str, action: Action) -> dict[str, Sch
     return {t: r for t, r in state.retries.items() if not (r.step == step and r.action == action)}
 
 
-def _without_step(state: SagaState, step: str) -> dict[str, PendingCommand]:
-    return {cid: p for cid, p in state.pending.items() if p.step != step}
+def _settled(state: SagaState, step: str, action: Action) -> dict[str, Any]:
+    """A step's action has its answer: no command, earlier try or retry of it is awaited."""
+    return {
+        "pending": {c: p for c, p in state.pending.items() if p.step != step},
+        "superseded": {c: p for c, p in state.superseded.items() if p.step != step},
+        "retries": _without_retry(state, step, action),
+    }
+
+
+def _with_superseded(
+    state: SagaState, command_id: str, command: PendingCommand
+) -> dict[str, PendingCommand]:
+    earlier = {**state.superseded, command_id: command}
+    mine = [c for c, p in earlier.items() if p.step == command.step]
+    for forgotten in mine[:-MAX_SUPERSEDED]:
+        del earlier[forgotten]
+    return earlier
 
 
 def fold(records: Iterable[EventRecord]) -> SagaState:

@@ -15,6 +15,7 @@ from saga.core.decide import (
     CancelSaga,
     Decision,
     OutgoingCommand,
+    ReplaySaga,
     ReplyReceived,
     SagaInput,
     TimerFired,
@@ -279,6 +280,35 @@ def test_a_failure_beside_a_step_that_cannot_be_undone_and_is_still_out_undoes_n
     saga.reply("post", "refused")  # mail is still out: it may take effect
     assert saga.state.status == "failed"
     assert [saga.status(n) for n in ("open", "mail", "post")] == ["succeeded", "running", "failed"]
+
+
+def test_replay_tries_a_step_refused_after_one_that_cannot_be_undone_again_and_finishes() -> None:
+    saga = Fanout(definition=compile_definition(read_definition(PIVOTS)))
+    saga.reply("open")
+    saga.reply("mail")
+    saga.reply("post", "refused")
+    assert "Fix the cause, then saga replay tries post again" in (saga.state.reason or "")
+    replayed = saga.apply(ReplaySaga(by="ops"))
+    assert [(c.envelope.type, c.envelope.idempotency_key) for c in replayed.commands] == [
+        ("ComputePost", "s1:post:execute:replay1")  # a new key: the refusal was an answer
+    ]
+    saga.reply("post")
+    assert saga.state.status == "completed"
+    assert not [c for d in saga.decisions for c in d.commands if c.envelope.type.startswith("Undo")]
+
+
+def test_replay_asks_a_step_still_out_again_and_tries_the_refused_one_beside_it() -> None:
+    saga = Fanout(definition=compile_definition(read_definition(PIVOTS)))
+    saga.reply("open")
+    saga.reply("post", "refused")  # mail is still out
+    replayed = saga.apply(ReplaySaga(by="ops"))
+    assert sorted((c.envelope.type, c.envelope.idempotency_key) for c in replayed.commands) == [
+        ("ComputeMail", "s1:mail:execute"),  # its effect is unknown: the same key asks
+        ("ComputePost", "s1:post:execute:replay1"),
+    ]
+    saga.reply("mail")
+    saga.reply("post")
+    assert saga.state.status == "completed"
 
 
 def test_a_step_that_cannot_be_undone_is_tried_until_it_answers_even_beside_a_failure() -> None:

@@ -105,16 +105,64 @@ def test_a_retry_no_longer_wanted_does_nothing() -> None:
     assert run.state == before
 
 
-def test_a_late_reply_of_an_earlier_attempt_is_recorded_not_applied() -> None:
+def test_a_late_answer_to_an_earlier_try_is_the_steps_answer() -> None:
+    # Every try of a step carries the same idempotency key, and the participant answers
+    # all of them alike: the first answer to arrive, for any of them, is the step's.
     run = Run.start()
     first = run.pending
     run.time_out()
     run.retry_due()
-    late = run.reply("StockReserved", {"items": [], "amount": "1.00"}, to=first)
+    second = run.pending
+    late = run.reply(
+        "StockReserved", {"items": [], "amount": "1.00"}, to=first, message_id="reply-1"
+    )
+    assert [r.event.type for r in late.records][:2] == ["StepSucceeded", "StepRequested"]
+    assert run.state.step("reserve_stock").status == "succeeded"
+    assert f"timeout-{second.envelope.message_id}" in late.cancelled_timers
+    # The same reply again, now naming the retry it answers (the protocol allows it):
+    # the step has its answer already; it is recorded, not applied twice.
+    again = run.reply(
+        "StockReserved", {"items": [], "amount": "1.00"}, to=second, message_id="reply-1"
+    )
+    assert [r.event.type for r in again.records] == ["ReplyIgnored"]
+    assert run.sent.count("ReserveStock") == 2 and run.sent[-1] == "ChargePayment"
+
+
+def test_a_late_answer_while_a_retry_waits_answers_the_step_and_the_retry_is_not_made() -> None:
+    run = Run.start()
+    first = run.pending
+    run.time_out()
+    assert run.state.retries
+    run.reply("StockReserved", {"items": [], "amount": "1.00"}, to=first)
+    assert run.state.step("reserve_stock").status == "succeeded" and not run.state.retries
+    assert run.retry_due().records == ()  # the retry's timer comes due: nothing to do
+    assert run.sent == ["ReserveStock", "ChargePayment"]
+
+
+def test_a_late_transient_failure_of_an_earlier_try_is_recorded_not_applied() -> None:
+    run = Run.start()
+    first = run.pending
+    run.time_out()
+    run.retry_due()
+    late = run.reply("CommandFailed", {"reason": "busy", "transient": True}, to=first)
+    assert [r.event.type for r in late.records] == ["ReplyIgnored"]
+    assert run.of_type("ReplyIgnored")[0].why == "earlier_try_transient"
+    run.succeed()  # the retry's answer
+    assert run.state.step("reserve_stock").status == "succeeded"
+
+
+def test_an_answer_to_a_try_of_a_step_given_up_is_recorded_not_applied() -> None:
+    run = Run.start()
+    tries = []
+    for _ in range(STEP_RETRY.max_attempts):
+        tries.append(run.pending)
+        run.time_out()
+        if run.state.retries:
+            run.retry_due()
+    assert run.pending.envelope.type == "ReleaseStock"  # given up, and undone to be sure
+    late = run.reply("StockReserved", {"items": [], "amount": "1.00"}, to=tries[0])
     assert [r.event.type for r in late.records] == ["ReplyIgnored"]
     assert run.of_type("ReplyIgnored")[0].why == "not_awaited"
-    run.succeed()  # the retry's reply, as the participant stored it
-    assert run.state.step("reserve_stock").status == "succeeded"
 
 
 def test_a_transient_failure_is_retried_and_then_compensated_without_itself() -> None:
