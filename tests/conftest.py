@@ -4,9 +4,17 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
+from hypothesis import settings
 from redis.asyncio import Redis
 
 from tests.servers import drop_namespace, fresh_namespace, rabbitmq_or_skip, redis_or_skip
+
+# Under CI=true Hypothesis runs its derandomized "ci" profile: the same examples every run.
+# CI runs the property tests a second time with `--hypothesis-profile=random
+# --hypothesis-seed=N` (a fresh N each run, printed), to draw what developers' machines draw.
+settings.register_profile(
+    "random", derandomize=False, database=None, deadline=None, print_blob=True
+)
 
 
 @pytest.fixture
