@@ -201,6 +201,13 @@ class SagaStarter:
         return decision.state
 
 
+def reply_input_id(envelope: Envelope) -> str:
+    """A reply is the same input again only if it answers the same command: a participant
+    may answer a retry with the reply it gave the first time, message id and all ('@'
+    appears in no message id)."""
+    return f"{envelope.message_id}@{envelope.causation_id or ''}"
+
+
 class Orchestrator:
     """Applies each input to its saga: decide, append atomically, publish, then ack."""
 
@@ -241,7 +248,7 @@ class Orchestrator:
             type=envelope.type,
             payload=envelope.payload,
         )
-        applied = await self.apply(envelope.saga_id, reply, applied_id=envelope.message_id)
+        applied = await self.apply(envelope.saga_id, reply, applied_id=reply_input_id(envelope))
         if applied.outcome == "unknown_saga":
             return DeadLetter(f"unknown saga {envelope.saga_id}")
         if applied.outcome == "unknown_type":

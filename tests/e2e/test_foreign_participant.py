@@ -57,12 +57,20 @@ DELIVERY = {
 
 
 class Courier:
-    """The foreign participant: books couriers, insures parcels worth up to 1000."""
+    """The foreign participant: books couriers, insures parcels worth up to 1000.
 
-    def __init__(self, namespace: str) -> None:
+    It takes `delay` seconds per command, one command at a time."""
+
+    def __init__(self, namespace: str, *, delay: float = 0) -> None:
         self.namespace = namespace
+        self.delay = delay
         self.seen: list[tuple[dict[str, Any], aio_pika.abc.AbstractIncomingMessage]] = []
         self.replies: dict[str, dict[str, Any]] = {}  # by idempotency key: the same reply again
+        self.work: list[str] = []  # the idempotency keys whose work was done
+
+    def reply_to(self, command: dict[str, Any], first: dict[str, Any]) -> dict[str, Any]:
+        """What to send for a command: the reply given the first time, as it was."""
+        return first
 
     def answer(self, command: dict[str, Any]) -> dict[str, Any]:
         kind, payload = command["type"], command["payload"]
@@ -84,7 +92,7 @@ class Courier:
         connection = await aio_pika.connect(RABBITMQ_URL)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
-            await channel.set_qos(prefetch_count=10)
+            await channel.set_qos(prefetch_count=1 if self.delay else 10)
             queue = await channel.declare_queue(
                 f"{ns}.courier",
                 durable=True,
@@ -101,7 +109,9 @@ class Courier:
                 command = json.loads(message.body)
                 self.seen.append((command, message))
                 key = command["idempotency_key"]
+                await asyncio.sleep(self.delay)
                 if key not in self.replies:
+                    self.work.append(key)
                     answer = self.answer(command)
                     self.replies[key] = {
                         "message_id": uuid.uuid4().hex,
@@ -112,7 +122,7 @@ class Courier:
                         "sent_at": datetime.now(UTC).isoformat(),
                         "payload": answer["payload"],
                     }
-                reply = self.replies[key]
+                reply = self.reply_to(command, self.replies[key])
                 await replies.publish(
                     aio_pika.Message(
                         json.dumps(reply).encode(),
@@ -207,3 +217,64 @@ def test_a_participant_on_plain_amqp_takes_part_in_sagas(system: System, shop: S
     booking = courier.replies[f"{undone['saga_id']}:book_courier:execute"]["payload"]["booking"]
     assert cancel["payload"] == {"booking": booking}
     assert cancel["idempotency_key"] == f"{undone['saga_id']}:book_courier:compensate"
+
+
+# One step whose participant is slower than the step's timeout: every try times out.
+SLOW = {
+    "name": "slow-delivery",
+    "version": 1,
+    "roles": ["customer"],
+    "input": {"type": "object"},
+    "steps": [
+        {
+            "name": "book_courier",
+            "participant": "courier",
+            "action": {
+                "command": "BookCourier",
+                "input": {"address": "{{input.address}}"},
+                "reply": "CourierBooked",
+            },
+            "compensation": {"command": "CancelCourier", "reply": "CourierCancelled"},
+            "timeout": "1s",
+            "retry": {"max_attempts": 3, "backoff": "100ms"},
+        }
+    ],
+}
+
+
+class NamingCourier(Courier):
+    """Answers a repeat with the first reply's message_id and payload, naming the command
+    it answers now as its causation."""
+
+    def reply_to(self, command: dict[str, Any], first: dict[str, Any]) -> dict[str, Any]:
+        return {**first, "causation_id": command["message_id"]}
+
+
+@pytest.mark.parametrize("kind", [Courier, NamingCourier], ids=["as_it_was", "naming_the_retry"])
+def test_a_participant_slower_than_the_timeout_that_reuses_its_reply_gets_it_applied(
+    system: System, shop: Shop, kind: type[Courier]
+) -> None:
+    admin = open_shop(system, role="admin")
+    applied = httpx.post(
+        f"{system.api}/definitions",
+        json=SLOW,
+        headers={"Authorization": f"Bearer {admin.token}"},
+        timeout=10,
+    )
+    assert applied.status_code in (200, 201), applied.text
+    courier = kind(system.namespace, delay=1.5)
+    with running(courier):
+        response = httpx.post(
+            f"{system.api}/sagas",
+            json={"type": "slow-delivery", "input": {"address": "1 Main Street"}},
+            headers={"Authorization": f"Bearer {shop.token}"},
+            timeout=10,
+        )
+        assert response.status_code == 202, response.text
+        saga = system.wait_terminal(shop.token, response.json()["saga_id"], within=30)
+    assert saga["status"] == "completed", saga
+    key = f"{saga['saga_id']}:book_courier:execute"
+    # The work was done once (commands of an earlier test's saga may still be queued).
+    assert [k for k in courier.work if k.startswith(saga["saga_id"])] == [key]
+    tries = [c for c, _ in courier.seen if c["idempotency_key"] == key]
+    assert len(tries) >= 2, "the step's first try timed out: it was retried"
