@@ -104,9 +104,19 @@ def forget_namespace(
     asyncio.run(drop())
 
 
+# Commands that stop or wipe a broker: on the shared one they would break every other
+# test run on the machine.
+FAULTS = frozenset({"stop", "stop_app", "shutdown", "reset", "force_reset"})
+
+
 def rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
     """Run `rabbitmqctl <args>` on the shared broker: to look or to close a client's
     connection, never to stop it (a fault test faults a node of its own: tests/nodes.py)."""
+    if args and args[0] in FAULTS:
+        raise ValueError(
+            f"rabbitmqctl {args[0]} on the shared broker would stop it for everyone; "
+            "fault a node of the test's own (tests/nodes.py: RabbitNode)"
+        )
     return subprocess.run(
         ["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=True
     )
