@@ -195,7 +195,8 @@ class RabbitNode:
             stop_group(self.proc)
 
     def processes(self) -> list[int]:
-        """The PIDs of every process still running with this node's environment."""
+        """The PIDs of every process still running with this node's environment (Linux:
+        it reads /proc)."""
         mark = f"RABBITMQ_NODENAME={self.name}".encode()
         found = []
         for environ in Path("/proc").glob("[0-9]*/environ"):
