@@ -1,12 +1,15 @@
-"""Shared fixtures: real servers (skip locally, fail under CI=true) and fresh namespaces."""
+"""Shared fixtures: real servers (skip locally, fail under CI=true), servers of a test's
+own to fault, and fresh namespaces."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aio_pika
 import pytest
 from hypothesis import settings
 from redis.asyncio import Redis
 
+from tests.nodes import RabbitNode, RedisServer
 from tests.servers import drop_namespace, fresh_namespace, rabbitmq_or_skip, redis_or_skip
 
 # Under CI=true Hypothesis runs its derandomized "ci" profile: the same examples every run.
@@ -43,3 +46,25 @@ async def amqp(namespace: str) -> AsyncIterator[aio_pika.abc.AbstractConnection]
     finally:
         await connection.close()
         await drop_namespace(None, namespace)
+
+
+@pytest.fixture
+def own_rabbit(tmp_path: Path) -> Iterator[RabbitNode]:
+    """A RabbitMQ node of the test's own, to stop and start; stopped afterwards."""
+    node = RabbitNode(tmp_path / "rabbitmq")
+    try:
+        node.start()
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of the test's own, to crash and restart; stopped afterwards."""
+    server = RedisServer(tmp_path / "redis")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -2,8 +2,11 @@
 
 import asyncio
 import os
+import socket
 import subprocess
 import uuid
+from collections.abc import Callable
+from typing import NoReturn
 
 import aio_pika
 import pytest
@@ -21,10 +24,14 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 def missing(what: str, url: str, error: BaseException) -> None:
     """Skip the test locally; under CI=true a missing server fails it."""
-    message = f"{what} is not reachable at {url} ({type(error).__name__}: {error})"
+    absent(f"{what} is not reachable at {url} ({type(error).__name__}: {error})", "start it")
+
+
+def absent(message: str, remedy: str = "install it") -> NoReturn:
+    """Skip the test locally for want of `message`'s thing; under CI=true fail it."""
     if IN_CI:
         pytest.fail(f"{message}; CI=true requires it", pytrace=False)
-    pytest.skip(f"{message}; start it to run this test")
+    pytest.skip(f"{message}; {remedy} to run this test")
 
 
 async def redis_or_skip() -> Redis:
@@ -45,11 +52,28 @@ async def rabbitmq_or_skip() -> aio_pika.abc.AbstractConnection:
         raise  # unreachable: missing() skips or fails
 
 
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A port nobody listens on, and never one handed out before in this run (the kernel
+    may give a just-closed port again, and two processes would then race for it)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+
+
 def fresh_namespace() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
-async def drop_namespace(redis: Redis | None, namespace: str) -> None:
+async def drop_namespace(
+    redis: Redis | None, namespace: str, *, rabbitmq_url: str = RABBITMQ_URL
+) -> None:
     """Delete every Redis key and AMQP queue/exchange of a test namespace (the queues of
     participants its definitions named too)."""
     topology = Topology(namespace)
@@ -58,47 +82,59 @@ async def drop_namespace(redis: Redis | None, namespace: str) -> None:
         topology = topology.with_participants(named)
         await delete_keys(redis, namespace)
     try:
-        connection = await aio_pika.connect(RABBITMQ_URL, timeout=3)
+        connection = await aio_pika.connect(rabbitmq_url, timeout=3)
     except Exception:
         return
     async with connection:
         await delete_topology(await connection.channel(), topology)
 
 
-def forget_namespace(namespace: str, *, redis_url: str = REDIS_URL) -> None:
+def forget_namespace(
+    namespace: str, *, redis_url: str = REDIS_URL, rabbitmq_url: str = RABBITMQ_URL
+) -> None:
     """drop_namespace for synchronous tests."""
 
     async def drop() -> None:
         redis = Redis.from_url(redis_url, decode_responses=True, socket_connect_timeout=2)
         try:
-            await drop_namespace(redis, namespace)
+            await drop_namespace(redis, namespace, rabbitmq_url=rabbitmq_url)
         finally:
             await redis.aclose()
 
     asyncio.run(drop())
 
 
-def close_connections_named(name: str) -> int:
-    """Make the broker close every client connection whose connection_name is `name`
-    (as a network cut or an operator would); how many it closed."""
-    # The table format gives the pid as close_connection takes it (JSON's does not).
-    listed = subprocess.run(
-        ["rabbitmqctl", "list_connections", "pid", "client_properties", "-s"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+# Commands that stop or wipe a broker: on the shared one they would break every other
+# test run on the machine.
+FAULTS = frozenset({"stop", "stop_app", "shutdown", "reset", "force_reset"})
+
+
+def rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `rabbitmqctl <args>` on the shared broker: to look or to close a client's
+    connection, never to stop it (a fault test faults a node of its own: tests/nodes.py)."""
+    if args and args[0] in FAULTS:
+        raise ValueError(
+            f"rabbitmqctl {args[0]} on the shared broker would stop it for everyone; "
+            "fault a node of the test's own (tests/nodes.py: RabbitNode)"
+        )
+    return subprocess.run(
+        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=True
     )
+
+
+def close_connections_named(
+    name: str, ctl: Callable[..., subprocess.CompletedProcess[str]] = rabbitmqctl
+) -> int:
+    """Make the broker close every client connection whose connection_name is `name`
+    (as a network cut or an operator would); how many it closed. `ctl` runs rabbitmqctl
+    on the broker meant: the shared one, or a test's own node (`RabbitNode.ctl`)."""
+    # The table format gives the pid as close_connection takes it (JSON's does not).
+    listed = ctl("list_connections", "pid", "client_properties", "-s")
     wanted = f'{{"connection_name","{name}"}}'
     closed = 0
     for line in listed.stdout.splitlines():
         pid, _, properties = line.partition("\t")
         if wanted in properties:
-            subprocess.run(
-                ["rabbitmqctl", "close_connection", pid, "closed by a test"],
-                capture_output=True,
-                timeout=60,
-                check=True,
-            )
+            ctl("close_connection", pid, "closed by a test")
             closed += 1
     return closed

@@ -4,7 +4,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,24 +17,15 @@ import aio_pika
 import httpx
 
 from contracts.topology import SERVICES, Topology
-from tests.servers import RABBITMQ_URL, REDIS_URL, forget_namespace, fresh_namespace
+from tests.servers import (
+    RABBITMQ_URL,
+    REDIS_URL,
+    forget_namespace,
+    free_port,
+    fresh_namespace,
+)
 
 TERMINAL = ("completed", "compensated", "failed")
-
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A port nobody listens on, and never one handed out before in this run (the kernel
-    may give a just-closed port again, and two processes would then race for it)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 @dataclass
@@ -45,6 +35,7 @@ class System:
     namespace: str
     logs: Path
     redis_url: str = REDIS_URL
+    rabbitmq_url: str = RABBITMQ_URL
     settings: dict[str, str] = field(default_factory=dict)
     replicas: int = 1
     metrics: bool = False
@@ -60,7 +51,7 @@ class System:
             **os.environ,
             "SAGA_NAMESPACE": self.namespace,
             "SAGA_REDIS_URL": self.redis_url,
-            "SAGA_RABBITMQ_URL": RABBITMQ_URL,
+            "SAGA_RABBITMQ_URL": self.rabbitmq_url,
             "SAGA_AUTH_URL": f"http://127.0.0.1:{self.auth_port}",
             "SAGA_LOG_FORMAT": "json",
             "SAGA_RELAY_GRACE": "2",
@@ -180,7 +171,7 @@ class System:
             topology.orchestrator_queue,
             *(topology.participant_queue(p) for p in SERVICES),
         ]
-        async with await aio_pika.connect(RABBITMQ_URL) as connection:
+        async with await aio_pika.connect(self.rabbitmq_url) as connection:
             channel = await connection.channel()
             for name in queues:
                 queue = await channel.declare_queue(name, passive=True)
@@ -274,4 +265,6 @@ def running_system(logs: Path, **options: Any) -> Iterator[System]:
         yield system
     finally:
         system.stop()
-        forget_namespace(system.namespace, redis_url=system.redis_url)
+        forget_namespace(
+            system.namespace, redis_url=system.redis_url, rabbitmq_url=system.rabbitmq_url
+        )

@@ -1,16 +1,15 @@
 """Every process rides out a RabbitMQ restart and a Redis restart, and resumes by itself."""
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from tests.e2e.shop import check_books, open_shop
-from tests.e2e.system import System, free_port, running_system
+from tests.e2e.system import System, running_system
+from tests.nodes import RabbitNode, RedisServer
 
 
 def ready_checks(system: System) -> dict[str, str]:
@@ -25,29 +24,24 @@ def wait_ready_check(system: System, name: str, value: str, within: float = 30) 
         time.sleep(0.2)
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
-
-
 @pytest.fixture
-def fresh_system(tmp_path: Path) -> Iterator[System]:
-    with running_system(tmp_path) as running:
+def on_own_rabbit(tmp_path: Path, own_rabbit: RabbitNode) -> Iterator[System]:
+    """The whole system on a RabbitMQ node of the test's own, to restart."""
+    with running_system(tmp_path, rabbitmq_url=own_rabbit.url) as running:
         yield running
 
 
-def test_a_rabbitmq_restart_loses_no_saga(fresh_system: System) -> None:
-    system = fresh_system
+def test_a_rabbitmq_restart_loses_no_saga(on_own_rabbit: System, own_rabbit: RabbitNode) -> None:
+    system = on_own_rabbit
     shop = open_shop(system, balance="1000.00")
     system.cli("stock", "set", shop.products["apple"], "--quantity", "100", "--price", "5.00")
     before = [shop.place([("apple", 1)]) for _ in range(10)]
-    rabbitmqctl("stop_app")
-    try:
-        wait_ready_check(system, "rabbitmq", "unreachable")
-        # The front door still takes orders: they are durable in Redis, and the relay
-        # publishes them once the broker is back.
-        during = [shop.place([("apple", 1)]) for _ in range(5)]
-    finally:
-        rabbitmqctl("start_app")
+    own_rabbit.stop_app()
+    wait_ready_check(system, "rabbitmq", "unreachable")
+    # The front door still takes orders: they are durable in Redis, and the relay
+    # publishes them once the broker is back.
+    during = [shop.place([("apple", 1)]) for _ in range(5)]
+    own_rabbit.start_app()
     wait_ready_check(system, "rabbitmq", "ok", within=60)
     sagas = [system.wait_terminal(shop.token, s, within=60) for s in before + during]
     assert [s["status"] for s in sagas] == ["completed"] * 15
@@ -55,70 +49,9 @@ def test_a_rabbitmq_restart_loses_no_saga(fresh_system: System) -> None:
     system.check_alive()
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[str, "RedisServer"]]:
-    server = RedisServer(port=free_port(), data=tmp_path / "redis")
-    server.start()
-    try:
-        yield f"redis://127.0.0.1:{server.port}/0", server
-    finally:
-        server.stop()
-
-
-class RedisServer:
-    """A Redis of the test's own, with an append-only file synced on every write."""
-
-    def __init__(self, *, port: int, data: Path) -> None:
-        self.port, self.data = port, data
-        self.proc: subprocess.Popen[bytes] | None = None
-        data.mkdir(parents=True, exist_ok=True)
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--dir",
-                str(self.data),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "own Redis did not start"
-                time.sleep(0.05)
-        client.close()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-
-def test_a_redis_crash_and_restart_loses_no_saga(
-    tmp_path: Path, own_redis: tuple[str, RedisServer]
-) -> None:
-    url, server = own_redis
-    with running_system(tmp_path, redis_url=url) as system:
+def test_a_redis_crash_and_restart_loses_no_saga(tmp_path: Path, own_redis: RedisServer) -> None:
+    server = own_redis
+    with running_system(tmp_path, redis_url=server.url) as system:
         shop = open_shop(system, balance="1000.00")
         system.cli("stock", "set", shop.products["apple"], "--quantity", "100", "--price", "5.00")
         before = [shop.place([("apple", 1)]) for _ in range(10)]

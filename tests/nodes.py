@@ -1,0 +1,298 @@
+"""Servers of a test's own — a RabbitMQ node, a Redis — on free loopback ports with their
+own data directories, for fault tests to stop and crash without touching the shared ones."""
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import aio_pika
+import redis
+
+from tests.servers import absent, free_port
+
+# Debian, Ubuntu and the RPMs put RabbitMQ's own scripts here; `rabbitmq-server` on the
+# PATH there is a wrapper that runs them as the `rabbitmq` user with its cookie and home.
+PACKAGED_SBIN = Path("/usr/lib/rabbitmq/bin")
+
+
+def rabbitmq_sbin() -> Path:
+    """Where RabbitMQ's own `rabbitmq-server` and `rabbitmqctl` are; skip (fail under CI)
+    when RabbitMQ is not installed."""
+    if (PACKAGED_SBIN / "rabbitmq-server").exists():
+        return PACKAGED_SBIN
+    found = shutil.which("rabbitmq-server")  # a generic-unix or Homebrew install
+    if found is None:
+        absent(f"rabbitmq-server is not installed (not in {PACKAGED_SBIN}, not on the PATH)")
+    return Path(found).parent
+
+
+def tail(log: Path, lines: int = 40) -> str:
+    """The last lines of a log, for an error message."""
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"({log} was not written)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_started(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    *,
+    what: str,
+    log: Path,
+    within: float,
+) -> None:
+    """Wait until `ready()`; a server that exits first, or is not ready within `within`
+    seconds, is an error that shows the end of its log."""
+    deadline = time.monotonic() + within
+    while not ready():
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"{what} exited {proc.returncode} while starting; the end of {log}:\n{tail(log)}"
+            )
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{what} was not up within {within}s; the end of {log}:\n{tail(log)}"
+            )
+        time.sleep(0.2)
+
+
+def stop_group(proc: subprocess.Popen[bytes], *, within: float = 60.0) -> None:
+    """SIGTERM the process group `proc` leads, SIGKILL it if it outlives `within`; then
+    kill what is left of the group (a child the leader left behind)."""
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    _signal_group(proc.pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group is gone: what was wanted
+        os.killpg(pgid, sig)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group `pgid` is left (a zombie counts until reaped)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class RabbitNode:
+    """A RabbitMQ node of the test's own, started in the foreground as a child process:
+    its own node name, AMQP and distribution ports, data, logs, config files (the system's
+    ones pin port 5672 and the node name) and Erlang cookie, and no plugins (so no
+    management or Prometheus listener). Blocking: from async code call it in a thread."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = amqp_port = free_port()
+        dist_port = free_port()
+        self.name = f"saga-test-{uuid.uuid4().hex[:10]}@localhost"
+        self.log = root / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._sbin = rabbitmq_sbin()
+        home = root / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        cookie = home / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text(secrets.token_hex(20).upper())
+            cookie.chmod(0o400)
+        config = root / "rabbitmq.conf"
+        config.write_text(f"listeners.tcp.local = 127.0.0.1:{amqp_port}\n")
+        conf_env = root / "rabbitmq-env.conf"
+        # The distribution listens on loopback only, as the system node's does here.
+        conf_env.write_text(
+            "ERL_EPMD_ADDRESS=127.0.0.1\n"
+            'SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"\n'
+        )
+        plugins = root / "enabled_plugins"
+        plugins.write_text("[].\n")
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
+        # Both the node and its rabbitmqctl read these: the same HOME gives them the same
+        # cookie, the same env file the same settings.
+        self.env = {
+            **inherited,
+            "HOME": str(home),
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_PORT": str(amqp_port),
+            "RABBITMQ_DIST_PORT": str(dist_port),
+            "RABBITMQ_CONFIG_FILE": str(config),
+            "RABBITMQ_CONFIG_FILES": str(root / "conf.d"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(root / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(conf_env),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins),
+            "RABBITMQ_PLUGINS_EXPAND_DIR": str(root / "plugins-expand"),
+            "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(root / "logs"),
+            "RABBITMQ_LOGS": "-",  # to standard output, which goes to self.log
+        }
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def start(self, *, within: float = 120.0) -> None:
+        """Start the node (on the same data if it ran before) and wait until it takes
+        AMQP connections."""
+        assert self.proc is None or self.proc.poll() is not None, f"{self.name} is running"
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(self._sbin / "rabbitmq-server")],
+                env=self.env,
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, to stop it whole
+            )
+        self._wait_accepting(within)
+
+    def ctl(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run `rabbitmqctl -n <this node> <args>`; an error names the command and its output."""
+        result = subprocess.run(
+            [str(self._sbin / "rabbitmqctl"), "-n", self.name, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise AssertionError(
+                f"rabbitmqctl {' '.join(args)} on {self.name} exited {result.returncode}: "
+                f"{result.stdout}{result.stderr}"
+            )
+        return result
+
+    def stop_app(self) -> None:
+        """Stop RabbitMQ on the node (the Erlang VM stays up): every client loses its
+        connection and none can connect until start_app."""
+        self.ctl("stop_app")
+
+    def start_app(self, *, within: float = 120.0) -> None:
+        """Start RabbitMQ on the node again and wait until it takes AMQP connections."""
+        self.ctl("start_app")
+        self._wait_accepting(within)
+
+    def stop(self) -> None:
+        """Stop the node by its PID, with every process it started; its data stays."""
+        if self.proc is not None:
+            stop_group(self.proc)
+
+    def processes(self) -> list[int]:
+        """The PIDs of every process still running with this node's environment (Linux:
+        it reads /proc)."""
+        mark = f"RABBITMQ_NODENAME={self.name}".encode()
+        found = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+                if mark in environ.read_bytes().split(b"\0"):
+                    found.append(int(environ.parent.name))
+        return found
+
+    def _wait_accepting(self, within: float) -> None:
+        assert self.proc is not None
+        wait_started(
+            self.proc,
+            self._accepts_amqp,
+            what=f"RabbitMQ node {self.name} (AMQP on port {self.port})",
+            log=self.log,
+            within=within,
+        )
+
+    def _accepts_amqp(self) -> bool:
+        async def connect() -> bool:
+            try:
+                connection = await aio_pika.connect(self.url, timeout=2)
+            except (TimeoutError, OSError, aio_pika.exceptions.AMQPError):
+                return False
+            await connection.close()
+            return True
+
+        return asyncio.run(connect())
+
+
+class RedisServer:
+    """A Redis of the test's own, with an append-only file synced on every write."""
+
+    def __init__(self, data: Path) -> None:
+        self.port, self.data = free_port(), data
+        self.log = data / "redis.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        data.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *, within: float = 20.0) -> None:
+        """Start Redis (on the same data if it ran before) and wait until it answers."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            absent("redis-server is not installed (not on the PATH)")
+        self.proc = subprocess.Popen(
+            [
+                str(binary),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--dir",
+                str(self.data),
+                "--logfile",
+                str(self.log),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        try:
+            wait_started(
+                self.proc,
+                lambda: _pings(client),
+                what=f"Redis on port {self.port}",
+                log=self.log,
+                within=within,
+            )
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """kill -9: Redis ends where it is, with what its append-only file holds."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop Redis by its PID (SIGTERM, then SIGKILL)."""
+        if self.proc is not None:
+            stop_group(self.proc, within=10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
