@@ -125,6 +125,8 @@ class Applied:
     outcome: Literal["appended", "duplicate", "nothing_to_do", "unknown_saga", "unknown_type"]
     state: SagaState | None = None
     commands: tuple[OutgoingCommand, ...] = ()
+    # Whether the commands reached the broker; if not, they wait in the outbox for the relay.
+    published: bool = True
 
 
 class SagaStarter:
@@ -322,6 +324,9 @@ class Orchestrator:
                 # The decision is durable and its commands are in the outbox: the relay
                 # publishes them once the broker takes them again.
                 bound.warning("commands left to the outbox relay", error=repr(exc))
+                if outcome == "duplicate":
+                    return Applied("duplicate", state, published=False)
+                return Applied("appended", decision.state, decision.commands, published=False)
             return Applied("appended", decision.state, decision.commands)
         raise TooManyConflicts(f"saga {saga_id}: {MAX_CONFLICT_RETRIES} conflicts in a row")
 

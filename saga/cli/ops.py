@@ -13,6 +13,7 @@ from saga.clock import new_id
 from saga.connections import redis_client
 from saga.core.decide import OutgoingCommand, ReplaySaga, decide
 from saga.core.definition import SagaDefinition
+from saga.core.replay import ReplayPlan, replay_plan
 from saga.core.state import SagaState
 from saga.deadletters import DeadLetterQueue, ParkedMessage
 from saga.logs import configure_logging
@@ -29,7 +30,7 @@ MAX_REPLAY = 100_000
 
 def replay(
     saga_id: Annotated[
-        str | None, typer.Argument(metavar="[SAGA_ID]", help="The failed saga to resume.")
+        str | None, typer.Argument(metavar="SAGA_ID", help="The failed saga to resume.")
     ] = None,
     status: Annotated[
         str | None, typer.Option(help="Replay every saga in this status (only: failed).")
@@ -39,7 +40,8 @@ def replay(
     ] = False,
     json_out: Json = False,
 ) -> None:
-    """Resume failed sagas once the cause is fixed: their failed compensations run again."""
+    """Resume failed sagas once the cause is fixed: undo what is left to undo, or, past a
+    step that cannot be undone, finish them."""
     if (saga_id is None) == (status is None):
         raise CliError("name one saga, or give --status failed", usage=True)
     if status is not None and status != "failed":
@@ -55,11 +57,31 @@ def replay(
     if not results:
         out.print("no failed sagas")
     for r in results:
-        sends = ", ".join(f"{c['type']} to {c['participant']}" for c in r["commands"])
-        if dry_run:
-            out.print(f"saga {r['saga_id']}: would send {sends or 'nothing'}")
-        else:
-            out.print(f"saga {r['saga_id']}: sent {sends or 'nothing'}; now {r['status']}")
+        out.print(_said(r, dry_run=dry_run), markup=False, highlight=False)
+
+
+def _said(result: dict[str, Any], *, dry_run: bool) -> str:
+    """One line on what replaying one saga did (or would do)."""
+    commands = result["commands"]
+    sends = ", ".join(
+        f"{c['type']} to {c['participant']} (key {c['idempotency_key']})" for c in commands
+    )
+    how = {
+        "undo": "undo what is left",
+        "finish": "finish it: a step that cannot be undone took effect or may have",
+    }[result["direction"]]
+    if dry_run:
+        return f"saga {result['saga_id']}: would {how}; would send {sends or 'nothing'}"
+    if not result["published"]:
+        return (
+            f"saga {result['saga_id']}: replayed to {how}, now {result['status']}; "
+            f"{sends} stored in its outbox but not sent (RabbitMQ did not take it): the "
+            "orchestrator's outbox relay sends it once the broker is back"
+        )
+    return (
+        f"saga {result['saga_id']}: replayed to {how}; sent {sends or 'nothing'}; "
+        f"now {result['status']}"
+    )
 
 
 def _known(found: dict[tuple[str, int], SagaDefinition | None], state: SagaState) -> SagaDefinition:
@@ -89,20 +111,28 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
         if unknown:
             raise CliError(f"no saga definition {', '.join(unknown)}")
         if dry_run:
-            return [
-                _result(state, _replay_decision(_known(found, state), state)) for state in targets
-            ]
+            return [_dry_run(_known(found, state), state) for state in targets]
         await connect_or_warn(transport, "the orchestrator's relay will send the commands")
         dispatcher = Dispatcher(store, transport)
         orchestrator = Orchestrator(store, dispatcher, registry)
         results = []
         for state in targets:
+            plan = replay_plan(_known(found, state), state)
             applied = await orchestrator.apply(
                 state.saga_id,
                 ReplaySaga(by="operator"),
                 applied_id=f"replay:{state.saga_id}:{state.version}",
             )
-            results.append(_result(applied.state or state, applied.commands))
+            if plan is None or applied.outcome != "appended":
+                continue  # replayed by someone else meanwhile
+            results.append(
+                _result(
+                    applied.state or state,
+                    plan,
+                    applied.commands,
+                    published=applied.published,
+                )
+            )
         await dispatcher.settle()
         return results
     finally:
@@ -110,7 +140,9 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
         await redis.aclose()
 
 
-def _replay_decision(definition: Any, state: SagaState) -> tuple[OutgoingCommand, ...]:
+def _dry_run(definition: SagaDefinition, state: SagaState) -> dict[str, Any]:
+    plan = replay_plan(definition, state)
+    assert plan is not None, "a failed saga can be replayed"
     decision = decide(
         definition,
         state,
@@ -119,13 +151,23 @@ def _replay_decision(definition: Any, state: SagaState) -> tuple[OutgoingCommand
         new_id=new_id,  # ids of commands that will not be sent
         rng=lambda: 0.0,
     )
-    return decision.commands
+    return _result(state, plan, decision.commands, published=False)
 
 
-def _result(state: SagaState, commands: tuple[OutgoingCommand, ...]) -> dict[str, Any]:
+def _result(
+    state: SagaState,
+    plan: ReplayPlan,
+    commands: tuple[OutgoingCommand, ...],
+    *,
+    published: bool,
+) -> dict[str, Any]:
     return {
         "saga_id": state.saga_id,
         "status": state.status,
+        "direction": plan.direction,
+        "ask": list(plan.ask),
+        "retry": list(plan.retry),
+        "published": published and bool(commands),
         "commands": [
             {
                 "type": c.envelope.type,
