@@ -5,6 +5,7 @@ from typing import Annotated, Any, cast, get_args
 
 import typer
 from redis.asyncio import Redis
+from rich.console import Console
 from rich.table import Table
 
 from saga.bootstrap import registry_for
@@ -77,18 +78,31 @@ def show_saga(
     if state is None:
         raise CliError(f"no saga {saga_id!r}")
     if json_out:
-        view["timeline"] = [
+        print_json(saga_json(state, records, view))
+        return
+    print_saga(console(), state, records, view)
+
+
+def saga_json(state: SagaState, records: list[EventRecord], view: dict[str, Any]) -> dict[str, Any]:
+    """`saga show --json`: the operator's view, the timeline and the event history."""
+    return {
+        **view,
+        "timeline": [
             {
                 **row,
                 "start": row["start"].isoformat() if row["start"] else None,
                 "end": row["end"].isoformat() if row["end"] else None,
             }
             for row in timeline_rows(state)
-        ]
-        view["events"] = [r.to_wire() for r in records]
-        print_json(view)
-        return
-    out = console()
+        ],
+        "events": [r.to_wire() for r in records],
+    }
+
+
+def print_saga(
+    out: Console, state: SagaState, records: list[EventRecord], view: dict[str, Any]
+) -> None:
+    """`saga show` for people: the state, the timeline and the event history as tables."""
     out.print(
         f"saga {state.saga_id} ({state.saga_type} v{state.definition_version}) — {state.status}"
         + (f", reason: {state.reason}" if state.reason else "")
