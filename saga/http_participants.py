@@ -37,6 +37,7 @@ import structlog
 from pydantic import ValidationError
 
 from contracts.envelope import Envelope, first_error, reply_to
+from contracts.idempotency import key_fields
 from contracts.messages import CommandFailed
 from saga.breaker import CircuitBreaker, CircuitOpen
 from saga.clock import Clock, utc_now
@@ -135,7 +136,9 @@ class HttpParticipants:
             "HTTP command handled",
             participant=name,
             saga_id=command.saga_id,
+            message_id=command.message_id,
             command=command.type,
+            **key_fields(command.idempotency_key),
             outcome=reply_type,
             reason=payload.get("reason") if reply_type == CommandFailed.__name__ else None,
         )

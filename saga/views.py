@@ -21,11 +21,13 @@ class SagaView(BaseModel):
     status: SagaStatus
     reason: str | None
     steps: list[StepView]
-    # The definition's summary (what it says to show of a saga); for orders, also as
-    # the two fields before it, as the shop's clients read them.
+    # The definition's summary (what it says to show of a saga) as it stands; for
+    # orders, also as the two fields before it, as the shop's clients read them.
     order_id: str | None
     amount: str | None
     summary: dict[str, Any]
+    # The summary's values that compensations undid, as they were (not in `summary`).
+    undone: dict[str, Any]
     created_at: datetime
     updated_at: datetime
 
@@ -39,7 +41,7 @@ class EventView(BaseModel):
 
 def saga_view(state: SagaState, definition: SagaDefinition | None) -> SagaView:
     """The saga as customers and operators see it; `reason` only once it did not complete."""
-    summary = definition.summarize(state) if definition is not None else {}
+    summary, undone = _summary(state, definition)
     return SagaView(
         saga_id=state.saga_id,
         type=state.saga_type,
@@ -49,7 +51,27 @@ def saga_view(state: SagaState, definition: SagaDefinition | None) -> SagaView:
         steps=[StepView(name=s.name, status=s.status) for s in state.steps],
         order_id=summary.get("order_id"),
         amount=summary.get("amount"),
-        summary=dict(summary),
+        summary=summary,
+        undone=undone,
         created_at=state.created_at,
         updated_at=state.updated_at,
     )
+
+
+def _summary(
+    state: SagaState, definition: SagaDefinition | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The summary drawn from the results that stand, and the values only the results
+    compensations undid gave (a refunded amount, a cancelled order)."""
+    if definition is None:
+        return {}, {}
+    compensated = {s.name for s in state.steps if s.status == "compensated"}
+    standing = state.model_copy(
+        update={"results": {k: v for k, v in state.results.items() if k not in compensated}}
+    )
+    summary = dict(definition.summarize(standing))
+    if not compensated:
+        return summary, {}
+    was = definition.summarize(state)
+    undone = {k: v for k, v in was.items() if v is not None and summary.get(k) != v}
+    return summary, undone

@@ -8,6 +8,7 @@ import structlog
 from pydantic import ValidationError
 
 from contracts.envelope import Envelope, first_error, reply_to, trace_id_of
+from contracts.idempotency import key_fields
 from contracts.messages import REPLIES, CommandFailed, Message
 from contracts.topology import Participant
 from saga.clock import Clock, utc_now
@@ -78,7 +79,7 @@ class ParticipantRuntime:
             saga_id=envelope.saga_id,
             message_id=envelope.message_id,
             command=envelope.type,
-            step=_step_of(envelope),
+            **key_fields(envelope.idempotency_key),
             trace_id=trace_id,
             outcome=reply_type,
             reason=payload.get("reason") if reply_type == CommandFailed.__name__ else None,
@@ -96,9 +97,3 @@ class ParticipantRuntime:
         except ValidationError as exc:
             return failed("invalid_command", str(exc)[:1000])
         return await self._service.handle(envelope, command, now=self._clock())
-
-
-def _step_of(envelope: Envelope) -> str | None:
-    """The step a command is for, as its idempotency key (saga:step:action) names it."""
-    parts = (envelope.idempotency_key or "").split(":")
-    return parts[-2] if len(parts) >= 3 else None

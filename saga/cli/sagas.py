@@ -1,10 +1,12 @@
 """The operator's view of sagas: list them, show one with its history and timings."""
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, cast, get_args
 
 import typer
 from redis.asyncio import Redis
+from rich.console import Console
 from rich.table import Table
 
 from saga.bootstrap import registry_for
@@ -14,6 +16,7 @@ from saga.core.state import SagaState, SagaStatus
 from saga.registry import DefinitionRegistry
 from saga.settings import Settings
 from saga.store import RedisSagaStore
+from saga.timeline import timeline
 from saga.views import saga_view
 
 _STATUSES = get_args(SagaStatus)
@@ -77,18 +80,35 @@ def show_saga(
     if state is None:
         raise CliError(f"no saga {saga_id!r}")
     if json_out:
-        view["timeline"] = [
-            {
-                **row,
-                "start": row["start"].isoformat() if row["start"] else None,
-                "end": row["end"].isoformat() if row["end"] else None,
-            }
-            for row in timeline_rows(state)
-        ]
-        view["events"] = [r.to_wire() for r in records]
-        print_json(view)
+        print_json(saga_json(state, records, view))
         return
-    out = console()
+    print_saga(console(), state, records, view)
+
+
+def saga_json(state: SagaState, records: list[EventRecord], view: dict[str, Any]) -> dict[str, Any]:
+    """`saga show --json`: the operator's view, the timeline and the event history."""
+    return {
+        **view,
+        "timeline": [
+            {
+                "step": row.step,
+                "action": row.action,
+                "replay": row.replay,
+                "start": row.start.isoformat() if row.start else None,
+                "end": row.end.isoformat() if row.end else None,
+                "attempts": row.attempts,
+                "outcome": row.outcome,
+            }
+            for row in timeline(records)
+        ],
+        "events": [r.to_wire() for r in records],
+    }
+
+
+def print_saga(
+    out: Console, state: SagaState, records: list[EventRecord], view: dict[str, Any]
+) -> None:
+    """`saga show` for people: the state, the timeline and the event history as tables."""
     out.print(
         f"saga {state.saga_id} ({state.saga_type} v{state.definition_version}) — {state.status}"
         + (f", reason: {state.reason}" if state.reason else "")
@@ -98,9 +118,9 @@ def show_saga(
         f"last change {state.updated_at.isoformat(timespec='seconds')}, version {state.version}"
     )
     if view["summary"]:
-        out.print(", ".join(f"{k} {'—' if v is None else v}" for k, v in view["summary"].items()))
+        out.print(", ".join(_summary_entries(view["summary"], view["undone"])))
     start = records[0].at if records else state.created_at
-    timeline = Table(
+    rows = Table(
         "step",
         "action",
         "start (+ms)",
@@ -110,79 +130,42 @@ def show_saga(
         "outcome",
         title="timeline",
     )
-    for row in timeline_rows(state):
-        timeline.add_row(
-            row["step"],
-            row["action"],
-            _ms(start, row["start"]),
-            _ms(start, row["end"]),
-            _ms(row["start"], row["end"]),
-            str(row["attempts"]),
-            row["outcome"],
+    for row in timeline(records):
+        rows.add_row(
+            row.step,
+            row.action_shown,
+            _ms(start, row.start),
+            _ms(start, row.end),
+            _ms(row.start, row.end),
+            str(row.attempts),
+            row.outcome,
         )
-    out.print(timeline)
+    out.print(rows)
     history = Table("seq", "+ms", "event", "details", title="events")
     for record in records:
         data = record.to_wire()["data"]
         details = " ".join(
-            f"{k}={v}" for k, v in data.items() if k not in ("input", "steps", "result")
+            f"{k}={_shown(v)}"
+            for k, v in data.items()
+            if k not in ("input", "steps", "result") and v is not None
         )
         history.add_row(str(record.seq), _ms(start, record.at), record.event.type, details)
     out.print(history)
 
 
-def timeline_rows(state: SagaState) -> list[dict[str, Any]]:
-    """Each step that ran, and each compensation, with its start, end, attempts and outcome."""
-    rows: list[dict[str, Any]] = []
-    for step in state.steps:
-        if step.status in ("pending", "skipped"):
-            rows.append(
-                {
-                    "step": step.name,
-                    "action": "execute",
-                    "start": None,
-                    "end": None,
-                    "attempts": 0,
-                    "outcome": "skipped" if step.status == "skipped" else "not run",
-                }
-            )
-            continue
-        executed = {
-            "running": "running",
-            "failed": f"failed: {step.reason}",
-        }.get(step.status, "succeeded")
-        if (
-            step.status in ("compensating", "compensated", "compensation_failed")
-            and step.effect_unknown
-        ):
-            executed = "failed (effect unknown)"
-        rows.append(
-            {
-                "step": step.name,
-                "action": "execute",
-                "start": step.started_at,
-                "end": step.ended_at,
-                "attempts": step.attempts,
-                "outcome": executed,
-            }
-        )
-        if step.compensation_attempts:
-            compensated = {
-                "compensating": "running",
-                "compensated": "compensated",
-                "compensation_failed": f"failed: {step.reason}",
-            }.get(step.status, "?")
-            rows.append(
-                {
-                    "step": step.name,
-                    "action": "compensate",
-                    "start": step.compensation_started_at,
-                    "end": step.compensation_ended_at,
-                    "attempts": step.compensation_attempts,
-                    "outcome": compensated,
-                }
-            )
-    return rows
+def _summary_entries(summary: dict[str, Any], undone: dict[str, Any]) -> list[str]:
+    """`name value` for each entry; a value a compensation undid is marked so."""
+    return [
+        f"{k} {_shown(undone[k])} (undone)" if k in undone else f"{k} {_shown(v)}"
+        for k, v in summary.items()
+    ]
+
+
+def _shown(value: Any) -> str:
+    """A value for people: a dash for none, text as it is, anything else as JSON."""
+    if value is None:
+        return "—"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 async def _operator_view(state: SagaState, registry: DefinitionRegistry) -> dict[str, Any]:
@@ -194,5 +177,5 @@ async def _operator_view(state: SagaState, registry: DefinitionRegistry) -> dict
 
 def _ms(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
-        return ""
+        return "—"
     return f"{(end - start).total_seconds() * 1000:.0f}"

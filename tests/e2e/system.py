@@ -256,6 +256,19 @@ class System:
         raise AssertionError(f"saga {saga_id} not terminal within {within}s: {body}")
 
 
+def log_lines(path: Path, saga_id: str) -> list[dict[str, Any]]:
+    """The JSON lines of a process's log about one saga."""
+    lines = []
+    for raw in path.read_text().splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if line.get("saga_id") == saga_id:
+            lines.append(line)
+    return lines
+
+
 @contextmanager
 def running_system(logs: Path, **options: Any) -> Iterator[System]:
     """A whole system on a fresh namespace; afterwards stopped and its namespace removed."""

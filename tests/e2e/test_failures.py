@@ -15,8 +15,9 @@ import pytest
 from contracts.envelope import Envelope
 from contracts.topology import Topology
 from tests.e2e.shop import open_shop
-from tests.e2e.system import System, running_system
+from tests.e2e.system import System, log_lines, running_system
 from tests.servers import RABBITMQ_URL
+from tests.waiting import eventually_sync
 
 FAST = {
     "SAGA_STEP_TIMEOUT": "1",
@@ -88,6 +89,23 @@ def test_a_participant_that_never_answers_fails_the_saga_after_its_retries_then_
     saga = wait_status(fast, shop.token, saga_id, "compensated")
     assert saga["reason"] == "timeout"
     assert "SagaReplayed" in event_types(fast, saga_id)
+    # The timeline keeps both rounds of the undo; the order service's log names the
+    # replayed compensation's step, action and replay.
+    timeline = fast.cli_json("show", saga_id)["timeline"]
+    undo = [r for r in timeline if (r["step"], r["action"]) == ("create_order", "compensate")]
+    assert [(r["replay"], r["attempts"], r["outcome"]) for r in undo] == [
+        (0, 2, "failed: timeout"),
+        (1, 1, "compensated"),
+    ]
+    replayed_line = eventually_sync(
+        lambda: [
+            (line["step"], line["action"], line["replay"])
+            for line in log_lines(fast.logs / "order.log", saga_id)
+            if line["event"] == "command handled" and line.get("replay")
+        ],
+        what="the order service logs the replayed compensation",
+    )
+    assert replayed_line == [("create_order", "compensate", 1)]
     orders = [o for o in fast.cli_json("order", "list") if o["saga_id"] == saga_id]
     assert [o["status"] for o in orders] in ([], ["cancelled"])
 

@@ -1,19 +1,17 @@
 """What operators see: Prometheus metrics on every process, W3C trace context from the
 HTTP request through every command and reply, and structured log lines about sagas."""
 
-import json
 import re
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.shop import Shop, open_shop
-from tests.e2e.system import System, running_system
+from tests.e2e.system import System, log_lines, running_system
 
 
 @pytest.fixture(scope="module")
@@ -149,15 +147,3 @@ def test_log_lines_about_messages_say_which_saga_message_step_and_outcome(
     ]
     assert {line["saga_event"] for line in applied} >= {"StepSucceeded", "SagaCompleted"}
     assert all(line["message_id"] for line in applied)
-
-
-def log_lines(path: Path, saga_id: str) -> list[dict[str, Any]]:
-    lines = []
-    for raw in path.read_text().splitlines():
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            continue
-        if line.get("saga_id") == saga_id:
-            lines.append(line)
-    return lines

@@ -89,6 +89,30 @@ def test_an_unknown_vendor_refunds_and_releases(shop: Shop) -> None:
     assert (shop.stock("apple")["available"], shop.stock("apple")["reserved"]) == (10, 0)
 
 
+def test_saga_show_tells_what_happened_in_time_order_and_what_was_undone(shop: Shop) -> None:
+    saga = shop.order([("apple", 2)], vendor_email="nobody@example.com")
+    assert (saga["summary"], saga["undone"]) == (
+        {"order_id": None, "amount": None},
+        {"amount": "10.00"},
+    )
+    assert saga["amount"] is None  # refunded: not the order's amount any more
+    shown = shop.system.cli_json("show", saga["saga_id"])
+    assert (shown["summary"], shown["undone"]) == (saga["summary"], saga["undone"])
+    assert [(r["step"], r["action"], r["attempts"], r["outcome"]) for r in shown["timeline"]] == [
+        ("reserve_stock", "execute", 1, "succeeded, undone"),
+        ("take_payment", "execute", 1, "succeeded, undone"),
+        ("create_order", "execute", 1, "failed: unknown_vendor"),
+        ("take_payment", "compensate", 1, "compensated"),
+        ("reserve_stock", "compensate", 1, "compensated"),
+        ("confirm_stock", "execute", 0, "not run"),
+    ]
+    starts = [r["start"] for r in shown["timeline"][:5]]
+    assert starts == sorted(starts)
+    text = shop.system.cli("show", saga["saga_id"]).stdout
+    assert "amount 10.00 (undone)" in text
+    assert "None" not in text
+
+
 def test_cash_on_delivery_charges_nothing(shop: Shop) -> None:
     saga = shop.order([("pear", 2)], payment_method="Cash on Delivery")
     assert saga["status"] == "completed"

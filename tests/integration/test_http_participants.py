@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
 from contracts.topology import Topology
 from saga.core.document import DefinitionError, compile_definition, read_definition
@@ -172,10 +173,18 @@ async def running(
 async def test_each_command_is_a_post_with_the_units_idempotency_key(
     redis: Redis, namespace: str, endpoint: Endpoint
 ) -> None:
-    async with running(redis, namespace, pricing(endpoint.port)) as system:
-        state = await system.run("apple")
+    with capture_logs() as logs:
+        async with running(redis, namespace, pricing(endpoint.port)) as system:
+            state = await system.run("apple")
     assert state.status == "completed"
     assert state.results["price"] == {"ok": True, "echo": {"item": "apple"}}
+    handled = [line for line in logs if line["event"] == "HTTP command handled"]
+    assert sorted(
+        (line.get("step"), line.get("action"), line.get("replay")) for line in handled
+    ) == [
+        ("hold", "execute", 0),
+        ("price", "execute", 0),
+    ]
     (hold,) = endpoint.made("Hold")
     path, headers, body = hold
     assert (path, body) == ("holds/Hold", {"item": "apple"})

@@ -1,0 +1,77 @@
+"""The participant runtime on real Redis and RabbitMQ: what its log says of each command."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from redis.asyncio import Redis
+from structlog.testing import capture_logs
+
+from contracts.envelope import Envelope
+from saga.rabbit import RabbitTransport
+from saga.transport import ACK, Delivery
+from services.payment import PaymentService
+from services.runtime import ParticipantRuntime
+
+
+def command(kind: str, payload: dict[str, Any], key: str, n: int) -> Delivery:
+    envelope = Envelope(
+        message_id=f"m{n}",
+        saga_id="tenant:s-1",
+        correlation_id="tenant:s-1",
+        type=kind,
+        sent_at=datetime.now(UTC),
+        payload=payload,
+        idempotency_key=key,
+    )
+    return Delivery(body=envelope.to_bytes())
+
+
+async def test_the_log_line_of_a_replayed_compensation_names_its_step_action_and_replay(
+    redis: Redis, namespace: str, transport: RabbitTransport
+) -> None:
+    payment = PaymentService(redis, namespace)
+    await payment.deposit("ann@example.com", Decimal("20.00"))
+    runtime = ParticipantRuntime(payment, transport)
+    customer = {"customer": "ann@example.com"}
+    with capture_logs() as logs:
+        charge = command(
+            "ChargePayment",
+            customer | {"amount": "5.00"},
+            "tenant:s-1:take_payment:execute",
+            1,
+        )
+        assert await runtime.handle(charge) == ACK
+        refund = command("RefundPayment", customer, "tenant:s-1:take_payment:compensate:replay1", 2)
+        assert await runtime.handle(refund) == ACK
+        odd = command("RefundPayment", customer, "not-a-saga-key", 3)
+        assert await runtime.handle(odd) == ACK
+    handled = [
+        {k: line.get(k) for k in ("idempotency_key", "step", "action", "replay", "outcome")}
+        for line in logs
+        if line["event"] == "command handled"
+    ]
+    assert handled == [
+        {
+            "idempotency_key": "tenant:s-1:take_payment:execute",
+            "step": "take_payment",
+            "action": "execute",
+            "replay": 0,
+            "outcome": "PaymentCharged",
+        },
+        {
+            "idempotency_key": "tenant:s-1:take_payment:compensate:replay1",
+            "step": "take_payment",
+            "action": "compensate",
+            "replay": 1,
+            "outcome": "PaymentRefunded",
+        },
+        # A key the runtime cannot read names no step (the key as sent is in the line).
+        {
+            "idempotency_key": "not-a-saga-key",
+            "step": None,
+            "action": None,
+            "replay": None,
+            "outcome": "PaymentRefunded",
+        },
+    ]
