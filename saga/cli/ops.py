@@ -57,7 +57,7 @@ def replay(
     if not results:
         out.print("no failed sagas")
     for r in results:
-        out.print(_said(r, dry_run=dry_run), markup=False, highlight=False)
+        out.print(_said(r, dry_run=dry_run), markup=False, highlight=False, soft_wrap=True)
 
 
 def _said(result: dict[str, Any], *, dry_run: bool) -> str:

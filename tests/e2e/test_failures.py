@@ -15,7 +15,7 @@ import pytest
 from contracts.envelope import Envelope
 from contracts.topology import Topology
 from tests.e2e.shop import open_shop
-from tests.e2e.system import System, log_lines, running_system
+from tests.e2e.system import System, free_port, log_lines, running_system
 from tests.servers import RABBITMQ_URL
 from tests.waiting import eventually_sync
 
@@ -108,6 +108,27 @@ def test_a_participant_that_never_answers_fails_the_saga_after_its_retries_then_
     assert replayed_line == [("create_order", "compensate", 1)]
     orders = [o for o in fast.cli_json("order", "list") if o["saga_id"] == saga_id]
     assert [o["status"] for o in orders] in ([], ["cancelled"])
+
+
+def test_a_replay_while_rabbitmq_is_away_says_its_command_waits_in_the_outbox(
+    fast: System,
+) -> None:
+    shop = open_shop(fast)
+    fast.kill("order")
+    try:
+        saga_id = shop.place([("apple", 1)])
+        wait_status(fast, shop.token, saga_id, "failed")
+    finally:
+        fast.restart("order")
+    # The operator's CLI cannot reach the broker (the orchestrator still can).
+    away = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    replayed = fast.cli("replay", saga_id, SAGA_RABBITMQ_URL=away)
+    assert "RabbitMQ unreachable" in replayed.stderr
+    assert "sent" not in replayed.stdout.replace("not sent", "")
+    assert "stored in its outbox but not sent" in replayed.stdout, replayed.stdout
+    assert "CancelOrder to order" in replayed.stdout
+    # The orchestrator's relay sends it: the saga ends as if the CLI had.
+    assert wait_status(fast, shop.token, saga_id, "compensated")["reason"] == "timeout"
 
 
 @pytest.mark.parametrize(
