@@ -17,8 +17,6 @@ import structlog
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
 from saga.transport import (
-    DEAD_QUEUE_HEADER,
-    DEAD_REASON_HEADER,
     Ack,
     DeadLetter,
     Delivery,
@@ -26,6 +24,7 @@ from saga.transport import (
     Requeue,
     TransportUnavailable,
     Unroutable,
+    parked_headers,
     run_handler,
 )
 
@@ -91,9 +90,8 @@ class InMemoryTransport:
     async def dead_letter(
         self, body: bytes, *, reason: str, queue: str, headers: dict[str, Any]
     ) -> None:
-        """Park a message with its reason."""
-        parked = {**headers, DEAD_REASON_HEADER: reason[:500], DEAD_QUEUE_HEADER: queue}
-        self._parked.append(_Message(body, parked))
+        """Park a message with its reason and its dead-letter id."""
+        self._parked.append(_Message(body, parked_headers(headers, reason=reason, queue=queue)))
 
     def parked(self) -> list[tuple[bytes, dict[str, Any]]]:
         """The dead letters, oldest first (they stay parked)."""

@@ -4,8 +4,7 @@ import asyncio
 import contextlib
 import functools
 import random
-import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -22,8 +21,6 @@ from contracts.topology import ORCHESTRATOR_ROUTING_KEY, Participant, Topology
 from saga.acks import AckBatcher, delivery_tag
 from saga.core.policy import RetryPolicy, backoff_delay
 from saga.transport import (
-    DEAD_QUEUE_HEADER,
-    DEAD_REASON_HEADER,
     DELIVERY_LIMIT,
     INFRASTRUCTURE_ERRORS,
     PUBLISH_ERRORS,
@@ -34,6 +31,7 @@ from saga.transport import (
     Outcome,
     Requeue,
     TransportUnavailable,
+    parked_headers,
     run_handler,
 )
 
@@ -212,16 +210,31 @@ class RabbitTransport:
         )
 
     async def dead_letter(
-        self, body: bytes, *, reason: str, queue: str, headers: dict[str, Any]
+        self,
+        body: bytes,
+        *,
+        reason: str,
+        queue: str,
+        headers: dict[str, Any],
+        properties: Basic.Properties | None = None,
     ) -> None:
-        """Park a message in the namespace's dead-letter queue, its reason in a header."""
-        properties = Basic.Properties(
-            message_id=uuid.uuid4().hex,  # the dead letter's own id, for `saga dlq replay`
+        """Park a message in the namespace's dead-letter queue with its own `properties`,
+        and its reason, source queue and dead-letter id in headers."""
+        kept = properties or Basic.Properties()
+        # Only what says what the message is: an expiration would drop it from the dead
+        # letters, a user_id not ours would have the broker refuse it.
+        parked = Basic.Properties(
+            message_id=kept.message_id,
+            correlation_id=kept.correlation_id,
+            message_type=kept.message_type,
+            content_type=kept.content_type,
+            content_encoding=kept.content_encoding,
+            app_id=kept.app_id,
             timestamp=datetime.now(UTC),
-            headers={**headers, DEAD_REASON_HEADER: reason[:500], DEAD_QUEUE_HEADER: queue},
+            headers=encodable(parked_headers(headers, reason=reason, queue=queue)),
             delivery_mode=PERSISTENT,
         )
-        await self._send(body, self.topology.dead_letter_exchange, queue, properties)
+        await self._send(body, self.topology.dead_letter_exchange, queue, parked)
 
     async def _send(
         self, body: bytes, exchange: str, routing_key: str, properties: Basic.Properties
@@ -333,7 +346,11 @@ class RabbitTransport:
                     acks.settled(message)
                 case DeadLetter(reason=reason):
                     await self.dead_letter(
-                        message.body, reason=reason, queue=queue_name, headers=headers
+                        message.body,
+                        reason=reason,
+                        queue=queue_name,
+                        headers=headers,
+                        properties=message.header.properties,
                     )
                     log.warning("message dead-lettered", queue=queue_name, reason=reason)
                     await message.channel.basic_ack(tag)
@@ -394,6 +411,22 @@ class _Consumer:
 
     async def _on_message(self, message: DeliveredMessage) -> None:
         await self._on_delivery(message, self.acks)
+
+
+def encodable(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """Headers as they were received, in a form that can be sent again: a string that was
+    not UTF-8 is received as bytes, and sent as a byte array (pamqp sends no bytes)."""
+    return {key: _encodable(value) for key, value in headers.items()}
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return bytearray(value)
+    if isinstance(value, Mapping):
+        return encodable(value)
+    if isinstance(value, list):
+        return [_encodable(item) for item in value]
+    return value
 
 
 def work_queue_arguments(topology: Topology) -> dict[str, Any]:

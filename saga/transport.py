@@ -6,7 +6,9 @@ suite runs against both.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -22,9 +24,31 @@ log = structlog.get_logger(__name__)
 
 DEAD_REASON_HEADER: Final = "x-saga-dead-reason"
 DEAD_QUEUE_HEADER: Final = "x-saga-source-queue"
+# A message's dead-letter id: given when it is first parked, kept through every replay
+# and every parking after (by a transport, or by RabbitMQ on the delivery limit, which
+# keeps a message's headers), so an operator can name it and a replay can tell it again.
+DEAD_ID_HEADER: Final = "x-saga-dead-letter-id"
+_DEAD_LETTER_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 # A message whose handler raised on this many redeliveries goes to the dead letters,
 # with the last error as its reason.
 DELIVERY_LIMIT: Final = 10
+
+
+def is_dead_letter_id(value: object) -> bool:
+    """Whether `value` can serve as a dead-letter id: short, and typed as it is shown."""
+    return isinstance(value, str) and _DEAD_LETTER_ID.fullmatch(value) is not None
+
+
+def parked_headers(headers: Mapping[str, Any], *, reason: str, queue: str) -> dict[str, Any]:
+    """The headers a message is parked with: its own, why, where from, and its dead-letter
+    id (the one it was first parked with, or a new one)."""
+    known = headers.get(DEAD_ID_HEADER)
+    return {
+        **headers,
+        DEAD_ID_HEADER: known if is_dead_letter_id(known) else uuid.uuid4().hex,
+        DEAD_REASON_HEADER: reason[:500],
+        DEAD_QUEUE_HEADER: queue,
+    }
 
 
 class TransportUnavailable(ConnectionError):

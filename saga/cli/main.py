@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from contracts.envelope import first_error
 from contracts.topology import Service
-from saga.cli import bench, data, definitions, demo, ops, sagas
+from saga.cli import bench, data, definitions, demo, dlq, ops, sagas
 from saga.cli.output import CliError, Json, fail, settings
 from saga.cli.up import up
 
@@ -35,7 +35,7 @@ app.command("list", help="List sagas, newest first.")(sagas.list_sagas)
 app.command("show", help="Show a saga's state and its event history with timings.")(sagas.show_saga)
 app.command("up", help="Run the whole system on local servers, one child process each.")(up)
 app.command("replay", help="Resume failed sagas once the cause is fixed.")(ops.replay)
-app.add_typer(ops.dlq_app, name="dlq")
+app.add_typer(dlq.dlq_app, name="dlq")
 app.command("bench", help="Measure order sagas on the real servers.")(bench.bench)
 app.add_typer(definitions.definitions_app, name="definitions")
 app.command("start", help="Start a saga of any registered type.")(definitions.start)

@@ -225,9 +225,9 @@ def test_poison_messages_are_parked_with_their_reason_then_replayed_or_purged(fa
     while len(letters := fast.cli_json("dlq", "list")) < 3:
         assert time.monotonic() < deadline, letters
         time.sleep(0.2)
-    reasons = {letter["source_queue"]: [] for letter in letters}
+    reasons = {letter["queue"]: [] for letter in letters}
     for letter in letters:
-        reasons[letter["source_queue"]].append(letter["reason"])
+        reasons[letter["queue"]].append(letter["reason"])
     assert sorted(reasons[topology.orchestrator_queue]) == [
         "unknown saga no-such-saga",
         "unparseable reply: body: Invalid JSON: expected value at line 1 column 1",
@@ -235,11 +235,15 @@ def test_poison_messages_are_parked_with_their_reason_then_replayed_or_purged(fa
     assert reasons[topology.participant_queue("stock")][0].startswith("unparseable command")
     assert next(x for x in letters if x["saga_id"] == "no-such-saga")["type"] == "StockReleased"
 
-    # Replaying one sends it back; it is poison still, so it comes back to the dead letters.
+    # Replaying one sends it back; it is poison still, so it comes back to the dead
+    # letters, under the same id.
     ghost_id = next(x["id"] for x in letters if x["saga_id"] == "no-such-saga")
-    fast.cli("dlq", "replay", ghost_id)
-    time.sleep(1)
-    assert len(fast.cli_json("dlq", "list")) == 3
+    assert fast.cli_json("dlq", "replay", ghost_id) == {"replayed": 1}
+    deadline = time.monotonic() + 15
+    while ghost_id not in (ids := [x["id"] for x in fast.cli_json("dlq", "list")]):
+        assert time.monotonic() < deadline, ids
+        time.sleep(0.2)
+    assert len(ids) == 3
     assert fast.cli_json("dlq", "purge", "--yes") == {"purged": 3}
     assert fast.cli_json("dlq", "list") == []
     result = fast.cli("dlq", "purge", check=False)

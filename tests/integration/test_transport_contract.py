@@ -11,11 +11,11 @@ import pytest
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
-from saga.deadletters import DeadLetterQueue
 from saga.memory import InMemoryTransport
 from saga.rabbit import RabbitTransport, delete_topology
 from saga.transport import (
     ACK,
+    DEAD_ID_HEADER,
     DEAD_QUEUE_HEADER,
     DEAD_REASON_HEADER,
     DELIVERY_LIMIT,
@@ -76,14 +76,14 @@ async def parked(transport: Transport) -> list[tuple[bytes, dict[str, Any]]]:
     """The dead letters, whatever the transport."""
     if isinstance(transport, InMemoryTransport):
         return transport.parked()
-    letters = await DeadLetterQueue(RABBITMQ_URL, transport.topology).peek(limit=100)
-    return [
-        (
-            letter.body.encode(),
-            {DEAD_REASON_HEADER: letter.reason, DEAD_QUEUE_HEADER: letter.source_queue},
-        )
-        for letter in letters
-    ]
+    connection = await rabbitmq_or_skip()
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(transport.topology.dead_letter_queue, ensure=False)
+        found = []
+        while (message := await queue.get(no_ack=False, fail=False)) is not None:
+            found.append((message.body, dict(message.headers or {})))
+    return found  # unacked: parked still
 
 
 async def test_a_published_command_is_consumed_and_acked(transport: Transport) -> None:
@@ -167,6 +167,7 @@ async def test_a_dead_lettered_message_keeps_its_body_and_reason(transport: Tran
     assert Envelope.from_bytes(body).message_id == "m4"
     assert headers[DEAD_REASON_HEADER] == "unknown saga s1"
     assert headers[DEAD_QUEUE_HEADER] == transport.topology.orchestrator_queue
+    assert headers[DEAD_ID_HEADER]  # the id it keeps for life
     assert await transport.depth(transport.topology.orchestrator_queue) == 0
 
 
