@@ -12,8 +12,9 @@ from saga.core.state import SagaStatus
 
 def _price(value: Any) -> Decimal:
     # JSON numbers are taken by their shortest written form (12.5 -> "12.5"), so a
-    # client sending numbers is served exactly; internally money is never a float.
-    return money(repr(value) if isinstance(value, float) else value)
+    # client sending numbers is served exactly; internally money is never a float. A
+    # number that form writes with an exponent (1e+20) is then judged by its size.
+    return money(Decimal(repr(value)) if isinstance(value, float) else value)
 
 
 Price = Annotated[Decimal, BeforeValidator(_price)]

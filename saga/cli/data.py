@@ -23,11 +23,17 @@ vendor_app = typer.Typer(help="Vendors that may receive orders.", no_args_is_hel
 order_app.add_typer(vendor_app, name="vendor")
 
 
-def _amount(text: str) -> Decimal:
+def _amount(text: str, what: str = "amount") -> Decimal:
+    """A positive amount of money as a person writes it (`12.50`), or a one-line refusal."""
+    written = text.strip()
     try:
-        return money(text)
+        # The sign is judged after the form, in the words a person needs.
+        value = money(written.removeprefix("-"))
     except ValueError as exc:
-        raise CliError(f"bad amount {text!r}: {exc}") from None
+        raise CliError(f"bad {what} {text!r}: {exc}") from None
+    if value == 0 or written.startswith("-"):
+        raise CliError(f"bad {what} {text!r}: the {what} must be positive")
+    return value
 
 
 def _valid_email(text: str) -> str:
@@ -61,7 +67,9 @@ def _show_product(product: Product, json_out: bool) -> None:
 def stock_set(
     product_id: Annotated[str, typer.Argument(metavar="PRODUCT_ID", help="The product's id.")],
     quantity: Annotated[int, typer.Option(min=0, metavar="N", help="Units available.")],
-    price: Annotated[str, typer.Option(metavar="PRICE", help="Unit price, e.g. 12.50.")],
+    price: Annotated[
+        str, typer.Option(metavar="PRICE", help="Unit price, e.g. 12.50 (more than 0).")
+    ],
     json_out: Json = False,
 ) -> None:
     """Set a product's available quantity and price."""
@@ -71,7 +79,7 @@ def stock_set(
         OrderItem(product_id=product_id, quantity=1)
     except ValidationError:
         raise CliError(f"bad product id {product_id!r}: letters, digits, _ . : - only") from None
-    amount = _amount(price)
+    amount = _amount(price, "price")
 
     async def work(redis: Redis, settings: Settings) -> Product:
         return await StockService(redis, settings.namespace).set_product(
@@ -118,7 +126,8 @@ def _show_account(account: Account, json_out: bool) -> None:
         out.print(table)
 
 
-@payment_app.command("deposit")
+# Unknown options pass as arguments: `-5` is an amount (refused as one), not an option.
+@payment_app.command("deposit", context_settings={"ignore_unknown_options": True})
 def payment_deposit(
     email: Annotated[str, typer.Argument(metavar="EMAIL", help="The customer's email.")],
     amount: Annotated[str, typer.Argument(metavar="AMOUNT", help="Amount to add, e.g. 100.00.")],
@@ -126,8 +135,6 @@ def payment_deposit(
 ) -> None:
     """Add money to a customer's balance."""
     customer, value = _valid_email(email), _amount(amount)
-    if value <= 0:
-        raise CliError("a deposit must be more than 0")
 
     async def work(redis: Redis, settings: Settings) -> Account:
         return await PaymentService(redis, settings.namespace).deposit(customer, value)

@@ -29,7 +29,7 @@ MAX_REPLAY = 100_000
 
 def replay(
     saga_id: Annotated[
-        str | None, typer.Argument(metavar="[SAGA_ID]", help="The failed saga to resume.")
+        str | None, typer.Argument(metavar="SAGA_ID", help="The failed saga to resume.")
     ] = None,
     status: Annotated[
         str | None, typer.Option(help="Replay every saga in this status (only: failed).")
