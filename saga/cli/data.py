@@ -150,10 +150,13 @@ def payment_show(
     """Show a customer's balance and ledger of charges and refunds."""
     customer = _valid_email(email)
 
-    async def work(redis: Redis, settings: Settings) -> Account:
+    async def work(redis: Redis, settings: Settings) -> Account | None:
         return await PaymentService(redis, settings.namespace).account(customer)
 
-    _show_account(with_redis(work), json_out)
+    account = with_redis(work)
+    if account is None:
+        raise CliError(f"no account for {customer!r} (no deposit, no charge)")
+    _show_account(account, json_out)
 
 
 # --- orders and vendors ----------------------------------------------------------------
@@ -187,6 +190,8 @@ def vendor_list(json_out: Json = False) -> None:
     vendors = with_redis(work)
     if json_out:
         print_json(vendors)
+    elif not vendors:
+        console().print("no vendors")
     else:
         for vendor in vendors:
             console().print(vendor)
@@ -234,6 +239,8 @@ def order_list(
     orders = with_redis(work)
     if json_out:
         print_json(orders)
+    elif not orders:
+        console().print("no orders")
     else:
         console().print(_orders_table(orders))
 

@@ -42,6 +42,9 @@ def list_sagas(
         print_json(found)
         return
     states = cast(list[SagaState], found)
+    if not states:
+        console().print(f"no {status} sagas" if status else "no sagas")
+        return
     table = Table("saga", "type", "status", "reason", "customer", "steps", "created")
     for s in states:
         steps = " ".join(f"{st.name}:{st.status}" for st in s.steps)

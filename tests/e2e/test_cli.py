@@ -32,6 +32,51 @@ def test_a_cli_error_is_one_line_on_stderr(system: System, args: list[str], mess
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "no-such-saga"], "no saga 'no-such-saga'"),
+        (["stock", "show", "no-such-product"], "no product 'no-such-product'"),
+        (
+            ["payment", "show", "nobody@example.com"],
+            "no account for 'nobody@example.com' (no deposit, no charge)",
+        ),
+        (["order", "show", "ord_missing"], "no order 'ord_missing'"),
+        (["definitions", "show", "no-such-type"], "no saga definition no-such-type"),
+        (
+            ["definitions", "show", "order", "--version", "99"],
+            "no saga definition order version 99",
+        ),
+    ],
+)
+def test_every_show_of_an_unknown_id_is_an_error_naming_it(
+    system: System, args: list[str], message: str
+) -> None:
+    for json_out in ([], ["--json"]) if args[0] != "definitions" else ([],):
+        result = system.cli(*args, *json_out, check=False)
+        assert (result.returncode, result.stdout) == (1, ""), result
+        assert result.stderr.strip() == f"saga: error: {message}", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["list"], "no sagas"),
+        (["list", "--status", "failed"], "no failed sagas"),
+        (["order", "list"], "no orders"),
+        (["order", "vendor", "list"], "no vendors"),
+    ],
+)
+def test_a_list_with_nothing_in_it_says_so(system: System, args: list[str], line: str) -> None:
+    empty = fresh_namespace()
+    try:
+        said = system.cli(*args, SAGA_NAMESPACE=empty)
+        assert said.stdout.strip() == line, said.stdout
+        assert system.cli(*args, "--json", SAGA_NAMESPACE=empty).stdout.strip() == "[]"
+    finally:
+        forget_namespace(empty)
+
+
 def test_unreachable_redis_is_named(system: System) -> None:
     result = system.cli("list", check=False, SAGA_REDIS_URL="redis://127.0.0.1:1/0")
     assert result.returncode == 1
