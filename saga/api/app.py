@@ -140,6 +140,8 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
             order,
             idempotency_key=idempotency_key,
             body=body.model_dump(mode="json"),
+            # The order's input is made of the body's fields (under other names).
+            input_at=("body",),
         )
 
     async def view_of(state: SagaState, request: Request) -> SagaView:

@@ -7,10 +7,11 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from saga.api.deps import CallerDep, LimitedCaller, registry_of
-from saga.api.schemas import SagaAccepted, errors
+from saga.api.schemas import SagaAccepted, errors, unprocessable
 from saga.api.starting import IdempotencyKey, start_saga
 from saga.core.definition import InputError
 from saga.core.document import DefinitionError, DefinitionSpec, read_definition
+from saga.core.problems import Problem
 from saga.registry import DefinitionConflict
 from saga.store import NoSuchDefinition
 from saga.transport import INFRASTRUCTURE_ERRORS, Transport
@@ -65,7 +66,7 @@ async def apply_definition(
         spec = read_definition(document)
         outcome = await registry_of(request).apply(spec)
     except DefinitionError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise unprocessable(exc.problems or [Problem((), exc.heading)], "body") from None
     except DefinitionConflict as exc:
         raise HTTPException(409, str(exc)) from None
     transport: Transport = request.app.state.transport
@@ -147,7 +148,7 @@ async def start_any(
     try:
         definition.check_input(body.input)  # before a key is claimed for it
     except InputError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise unprocessable(exc.problems, "body", "input") from None
     return await start_saga(
         request,
         response,
@@ -156,4 +157,5 @@ async def start_any(
         body.input,
         idempotency_key=idempotency_key,
         body=body.model_dump(mode="json"),
+        input_at=("body", "input"),
     )

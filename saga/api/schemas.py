@@ -1,12 +1,15 @@
 """The front door's request and response bodies."""
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated, Any
 
+from fastapi import HTTPException
 from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
 from contracts.messages import MAX_ITEMS, PaymentMethod, ProductId, Quantity
 from contracts.money import money
+from saga.core import problems as found
 from saga.core.state import SagaStatus
 
 
@@ -55,6 +58,12 @@ class Problem(BaseModel):
     detail: str | list[dict[str, Any]]
 
 
+def unprocessable(problems: Sequence[found.Problem], *where: str) -> HTTPException:
+    """A 422 whose `detail` lists every problem with its place, as FastAPI lists a body's
+    bad fields; `where` is the place of what the problems are in (`"body", "input"`)."""
+    return HTTPException(422, [p.as_detail(*where) for p in problems])
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the error codes a route may answer."""
     words = {
@@ -63,7 +72,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "no such saga (or not the caller's)",
         409: "the saga is past the point where this can be done",
         413: "the body is too large",
-        422: "the request is not valid; `detail` names each problem",
+        422: "the request is not valid; `detail` lists each problem with its place",
         429: "too many requests from this customer; see Retry-After",
         503: "the auth service or the saga store is unreachable; see Retry-After",
     }

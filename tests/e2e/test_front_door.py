@@ -183,7 +183,8 @@ def test_an_idempotency_key_reused_with_another_body_is_422(system: System, shop
     assert post(system, shop.body([("apple", 1)]), headers).status_code == 202
     response = post(system, shop.body([("apple", 2)]), headers)
     assert response.status_code == 422
-    assert "different body" in response.json()["detail"]
+    [problem] = response.json()["detail"]  # as every 422: a list of problems with places
+    assert problem["loc"] == ["header", "Idempotency-Key"] and "different body" in problem["msg"]
 
 
 def test_a_customer_lists_only_their_own_sagas(system: System, shop: Shop) -> None:
