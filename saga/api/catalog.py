@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from saga.api.deps import CallerDep, LimitedCaller, registry_of
+from saga.api.media import JsonBodyRoute
 from saga.api.schemas import SagaAccepted, errors, unprocessable
 from saga.api.starting import IdempotencyKey, start_saga
 from saga.core.definition import InputError
@@ -16,7 +17,7 @@ from saga.registry import DefinitionConflict
 from saga.store import NoSuchDefinition
 from saga.transport import INFRASTRUCTURE_ERRORS, Transport
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 
 
 class DefinitionEntry(BaseModel):
@@ -53,7 +54,7 @@ def may_start(spec: DefinitionSpec, roles: tuple[str, ...]) -> bool:
     response_model=Applied,
     responses={
         200: {"model": Applied, "description": "that version exists with this content"},
-        **errors(401, 403, 409, 413, 422, 503),
+        **errors(401, 403, 409, 413, 415, 422, 503),
     },
 )
 async def apply_definition(
@@ -126,7 +127,7 @@ async def get_definition(
     response_model=SagaAccepted,
     responses={
         200: {"model": SagaAccepted, "description": "seen before: the same saga"},
-        **errors(401, 403, 404, 413, 422, 429, 503),
+        **errors(401, 403, 404, 413, 415, 422, 429, 503),
     },
 )
 async def start_any(

@@ -72,6 +72,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "no such saga (or not the caller's)",
         409: "the saga is past the point where this can be done",
         413: "the body is too large",
+        415: "the body is not JSON: Content-Type must be application/json",
         422: "the request is not valid; `detail` lists each problem with its place",
         429: "too many requests from this customer; see Retry-After",
         503: "the auth service or the saga store is unreachable; see Retry-After",
