@@ -16,18 +16,9 @@ from saga.core.problems import Problem
 from saga.registry import DefinitionConflict
 from saga.store import NoSuchDefinition
 from saga.transport import INFRASTRUCTURE_ERRORS, Transport
+from saga.views import DefinitionEntry, definition_entries
 
 router = APIRouter(route_class=JsonBodyRoute)
-
-
-class DefinitionEntry(BaseModel):
-    name: str
-    latest: int
-    versions: list[int]
-    builtin: list[int]
-    description: str | None
-    # Whether the caller may start sagas of this type (its latest version).
-    can_start: bool
 
 
 class Applied(BaseModel):
@@ -81,23 +72,9 @@ async def apply_definition(
 @router.get("/definitions", response_model=list[DefinitionEntry], responses=errors(401, 503))
 async def list_definitions(caller: CallerDep, request: Request) -> list[DefinitionEntry]:
     """Every saga type, its versions, and whether the caller may start it."""
-    registry = registry_of(request)
-    listed = []
-    for entry in await registry.entries():
-        spec = await registry.document(entry.name, entry.latest)
-        if spec is None:
-            continue  # deleted meanwhile
-        listed.append(
-            DefinitionEntry(
-                name=entry.name,
-                latest=entry.latest,
-                versions=list(entry.versions),
-                builtin=list(entry.builtin),
-                description=spec.description,
-                can_start=may_start(spec, caller.roles),
-            )
-        )
-    return listed
+    return await definition_entries(
+        registry_of(request), may_start=lambda spec: may_start(spec, caller.roles)
+    )
 
 
 @router.get("/definitions/{name}", response_model=DefinitionSpec, responses=errors(401, 404, 503))

@@ -11,6 +11,7 @@ from rich.table import Table
 from contracts.money import money
 from saga.cli.output import CliError, Json, console, print_json, with_redis
 from saga.settings import Settings
+from saga.views import utc_text
 from services.auth.users import UserStore
 from services.order import Order, OrderService
 from services.payment import Account, PaymentService
@@ -118,7 +119,7 @@ def _show_account(account: Account, json_out: bool) -> None:
         table = Table("at", "kind", "amount", "saga")
         for entry in account.ledger:
             table.add_row(
-                entry.at.isoformat(timespec="seconds"),
+                utc_text(entry.at, seconds=True),
                 entry.kind,
                 f"{entry.amount:.2f}",
                 entry.saga_id,

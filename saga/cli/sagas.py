@@ -14,7 +14,7 @@ from saga.core.state import SagaState, SagaStatus
 from saga.registry import DefinitionRegistry
 from saga.settings import Settings
 from saga.store import RedisSagaStore
-from saga.views import saga_view
+from saga.views import saga_view, utc_text
 
 _STATUSES = get_args(SagaStatus)
 
@@ -55,7 +55,7 @@ def list_sagas(
             s.reason or "",
             s.customer,
             steps,
-            s.created_at.isoformat(timespec="seconds"),
+            utc_text(s.created_at, seconds=True),
         )
     console().print(table)
 
@@ -83,8 +83,8 @@ def show_saga(
         view["timeline"] = [
             {
                 **row,
-                "start": row["start"].isoformat() if row["start"] else None,
-                "end": row["end"].isoformat() if row["end"] else None,
+                "start": utc_text(row["start"]) if row["start"] else None,
+                "end": utc_text(row["end"]) if row["end"] else None,
             }
             for row in timeline_rows(state)
         ]

@@ -1,5 +1,6 @@
 """The operator's command line: one-line errors, JSON for scripts, clean stops on SIGTERM."""
 
+import json
 import signal
 import socket
 import subprocess
@@ -7,6 +8,7 @@ import sys
 
 import pytest
 
+from tests.e2e.shop import open_shop
 from tests.e2e.system import System, free_port, running_system
 from tests.servers import forget_namespace, fresh_namespace
 
@@ -75,6 +77,50 @@ def test_a_list_with_nothing_in_it_says_so(system: System, args: list[str], line
         assert system.cli(*args, "--json", SAGA_NAMESPACE=empty).stdout.strip() == "[]"
     finally:
         forget_namespace(empty)
+
+
+def test_the_cli_s_json_and_the_api_s_agree_field_by_field(system: System) -> None:
+    admin = open_shop(system, role="admin")
+    saga_id = admin.order([("apple", 1)])["saga_id"]
+    from_api = system.saga(admin.token, saga_id).json()
+    shown = system.cli_json("show", saga_id)
+    for name, value in from_api.items():
+        assert shown[name] == value, (name, shown[name], value)
+    events = system.api_get(admin.token, f"/sagas/{saga_id}/events").json()
+    assert shown["events"] == events
+    api_listed = system.api_get(admin.token, "/sagas?limit=1000").json()
+    [listed_by_api] = [s for s in api_listed if s["saga_id"] == saga_id]
+    [listed] = [s for s in system.cli_json("list", "--limit", "1000") if s["saga_id"] == saga_id]
+    assert {k: listed[k] for k in listed_by_api} == listed_by_api
+    times = [
+        shown["created_at"],
+        shown["updated_at"],
+        *(e["at"] for e in shown["events"]),
+        *(t for row in shown["timeline"] for t in (row["start"], row["end"]) if t),
+    ]
+    assert all(t.endswith("Z") for t in times), times
+    # The operator may start anything: the CLI's list is an admin's.
+    definitions = system.api_get(admin.token, "/definitions").json()
+    assert system.cli_json("definitions", "list") == definitions
+    started = system.cli_json(
+        "start",
+        "order",
+        "--input",
+        json.dumps(
+            {
+                "vendor": admin.vendor,
+                "delivery_address": "1 Main Street",
+                "items": [{"product_id": admin.products["apple"], "quantity": 1}],
+                "payment_method": "Cash on Delivery",
+            }
+        ),
+        "--customer",
+        admin.customer,
+    )
+    from_api = system.saga(admin.token, started["saga_id"]).json()
+    assert {k: from_api[k] for k in started if k != "status"} == {
+        k: v for k, v in started.items() if k != "status"
+    }
 
 
 def test_unreachable_redis_is_named(system: System) -> None:

@@ -189,7 +189,7 @@ def test_the_cli_applies_lists_shows_starts_and_deletes(
         started = system.cli_json(
             "start", "parcel", "--input", json.dumps(gift_input(shop)), "--customer", shop.customer
         )
-        assert started["type"] == "parcel" and started["version"] == 1
+        assert started["type"] == "parcel" and started["definition_version"] == 1
         in_use = system.cli("definitions", "delete", "parcel", "--version", "1", check=False)
         assert in_use.returncode == 1 and "used by 1 saga" in in_use.stderr
     finally:
