@@ -270,9 +270,9 @@ def compile_definition(spec: DefinitionSpec) -> SagaDefinition:
         job.found(("participants", name), "named by no step")
     steps: list[StepDefinition] = []
     earlier: frozenset[str] = frozenset()
-    for place, stage in _stage_places(spec):
+    for places, stage in _stage_places(spec):
         # A step reads the steps of earlier stages, not those running beside it.
-        for loc, step in zip(place, stage, strict=True):
+        for loc, step in zip(places, stage, strict=True):
             compiled = _compile_step(
                 step,
                 earlier=earlier,
