@@ -9,7 +9,8 @@ from contracts.money import Money
 
 PaymentMethod = Literal["Credit Card", "Debit Card", "Cash on Delivery"]
 ProductId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Quantity = Annotated[int, Field(ge=1, le=1_000_000)]
+MAX_QUANTITY: Final = 1_000_000
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
 MAX_ITEMS: Final = 100
 
 

@@ -1,12 +1,15 @@
-"""What people see of a saga: the view shared by the HTTP API and the CLI."""
+"""What people see of sagas and saga types: the views shared by the HTTP API and the CLI."""
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from saga.core.definition import SagaDefinition
+from saga.core.document import DefinitionSpec
 from saga.core.state import SagaState, SagaStatus, StepStatus
+from saga.registry import DefinitionRegistry
 
 
 class StepView(BaseModel):
@@ -75,3 +78,43 @@ def _summary(
     was = definition.summarize(state)
     undone = {k: v for k, v in was.items() if v is not None and summary.get(k) != v}
     return summary, undone
+
+
+def utc_text(at: datetime, *, seconds: bool = False) -> str:
+    """A time as the API writes it: ISO 8601 in UTC, ending in Z (to the second: for
+    tables)."""
+    at = at.astimezone(UTC).replace(microsecond=0) if seconds else at.astimezone(UTC)
+    return at.isoformat().replace("+00:00", "Z")
+
+
+class DefinitionEntry(BaseModel):
+    name: str
+    latest: int
+    versions: list[int]
+    builtin: list[int]
+    description: str | None
+    # Whether the caller may start sagas of this type (its latest version).
+    can_start: bool
+
+
+async def definition_entries(
+    registry: DefinitionRegistry, *, may_start: Callable[[DefinitionSpec], bool]
+) -> list[DefinitionEntry]:
+    """Every saga type with its versions, its latest's description, and whether
+    `may_start` lets the caller start it."""
+    listed = []
+    for entry in await registry.entries():
+        spec = await registry.document(entry.name, entry.latest)
+        if spec is None:
+            continue  # deleted meanwhile
+        listed.append(
+            DefinitionEntry(
+                name=entry.name,
+                latest=entry.latest,
+                versions=list(entry.versions),
+                builtin=list(entry.builtin),
+                description=spec.description,
+                can_start=may_start(spec),
+            )
+        )
+    return listed

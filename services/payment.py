@@ -97,30 +97,24 @@ class PaymentService:
 
     async def deposit(self, customer: str, amount: Decimal) -> Account:
         """Add money to a customer's balance."""
-        await self._redis.incrby(f"{self._prefix}:balance:{customer.lower()}", cents(amount))
-        return await self.account(customer)
+        customer = customer.lower()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incrby(f"{self._prefix}:balance:{customer}", cents(amount))
+            pipe.lrange(f"{self._prefix}:ledger:{customer}", 0, -1)
+            balance, ledger = await pipe.execute()
+        return _account(customer, balance, ledger)
 
-    async def account(self, customer: str) -> Account:
-        """A customer's balance and ledger."""
+    async def account(self, customer: str) -> Account | None:
+        """A customer's balance and ledger; None for a customer never given a deposit nor
+        charged."""
         customer = customer.lower()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(f"{self._prefix}:balance:{customer}")
             pipe.lrange(f"{self._prefix}:ledger:{customer}", 0, -1)
             balance, ledger = await pipe.execute()
-        entries = [json.loads(e) for e in ledger]
-        return Account(
-            customer=customer,
-            balance=from_cents(balance or 0),
-            ledger=[
-                LedgerEntry(
-                    saga_id=e["saga_id"],
-                    kind=e["kind"],
-                    amount=from_cents(e["amount_cents"]),
-                    at=datetime.fromisoformat(e["at"]),
-                )
-                for e in entries
-            ],
-        )
+        if balance is None and not ledger:
+            return None
+        return _account(customer, balance, ledger)
 
     # --- participant side ------------------------------------------------------------
 
@@ -139,3 +133,20 @@ class PaymentService:
             case _:
                 raise TypeError(f"payment cannot handle {type(command).__name__}")
         return stored_reply(raw)
+
+
+def _account(customer: str, balance: int | str | None, ledger: list[str]) -> Account:
+    entries = [json.loads(e) for e in ledger]
+    return Account(
+        customer=customer,
+        balance=from_cents(balance or 0),
+        ledger=[
+            LedgerEntry(
+                saga_id=e["saga_id"],
+                kind=e["kind"],
+                amount=from_cents(e["amount_cents"]),
+                at=datetime.fromisoformat(e["at"]),
+            )
+            for e in entries
+        ],
+    )

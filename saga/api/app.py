@@ -18,6 +18,7 @@ from saga.api.auth import AuthClient, Caller
 from saga.api.deps import CallerDep, LimitedCaller, registry_of
 from saga.api.idempotency import KEY_TTL, IdempotencyKeys
 from saga.api.limits import BodySizeLimit, Rate, RateLimiter
+from saga.api.media import JsonBodyRoute
 from saga.api.schemas import CreateOrderRequest, SagaAccepted, errors
 from saga.api.starting import IdempotencyKey, start_saga
 from saga.bootstrap import registry_for, transport_for
@@ -94,6 +95,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         description="Starts sagas (orders, and any registered saga type) and shows them to their owners.",
         lifespan=lifespan,
     )
+    app.router.route_class = JsonBodyRoute
 
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.include_router(catalog.router)
@@ -108,7 +110,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         response_model=SagaAccepted,
         responses={
             200: {"model": SagaAccepted, "description": "seen before: the same saga"},
-            **errors(401, 403, 413, 422, 429, 503),
+            **errors(401, 403, 413, 415, 422, 429, 503),
         },
     )
     async def create_order(
@@ -140,6 +142,8 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
             order,
             idempotency_key=idempotency_key,
             body=body.model_dump(mode="json"),
+            # The order's input is made of the body's fields (under other names).
+            input_at=("body",),
         )
 
     async def view_of(state: SagaState, request: Request) -> SagaView:

@@ -7,25 +7,18 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from saga.api.deps import CallerDep, LimitedCaller, registry_of
-from saga.api.schemas import SagaAccepted, errors
+from saga.api.media import JsonBodyRoute
+from saga.api.schemas import SagaAccepted, errors, unprocessable
 from saga.api.starting import IdempotencyKey, start_saga
 from saga.core.definition import InputError
 from saga.core.document import DefinitionError, DefinitionSpec, read_definition
+from saga.core.problems import Problem
 from saga.registry import DefinitionConflict
 from saga.store import NoSuchDefinition
 from saga.transport import INFRASTRUCTURE_ERRORS, Transport
+from saga.views import DefinitionEntry, definition_entries
 
-router = APIRouter()
-
-
-class DefinitionEntry(BaseModel):
-    name: str
-    latest: int
-    versions: list[int]
-    builtin: list[int]
-    description: str | None
-    # Whether the caller may start sagas of this type (its latest version).
-    can_start: bool
+router = APIRouter(route_class=JsonBodyRoute)
 
 
 class Applied(BaseModel):
@@ -52,7 +45,7 @@ def may_start(spec: DefinitionSpec, roles: tuple[str, ...]) -> bool:
     response_model=Applied,
     responses={
         200: {"model": Applied, "description": "that version exists with this content"},
-        **errors(401, 403, 409, 413, 422, 503),
+        **errors(401, 403, 409, 413, 415, 422, 503),
     },
 )
 async def apply_definition(
@@ -65,7 +58,7 @@ async def apply_definition(
         spec = read_definition(document)
         outcome = await registry_of(request).apply(spec)
     except DefinitionError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise unprocessable(exc.problems or [Problem((), exc.heading)], "body") from None
     except DefinitionConflict as exc:
         raise HTTPException(409, str(exc)) from None
     transport: Transport = request.app.state.transport
@@ -79,23 +72,9 @@ async def apply_definition(
 @router.get("/definitions", response_model=list[DefinitionEntry], responses=errors(401, 503))
 async def list_definitions(caller: CallerDep, request: Request) -> list[DefinitionEntry]:
     """Every saga type, its versions, and whether the caller may start it."""
-    registry = registry_of(request)
-    listed = []
-    for entry in await registry.entries():
-        spec = await registry.document(entry.name, entry.latest)
-        if spec is None:
-            continue  # deleted meanwhile
-        listed.append(
-            DefinitionEntry(
-                name=entry.name,
-                latest=entry.latest,
-                versions=list(entry.versions),
-                builtin=list(entry.builtin),
-                description=spec.description,
-                can_start=may_start(spec, caller.roles),
-            )
-        )
-    return listed
+    return await definition_entries(
+        registry_of(request), may_start=lambda spec: may_start(spec, caller.roles)
+    )
 
 
 @router.get("/definitions/{name}", response_model=DefinitionSpec, responses=errors(401, 404, 503))
@@ -125,7 +104,7 @@ async def get_definition(
     response_model=SagaAccepted,
     responses={
         200: {"model": SagaAccepted, "description": "seen before: the same saga"},
-        **errors(401, 403, 404, 413, 422, 429, 503),
+        **errors(401, 403, 404, 413, 415, 422, 429, 503),
     },
 )
 async def start_any(
@@ -147,7 +126,7 @@ async def start_any(
     try:
         definition.check_input(body.input)  # before a key is claimed for it
     except InputError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise unprocessable(exc.problems, "body", "input") from None
     return await start_saga(
         request,
         response,
@@ -156,4 +135,5 @@ async def start_any(
         body.input,
         idempotency_key=idempotency_key,
         body=body.model_dump(mode="json"),
+        input_at=("body", "input"),
     )

@@ -1,19 +1,23 @@
 """The front door's request and response bodies."""
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated, Any
 
+from fastapi import HTTPException
 from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
 from contracts.messages import MAX_ITEMS, PaymentMethod, ProductId, Quantity
 from contracts.money import money
+from saga.core import problems as found
 from saga.core.state import SagaStatus
 
 
 def _price(value: Any) -> Decimal:
     # JSON numbers are taken by their shortest written form (12.5 -> "12.5"), so a
-    # client sending numbers is served exactly; internally money is never a float.
-    return money(repr(value) if isinstance(value, float) else value)
+    # client sending numbers is served exactly; internally money is never a float. A
+    # number that form writes with an exponent (1e+20) is then judged by its size.
+    return money(Decimal(repr(value)) if isinstance(value, float) else value)
 
 
 Price = Annotated[Decimal, BeforeValidator(_price)]
@@ -54,6 +58,12 @@ class Problem(BaseModel):
     detail: str | list[dict[str, Any]]
 
 
+def unprocessable(problems: Sequence[found.Problem], *where: str) -> HTTPException:
+    """A 422 whose `detail` lists every problem with its place, as FastAPI lists a body's
+    bad fields; `where` is the place of what the problems are in (`"body", "input"`)."""
+    return HTTPException(422, [p.as_detail(*where) for p in problems])
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the error codes a route may answer."""
     words = {
@@ -62,7 +72,8 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "no such saga (or not the caller's)",
         409: "the saga is past the point where this can be done",
         413: "the body is too large",
-        422: "the request is not valid; `detail` names each problem",
+        415: "the body is not JSON: Content-Type must be application/json",
+        422: "the request is not valid; `detail` lists each problem with its place",
         429: "too many requests from this customer; see Retry-After",
         503: "the auth service or the saga store is unreachable; see Retry-After",
     }

@@ -9,9 +9,10 @@ from fastapi import Header, HTTPException, Request, Response
 from contracts.envelope import trace_id_of, traceparent
 from saga.api.auth import Caller
 from saga.api.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, KeyReused
-from saga.api.schemas import SagaAccepted, SagaLinks
+from saga.api.schemas import SagaAccepted, SagaLinks, unprocessable
 from saga.clock import new_id
 from saga.core.definition import InputError, SagaDefinition
+from saga.core.problems import Problem
 from saga.orchestrator import SagaStarter
 from saga.store import NoSuchDefinition
 from saga.transport import INFRASTRUCTURE_ERRORS
@@ -38,15 +39,17 @@ async def start_saga(
     *,
     idempotency_key: str | None,
     body: dict[str, Any],
+    input_at: tuple[str, ...],
 ) -> SagaAccepted:
-    """Start a saga for the caller; `body` is what the key is claimed for."""
+    """Start a saga for the caller; `body` is what the key is claimed for, `input_at`
+    where the saga's input is in the request (for the places of its problems)."""
     saga_id: str | None = None
     if idempotency_key is not None:
         keys: IdempotencyKeys = request.app.state.keys
         try:
             claim = await keys.claim(caller.email, idempotency_key, body)
         except KeyReused as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise unprocessable([Problem((), str(exc))], "header", "Idempotency-Key") from None
         saga_id = claim.saga_id
         if not claim.first:
             response.status_code = 200
@@ -61,7 +64,7 @@ async def start_saga(
             saga_id=saga_id,
         )
     except InputError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise unprocessable(exc.problems, *input_at) from None
     except NoSuchDefinition as exc:  # deleted between the lookup and the start
         raise HTTPException(404, str(exc)) from None
     except INFRASTRUCTURE_ERRORS as exc:

@@ -11,6 +11,7 @@ from rich.table import Table
 from contracts.money import money
 from saga.cli.output import CliError, Json, console, print_json, with_redis
 from saga.settings import Settings
+from saga.views import utc_text
 from services.auth.users import UserStore
 from services.order import Order, OrderService
 from services.payment import Account, PaymentService
@@ -23,11 +24,17 @@ vendor_app = typer.Typer(help="Vendors that may receive orders.", no_args_is_hel
 order_app.add_typer(vendor_app, name="vendor")
 
 
-def _amount(text: str) -> Decimal:
+def _amount(text: str, what: str = "amount") -> Decimal:
+    """A positive amount of money as a person writes it (`12.50`), or a one-line refusal."""
+    written = text.strip()
     try:
-        return money(text)
+        # The sign is judged after the form, in the words a person needs.
+        value = money(written.removeprefix("-"))
     except ValueError as exc:
-        raise CliError(f"bad amount {text!r}: {exc}") from None
+        raise CliError(f"bad {what} {text!r}: {exc}") from None
+    if value == 0 or written.startswith("-"):
+        raise CliError(f"bad {what} {text!r}: the {what} must be positive")
+    return value
 
 
 def _valid_email(text: str) -> str:
@@ -61,7 +68,9 @@ def _show_product(product: Product, json_out: bool) -> None:
 def stock_set(
     product_id: Annotated[str, typer.Argument(metavar="PRODUCT_ID", help="The product's id.")],
     quantity: Annotated[int, typer.Option(min=0, metavar="N", help="Units available.")],
-    price: Annotated[str, typer.Option(metavar="PRICE", help="Unit price, e.g. 12.50.")],
+    price: Annotated[
+        str, typer.Option(metavar="PRICE", help="Unit price, e.g. 12.50 (more than 0).")
+    ],
     json_out: Json = False,
 ) -> None:
     """Set a product's available quantity and price."""
@@ -71,7 +80,7 @@ def stock_set(
         OrderItem(product_id=product_id, quantity=1)
     except ValidationError:
         raise CliError(f"bad product id {product_id!r}: letters, digits, _ . : - only") from None
-    amount = _amount(price)
+    amount = _amount(price, "price")
 
     async def work(redis: Redis, settings: Settings) -> Product:
         return await StockService(redis, settings.namespace).set_product(
@@ -110,7 +119,7 @@ def _show_account(account: Account, json_out: bool) -> None:
         table = Table("at", "kind", "amount", "saga")
         for entry in account.ledger:
             table.add_row(
-                entry.at.isoformat(timespec="seconds"),
+                utc_text(entry.at, seconds=True),
                 entry.kind,
                 f"{entry.amount:.2f}",
                 entry.saga_id,
@@ -118,7 +127,8 @@ def _show_account(account: Account, json_out: bool) -> None:
         out.print(table)
 
 
-@payment_app.command("deposit")
+# Unknown options pass as arguments: `-5` is an amount (refused as one), not an option.
+@payment_app.command("deposit", context_settings={"ignore_unknown_options": True})
 def payment_deposit(
     email: Annotated[str, typer.Argument(metavar="EMAIL", help="The customer's email.")],
     amount: Annotated[str, typer.Argument(metavar="AMOUNT", help="Amount to add, e.g. 100.00.")],
@@ -126,8 +136,6 @@ def payment_deposit(
 ) -> None:
     """Add money to a customer's balance."""
     customer, value = _valid_email(email), _amount(amount)
-    if value <= 0:
-        raise CliError("a deposit must be more than 0")
 
     async def work(redis: Redis, settings: Settings) -> Account:
         return await PaymentService(redis, settings.namespace).deposit(customer, value)
@@ -143,10 +151,13 @@ def payment_show(
     """Show a customer's balance and ledger of charges and refunds."""
     customer = _valid_email(email)
 
-    async def work(redis: Redis, settings: Settings) -> Account:
+    async def work(redis: Redis, settings: Settings) -> Account | None:
         return await PaymentService(redis, settings.namespace).account(customer)
 
-    _show_account(with_redis(work), json_out)
+    account = with_redis(work)
+    if account is None:
+        raise CliError(f"no account for {customer!r} (no deposit, no charge)")
+    _show_account(account, json_out)
 
 
 # --- orders and vendors ----------------------------------------------------------------
@@ -180,6 +191,8 @@ def vendor_list(json_out: Json = False) -> None:
     vendors = with_redis(work)
     if json_out:
         print_json(vendors)
+    elif not vendors:
+        console().print("no vendors")
     else:
         for vendor in vendors:
             console().print(vendor)
@@ -227,6 +240,8 @@ def order_list(
     orders = with_redis(work)
     if json_out:
         print_json(orders)
+    elif not orders:
+        console().print("no orders")
     else:
         console().print(_orders_table(orders))
 

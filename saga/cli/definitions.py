@@ -21,6 +21,7 @@ from saga.registry import DefinitionConflict, DefinitionInUse
 from saga.settings import Settings
 from saga.store import NoSuchDefinition, RedisSagaStore
 from saga.transport import INFRASTRUCTURE_ERRORS
+from saga.views import definition_entries
 
 definitions_app = typer.Typer(help="Register saga types and their versions.", no_args_is_help=True)
 
@@ -73,14 +74,11 @@ def list_definitions(json_out: Json = False) -> None:
     """Every saga type, with its versions (the latest is the one new sagas start on)."""
 
     async def work(redis: Redis, settings: Settings) -> list[dict[str, Any]]:
+        registry = registry_for(redis, settings)
+        # As GET /definitions lists them for an admin: the operator may start anything.
         return [
-            {
-                "name": e.name,
-                "versions": list(e.versions),
-                "latest": e.latest,
-                "builtin": list(e.builtin),
-            }
-            for e in await registry_for(redis, settings).entries()
+            entry.model_dump(mode="json")
+            for entry in await definition_entries(registry, may_start=lambda _: True)
         ]
 
     found = _run(work)
@@ -170,10 +168,10 @@ def start(
             await dispatcher.settle()
         finally:
             await transport.close()
-        return {
+        return {  # named as the API names them (GET /sagas/{id})
             "saga_id": state.saga_id,
             "type": state.saga_type,
-            "version": state.definition_version,
+            "definition_version": state.definition_version,
             "status": state.status,
         }
 
@@ -182,5 +180,6 @@ def start(
         print_json(result)
     else:
         console().print(
-            f"saga {result['saga_id']} ({result['type']} v{result['version']}): {result['status']}"
+            f"saga {result['saga_id']} ({result['type']} v{result['definition_version']}): "
+            f"{result['status']}"
         )

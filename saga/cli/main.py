@@ -2,6 +2,7 @@
 
 import signal
 import sys
+from importlib.metadata import version as installed_version
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,6 +42,29 @@ app.add_typer(definitions.definitions_app, name="definitions")
 app.command("start", help="Start a saga of any registered type.")(definitions.start)
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
+PACKAGE = "saga-orchestrator"
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"saga {installed_version(PACKAGE)}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """An event-sourced saga orchestrator over RabbitMQ."""
 
 
 def _serve(app_factory_path: str, host: str, port: int) -> None:

@@ -17,7 +17,7 @@ from saga.registry import DefinitionRegistry
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.timeline import timeline
-from saga.views import saga_view
+from saga.views import saga_view, utc_text
 
 _STATUSES = get_args(SagaStatus)
 
@@ -45,6 +45,9 @@ def list_sagas(
         print_json(found)
         return
     states = cast(list[SagaState], found)
+    if not states:
+        console().print(f"no {status} sagas" if status else "no sagas")
+        return
     table = Table("saga", "type", "status", "reason", "customer", "steps", "created")
     for s in states:
         steps = " ".join(f"{st.name}:{st.status}" for st in s.steps)
@@ -55,7 +58,7 @@ def list_sagas(
             s.reason or "",
             s.customer,
             steps,
-            s.created_at.isoformat(timespec="seconds"),
+            utc_text(s.created_at, seconds=True),
         )
     console().print(table)
 
@@ -94,8 +97,8 @@ def saga_json(state: SagaState, records: list[EventRecord], view: dict[str, Any]
                 "step": row.step,
                 "action": row.action,
                 "replay": row.replay,
-                "start": row.start.isoformat() if row.start else None,
-                "end": row.end.isoformat() if row.end else None,
+                "start": utc_text(row.start) if row.start else None,
+                "end": utc_text(row.end) if row.end else None,
                 "attempts": row.attempts,
                 "outcome": row.outcome,
             }
@@ -114,8 +117,8 @@ def print_saga(
         + (f", reason: {state.reason}" if state.reason else "")
     )
     out.print(
-        f"customer {state.customer}, started {state.created_at.isoformat(timespec='seconds')}, "
-        f"last change {state.updated_at.isoformat(timespec='seconds')}, version {state.version}"
+        f"customer {state.customer}, started {utc_text(state.created_at, seconds=True)}, "
+        f"last change {utc_text(state.updated_at, seconds=True)}, version {state.version}"
     )
     if view["summary"]:
         out.print(", ".join(_summary_entries(view["summary"], view["undone"])))

@@ -5,13 +5,14 @@ only what is here: functions of the saga's state that build each command and jud
 condition, and the names of the replies that mean success.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Final
 
 from contracts.topology import Participant
 from saga.core.policy import RetryPolicy
+from saga.core.problems import Place, Problem
 from saga.core.state import SagaState
 
 
@@ -29,7 +30,17 @@ class BuildError(ValueError):
 
 
 class InputError(ValueError):
-    """A saga's input does not match its definition's input schema."""
+    """A saga's input does not match its definition's input schema: every problem, each
+    with its place in the input."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(f"{_in_input(p.loc)}: {p.msg}" for p in self.problems))
+
+
+def _in_input(loc: Place) -> str:
+    """`input.items[0].quantity`: a place in the input as a path of the path language."""
+    return "input" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
 
 
 CommandBuilder = Callable[[SagaState], Command]

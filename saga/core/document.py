@@ -8,9 +8,9 @@ cannot — paths that parse, steps that read only earlier steps, conditions that
 conditions, the pivot rule — and returns the definition the core runs.
 """
 
-import contextvars
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, Final
 
@@ -42,6 +42,7 @@ from saga.core.definition import (
 )
 from saga.core.paths import Path, PathError, Template
 from saga.core.policy import RetryPolicy
+from saga.core.problems import Place, Problem, dotted
 from saga.core.state import SagaState
 
 _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
@@ -192,7 +193,19 @@ class DefinitionSpec(_Spec):
 
 
 class DefinitionError(ValueError):
-    """A document that is not a definition; the message names the place and the problem."""
+    """A document that is not a definition: every problem found, each with its place in
+    the document, after a heading that says which document (`problems` may be empty when
+    the heading says it all: a file that cannot be read)."""
+
+    def __init__(self, heading: str, problems: Sequence[Problem] = ()) -> None:
+        self.heading = heading
+        self.problems = tuple(problems)
+        listed = "; ".join(f"{dotted(p.loc)}: {p.msg}" if p.loc else p.msg for p in problems)
+        super().__init__(f"{heading}: {listed}" if listed else heading)
+
+    def within(self, source: str) -> "DefinitionError":
+        """The same problems, the heading saying which file or document they are in."""
+        return DefinitionError(f"{source}: {self.heading}", self.problems)
 
 
 def read_definition(data: Any) -> DefinitionSpec:
@@ -200,25 +213,30 @@ def read_definition(data: Any) -> DefinitionSpec:
     try:
         return DefinitionSpec.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{_place(e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-        raise DefinitionError(f"not a saga definition: {problems}") from None
+        problems = [Problem(_place(e["loc"]), e["msg"]) for e in exc.errors()]
+        raise DefinitionError("not a saga definition", problems) from None
 
 
-def _place(loc: tuple[int | str, ...]) -> str:
+def _place(loc: tuple[int | str, ...]) -> Place:
     """`steps.2.parallel.0.timeout`: the error's place, without the union's tags."""
-    parts = [
-        str(p)
+    return tuple(
+        p
         for i, p in enumerate(loc)
         if not (p in ("step", "group") and i and isinstance(loc[i - 1], int))
-    ]
-    return ".".join(parts) or "document"
+    )
 
 
-# While a definition compiles: the input fields its schema allows, if it names them all
-# (an object schema with `additionalProperties: false`); paths into others are typos.
-_INPUT_FIELDS: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar(
-    "input_fields", default=None
-)
+@dataclass
+class _Compiling:
+    """What a definition's compilation has found wrong so far, and what its checks read:
+    the input fields the schema allows, if it names them all (an object schema with
+    `additionalProperties: false`), so that a path into any other is a typo."""
+
+    input_fields: frozenset[str] | None
+    problems: list[Problem] = field(default_factory=list)
+
+    def found(self, loc: Place, msg: str) -> None:
+        self.problems.append(Problem(loc, msg))
 
 
 def _closed_fields(schema: dict[str, Any]) -> frozenset[str] | None:
@@ -229,48 +247,49 @@ def _closed_fields(schema: dict[str, Any]) -> frozenset[str] | None:
 
 
 def compile_definition(spec: DefinitionSpec) -> SagaDefinition:
-    """The definition the core runs; raises DefinitionError naming what is wrong."""
-    token = _INPUT_FIELDS.set(_closed_fields(spec.input))
-    try:
-        return _compile(spec)
-    finally:
-        _INPUT_FIELDS.reset(token)
-
-
-def _compile(spec: DefinitionSpec) -> SagaDefinition:
-    where = f"saga {spec.name} v{spec.version}"
+    """The definition the core runs; raises DefinitionError with every problem that one
+    pass over the document finds, each with its place."""
+    job = _Compiling(_closed_fields(spec.input))
     stages = spec.stages()
     names = [step.name for stage in stages for step in stage]
     groups = [s.name for s in spec.steps if isinstance(s, GroupSpec)]
-    if len(set(names + groups)) != len(names + groups):
-        raise DefinitionError(f"{where}: step and group names must be unique, got {names + groups}")
+    twice = sorted({n for n in names + groups if (names + groups).count(n) > 1})
+    if twice:
+        job.found(("steps",), f"step and group names must be unique: {', '.join(twice)} twice")
     try:
         jsonschema.Draft202012Validator.check_schema(spec.input)
     except jsonschema.SchemaError as exc:
-        raise DefinitionError(f"{where}: input is not a JSON Schema: {exc.message}") from None
-    shop = sorted(set(spec.participants) & set(SERVICES))
-    if shop:
-        raise DefinitionError(f"{where}: {shop} are the shop's own services, not HTTP participants")
-    unused = set(spec.participants) - {s.participant for stage in stages for s in stage}
-    if unused:
-        raise DefinitionError(f"{where}: participants {sorted(unused)} are named by no step")
-    steps: list[StepDefinition] = []
-    for stage in stages:
-        # A step reads the steps of earlier stages, not those running beside it.
-        earlier = frozenset(s.name for s in steps)
-        steps += [
-            _compile_step(
-                s,
-                earlier=earlier,
-                http=spec.participants.get(s.participant),
-                where=f"{where}, step {s.name}",
+        job.found(("input", *exc.path), f"not a JSON Schema: {exc.message}")
+    for name in sorted(spec.participants):
+        if name in SERVICES:
+            job.found(
+                ("participants", name), "one of the shop's own services, not an HTTP participant"
             )
-            for s in stage
-        ]
+    used = {s.participant for stage in stages for s in stage}
+    for name in sorted(set(spec.participants) - used):
+        job.found(("participants", name), "named by no step")
+    steps: list[StepDefinition] = []
+    earlier: frozenset[str] = frozenset()
+    for places, stage in _stage_places(spec):
+        # A step reads the steps of earlier stages, not those running beside it.
+        for loc, step in zip(places, stage, strict=True):
+            compiled = _compile_step(
+                step,
+                earlier=earlier,
+                http=spec.participants.get(step.participant),
+                loc=loc,
+                job=job,
+            )
+            if compiled is not None:
+                steps.append(compiled)
+        earlier |= {s.name for s in stage}
+    _check_pivot(spec, job)
     summary = {
-        k: _template(v, earlier=frozenset(names), where=f"{where}, summary {k}")
+        k: _template(v, earlier=frozenset(names), loc=("summary", k), job=job)
         for k, v in spec.summary.items()
     }
+    if job.problems:
+        raise DefinitionError(f"saga {spec.name} v{spec.version}", job.problems)
     try:
         return SagaDefinition(
             name=spec.name,
@@ -278,120 +297,197 @@ def _compile(spec: DefinitionSpec) -> SagaDefinition:
             steps=tuple(steps),
             stages=tuple(tuple(s.name for s in stage) for stage in stages),
             check_input=_input_check(spec.input),
-            summarize=_summarizer(summary),
+            summarize=_summarizer({k: v for k, v in summary.items() if v is not None}),
         )
-    except ValueError as exc:
-        raise DefinitionError(str(exc)) from None
+    except ValueError as exc:  # a rule of the core's the checks above do not know of
+        raise DefinitionError(
+            f"saga {spec.name} v{spec.version}", [Problem((), str(exc))]
+        ) from None
 
 
-def _reply_of(action: ActionSpec, http: ParticipantSpec | None, step: StepSpec, where: str) -> str:
-    """The reply type that means the action was done."""
+def _stage_places(spec: DefinitionSpec) -> list[tuple[list[Place], list[StepSpec]]]:
+    """Each stage's steps with their places in the document."""
+    return [
+        (
+            [("steps", i, "parallel", j) for j in range(len(s.parallel))]
+            if isinstance(s, GroupSpec)
+            else [("steps", i)],
+            s.parallel if isinstance(s, GroupSpec) else [s],
+        )
+        for i, s in enumerate(spec.steps)
+    ]
+
+
+def _check_pivot(spec: DefinitionSpec, job: _Compiling) -> None:
+    """The pivot rule: once a step that cannot be undone may have run, nothing can be
+    undone, so no step beside it or after it may have a compensation."""
+    pivot: str | None = None
+    for places, stage in _stage_places(spec):
+        pivot = pivot or next((s.name for s in stage if s.compensation is None), None)
+        for loc, step in zip(places, stage, strict=True):
+            if pivot is not None and step.compensation is not None:
+                job.found(
+                    (*loc, "compensation"),
+                    f"{step.name} runs after or beside {pivot} (which cannot be undone) and "
+                    "so must not have compensations either",
+                )
+
+
+def _reply_of(
+    action: ActionSpec, http: ParticipantSpec | None, step: StepSpec, loc: Place, job: _Compiling
+) -> str | None:
+    """The reply type that means the action was done (None: a problem found)."""
+    before = len(job.problems)
     if step.participant in SERVICES:  # the shop's own: their contracts are known
         if action.command not in COMMANDS:
-            raise DefinitionError(
-                f"{where}: {step.participant} takes no command {action.command!r} "
-                f"(the shop's commands: {', '.join(sorted(COMMANDS))})"
+            job.found(
+                (*loc, "command"),
+                f"{step.participant} takes no command {action.command!r} "
+                f"(the shop's commands: {', '.join(sorted(COMMANDS))})",
             )
         if action.reply not in REPLIES:
-            raise DefinitionError(
-                f"{where}: {action.reply!r} is not a reply of the shop's services "
-                f"({', '.join(sorted(r for r in REPLIES if r != 'CommandFailed'))})"
+            job.found(
+                (*loc, "reply"),
+                f"{action.reply!r} is not a reply of the shop's services "
+                f"({', '.join(sorted(r for r in REPLIES if r != 'CommandFailed'))})",
             )
     if http is None:
         if action.reply is None:
-            raise DefinitionError(f"{where}: reply is required (the type that means success)")
-        return action.reply
+            job.found((*loc, "reply"), "reply is required (the type that means success)")
+        return action.reply if len(job.problems) == before else None
     if action.reply is not None:
-        raise DefinitionError(
-            f"{where}: {step.participant} is an HTTP participant: its 2xx answer is the "
-            "reply, so the action names none"
+        job.found(
+            (*loc, "reply"),
+            f"{step.participant} is an HTTP participant: its 2xx answer is the reply, so the "
+            "action names none",
         )
-    if http.http.timeout >= step.timeout:
-        raise DefinitionError(
-            f"{where}: the step's timeout ({step.timeout}) must be longer than its "
-            f"participant's HTTP timeout ({http.http.timeout}), or each try times out "
-            "before its call does"
-        )
-    return HTTP_SUCCEEDED
+    return HTTP_SUCCEEDED if len(job.problems) == before else None
 
 
 def _compile_step(
-    step: StepSpec, *, earlier: frozenset[str], http: ParticipantSpec | None, where: str
-) -> StepDefinition:
-    compensation = step.compensation
+    step: StepSpec,
+    *,
+    earlier: frozenset[str],
+    http: ParticipantSpec | None,
+    loc: Place,
+    job: _Compiling,
+) -> StepDefinition | None:
+    """The step the core runs, or None when problems were found (in `job`)."""
+    before = len(job.problems)
     condition = None
     if step.when is not None:
         try:
             condition = Condition(step.when)
         except ConditionError as exc:
-            raise DefinitionError(f"{where}, when: {exc}") from None
-        _check_reads(condition.paths, earlier, f"{where}, when")
+            job.found((*loc, "when"), str(exc))
+        else:
+            _check_reads(condition.paths, earlier, (*loc, "when"), job)
+    if step.timeout <= timedelta(0):
+        job.found((*loc, "timeout"), "must be more than 0")
+    elif http is not None and http.http.timeout >= step.timeout:
+        job.found(
+            (*loc, "timeout"),
+            f"the step's timeout ({step.timeout}) must be longer than its participant's "
+            f"HTTP timeout ({http.http.timeout}), or each try times out before its call does",
+        )
+    command = _builder(step.action, earlier, (*loc, "action"), job)
+    success = _reply_of(step.action, http, step, (*loc, "action"), job)
+    compensation = compensated = None
+    if step.compensation is not None:
+        # A compensation may read the step's own result, optionally: it also runs after
+        # its step timed out, with no result.
+        compensation = _builder(
+            step.compensation, earlier | {step.name}, (*loc, "compensation"), job, own=step.name
+        )
+        compensated = _reply_of(step.compensation, http, step, (*loc, "compensation"), job)
+    if len(job.problems) > before or command is None or success is None:
+        return None
     try:
         return StepDefinition(
             name=step.name,
             participant=step.participant,
-            command=_builder(step.action, earlier, f"{where}, action"),
-            success=_reply_of(step.action, http, step, f"{where}, action"),
-            compensation=(
-                # A compensation may read the step's own result, optionally: it also
-                # runs after its step timed out, with no result.
-                _builder(
-                    compensation, earlier | {step.name}, f"{where}, compensation", own=step.name
-                )
-                if compensation
-                else None
-            ),
-            compensated=(
-                _reply_of(compensation, http, step, f"{where}, compensation")
-                if compensation
-                else None
-            ),
+            command=command,
+            success=success,
+            compensation=compensation,
+            compensated=compensated,
             condition=_judge(condition) if condition else _always,
             timeout=step.timeout,
             retry=step.retry.policy(),
             compensation_retry=step.compensation_retry.policy(),
         )
-    except DefinitionError:
-        raise  # it says where already
-    except ValueError as exc:
-        raise DefinitionError(f"{where}: {exc}") from None
+    except ValueError as exc:  # a rule of the core's the checks above do not know of
+        job.found(loc, str(exc))
+        return None
 
 
-def _template(source: Any, *, earlier: frozenset[str], where: str) -> Template:
-    try:
-        template = Template.compile(source)
-    except PathError as exc:
-        raise DefinitionError(f"{where}: {exc}") from None
-    _check_reads(template.paths, earlier, where)
-    return template
+def _leaves(source: Any, loc: Place) -> list[tuple[Place, Any]]:
+    """Every value in a template that is not a list or an object, with its place."""
+    if isinstance(source, dict):
+        return [leaf for k, v in source.items() for leaf in _leaves(v, (*loc, str(k)))]
+    if isinstance(source, list):
+        return [leaf for i, v in enumerate(source) for leaf in _leaves(v, (*loc, i))]
+    return [(loc, source)]
 
 
-def _check_reads(paths: list[Path] | tuple[Path, ...], earlier: frozenset[str], where: str) -> None:
+def _template(
+    source: Any, *, earlier: frozenset[str], loc: Place, job: _Compiling, own: str | None = None
+) -> Template | None:
+    """The template, or None when problems were found (in `job`): each of its values is
+    checked on its own, so that each problem is found, at its place."""
+    before = len(job.problems)
+    for place, leaf in _leaves(source, loc):
+        try:
+            part = Template.compile(leaf)
+        except PathError as exc:
+            job.found(place, str(exc))
+        else:
+            _check_reads(part.paths, earlier, place, job, own=own)
+    return Template.compile(source) if len(job.problems) == before else None
+
+
+def _check_reads(
+    paths: Sequence[Path],
+    earlier: frozenset[str],
+    loc: Place,
+    job: _Compiling,
+    *,
+    own: str | None = None,
+) -> None:
     for path in paths:
         if path.root == "steps" and path.step not in earlier:
-            raise DefinitionError(
-                f"{where}: {path.text!r} reads step {path.step!r}, which is not an earlier "
-                "step (no such step, or one that runs later or beside this one)"
+            job.found(
+                loc,
+                f"{path.text!r} reads step {path.step!r}, which is not an earlier step (no "
+                "such step, or one that runs later or beside this one)",
             )
-        if path.root == "input" and _INPUT_FIELDS.get() is not None:
-            field = path.segments[0] if path.segments else None
-            if isinstance(field, str) and field not in (_INPUT_FIELDS.get() or ()):
-                raise DefinitionError(
-                    f"{where}: {path.text!r} reads input field {field!r}, which the input "
-                    "schema does not allow"
+        if own is not None and path.step == own and not path.optional:
+            job.found(
+                loc,
+                f"{path.text!r} must end in `| optional`: a compensation also runs after its "
+                "step timed out, when the step has no result",
+            )
+        fields = job.input_fields
+        if path.root == "input" and fields is not None:
+            name = path.segments[0] if path.segments else None
+            if isinstance(name, str) and name not in fields:
+                job.found(
+                    loc,
+                    f"{path.text!r} reads input field {name!r}, which the input schema does "
+                    "not allow",
                 )
 
 
 def _builder(
-    action: ActionSpec, earlier: frozenset[str], where: str, *, own: str | None = None
-) -> CommandBuilder:
-    template = _template(action.input, earlier=earlier, where=f"{where} input")
-    for path in template.paths:
-        if own is not None and path.step == own and not path.optional:
-            raise DefinitionError(
-                f"{where} input: {path.text!r} must end in `| optional`: a compensation also "
-                "runs after its step timed out, when the step has no result"
-            )
+    action: ActionSpec,
+    earlier: frozenset[str],
+    loc: Place,
+    job: _Compiling,
+    *,
+    own: str | None = None,
+) -> CommandBuilder | None:
+    template = _template(action.input, earlier=earlier, loc=(*loc, "input"), job=job, own=own)
+    if template is None:
+        return None
     contract = COMMANDS.get(action.command)
 
     def build(state: SagaState) -> Command:
@@ -442,17 +538,25 @@ def _input_check(schema: dict[str, Any]) -> InputCheck:
     )
 
     def check(saga_input: Mapping[str, Any]) -> dict[str, Any]:
-        errors = sorted(validator.iter_errors(saga_input), key=lambda e: list(map(str, e.path)))
-        if errors:
-            raise InputError("; ".join(_problem(e) for e in errors[:5]))
+        problems = [_problem(e) for e in validator.iter_errors(saga_input)]
+        if problems:
+            raise InputError(
+                sorted(problems, key=lambda p: [(isinstance(s, str), s) for s in p.loc])
+            )
         return dict(saga_input)
 
     return check
 
 
-def _problem(error: jsonschema.ValidationError) -> str:
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-    return f"input{where}: {error.message}"
+def _problem(error: jsonschema.ValidationError) -> Problem:
+    """The error at its place; a missing property's place is the property's own."""
+    loc: Place = tuple(error.absolute_path)
+    if error.validator == "required" and isinstance(error.validator_value, list):
+        missing = [
+            f for f in error.validator_value if error.message == f"{f!r} is a required property"
+        ]
+        loc = (*loc, *missing[:1])
+    return Problem(loc, error.message)
 
 
 def context_of(state: SagaState) -> dict[str, Any]:

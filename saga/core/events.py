@@ -203,9 +203,11 @@ class EventRecord(BaseModel):
     event: AnyEvent
 
     def to_wire(self) -> dict[str, Any]:
-        """The public shape: {seq, type, at, data}."""
-        data = self.event.model_dump(mode="json", exclude={"type"})
-        return {"seq": self.seq, "type": self.event.type, "at": self.at.isoformat(), "data": data}
+        """The public shape: {seq, type, at, data}, times written as pydantic writes them
+        everywhere else (ISO 8601, UTC as Z)."""
+        record = self.model_dump(mode="json")
+        data = {k: v for k, v in record["event"].items() if k != "type"}
+        return {"seq": self.seq, "type": self.event.type, "at": record["at"], "data": data}
 
 
 _record_adapter: TypeAdapter[EventRecord] = TypeAdapter(EventRecord)

@@ -27,7 +27,7 @@ def read_text(text: str, *, source: str = "the document") -> DefinitionSpec:
     try:
         return read_definition(document)
     except DefinitionError as exc:
-        raise DefinitionError(f"{source}: {exc}") from None
+        raise exc.within(source) from None
 
 
 def read_file(path: Path) -> DefinitionSpec:
@@ -45,7 +45,7 @@ def load_text(text: str, *, source: str = "the document") -> SagaDefinition:
     try:
         return compile_definition(spec)
     except DefinitionError as exc:
-        raise DefinitionError(f"{source}: {exc}") from None
+        raise exc.within(source) from None
 
 
 def _builtin(name: str) -> tuple[SagaDefinition, DefinitionSpec]:

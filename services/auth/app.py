@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from saga.api.media import JsonBodyRoute
 from saga.connections import redis_client
 from saga.settings import Settings
 from services.auth.tokens import TokenIssuer
@@ -61,6 +62,7 @@ def create_auth_app(settings: Settings, *, redis: Redis | None = None) -> FastAP
             await redis.aclose()
 
     app = FastAPI(title="saga auth", version="0.1.0", lifespan=lifespan)
+    app.router.route_class = JsonBodyRoute
 
     @app.exception_handler(RedisError)
     async def redis_down(_: object, exc: RedisError) -> JSONResponse:

@@ -1,5 +1,6 @@
 """The operator's command line: one-line errors, JSON for scripts, clean stops on SIGTERM."""
 
+import json
 import signal
 import socket
 import subprocess
@@ -7,6 +8,7 @@ import sys
 
 import pytest
 
+from tests.e2e.shop import open_shop
 from tests.e2e.system import System, free_port, running_system
 from tests.servers import forget_namespace, fresh_namespace
 
@@ -30,6 +32,95 @@ def test_a_cli_error_is_one_line_on_stderr(system: System, args: list[str], mess
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "no-such-saga"], "no saga 'no-such-saga'"),
+        (["stock", "show", "no-such-product"], "no product 'no-such-product'"),
+        (
+            ["payment", "show", "nobody@example.com"],
+            "no account for 'nobody@example.com' (no deposit, no charge)",
+        ),
+        (["order", "show", "ord_missing"], "no order 'ord_missing'"),
+        (["definitions", "show", "no-such-type"], "no saga definition no-such-type"),
+        (
+            ["definitions", "show", "order", "--version", "99"],
+            "no saga definition order version 99",
+        ),
+    ],
+)
+def test_every_show_of_an_unknown_id_is_an_error_naming_it(
+    system: System, args: list[str], message: str
+) -> None:
+    for json_out in ([], ["--json"]) if args[0] != "definitions" else ([],):
+        result = system.cli(*args, *json_out, check=False)
+        assert (result.returncode, result.stdout) == (1, ""), result
+        assert result.stderr.strip() == f"saga: error: {message}", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["list"], "no sagas"),
+        (["list", "--status", "failed"], "no failed sagas"),
+        (["order", "list"], "no orders"),
+        (["order", "vendor", "list"], "no vendors"),
+    ],
+)
+def test_a_list_with_nothing_in_it_says_so(system: System, args: list[str], line: str) -> None:
+    empty = fresh_namespace()
+    try:
+        said = system.cli(*args, SAGA_NAMESPACE=empty)
+        assert said.stdout.strip() == line, said.stdout
+        assert system.cli(*args, "--json", SAGA_NAMESPACE=empty).stdout.strip() == "[]"
+    finally:
+        forget_namespace(empty)
+
+
+def test_the_cli_s_json_and_the_api_s_agree_field_by_field(system: System) -> None:
+    admin = open_shop(system, role="admin")
+    saga_id = admin.order([("apple", 1)])["saga_id"]
+    from_api = system.saga(admin.token, saga_id).json()
+    shown = system.cli_json("show", saga_id)
+    for name, value in from_api.items():
+        assert shown[name] == value, (name, shown[name], value)
+    events = system.api_get(admin.token, f"/sagas/{saga_id}/events").json()
+    assert shown["events"] == events
+    api_listed = system.api_get(admin.token, "/sagas?limit=1000").json()
+    [listed_by_api] = [s for s in api_listed if s["saga_id"] == saga_id]
+    [listed] = [s for s in system.cli_json("list", "--limit", "1000") if s["saga_id"] == saga_id]
+    assert {k: listed[k] for k in listed_by_api} == listed_by_api
+    times = [
+        shown["created_at"],
+        shown["updated_at"],
+        *(e["at"] for e in shown["events"]),
+        *(t for row in shown["timeline"] for t in (row["start"], row["end"]) if t),
+    ]
+    assert all(t.endswith("Z") for t in times), times
+    # The operator may start anything: the CLI's list is an admin's.
+    definitions = system.api_get(admin.token, "/definitions").json()
+    assert system.cli_json("definitions", "list") == definitions
+    started = system.cli_json(
+        "start",
+        "order",
+        "--input",
+        json.dumps(
+            {
+                "vendor": admin.vendor,
+                "delivery_address": "1 Main Street",
+                "items": [{"product_id": admin.products["apple"], "quantity": 1}],
+                "payment_method": "Cash on Delivery",
+            }
+        ),
+        "--customer",
+        admin.customer,
+    )
+    from_api = system.saga(admin.token, started["saga_id"]).json()
+    assert {k: from_api[k] for k in started if k != "status"} == {
+        k: v for k, v in started.items() if k != "status"
+    }
 
 
 def test_unreachable_redis_is_named(system: System) -> None:

@@ -119,27 +119,57 @@ def test_who_may_register_and_start_what(system: System, admin: Shop) -> None:
     assert shown["roles"] == ["admin"]
 
 
-def test_a_document_that_is_not_a_definition_is_refused_with_its_place(
+def problems(response: httpx.Response) -> list[tuple[tuple[Any, ...], str]]:
+    """A 422's problems as (place, message), after checking their shape."""
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, list) and detail, detail
+    return [(tuple(p["loc"]), p["msg"]) for p in detail]
+
+
+def test_a_document_that_is_not_a_definition_is_refused_with_every_place(
+    system: System, admin: Shop, tmp_path: Path
+) -> None:
+    broken = gift(1) | {"name": "broken", "version": 0}
+    broken["steps"] = [dict(broken["steps"][0], participant="Not A Name"), *broken["steps"][1:]]
+    refused = problems(post(system, admin.token, "/definitions", broken))
+    assert [loc for loc, _ in refused] == [("body", "version"), ("body", "steps", 0, "participant")]
+    steps = json.loads(json.dumps(gift(1)["steps"]))
+    steps[0]["action"]["input"] = {"items": "{{steps.create_order.result.items}}"}
+    steps[1]["when"] = "payment_method !="
+    reads_later = gift(1) | {"name": "broken", "steps": steps}
+    refused = problems(post(system, admin.token, "/definitions", reads_later))
+    assert [loc for loc, _ in refused] == [
+        ("body", "steps", 0, "action", "input", "items"),
+        ("body", "steps", 1, "when"),
+    ]
+    assert "not an earlier step" in refused[0][1] and "condition" in refused[1][1]
+    document = tmp_path / "broken.json"
+    document.write_text(json.dumps(reads_later))
+    applied = system.cli("definitions", "apply", str(document), check=False)
+    assert applied.returncode == 1
+    assert len(applied.stderr.strip().splitlines()) == 1, applied.stderr
+    assert "steps.0.action.input.items: " in applied.stderr, applied.stderr
+    assert "steps.1.when: " in applied.stderr, applied.stderr
+
+
+def test_every_problem_of_a_saga_s_input_is_answered_with_its_path(
     system: System, admin: Shop
 ) -> None:
-    broken = gift(1) | {"name": "broken"}
-    broken["steps"] = [dict(broken["steps"][0], participant="Not A Name")]
-    refused = post(system, admin.token, "/definitions", broken)
-    assert refused.status_code == 422
-    assert "steps.0.participant" in refused.json()["detail"]
-    reads_later = gift(1) | {"name": "broken"}
-    reads_later["steps"] = [
-        dict(
-            reads_later["steps"][0],
-            action={
-                **reads_later["steps"][0]["action"],
-                "input": {"items": "{{steps.create_order.result.items}}"},
-            },
-        ),
-        *reads_later["steps"][1:],
+    shop = open_shop(system)
+    bad = gift_input(shop) | {
+        "items": [{"product_id": "p1", "quantity": 0}, {"product_id": "p1", "quantity": 2_000_000}],
+        "payment_method": "IOU",
+    }
+    del bad["vendor"]
+    refused = problems(post(system, admin.token, "/sagas", {"type": "order", "input": bad}))
+    assert [loc for loc, _ in refused] == [
+        ("body", "input", "items", 0, "quantity"),
+        ("body", "input", "items", 1, "quantity"),
+        ("body", "input", "payment_method"),
+        ("body", "input", "vendor"),
     ]
-    refused = post(system, admin.token, "/definitions", reads_later)
-    assert refused.status_code == 422 and "not an earlier step" in refused.json()["detail"]
+    assert all(message for _, message in refused)
 
 
 def test_the_cli_applies_lists_shows_starts_and_deletes(
@@ -159,7 +189,7 @@ def test_the_cli_applies_lists_shows_starts_and_deletes(
         started = system.cli_json(
             "start", "parcel", "--input", json.dumps(gift_input(shop)), "--customer", shop.customer
         )
-        assert started["type"] == "parcel" and started["version"] == 1
+        assert started["type"] == "parcel" and started["definition_version"] == 1
         in_use = system.cli("definitions", "delete", "parcel", "--version", "1", check=False)
         assert in_use.returncode == 1 and "used by 1 saga" in in_use.stderr
     finally:

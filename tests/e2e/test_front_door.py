@@ -1,5 +1,6 @@
 """The front door's refusals: 401, 403, 404, 422 and 503, each with a reason, and its probes."""
 
+import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -121,6 +122,44 @@ def test_malformed_json_is_422(system: System, shop: Shop) -> None:
     assert response.status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("service", "path"),
+    [
+        ("api", "/orders/create_order"),
+        ("api", "/sagas"),
+        ("api", "/definitions"),
+        ("auth", "/auth/token"),
+        ("auth", "/auth/verify"),
+    ],
+)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_a_json_body_sent_as_another_media_type_is_415(
+    system: System, shop: Shop, service: str, path: str, content_type: str
+) -> None:
+    base = system.api if service == "api" else system.auth
+    body = {"items": [], "type": "order", "input": {}, "email": "a@b.c", "token": "x"}
+    response = httpx.post(
+        f"{base}{path}",
+        content=json.dumps(body).encode(),
+        headers={**bearer(shop.token), "Content-Type": content_type},
+        timeout=10,
+    )
+    assert response.status_code == 415, response.text
+    assert "application/json" in response.json()["detail"]
+    assert content_type in response.json()["detail"]
+
+
+def test_a_json_media_type_with_parameters_or_a_suffix_is_json(system: System, shop: Shop) -> None:
+    for content_type in ("application/json; charset=utf-8", "application/problem+json"):
+        response = httpx.post(
+            f"{system.api}/sagas",
+            content=b'{"type": "nothing", "input": {}}',
+            headers={**bearer(shop.token), "Content-Type": content_type},
+            timeout=10,
+        )
+        assert response.status_code == 404, response.text  # read, and the type is unknown
+
+
 def test_other_customers_sagas_are_not_found_but_admins_see_them(
     system: System, shop: Shop
 ) -> None:
@@ -183,7 +222,8 @@ def test_an_idempotency_key_reused_with_another_body_is_422(system: System, shop
     assert post(system, shop.body([("apple", 1)]), headers).status_code == 202
     response = post(system, shop.body([("apple", 2)]), headers)
     assert response.status_code == 422
-    assert "different body" in response.json()["detail"]
+    [problem] = response.json()["detail"]  # as every 422: a list of problems with places
+    assert problem["loc"] == ["header", "Idempotency-Key"] and "different body" in problem["msg"]
 
 
 def test_a_customer_lists_only_their_own_sagas(system: System, shop: Shop) -> None:

@@ -10,6 +10,7 @@ from saga.core.definition import InputError, SagaDefinition
 from saga.core.document import DefinitionError, compile_definition, read_definition
 from saga.core.order import OrderInput
 from saga.core.paths import Path, PathError, Template
+from saga.core.problems import dotted
 from saga.definitions import ORDER_SAGA, load_text
 from tests.unit.sagas import T0, Run, order_input
 
@@ -184,10 +185,66 @@ def test_a_document_that_is_not_a_definition_names_the_place() -> None:
         read_definition(_document(typo=1))
 
 
+def test_every_shape_problem_of_a_document_is_reported_with_its_place() -> None:
+    step = {**_document()["steps"][0], "participant": "Not A Name", "timeout": "soon"}
+    with pytest.raises(DefinitionError) as refused:
+        read_definition(_document(version=0, steps=[step], typo=1))
+    places = [dotted(p.loc) for p in refused.value.problems]
+    assert places == ["version", "steps.0.participant", "steps.0.timeout", "typo"]
+    for place in places:
+        assert f"{place}: " in str(refused.value)
+
+
+def test_every_problem_compiling_finds_is_reported_with_its_place() -> None:
+    quote = _document()["steps"][0]
+    broken = {
+        **quote,
+        "when": "input.a +",
+        "action": {
+            "command": "Q",
+            "input": {"a": "{{steps.later.result}}", "b": ["{{input.x | shout}}"]},
+            "reply": "R",
+        },
+        "compensation": {"command": "U", "input": {"q": "{{steps.quote.result}}"}, "reply": "R"},
+    }
+    pivot = {**quote, "name": "pivot", "compensation": None}
+    after = {**quote, "name": "later"}
+    document = _document(
+        input={"type": "thing"},
+        steps=[broken, pivot, after],
+        summary={"total": "{{steps.nothing.result}}"},
+        participants={"stock": {"http": {"url": "http://127.0.0.1:1"}}},
+    )
+    with pytest.raises(DefinitionError) as refused:
+        compile_definition(read_definition(document))
+    places = [dotted(p.loc) for p in refused.value.problems]
+    found = {dotted(p.loc): p.msg for p in refused.value.problems}
+    assert places == [
+        "input.type",
+        "participants.stock",  # the shop's own service,
+        "participants.stock",  # and named by no step
+        "steps.0.when",
+        "steps.0.action.input.a",
+        "steps.0.action.input.b.0",
+        "steps.0.compensation.input.q",
+        "steps.2.compensation",
+        "summary.total",
+    ], refused.value.problems
+    assert "not a JSON Schema" in found["input.type"]
+    assert "named by no step" in found["participants.stock"]
+    assert "cannot read condition" in found["steps.0.when"]
+    assert "reads step 'later', which is not an earlier step" in found["steps.0.action.input.a"]
+    assert "unknown filter 'shout'" in found["steps.0.action.input.b.0"]
+    assert "must end in `| optional`" in found["steps.0.compensation.input.q"]
+    assert "after or beside pivot" in found["steps.2.compensation"]
+    assert "reads step 'nothing'" in found["summary.total"]
+    assert str(refused.value).startswith("saga quoting v1: input.type: not a JSON Schema")
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"when": "input.a +"}, "step quote, when: cannot read condition"),
+        ({"when": "input.a +"}, r"steps\.0\.when: cannot read condition"),
         (
             {"action": {"command": "Q", "input": {"a": "{{steps.later.result}}"}, "reply": "R"}},
             "reads step 'later', which is not an earlier step",
@@ -286,6 +343,22 @@ def test_a_saga_starts_only_with_input_its_schema_takes() -> None:
         start_saga(
             _quoting(), saga_id="s1", customer="ann", saga_input={}, now=T0, new_id=lambda: "x"
         )
+
+
+def test_every_problem_of_an_input_is_reported_with_its_place() -> None:
+    order = order_input().model_dump(mode="json")
+    items = [{"product_id": "p1", "quantity": 0}] * 6 + [{"quantity": 1}]
+    bad = order | {"items": items, "payment_method": "IOU"}
+    del bad["vendor"]
+    with pytest.raises(InputError) as refused:
+        ORDER_SAGA.check_input(bad)
+    assert [p.loc for p in refused.value.problems] == [
+        *[("items", i, "quantity") for i in range(6)],
+        ("items", 6, "product_id"),  # a missing field's place is the field's
+        ("payment_method",),
+        ("vendor",),
+    ], refused.value.problems
+    assert "input.items[6].product_id: 'product_id' is a required property" in str(refused.value)
 
 
 def test_a_command_that_cannot_be_built_fails_its_step_and_sends_nothing() -> None:

@@ -1,0 +1,38 @@
+"""Request bodies are JSON: a route that takes one refuses any other media type with 415."""
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+JSON = "application/json"
+
+
+def is_json(content_type: str) -> bool:
+    """`application/json`, with parameters (`; charset=utf-8`) or as a `+json` suffix."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    kind, _, subtype = media.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+class JsonBodyRoute(APIRoute):
+    """A route that, if it takes a body, answers 415 to a request that says its body is
+    something other than JSON (FastAPI would read it as bytes and answer 422). A request
+    that says nothing of its body's type is read as JSON, as FastAPI does."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def json_only(request: Request) -> Response:
+            content_type = request.headers.get("content-type")
+            if content_type is not None and not is_json(content_type):
+                return JSONResponse(
+                    {"detail": f"the body must be {JSON}, not {content_type!r}"}, 415
+                )
+            return await handler(request)
+
+        return json_only

@@ -1,0 +1,85 @@
+"""The command line's refusals of what a person typed, before any server is asked."""
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from saga.cli.main import main
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    out: str
+    err: str
+
+
+Saga = Callable[..., Ran]
+
+
+@pytest.fixture
+def saga(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Saga:
+    """Run `saga <args>` in this process, as its entry point does; what it printed."""
+
+    def run(*args: str) -> Ran:
+        monkeypatch.setattr(sys, "argv", ["saga", *args])
+        # Nothing refused here may reach a server: these point nowhere.
+        monkeypatch.setenv("SAGA_REDIS_URL", "redis://127.0.0.1:1/0")
+        monkeypatch.setenv("SAGA_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/")
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Ran(code, captured.out, captured.err)
+
+    return run
+
+
+BAD_AMOUNTS = [
+    ("-5", "the amount must be positive"),
+    ("-5.00", "the amount must be positive"),
+    ("0", "the amount must be positive"),
+    ("0.00", "the amount must be positive"),
+    ("1e3", "not a decimal amount"),
+    ("1E3", "not a decimal amount"),
+    ("NaN", "not a decimal amount"),
+    ("Infinity", "not a decimal amount"),
+    ("-Infinity", "not a decimal amount"),
+    ("5.001", "at most two decimal places"),
+    ("0x10", "not a decimal amount"),
+    ("+5", "not a decimal amount"),
+    ("2000000000", "cannot exceed"),
+]
+
+
+@pytest.mark.parametrize(("amount", "why"), BAD_AMOUNTS)
+def test_a_deposit_refuses_what_is_not_a_positive_amount(saga: Saga, amount: str, why: str) -> None:
+    ran = saga("payment", "deposit", "ann@example.com", amount)
+    assert ran.code == 1, ran
+    assert len(ran.err.strip().splitlines()) == 1, ran.err
+    assert f"bad amount {amount!r}" in ran.err and why in ran.err, ran.err
+
+
+@pytest.mark.parametrize(("price", "why"), BAD_AMOUNTS)
+def test_a_stock_price_follows_the_same_money_rule(saga: Saga, price: str, why: str) -> None:
+    ran = saga("stock", "set", "apple", "--quantity", "1", "--price", price)
+    assert ran.code == 1, ran
+    assert len(ran.err.strip().splitlines()) == 1, ran.err
+    assert repr(price) in ran.err and why.replace("the amount", "the price") in ran.err, ran.err
+
+
+def test_the_version_is_the_installed_package_s(saga: Saga) -> None:
+    from importlib.metadata import version
+
+    for flag in ("--version", "-V"):
+        ran = saga(flag)
+        assert (ran.code, ran.out.strip()) == (0, f"saga {version('saga-orchestrator')}"), ran
+
+
+def test_an_optional_argument_is_bracketed_once_in_usage(saga: Saga) -> None:
+    ran = saga("replay", "--help")
+    assert "[SAGA_ID]" in ran.out and "[[SAGA_ID]]" not in ran.out, ran.out
