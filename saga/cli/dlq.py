@@ -91,7 +91,7 @@ def dlq_list(
 @dlq_app.command("replay")
 def dlq_replay(
     letter_id: Annotated[
-        str | None, typer.Argument(metavar="[ID]", help="The parked message to send back.")
+        str | None, typer.Argument(metavar="ID", help="The parked message to send back.")
     ] = None,
     all_letters: Annotated[
         bool, typer.Option("--all", help="Send back every message parked when it starts, once.")

@@ -35,7 +35,7 @@ app.command("demo", help="Run the whole system in this process, with no servers.
 app.command("list", help="List sagas, newest first.")(sagas.list_sagas)
 app.command("show", help="Show a saga's state and its event history with timings.")(sagas.show_saga)
 app.command("up", help="Run the whole system on local servers, one child process each.")(up)
-app.command("replay", help="Resume failed sagas once the cause is fixed.")(ops.replay)
+app.command("replay")(ops.replay)
 app.add_typer(dlq.dlq_app, name="dlq")
 app.command("bench", help="Measure order sagas on the real servers.")(bench.bench)
 app.add_typer(definitions.definitions_app, name="definitions")
