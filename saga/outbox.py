@@ -2,7 +2,6 @@
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import structlog
 from pydantic import ValidationError
@@ -19,15 +18,30 @@ log = structlog.get_logger(__name__)
 DISPATCH_ERRORS = (*INFRASTRUCTURE_ERRORS, *PUBLISH_ERRORS)
 
 
-@dataclass(slots=True)
 class _Published:
-    """One dispatch's commands, to clear from the saga's outbox under its marker;
-    `cleared` resolves once that was tried (or once publishing failed)."""
+    """One dispatch's commands, to clear from the saga's outbox under its marker, and
+    a future for whoever waits until that was tried (made only for a waiter: rare)."""
 
-    saga_id: str
-    message_ids: list[str]
-    marker: int
-    cleared: "asyncio.Future[None]"
+    __slots__ = ("_done", "_settled", "marker", "message_ids", "saga_id")
+
+    def __init__(self, saga_id: str, message_ids: list[str], marker: int) -> None:
+        self.saga_id, self.message_ids, self.marker = saga_id, message_ids, marker
+        self._done = False
+        self._settled: asyncio.Future[None] | None = None
+
+    def settled(self) -> "asyncio.Future[None]":
+        """Resolves once clearing the commands was tried, or publishing them failed."""
+        if self._settled is None:
+            self._settled = asyncio.get_running_loop().create_future()
+            if self._done:
+                self._settled.set_result(None)
+        return self._settled
+
+    def settle(self) -> None:
+        """Clearing was tried, or publishing failed: tell the waiters."""
+        self._done = True
+        if self._settled is not None and not self._settled.done():
+            self._settled.set_result(None)
 
 
 class Dispatcher:
@@ -50,22 +64,17 @@ class Dispatcher:
         self._clear_delay = clear_delay
         self._to_clear: list[_Published] = []
         self._clearing: asyncio.Task[None] | None = None
-        # The commands under way here, by message id: what resolves once they are done.
-        self._unsettled: dict[str, asyncio.Future[None]] = {}
+        # The commands under way here (publishing, or published and not yet cleared).
+        self._unsettled: dict[str, _Published] = {}
 
     async def dispatch(
         self, saga_id: str, commands: Sequence[OutgoingCommand], *, marker: int
     ) -> None:
         """Publish `commands` (stored in the saga's outbox under `marker`); they are
         cleared from it shortly after."""
-        published = _Published(
-            saga_id,
-            [c.envelope.message_id for c in commands],
-            marker,
-            asyncio.get_running_loop().create_future(),
-        )
+        published = _Published(saga_id, [c.envelope.message_id for c in commands], marker)
         for message_id in published.message_ids:
-            self._unsettled[message_id] = published.cleared
+            self._unsettled[message_id] = published
         try:
             if len(commands) == 1:  # the usual case: no task to gather
                 await self._transport.publish_command(commands[0].participant, commands[0].envelope)
@@ -75,7 +84,7 @@ class Dispatcher:
                     *(self._transport.publish_command(c.participant, c.envelope) for c in commands)
                 )
         except BaseException:
-            self._settled(published)  # still in the outbox: the relay's to publish
+            self._settle(published)  # still in the outbox: the relay's to publish
             raise
         self._to_clear.append(published)
         if self._clearing is None:
@@ -92,7 +101,7 @@ class Dispatcher:
             # and takes the saga's mark with it.
             commands = [c for c, u in zip(commands, under_way, strict=True) if u is None]
             # wait, not gather: a flush cancelled meanwhile must not cancel their futures
-            await asyncio.wait({u for u in under_way if u is not None})
+            await asyncio.wait({u.settled() for u in under_way if u is not None})
         await self.dispatch(saga_id, commands, marker=marker)
         return len(commands)
 
@@ -102,12 +111,11 @@ class Dispatcher:
         while self._clearing is not None:
             await asyncio.shield(self._clearing)
 
-    def _settled(self, published: _Published) -> None:
+    def _settle(self, published: _Published) -> None:
         for message_id in published.message_ids:
-            if self._unsettled.get(message_id) is published.cleared:
+            if self._unsettled.get(message_id) is published:
                 del self._unsettled[message_id]
-        if not published.cleared.done():
-            published.cleared.set_result(None)
+        published.settle()
 
     async def _clear_soon(self) -> None:
         try:
@@ -123,7 +131,7 @@ class Dispatcher:
                     log.warning("outboxes left to the relay", sagas=len(batch), error=repr(exc))
                 finally:
                     for published in batch:
-                        self._settled(published)
+                        self._settle(published)
         finally:
             self._clearing = None
 
