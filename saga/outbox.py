@@ -18,6 +18,32 @@ log = structlog.get_logger(__name__)
 DISPATCH_ERRORS = (*INFRASTRUCTURE_ERRORS, *PUBLISH_ERRORS)
 
 
+class _Published:
+    """One dispatch's commands, to clear from the saga's outbox under its marker, and
+    a future for whoever waits until that was tried (made only for a waiter: rare)."""
+
+    __slots__ = ("_done", "_settled", "marker", "message_ids", "saga_id")
+
+    def __init__(self, saga_id: str, message_ids: list[str], marker: int) -> None:
+        self.saga_id, self.message_ids, self.marker = saga_id, message_ids, marker
+        self._done = False
+        self._settled: asyncio.Future[None] | None = None
+
+    def settled(self) -> "asyncio.Future[None]":
+        """Resolves once clearing the commands was tried, or publishing them failed."""
+        if self._settled is None:
+            self._settled = asyncio.get_running_loop().create_future()
+            if self._done:
+                self._settled.set_result(None)
+        return self._settled
+
+    def settle(self) -> None:
+        """Clearing was tried, or publishing failed: tell the waiters."""
+        self._done = True
+        if self._settled is not None and not self._settled.done():
+            self._settled.set_result(None)
+
+
 class Dispatcher:
     """Publishes a saga's outgoing commands with confirms, then clears them from its outbox.
 
@@ -25,7 +51,9 @@ class Dispatcher:
     `clear_delay` are cleared in one pipeline, not one round trip each. Until then a
     published command is still in its outbox; if the process dies meanwhile, the relay
     publishes it again after its grace period, and the participant, which has seen its
-    idempotency key, answers as before.
+    idempotency key, answers as before. While this process is publishing a command, or
+    has published it and not yet tried to clear it, `flush` leaves it alone: a
+    redelivered reply and the relay that find one outbox at once publish it once.
     """
 
     def __init__(
@@ -34,28 +62,46 @@ class Dispatcher:
         self._store = store
         self._transport = transport
         self._clear_delay = clear_delay
-        self._to_clear: list[tuple[str, list[str], int]] = []
+        self._to_clear: list[_Published] = []
         self._clearing: asyncio.Task[None] | None = None
+        # The commands under way here (publishing, or published and not yet cleared).
+        self._unsettled: dict[str, _Published] = {}
 
     async def dispatch(
         self, saga_id: str, commands: Sequence[OutgoingCommand], *, marker: int
     ) -> None:
         """Publish `commands` (stored in the saga's outbox under `marker`); they are
         cleared from it shortly after."""
-        if len(commands) == 1:  # the usual case: no task to gather
-            await self._transport.publish_command(commands[0].participant, commands[0].envelope)
-        else:
-            # Publish concurrently: the confirms are awaited together, not one by one.
-            await asyncio.gather(
-                *(self._transport.publish_command(c.participant, c.envelope) for c in commands)
-            )
-        self._to_clear.append((saga_id, [c.envelope.message_id for c in commands], marker))
+        published = _Published(saga_id, [c.envelope.message_id for c in commands], marker)
+        for message_id in published.message_ids:
+            self._unsettled[message_id] = published
+        try:
+            if len(commands) == 1:  # the usual case: no task to gather
+                await self._transport.publish_command(commands[0].participant, commands[0].envelope)
+            else:
+                # Publish concurrently: the confirms are awaited together, not one by one.
+                await asyncio.gather(
+                    *(self._transport.publish_command(c.participant, c.envelope) for c in commands)
+                )
+        except BaseException:
+            self._settle(published)  # still in the outbox: the relay's to publish
+            raise
+        self._to_clear.append(published)
         if self._clearing is None:
             self._clearing = asyncio.create_task(self._clear_soon())
 
     async def flush(self, saga_id: str, *, marker: int) -> int:
-        """Publish whatever the saga's outbox holds; returns how many commands."""
+        """Publish whatever the saga's outbox holds that is not under way here already;
+        returns how many commands it published."""
         commands = await self._store.outbox(saga_id)
+        under_way = [self._unsettled.get(c.envelope.message_id) for c in commands]
+        if any(u is not None for u in under_way):
+            # Published (or being published) here a moment ago: not again. Their
+            # clearing goes first, so that ours, under `marker`, finds the outbox empty
+            # and takes the saga's mark with it.
+            commands = [c for c, u in zip(commands, under_way, strict=True) if u is None]
+            # wait, not gather: a flush cancelled meanwhile must not cancel their futures
+            await asyncio.wait({u.settled() for u in under_way if u is not None})
         await self.dispatch(saga_id, commands, marker=marker)
         return len(commands)
 
@@ -65,22 +111,39 @@ class Dispatcher:
         while self._clearing is not None:
             await asyncio.shield(self._clearing)
 
+    def _settle(self, published: _Published) -> None:
+        for message_id in published.message_ids:
+            if self._unsettled.get(message_id) is published:
+                del self._unsettled[message_id]
+        published.settle()
+
     async def _clear_soon(self) -> None:
         try:
             while self._to_clear:
                 await asyncio.sleep(self._clear_delay)
                 batch, self._to_clear = self._to_clear, []
                 try:
-                    await self._store.clear_outboxes(batch)
+                    await self._store.clear_outboxes(
+                        [(p.saga_id, p.message_ids, p.marker) for p in batch]
+                    )
                 except INFRASTRUCTURE_ERRORS as exc:
                     # Published all the same: the relay clears them once Redis answers.
                     log.warning("outboxes left to the relay", sagas=len(batch), error=repr(exc))
+                finally:
+                    for published in batch:
+                        self._settle(published)
         finally:
             self._clearing = None
 
 
 class OutboxRelay:
-    """Publishes commands that a crashed or disconnected process left in an outbox."""
+    """Publishes commands that a crashed or disconnected process left in an outbox.
+
+    A round claims the outboxes older than the grace period by marking them anew, as of
+    now: neither its own next round nor another orchestrator's relay takes one again
+    until the grace has passed once more, by when its clearing has long had its chance.
+    A relay that dies after its claim leaves the outbox to be claimed again then.
+    """
 
     def __init__(
         self,
@@ -99,15 +162,24 @@ class OutboxRelay:
 
     async def run_once(self, *, limit: int = 100) -> int:
         """Publish every outbox older than the grace period; returns how many commands."""
-        cutoff = marker_of(self._clock()) - int(self._grace * 1_000_000)
+        now = marker_of(self._clock())
+        cutoff = now - int(self._grace * 1_000_000)
         published = 0
-        for saga_id, marker in await self._store.marked_before(cutoff, limit):
+        for saga_id in await self._store.claim_outboxes(cutoff=cutoff, now=now, limit=limit):
             try:
-                count = await self._dispatcher.flush(saga_id, marker=marker)
+                count = await self._dispatcher.flush(saga_id, marker=now)
             except ValidationError as exc:
                 # Only a hand-edited outbox gets here; it stays marked and in the logs
-                # every round until someone looks.
+                # after every grace period until someone looks.
                 log.error("outbox entry unreadable", saga_id=saga_id, error=str(exc))
+                continue
+            except PUBLISH_ERRORS as exc:
+                # The broker refused this saga's command (no queue takes it, say): it
+                # stays, claimed, for the next try after the grace, and the outboxes
+                # behind it go on now rather than wait behind it every round.
+                log.warning(
+                    "outbox command refused, tried again later", saga_id=saga_id, error=repr(exc)
+                )
                 continue
             if count:
                 log.info("outbox relayed", saga_id=saga_id, commands=count)

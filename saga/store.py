@@ -107,6 +107,18 @@ end
 return claimed
 """
 
+# Claim the outboxes left since before a cutoff: re-mark each as of now, so that no
+# relay (this one's next round, or another orchestrator's) takes it again before the
+# grace has passed once more, and a claimer that dies lets it come due again.
+# KEYS: the outbox index. ARGV: cutoff, now, limit. Returns the saga ids.
+_CLAIM_OUTBOXES: Final = """
+local left = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, saga in ipairs(left) do
+  redis.call('ZADD', KEYS[1], ARGV[2], saga)
+end
+return left
+"""
+
 # A saga's state snapshot, read in the same pipeline as the scripts of the moment.
 # KEYS: state.
 _LOAD: Final = "return redis.call('HGET', KEYS[1], 'state')"
@@ -188,6 +200,7 @@ class RedisSagaStore:
         scripts = ScriptBatcher(redis)
         self._append = scripts.register(_APPEND)
         self._clear_outbox = scripts.register(_CLEAR_OUTBOX)
+        self._claim_outboxes = scripts.register(_CLAIM_OUTBOXES)
         self._load = scripts.register(_LOAD)
         self.index_key = f"{namespace}:sagas"
         # Sagas not yet terminal: for `saga list --status running`, and the in-flight gauge.
@@ -428,13 +441,14 @@ class RedisSagaStore:
         """How many sagas' outboxes may hold unpublished commands."""
         return int(await self._redis.zcard(self.outbox_index_key))
 
-    async def marked_before(self, cutoff: int, limit: int) -> list[tuple[str, int]]:
-        """Sagas whose outbox may hold commands left since before `cutoff`."""
-        raw = await self._redis.zrangebyscore(
-            self.outbox_index_key, "-inf", cutoff, start=0, num=limit, withscores=True
+    async def claim_outboxes(self, *, cutoff: int, now: int, limit: int) -> list[str]:
+        """Claim the sagas whose outbox may hold commands left since before `cutoff`:
+        each is marked anew as of `now` (the marker to clear it under), so claims
+        with a cutoff before `now` pass it by."""
+        claimed = await self._claim_outboxes(
+            keys=[self.outbox_index_key], args=[cutoff, now, limit]
         )
-        pairs = cast(list[tuple[str, float]], raw)
-        return [(str(k), int(s)) for k, s in pairs]
+        return [s.decode() if isinstance(s, bytes) else str(s) for s in claimed]
 
 
 def _end_of(state: SagaState) -> str:

@@ -111,14 +111,30 @@ async def test_nothing_is_written_when_the_version_check_fails(store: RedisSagaS
 async def test_the_outbox_marker_goes_only_when_the_outbox_is_empty(store: RedisSagaStore) -> None:
     run = Run.start()
     await store.create(run.decisions[0], marker=10)
-    assert await store.marked_before(11, 10) == [("saga1", 10)]
     # Someone re-marked the saga since marker 10 was read: the marker stays.
     await store.mark_outbox("saga1", 20)
     await store.clear_outboxes([("saga1", [run.pending.envelope.message_id], 10)])
     assert await store.outbox("saga1") == []
-    assert await store.marked_before(100, 10) == [("saga1", 20)]
+    assert await store.outbox_pending() == 1
     await store.clear_outboxes([("saga1", [], 20)])
-    assert await store.marked_before(100, 10) == []
+    assert await store.outbox_pending() == 0
+
+
+async def test_an_outbox_is_claimed_once_until_its_new_marker_is_past_the_cutoff(
+    store: RedisSagaStore,
+) -> None:
+    await store.create(Run.start().decisions[0], marker=10)
+    await store.mark_outbox("saga2", 30)
+    assert await store.claim_outboxes(cutoff=20, now=100, limit=10) == ["saga1"]
+    # Claimed: marked as of 100, so a cutoff before that passes it by.
+    assert await store.claim_outboxes(cutoff=40, now=110, limit=10) == ["saga2"]
+    assert await store.claim_outboxes(cutoff=99, now=120, limit=10) == []
+    assert await store.claim_outboxes(cutoff=200, now=130, limit=1) == ["saga1"]
+    # The claim is the marker the claimer clears under.
+    [command] = await store.outbox("saga1")
+    await store.clear_outboxes([("saga1", [command.envelope.message_id], 130)])
+    assert await store.claim_outboxes(cutoff=200, now=140, limit=10) == ["saga2"]
+    assert await store.outbox_pending() == 1
 
 
 async def test_keys_of_one_saga_share_a_hash_tag(store: RedisSagaStore, namespace: str) -> None:
