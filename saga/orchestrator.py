@@ -25,6 +25,7 @@ from saga.core.decide import (
     start_saga,
 )
 from saga.core.definition import SagaDefinition
+from saga.core.events import ReplyIgnored
 from saga.core.state import SagaState
 from saga.loops import every
 from saga.outbox import DISPATCH_ERRORS, Dispatcher
@@ -296,7 +297,11 @@ class Orchestrator:
             marker = marker_of(now)
             try:
                 outcome = await self._store.append(
-                    decision, expected_version=state.version, applied_id=applied_id, marker=marker
+                    decision,
+                    expected_version=state.version,
+                    applied_id=applied_id,
+                    marker=marker,
+                    record_applied=not _only_recorded(decision),
                 )
             except VersionConflict:
                 bound.debug("version conflict, deciding again")
@@ -389,6 +394,13 @@ class TimerLoop:
         """Fire timers until `stop` is set; claimed timers of a failed round come due
         again after their lease."""
         await every(self._interval, stop, self.run_once, name="timer")
+
+
+def _only_recorded(decision: Decision) -> bool:
+    """A reply the saga recorded without applying it: it is not marked as applied, so the
+    same reply sent again may still answer a try the saga makes later (a replay asking a
+    step again under the key that reply answered)."""
+    return all(isinstance(r.event, ReplyIgnored) for r in decision.records)
 
 
 def _log_decision(bound: structlog.typing.FilteringBoundLogger, decision: Decision) -> None:

@@ -27,7 +27,8 @@ from saga.scripts import ScriptBatcher
 #       after the retention), 7 outbox marker, 8 when it was created ('' unless this is
 #       its start), 9 number of events, 10 of commands, 11 of timers, 12 of cancelled
 #       timers, 13 the definition version's field in the applied definitions, which must
-#       be there for a saga to start ('' for a built-in definition); then the events,
+#       be there for a saga to start ('' for a built-in definition), 14 '1' to record the
+#       applied id ('' to check it only: a reply recorded, not applied); then the events,
 #       the (command id, command json) pairs, the (due, timer id, timer json) triples,
 #       and the ids of the cancelled timers.
 _APPEND: Final = """
@@ -43,13 +44,13 @@ if ARGV[8] ~= '' and ARGV[13] ~= '' and redis.call('HEXISTS', KEYS[13], ARGV[13]
 end
 local saga, events = ARGV[5], tonumber(ARGV[9])
 local commands, timers, cancelled = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local i = 14
+local i = 15
 for _ = 1, events do
   redis.call('RPUSH', KEYS[2], ARGV[i])
   i = i + 1
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[3], 'state', ARGV[4])
-if ARGV[2] ~= '' then
+if ARGV[2] ~= '' and ARGV[14] ~= '' then
   redis.call('SADD', KEYS[3], ARGV[2])
 end
 for _ = 1, commands do
@@ -251,11 +252,18 @@ class RedisSagaStore:
         expected_version: int,
         applied_id: str | None,
         marker: int,
+        record_applied: bool = True,
     ) -> AppendOutcome:
         """Append a decision atomically, in one script: events, state, applied id, outbox,
-        timers and the outbox marker (under `marker`), or nothing."""
+        timers and the outbox marker (under `marker`), or nothing. An input whose
+        `applied_id` is recorded already is a duplicate; `record_applied=False` checks
+        that without recording it."""
         return await self._append_with(
-            decision, expected_version=expected_version, applied_id=applied_id, marker=marker
+            decision,
+            expected_version=expected_version,
+            applied_id=applied_id,
+            marker=marker,
+            record_applied=record_applied,
         )
 
     async def _append_with(
@@ -267,6 +275,7 @@ class RedisSagaStore:
         marker: int,
         created: str = "",
         definition: str = "",
+        record_applied: bool = True,
     ) -> AppendOutcome:
         state = decision.state
         keys = [
@@ -285,7 +294,9 @@ class RedisSagaStore:
             expected_version,
             applied_id or "",
             state.version,
-            state.model_dump_json(),
+            # Defaults left out: smaller, and a snapshot of a saga that never used a field
+            # added later still reads in the version before it.
+            state.model_dump_json(exclude_defaults=True),
             state.saga_id,
             _end_of(state),
             marker,
@@ -295,6 +306,7 @@ class RedisSagaStore:
             len(decision.timers),
             len(decision.cancelled_timers),
             definition,
+            "1" if record_applied else "",
             *(r.model_dump_json() for r in decision.records),
         ]
         for command in decision.commands:

@@ -51,10 +51,10 @@ def replay(
     if not results:
         out.print("no failed sagas")
     for r in results:
-        out.print(_said(r, dry_run=dry_run), markup=False, highlight=False, soft_wrap=True)
+        out.print(replay_line(r, dry_run=dry_run), markup=False, highlight=False, soft_wrap=True)
 
 
-def _said(result: dict[str, Any], *, dry_run: bool) -> str:
+def replay_line(result: dict[str, Any], *, dry_run: bool) -> str:
     """One line on what replaying one saga did (or would do)."""
     commands = result["commands"]
     sends = ", ".join(
@@ -64,8 +64,18 @@ def _said(result: dict[str, Any], *, dry_run: bool) -> str:
         "undo": "undo what is left",
         "finish": "finish it: a step that cannot be undone took effect or may have",
     }[result["direction"]]
+    if result["outcome"] != "replayed":
+        return (
+            f"saga {result['saga_id']}: not replayed: it was replayed by someone else "
+            f"meanwhile, or is no longer failed (now {result['status']})"
+        )
     if dry_run:
         return f"saga {result['saga_id']}: would {how}; would send {sends or 'nothing'}"
+    if not commands:
+        return (
+            f"saga {result['saga_id']}: replayed to {how}; nothing could be sent (see its "
+            f"reason); now {result['status']}"
+        )
     if not result["published"]:
         return (
             f"saga {result['saga_id']}: replayed to {how}, now {result['status']}; "
@@ -112,19 +122,20 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
         results = []
         for state in targets:
             plan = replay_plan(_known(found, state), state)
+            assert plan is not None, "a failed saga can be replayed"
             applied = await orchestrator.apply(
                 state.saga_id,
                 ReplaySaga(by="operator"),
                 applied_id=f"replay:{state.saga_id}:{state.version}",
             )
-            if plan is None or applied.outcome != "appended":
-                continue  # replayed by someone else meanwhile
             results.append(
                 _result(
                     applied.state or state,
                     plan,
                     applied.commands,
                     published=applied.published,
+                    # Another replay (or anything else) moved the saga on since it was read.
+                    replayed=applied.outcome == "appended",
                 )
             )
         await dispatcher.settle()
@@ -145,7 +156,7 @@ def _dry_run(definition: SagaDefinition, state: SagaState) -> dict[str, Any]:
         new_id=new_id,  # ids of commands that will not be sent
         rng=lambda: 0.0,
     )
-    return _result(state, plan, decision.commands, published=False)
+    return _result(state, plan, decision.commands, published=False, replayed=True)
 
 
 def _result(
@@ -154,9 +165,11 @@ def _result(
     commands: tuple[OutgoingCommand, ...],
     *,
     published: bool,
+    replayed: bool,
 ) -> dict[str, Any]:
     return {
         "saga_id": state.saga_id,
+        "outcome": "replayed" if replayed else "not_replayed",
         "status": state.status,
         "direction": plan.direction,
         "ask": list(plan.ask),

@@ -34,19 +34,21 @@ from saga.core.events import (
     StepTimedOut,
 )
 from saga.core.policy import backoff_delay
+from saga.core.reasons import (
+    ABANDONED,
+    CANCELLED,
+    EARLIER_TRY_TRANSIENT,
+    INVALID_STEP_INPUT,
+    NOT_AWAITED,
+    PROTOCOL_ERROR,
+    SAGA_ENDED,
+    TIMEOUT,
+)
 from saga.core.replay import irreversible, past_pivot_reason, replay_plan
-from saga.core.state import SagaState, evolve
+from saga.core.state import PendingCommand, SagaState, evolve
 
 NewId = Callable[[], str]
 Random = Callable[[], float]
-# A reply of the wrong type or shape: the step's effect is unknown.
-PROTOCOL_ERROR = "protocol_error"
-TIMEOUT = "timeout"
-CANCELLED = "cancelled"
-# A command or condition that could not be made from the saga's data: nothing was sent.
-INVALID_STEP_INPUT = "invalid_step_input"
-# A step beside a failed one, given up while it waited to be tried again.
-ABANDONED = "abandoned"
 # A step in one of these states may still change: its stage is not done.
 _UNSETTLED = frozenset({"running", "compensating"})
 
@@ -220,24 +222,33 @@ class _Draft:
         condition holds (all at once, for a parallel group), skip the others; a stage
         with nothing to do is passed over, and past the last one the saga completes."""
         for index in range(after + 1, len(self.definition.stages)):
-            requested = False
-            for step in self.definition.stage(index):
+            if self.begin_stage(index):
+                return
+        self.emit(SagaCompleted())
+
+    def begin_stage(self, index: int, *, ask: frozenset[str] = frozenset()) -> bool:
+        """Request each step of the stage not done yet whose condition holds (those in
+        `ask` without looking at it again: it held when they were first requested), skip
+        the others. Whether anything of the stage is under way now (or the saga stopped
+        going forward: a condition or command could not be made)."""
+        for step in self.definition.stage(index):
+            if self.current.step(step.name).status in ("succeeded", "skipped"):
+                continue
+            if step.name not in ask:
                 try:
                     applies = step.condition(self.current)
                 except BuildError as exc:
                     failure = CommandFailed(reason=INVALID_STEP_INPUT, detail=str(exc)[:1000])
                     self.fail_step(step, failure, effect_unknown=False)
-                    return
-                if applies:
-                    self.request(step, "execute")
-                    if self.current.status != "running":
-                        return  # its command could not be built: the saga is undoing itself
-                    requested = True
-                else:
+                    return True
+                if not applies:
                     self.emit(StepSkipped(step=step.name))
-            if requested:
-                return
-        self.emit(SagaCompleted())
+                    continue
+            self.request(step, "execute")
+            if self.current.status != "running":
+                return True  # its command could not be built: the saga stopped
+        stage = self.definition.stages[index]
+        return any(self.current.step(n).status not in ("succeeded", "skipped") for n in stage)
 
     def joined(self, step: StepDefinition) -> None:
         """A step succeeded: once every step of its stage has, go on to the next stage."""
@@ -262,13 +273,17 @@ class _Draft:
         have) taken effect, undoing the steps before it would leave the saga half done
         without saying so. The saga fails instead, for a human to finish.
         """
+        current = self.current.step(step.name)
+        # Asked again by a replay, the participant's own refusal (a reply) settles whether
+        # the step took effect, unless a try of this round may have worked meanwhile.
+        settled_by_answer = reply_id is not None and current.asked
         self.emit(
             StepFailed(
                 step=step.name,
                 reply_id=reply_id,
                 reason=failure.reason,
                 detail=failure.detail,
-                effect_unknown=effect_unknown or self.current.step(step.name).effect_unknown,
+                effect_unknown=effect_unknown or (current.effect_unknown and not settled_by_answer),
             )
         )
         running = self.current.status == "running"
@@ -405,8 +420,7 @@ def idempotency_key(state: SagaState, step: str, action: Action) -> str:
     it before really tries again (its effect is still guarded by its own per-saga
     records); what a replay asks again because its effect is unknown keeps its key.
     """
-    current = state.step(step)
-    replay = current.execute_replay if action == "execute" else current.compensation_replay
+    replay = state.step(step).execute_replay if action == "execute" else state.replays
     key = f"{state.saga_id}:{step}:{action}"
     return f"{key}:replay{replay}" if replay else key
 
@@ -483,18 +497,19 @@ def _on_replay(draft: _Draft, by: str) -> None:
     if plan.direction == "undo":
         draft.compensate_next()
         return
-    for name in (*plan.ask, *plan.retry):
-        if draft.current.status != "running":
-            return  # a command could not be built: the saga has decided already
-        draft.request(draft.definition.step(name), "execute")
+    # Forward again from the stage the saga stopped in: what it asks, what it tries again,
+    # and any step beside them not yet begun.
+    index = min(draft.definition.stage_of(n) for n in (*plan.ask, *plan.retry))
+    if not draft.begin_stage(index, ask=frozenset(plan.ask)):
+        draft.advance(after=index)
 
 
 def _on_reply(draft: _Draft, reply: ReplyReceived) -> None:
     state = draft.current
     causation = reply.causation_id or ""
-    pending = state.pending.get(causation) or state.superseded.get(causation)
+    pending = state.pending.get(causation) or _earlier_try(state, causation)
     if pending is None:
-        _ignore(draft, reply, "saga_terminal" if state.terminal else "not_awaited")
+        _ignore(draft, reply, SAGA_ENDED if state.terminal else NOT_AWAITED)
         return
     step = draft.definition.step(pending.step)
     executing = pending.action == "execute"
@@ -503,7 +518,7 @@ def _on_reply(draft: _Draft, reply: ReplyReceived) -> None:
     outcome = _read_reply(reply, expected)
     if causation not in state.pending and isinstance(outcome, CommandFailed) and outcome.transient:
         # An earlier try that failed for now: the try awaited now, or its retry, answers.
-        _ignore(draft, reply, "earlier_try_transient")
+        _ignore(draft, reply, EARLIER_TRY_TRANSIENT)
         return
     if isinstance(outcome, CommandFailed):
         if outcome.transient:
@@ -536,6 +551,15 @@ def _on_reply(draft: _Draft, reply: ReplyReceived) -> None:
     else:
         draft.emit(StepCompensated(step=step.name, reply_id=reply.message_id, result=outcome))
         draft.compensate_next()
+
+
+def _earlier_try(state: SagaState, command_id: str) -> PendingCommand | None:
+    """An earlier try of a step that still awaits an answer under that try's key."""
+    earlier = state.superseded.get(command_id)
+    if earlier is None or state.terminal:
+        return None
+    awaiting = "running" if earlier.action == "execute" else "compensating"
+    return earlier if state.step(earlier.step).status == awaiting else None
 
 
 def _ignore(draft: _Draft, reply: ReplyReceived, why: str) -> None:

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from saga.core.definition import SagaDefinition
+from saga.core.reasons import INVALID_STEP_INPUT
 from saga.core.state import SagaState, StepState
 
 
@@ -54,6 +55,8 @@ def replay_plan(definition: SagaDefinition, state: SagaState) -> ReplayPlan | No
         forward = [
             s for s in state.steps if definition.step(s.name).compensation is None and _open(s)
         ]
+        if not forward:
+            return None
         return ReplayPlan(
             "finish",
             ask=tuple(s.name for s in forward if _unknown(s)),
@@ -101,23 +104,42 @@ def past_pivot_reason(
         )
     plan = replay_plan(definition, state.model_copy(update={"status": "failed"}))
     assert plan is not None and plan.direction == "finish"
-    return f"{why}, so nothing was undone. {_what_to_do(definition, plan)}"
+    return f"{why}, so nothing was undone. {_what_to_do(definition, state, plan)}"
 
 
-def _what_to_do(definition: SagaDefinition, plan: ReplayPlan) -> str:
+def _what_to_do(definition: SagaDefinition, state: SagaState, plan: ReplayPlan) -> str:
     sentences = []
     if plan.ask:
         whom = _and(sorted({definition.step(s).participant for s in plan.ask}))
-        sentences.append(
-            f"Find out from {whom} whether {_and(list(plan.ask))} took effect (repair its "
-            f"records if they are wrong); then saga replay sends {_and(list(plan.ask))} "
-            "again under the same idempotency key and goes on from the answer: it finishes "
-            "the saga if it took effect, and undoes the steps before it if it did not."
+        asked = _and(list(plan.ask))
+        alone = (
+            len(plan.ask) == 1
+            and not plan.retry
+            and not [d for d in irreversible(definition, state) if d.step not in plan.ask]
         )
-    if plan.retry:
         sentences.append(
-            f"Fix the cause, then saga replay tries {_and(list(plan.retry))} again under a "
-            "new idempotency key and finishes the saga."
+            f"Find out from {whom} whether {asked} took effect (repair its records if they "
+            f"are wrong); then saga replay sends {asked} again under the same idempotency "
+            "key and goes on from the answer: "
+            + (
+                "it finishes the saga if it took effect, and undoes the steps before it if "
+                "it did not."
+                if alone
+                else "forward to the end if it took effect; if it did not, and nothing else "
+                "that cannot be undone did, the steps before it are undone."
+            )
+        )
+    unbuildable = [s for s in plan.retry if state.step(s).reason == INVALID_STEP_INPUT]
+    if unbuildable:
+        sentences.append(
+            f"The command of {_and(unbuildable)} cannot be made from this saga's data, and a "
+            "replay does not change that: settle it with its participant by hand."
+        )
+    others = [s for s in plan.retry if s not in unbuildable]
+    if others:
+        sentences.append(
+            f"Fix the cause, then saga replay tries {_and(others)} again under a new "
+            "idempotency key and goes on to the end."
         )
     return " ".join(sentences)
 

@@ -43,6 +43,8 @@ TERMINAL: frozenset[SagaStatus] = frozenset({"completed", "compensated", "failed
 
 
 class StepState(BaseModel):
+    """Where one step stands: its execution, its compensation, what is known of its effect."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
@@ -55,10 +57,12 @@ class StepState(BaseModel):
     compensation_started_at: datetime | None = None
     compensation_ended_at: datetime | None = None
     reason: str | None = None
-    # The replay whose fresh idempotency key the step's command (or compensation) carries
-    # now; 0 while it carries its first key.
+    # The replay whose fresh idempotency key the step's command carries now (0: its first
+    # key). A compensation's key follows the saga's replays instead.
     execute_replay: int = 0
-    compensation_replay: int = 0
+    # A replay asked the step again, its effect unknown: a clear refusal now says it did
+    # not take effect, unless a try of this round may have worked.
+    asked: bool = False
 
 
 class PendingCommand(BaseModel):
@@ -95,9 +99,9 @@ class SagaState(BaseModel):
     results: dict[str, dict[str, Any]] = {}
     steps: tuple[StepState, ...]
     pending: dict[str, PendingCommand] = {}
-    # Earlier tries (timed out, or failed for now) of steps still awaited under the same
-    # idempotency key: the participant answers every try of a key alike, so a late answer
-    # to one of them is the step's answer.
+    # Earlier tries of a step under its current idempotency key (timed out, failed for
+    # now, or still out when the saga failed): the participant answers every try of a key
+    # alike, so while the step awaits that key a late answer to one of them is its answer.
     superseded: dict[str, PendingCommand] = {}
     retries: dict[str, ScheduledRetry] = {}
     reason: str | None = None
@@ -183,25 +187,36 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
         case StepSkipped(step=step):
             changes["steps"] = _with_step(state, step, status="skipped", ended_at=at)
         case StepSucceeded(step=step, result=result):
-            changes["steps"] = _with_step(state, step, status="succeeded", ended_at=at)
+            changes["steps"] = _with_step(state, step, status="succeeded", ended_at=at, asked=False)
             changes["results"] = {**state.results, step: result}
             changes.update(_settled(state, step, "execute"))
         case StepFailed(step=step, reason=reason, effect_unknown=unknown):
             changes["steps"] = _with_step(
-                state, step, status="failed", ended_at=at, reason=reason, effect_unknown=unknown
+                state,
+                step,
+                status="failed",
+                ended_at=at,
+                reason=reason,
+                effect_unknown=unknown,
+                asked=False,
             )
-            changes.update(_settled(state, step, "execute"))
+            if unknown:
+                # A replay may ask it again: an answer to any of its tries will do then.
+                changes["pending"] = _without_step(state, step)
+                changes["superseded"] = _superseded(state, _of_step(state.pending, step))
+                changes["retries"] = _without_retry(state, step, "execute")
+            else:
+                changes.update(_settled(state, step, "execute"))
         case StepTimedOut(command_id=command_id) | AttemptFailed(command_id=command_id):
             changes["pending"] = {c: p for c, p in state.pending.items() if c != command_id}
-            if command_id in state.pending:
-                changes["superseded"] = _with_superseded(
-                    state, command_id, state.pending[command_id]
-                )
+            changes["superseded"] = _superseded(
+                state, {c: p for c, p in state.pending.items() if c == command_id}
+            )
             unknown = isinstance(event, StepTimedOut) or event.effect_unknown
             if unknown and event.action == "execute":
                 # One try that may have worked is enough: if the step is given up, it
                 # is compensated, whatever the later tries answered.
-                changes["steps"] = _with_step(state, event.step, effect_unknown=True)
+                changes["steps"] = _with_step(state, event.step, effect_unknown=True, asked=False)
         case RetryScheduled(step=step, action=action, attempt=attempt, timer_id=timer_id):
             retry = ScheduledRetry(step=step, action=action, attempt=attempt)
             changes["retries"] = {**state.retries, timer_id: retry}
@@ -227,40 +242,54 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
         case ReplyIgnored():
             pass
         case SagaCompleted():
-            changes.update(status="completed", **_NOTHING_AWAITED)
+            changes.update(status="completed", pending={}, superseded={}, retries={})
         case SagaCompensated(reason=reason):
-            changes.update(status="compensated", reason=reason, **_NOTHING_AWAITED)
+            changes.update(
+                status="compensated", reason=reason, pending={}, superseded={}, retries={}
+            )
         case SagaFailed(reason=reason):
-            changes.update(status="failed", reason=reason, **_NOTHING_AWAITED)
+            # A replay may ask the steps still out again: their tries stay known.
+            changes.update(
+                status="failed",
+                reason=reason,
+                pending={},
+                superseded=_superseded(state, state.pending),
+                retries={},
+            )
         case SagaReplayed(direction="undo", retry=retry):
-            # The compensations that failed are due again, with a fresh budget and key.
+            # The compensations that failed are due again, with a fresh budget (and key).
             again = set(retry) or {s.name for s in state.steps if s.status == "compensation_failed"}
-            replay = state.replays + 1
             changes["steps"] = tuple(
                 s.model_copy(
                     update={
                         "status": "failed" if s.effect_unknown else "succeeded",
                         "compensation_attempts": 0,
-                        "compensation_replay": replay,
                     }
                 )
                 if s.name in again
                 else s
                 for s in state.steps
             )
-            changes.update(status="compensating", reason=state.compensation_reason, replays=replay)
+            changes.update(
+                status="compensating",
+                reason=state.compensation_reason,
+                replays=state.replays + 1,
+            )
         case SagaReplayed(direction="finish", ask=ask, retry=retry):
-            # Going forward again: an asked step's answer says afresh whether it took
-            # effect; a retried one gets a key of its own.
+            # Going forward again: an asked step's answer will say whether it took effect;
+            # a retried one gets a key of its own, so its earlier tries no longer count.
             replay = state.replays + 1
             changes["steps"] = tuple(
-                s.model_copy(update={"effect_unknown": False})
+                s.model_copy(update={"asked": True})
                 if s.name in ask
                 else s.model_copy(update={"execute_replay": replay})
                 if s.name in retry
                 else s
                 for s in state.steps
             )
+            changes["superseded"] = {
+                c: p for c, p in state.superseded.items() if p.step not in retry
+            }
             changes.update(
                 status="running",
                 reason=None,
@@ -271,10 +300,9 @@ def evolve(state: SagaState | None, record: EventRecord) -> SagaState:
     return state.model_copy(update=changes)
 
 
-# A saga that ended awaits nothing more.
-_NOTHING_AWAITED: dict[str, Any] = {"pending": {}, "superseded": {}, "retries": {}}
-# How many earlier tries of one step are remembered: a step past the pivot is tried
-# until it answers, and its snapshot must not grow with every try.
+# How many earlier tries of one step are remembered, the first ones and the latest ones
+# (a participant that answers as it did the first time names the first try it saw): a
+# step past the pivot is tried until it answers, and its snapshot must not grow with it.
 MAX_SUPERSEDED = 8
 
 
@@ -287,22 +315,32 @@ def _without_retry(state: SagaState, step: str, action: Action) -> dict[str, Sch
     return {t: r for t, r in state.retries.items() if not (r.step == step and r.action == action)}
 
 
+def _without_step(state: SagaState, step: str) -> dict[str, PendingCommand]:
+    return {c: p for c, p in state.pending.items() if p.step != step}
+
+
+def _of_step(commands: dict[str, PendingCommand], step: str) -> dict[str, PendingCommand]:
+    return {c: p for c, p in commands.items() if p.step == step}
+
+
 def _settled(state: SagaState, step: str, action: Action) -> dict[str, Any]:
     """A step's action has its answer: no command, earlier try or retry of it is awaited."""
     return {
-        "pending": {c: p for c, p in state.pending.items() if p.step != step},
+        "pending": _without_step(state, step),
         "superseded": {c: p for c, p in state.superseded.items() if p.step != step},
         "retries": _without_retry(state, step, action),
     }
 
 
-def _with_superseded(
-    state: SagaState, command_id: str, command: PendingCommand
-) -> dict[str, PendingCommand]:
-    earlier = {**state.superseded, command_id: command}
-    mine = [c for c, p in earlier.items() if p.step == command.step]
-    for forgotten in mine[:-MAX_SUPERSEDED]:
-        del earlier[forgotten]
+def _superseded(state: SagaState, tries: dict[str, PendingCommand]) -> dict[str, PendingCommand]:
+    """The earlier tries with `tries` added, at most MAX_SUPERSEDED a step: the first
+    half and the latest half are kept."""
+    earlier = {**state.superseded, **tries}
+    for step in {p.step for p in tries.values()}:
+        mine = list(_of_step(earlier, step))
+        keep = MAX_SUPERSEDED // 2
+        for forgotten in mine[keep:-keep] if len(mine) > MAX_SUPERSEDED else []:
+            del earlier[forgotten]
     return earlier
 
 

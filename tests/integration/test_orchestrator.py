@@ -10,13 +10,15 @@ from redis.asyncio import Redis
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
 from saga.clock import utc_now
+from saga.core.decide import CancelSaga
+from saga.core.events import ReplyIgnored
 from saga.definitions import BUILTINS, ORDER_SAGA, is_builtin
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
 from saga.registry import DefinitionRegistry
 from saga.store import RedisSagaStore
-from saga.transport import PUBLISH_ERRORS, DeadLetter, Delivery
+from saga.transport import ACK, PUBLISH_ERRORS, DeadLetter, Delivery
 from tests.unit.sagas import REPLY_TYPE, SUCCESS, order_input
 
 
@@ -149,6 +151,28 @@ async def test_two_orchestrators_given_one_reply_apply_it_once(
     # one command: one id, one idempotency key, so the participant does it once.
     assert charges and {c.message_id for c in charges} == {charges[0].message_id}
     assert await store.outbox(reserve.saga_id) == []
+
+
+async def test_a_reply_the_saga_ignored_is_judged_again_when_it_comes_again(
+    store: RedisSagaStore, transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
+) -> None:
+    # Not marked as applied: a participant answering a later try with the reply it gave
+    # first (as the protocol allows) must not find it taken for a duplicate.
+    reserve = await started(store, transport, amqp)
+    replica = orchestrator(store, transport)
+    await replica.apply(reserve.saga_id, CancelSaga(by="ops"), applied_id="cancel-1")
+    late = reply_to(reserve, message_id="late-1")
+    for _ in range(2):
+        assert await replica.handle(late) == ACK
+    events = [r.event for r in await store.events(reserve.saga_id)]
+    ignored = [e for e in events if isinstance(e, ReplyIgnored)]
+    assert [(e.reply_id, e.causation_id) for e in ignored] == [("late-1", reserve.message_id)] * 2
+    # An applied reply is marked: the same reply again is a duplicate and changes nothing.
+    (release,) = await take(amqp, transport.topology, "stock")
+    for _ in range(2):
+        await replica.handle(reply_to(release, message_id="released-1"))
+    after = [r.event.type for r in await store.events(reserve.saga_id)]
+    assert after[len(events) :] == ["StepCompensated", "SagaCompensated"]
 
 
 async def test_a_reply_for_an_unknown_saga_is_dead_lettered(

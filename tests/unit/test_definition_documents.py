@@ -5,12 +5,13 @@ from typing import Any
 import pytest
 
 from saga.core.conditions import Condition, ConditionError
-from saga.core.decide import INVALID_STEP_INPUT, ReplyReceived, decide, start_saga
+from saga.core.decide import ReplyReceived, decide, start_saga
 from saga.core.definition import InputError, SagaDefinition
 from saga.core.document import DefinitionError, compile_definition, read_definition
 from saga.core.order import OrderInput
 from saga.core.paths import Path, PathError, Template
 from saga.core.problems import dotted
+from saga.core.reasons import INVALID_STEP_INPUT
 from saga.definitions import ORDER_SAGA, load_text
 from tests.unit.sagas import T0, Run, order_input
 

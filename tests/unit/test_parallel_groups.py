@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from contracts.messages import CommandFailed
 from saga.core.decide import (
-    ABANDONED,
     CancelSaga,
     Decision,
     OutgoingCommand,
@@ -24,6 +23,7 @@ from saga.core.decide import (
 )
 from saga.core.definition import SagaDefinition
 from saga.core.document import DefinitionError, compile_definition, read_definition
+from saga.core.reasons import ABANDONED
 from saga.core.state import SagaState
 from tests.unit.sagas import T0
 
@@ -309,6 +309,48 @@ def test_replay_asks_a_step_still_out_again_and_tries_the_refused_one_beside_it(
     saga.reply("mail")
     saga.reply("post")
     assert saga.state.status == "completed"
+
+
+def test_a_reply_sent_as_it_was_to_a_try_made_before_the_saga_failed_answers_the_replay() -> None:
+    saga = Fanout(definition=compile_definition(read_definition(PIVOTS)))
+    saga.reply("open")
+    first = saga.out("mail")
+    saga.reply("post", "refused")  # the saga fails while mail is out
+    done = ReplyReceived("r-mail", first.envelope.message_id, "Done", {"value": "sent"})
+    assert [r.event.type for r in saga.apply(done).records] == ["ReplyIgnored"]
+    saga.apply(ReplaySaga(by="ops"))  # mail is asked again
+    # The mailer answers the new try with the reply it gave first, as it was.
+    assert "StepSucceeded" in [r.event.type for r in saga.apply(done).records]
+    saga.reply("post")
+    assert saga.state.status == "completed"
+
+
+WITH_A_CONDITION: dict[str, Any] = {
+    **FANOUT,
+    "steps": [
+        _step("open", "books"),
+        {**_step("sale", "books"), "compensation": None},
+        {
+            "name": "announce",
+            "parallel": [
+                {**_step("mail", "mailer"), "compensation": None, "when": "id > 3"},
+                {**_step("post", "poster"), "compensation": None},
+            ],
+        },
+    ],
+}
+
+
+def test_a_replay_goes_forward_through_the_conditions_of_the_stage_it_resumes() -> None:
+    saga = Fanout(definition=compile_definition(read_definition(WITH_A_CONDITION)))
+    saga.reply("open")
+    saga.reply("sale")  # then mail's condition cannot be read ("q1" > 3): post never begun
+    assert saga.state.status == "failed"
+    assert "cannot be made from this saga's data" in (saga.state.reason or "")
+    again = saga.apply(ReplaySaga(by="ops"))
+    # Its condition is read again, not skipped: it still cannot be, and nothing is sent.
+    assert again.commands == () and saga.state.status == "failed"
+    assert [saga.status(n) for n in ("sale", "mail", "post")] == ["succeeded", "failed", "pending"]
 
 
 def test_a_step_that_cannot_be_undone_is_tried_until_it_answers_even_beside_a_failure() -> None:

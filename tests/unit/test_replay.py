@@ -1,11 +1,14 @@
 """Replaying a failed order saga, for each way it can fail: one table, then the rules it rests on."""
 
+import json
+
 import pytest
 
-from saga.core.decide import ReplaySaga
+from saga.core.decide import CancelSaga, ReplaySaga, idempotency_key
 from saga.core.definition import COMPENSATION_RETRY
+from saga.core.events import record_from_json
 from saga.core.replay import ReplayPlan, replay_plan
-from saga.core.state import fold
+from saga.core.state import MAX_SUPERSEDED, SagaState, fold
 from saga.definitions import ORDER_SAGA
 from tests.unit.sagas import Run
 
@@ -13,6 +16,8 @@ OK = "ok"
 TIMEOUT = "timeout"
 TRANSIENT = "transient"
 MALFORMED = "malformed"  # a reply of the expected type whose payload breaks its contract
+UNCLEAR = "unclear"  # a refusal that says it cannot tell whether the work was done
+TRANSIENT_UNCLEAR = "transient_unclear"  # failed for now, and the work may have been done
 
 
 def answer(run: Run, move: str) -> None:
@@ -28,6 +33,11 @@ def answer(run: Run, move: str) -> None:
             run.fail("busy", transient=True)
         case "malformed":
             run.reply("StockConfirmed", {"confirmed": "perhaps"})
+        case "unclear":
+            run.reply("CommandFailed", {"reason": "lost_track", "effect_unknown": True})
+        case "transient_unclear":
+            failure = {"reason": "busy", "transient": True, "effect_unknown": True}
+            run.reply("CommandFailed", failure)
         case reason:
             run.fail(reason)
 
@@ -122,6 +132,33 @@ REPLAYS = [
         [ASK_SALE],
         [OK],
         "completed",
+        ["ConfirmStock"],
+    ),
+    (
+        "a sale refused with its effect unknown is asked again",
+        CARD,
+        [OK, OK, OK, UNCLEAR],
+        [ASK_SALE],
+        [OK],
+        "completed",
+        ["ConfirmStock"],
+    ),
+    (
+        "a sale that failed for now, its effect unknown, then refused, is asked again",
+        CARD,
+        [OK, OK, OK, TRANSIENT_UNCLEAR, "no_reservation"],
+        [ASK_SALE],
+        ["no_reservation", OK, OK, OK],
+        "compensated",
+        ["ConfirmStock", "CancelOrder", "RefundPayment", "ReleaseStock"],
+    ),
+    (
+        "asked again, the sale answers that it cannot tell: it fails again, nothing undone",
+        CARD,
+        SALE_UNKNOWN,
+        [ASK_SALE],
+        [UNCLEAR],
+        "failed",
         ["ConfirmStock"],
     ),
     (
@@ -222,3 +259,80 @@ def test_a_saga_that_has_not_failed_cannot_be_replayed() -> None:
             answer(run, move)
         assert replay_plan(ORDER_SAGA, run.state) is None
         assert run.apply(ReplaySaga(by="operator")).records == ()
+
+
+def test_undone_after_a_replay_asked_the_sale_a_failed_compensation_is_replayed_again() -> None:
+    run = Run.start()
+    for move in SALE_UNKNOWN:
+        answer(run, move)
+    run.apply(ReplaySaga(by="operator"))
+    for move in ["no_reservation", OK, "ledger_locked", OK]:  # the refund fails
+        answer(run, move)
+    assert run.state.status == "failed"
+    assert replay_plan(ORDER_SAGA, run.state) == ReplayPlan("undo", retry=("take_payment",))
+    decision = run.apply(ReplaySaga(by="operator"))
+    assert [(c.envelope.type, c.envelope.idempotency_key) for c in decision.commands] == [
+        ("RefundPayment", "saga1:take_payment:compensate:replay2")
+    ]
+    answer(run, OK)
+    assert run.state.status == "compensated"
+
+
+def test_a_saga_going_forward_after_a_replay_cannot_be_cancelled() -> None:
+    run = Run.start()
+    for move in SALE_UNKNOWN:
+        answer(run, move)
+    run.apply(ReplaySaga(by="operator"))
+    assert run.apply(CancelSaga(by="ann@example.com")).records == ()
+
+
+def test_an_answer_to_a_try_made_before_the_saga_failed_answers_the_step_asked_again() -> None:
+    run = Run.start()
+    for _ in range(3):
+        answer(run, OK)
+    first = run.pending  # the sale's first try: it times out; its retry is refused
+    answer(run, TIMEOUT)
+    answer(run, "no_reservation")
+    run.apply(ReplaySaga(by="operator"))
+    # The participant answers the new try with the reply it gave first, as it was.
+    late = run.reply("StockConfirmed", {"confirmed": True}, to=first, message_id="r-first")
+    assert "StepSucceeded" in [r.event.type for r in late.records]
+    assert run.state.status == "completed"
+
+
+def test_after_many_tries_an_answer_to_the_first_one_still_counts() -> None:
+    run = Run.start()
+    for _ in range(3):
+        answer(run, OK)
+    first = run.pending
+    for _ in range(MAX_SUPERSEDED * 2):
+        answer(run, TIMEOUT)
+        run.retry_due()
+    assert len(run.state.superseded) <= MAX_SUPERSEDED  # the snapshot stays small
+    run.reply("StockConfirmed", {"confirmed": True}, to=first)
+    assert run.state.status == "completed"
+
+
+def test_a_log_written_before_replays_had_a_direction_folds_as_an_undo() -> None:
+    run = Run.start()
+    for move in [OK, OK, "unknown_vendor", "ledger_locked", OK]:
+        answer(run, move)
+    run.apply(ReplaySaga(by="operator"))
+    stored = [r.model_dump(mode="json") for d in run.decisions for r in d.records]
+    for record in stored:
+        if record["event"]["type"] == "SagaReplayed":
+            record["event"] = {"type": "SagaReplayed", "by": "operator"}  # as written then
+    old = fold(record_from_json(json.dumps(r)) for r in stored)
+    assert old == run.state and old.status == "compensating"
+
+
+def test_a_snapshot_without_the_fields_added_later_reads_as_the_same_state() -> None:
+    run = Run.start()
+    for move in [OK, OK, "unknown_vendor", "ledger_locked", OK]:
+        answer(run, move)
+    run.apply(ReplaySaga(by="operator"))
+    snapshot = json.loads(run.state.model_dump_json(exclude_defaults=True))
+    assert "superseded" not in snapshot and "asked" not in json.dumps(snapshot)
+    loaded = SagaState.model_validate(snapshot)
+    assert loaded == run.state
+    assert idempotency_key(loaded, "take_payment", "compensate").endswith(":replay1")
