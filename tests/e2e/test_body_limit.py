@@ -212,15 +212,14 @@ def _send_until_refused(sock: socket.socket, pieces: Iterator[bytes]) -> int:
         for piece in pieces:
             sock.sendall(piece)
             sent += len(piece)
-            if sent > 2 * READ_AT_MOST:
-                break
     except (BrokenPipeError, ConnectionResetError):
         return sent
     raise AssertionError(f"the server took {sent} bytes of an oversized body")
 
 
 def _plenty(piece: int = MiB) -> Iterator[bytes]:
-    for _ in range(4 * READ_AT_MOST // piece):
+    """Twice as much as the server may take."""
+    for _ in range(2 * READ_AT_MOST // piece):
         yield b"x" * piece
 
 
@@ -236,7 +235,7 @@ def test_a_huge_declared_length_is_not_read(api: Api) -> None:
     assert sent < READ_AT_MOST
 
 
-def test_an_endless_chunked_body_is_read_no_further_than_the_cap(api: Api) -> None:
+def test_a_long_chunked_body_is_read_no_further_than_the_bound(api: Api) -> None:
     with socket.create_connection((api.host, api.port), timeout=30) as sock:
         sock.sendall(_headers(None))
         sent = _send_until_refused(sock, _plenty_of_chunks())
