@@ -26,3 +26,12 @@ def redis_client(settings: Settings) -> "Redis":
         retry=Retry(NoBackoff(), retries=0),
     )
     return Redis(connection_pool=pool, auto_close_connection_pool=True)
+
+
+async def ping_redis(settings: Settings) -> None:
+    """Reach Redis once; a redis ConnectionError or TimeoutError says it cannot be reached."""
+    redis = redis_client(settings)
+    try:
+        await redis.ping()
+    finally:
+        await redis.aclose()

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import functools
+import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -36,6 +37,16 @@ from saga.transport import (
 )
 
 log = structlog.get_logger(__name__)
+
+
+def _not_a_failed_connect(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("error when creating transport")
+
+
+# aiormq logs every failed connect as an error of its own, then raises it; the error it
+# raises is said once where it is handled (a retry's warning, or the CLI's one line that
+# names the URL), so its own line is only a second, louder copy.
+logging.getLogger("aiormq.connection").addFilter(_not_a_failed_connect)
 
 PERSISTENT: Final = int(aio_pika.DeliveryMode.PERSISTENT)
 

@@ -1,9 +1,20 @@
 """Settings from the environment (prefix SAGA_), read once at start-up and passed down."""
 
+import importlib.util
+import os
 import re
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
+from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topology import NAMESPACE_PATTERN
@@ -12,18 +23,47 @@ from saga.eventloop import EventLoop
 DEFAULT_RETENTION: Final = 7 * 86400
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_FORMS: Final = "a duration is 90s, 15m, 12h, 7d, or a number of seconds"
 
 
 def _seconds(value: object) -> object:
-    """'90', '90s', '15m', '12h' or '7d' as seconds; anything else is left to pydantic."""
-    if isinstance(value, str) and (
-        match := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
-    ):
-        return float(match[1]) * _UNITS[match[2] or "s"]
-    return value
+    """'90', '90s', '15m', '12h' or '7d' as seconds; other text is refused."""
+    if not isinstance(value, str):
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+    if match is None:
+        raise ValueError(_DURATION_FORMS)
+    return float(match[1]) * _UNITS[match[2] or "s"]
+
+
+def _lower(value: object) -> object:
+    """A choice is taken in any case: INFO is info."""
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 Duration = Annotated[float, BeforeValidator(_seconds)]
+LogLevel = Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)]
+LogFormat = Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower)]
+LoopChoice = Annotated[EventLoop, BeforeValidator(_lower)]
+
+# The schemes each server's URL may have, and an example of the whole form.
+_URL_FORMS: Final = {
+    "rabbitmq_url": (
+        "a RabbitMQ URL starts with amqp:// or amqps:// (TLS)",
+        ("amqp", "amqps"),
+        "amqp://guest:guest@127.0.0.1:5672/",
+    ),
+    "redis_url": (
+        "a Redis URL starts with redis://, rediss:// (TLS) or unix:// (a socket path)",
+        ("redis", "rediss", "unix"),
+        "redis://127.0.0.1:6379/0",
+    ),
+    "auth_url": (
+        "the auth service's URL starts with http:// or https://",
+        ("http", "https"),
+        "http://127.0.0.1:7002",
+    ),
+}
 
 
 class Settings(BaseSettings):
@@ -40,45 +80,175 @@ class Settings(BaseSettings):
         default=None,
         description="HMAC key for tokens; when unset the auth service keeps one in Redis",
     )
-    token_ttl: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
-    auth_timeout: float = Field(default=2.0, gt=0, le=30)
+    token_ttl: Duration = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    auth_timeout: Duration = Field(default=2.0, gt=0, le=30)
     rate_limit: str = Field(default="20/second", description="per customer: 20/second, 600/minute")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
     prefetch: int = Field(default=32, ge=1, le=1000)
     redis_max_connections: int = Field(default=64, ge=1, le=10_000)
-    relay_interval: float = Field(default=1.0, gt=0, le=60)
-    relay_grace: float = Field(default=5.0, ge=0, le=600)
+    relay_interval: Duration = Field(default=1.0, gt=0, le=60)
+    relay_grace: Duration = Field(default=5.0, ge=0, le=600)
 
     # Override the saga definitions' own timeout and retry policy, for every step.
-    step_timeout: float | None = Field(default=None, gt=0, le=86400)
+    step_timeout: Duration | None = Field(default=None, gt=0, le=86400)
     max_attempts: int | None = Field(default=None, ge=1, le=100)
-    retry_backoff: float | None = Field(default=None, ge=0, le=3600)
+    retry_backoff: Duration | None = Field(default=None, ge=0, le=3600)
     compensation_max_attempts: int | None = Field(default=None, ge=1, le=1000)
-    timer_interval: float = Field(default=0.2, gt=0, le=60)
-    timer_lease: float = Field(default=30.0, gt=0, le=3600)
+    timer_interval: Duration = Field(default=0.2, gt=0, le=60)
+    timer_lease: Duration = Field(default=30.0, gt=0, le=3600)
 
     # How long a completed or compensated saga, and the participants' memory of the
     # commands they answered, are kept; failed sagas stay until replayed.
     retention: Duration = Field(default=DEFAULT_RETENTION, ge=1, le=10 * 365 * 86400)
 
     # uvloop where it is installed ("auto"), or asyncio's own loop.
-    event_loop: EventLoop = "auto"
+    event_loop: LoopChoice = "auto"
 
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "auto"
+
+    @field_validator("rabbitmq_url", "redis_url", "auth_url")
+    @classmethod
+    def _server_url_is_valid(cls, value: str, info: ValidationInfo) -> str:
+        form, schemes, example = _URL_FORMS[str(info.field_name)]
+        try:
+            url = urlsplit(value)
+            url.port  # noqa: B018 (reading it checks it)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; {form}, as in {example}") from None
+        if url.scheme not in schemes:
+            raise ValueError(f"{form}, as in {example}")
+        if url.scheme == "unix" and not url.path:
+            raise ValueError("names no socket path, as in unix:///run/redis/redis.sock")
+        if url.scheme != "unix" and not url.hostname:
+            raise ValueError(f"names no host, as in {example}")
+        if info.field_name == "redis_url":
+            # The client's own reading of it (its options after `?`), now rather than
+            # when the first connection is made.
+            from redis.connection import parse_url
+
+            parse_url(value)  # type: ignore[no-untyped-call]
+        return value
 
     @field_validator("rate_limit")
     @classmethod
     def _rate_is_valid(cls, value: str) -> str:
         from saga.api.limits import Rate
 
-        Rate.parse(value)
+        try:
+            Rate.parse(value)
+        except ValueError:
+            raise ValueError(
+                "a rate is N/second, N/minute or N/hour with N at least 1, as in 20/second"
+            ) from None
         return value
 
     @field_validator("namespace")
     @classmethod
     def _namespace_is_safe(cls, value: str) -> str:
         if not NAMESPACE_PATTERN.fullmatch(value):
-            raise ValueError(f"must match {NAMESPACE_PATTERN.pattern}")
+            raise ValueError(
+                "a namespace is 1 to 48 of a-z, 0-9, '_' and '-', starting with a letter or digit"
+            )
         return value
+
+    @field_validator("event_loop")
+    @classmethod
+    def _loop_is_installed(cls, value: EventLoop) -> EventLoop:
+        if value == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            raise ValueError("uvloop is not installed here; use auto or asyncio")
+        return value
+
+
+class SettingsError(ValueError):
+    """Settings the environment gives wrong: one line for each bad variable, naming it,
+    what it was given and what it takes."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def load_settings(*, servers: bool = True) -> Settings:
+    """The settings from the environment, every one checked, or SettingsError. Without
+    `servers` the servers' URLs keep their defaults and are not read (for a process
+    that runs none of them: the embedded demo)."""
+    defaults: dict[str, Any] = (
+        {} if servers else {name: Settings.model_fields[name].default for name in _URL_FORMS}
+    )
+    try:
+        return Settings(**defaults)
+    except ValidationError as exc:
+        raise SettingsError(_problems(exc)) from None
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    """One line per bad variable (its first error: a value has one thing wrong at a time)."""
+    lines: dict[str, str] = {}
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        if name not in lines:
+            shown = _shown(name, error.get("input"))
+            lines[name] = f"SAGA_{name.upper()}={shown}: {_reason(name, error)}"
+    return list(lines.values())
+
+
+def _shown(name: str, value: object) -> str:
+    """The value as given, quoted; a secret is not shown, nor a URL's password."""
+    variable = f"SAGA_{name}".upper()
+    # As written, not as converted (30s, not 30.0); names are read in any case.
+    given = next((v for k, v in os.environ.items() if k.upper() == variable), value)
+    if name == "auth_secret":
+        return "'***'"
+    if name in _URL_FORMS and isinstance(given, str):
+        return repr(without_password(given))
+    return repr(given)
+
+
+def without_password(url: str) -> str:
+    """The URL with its password, if it has one, as ***."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        password = None
+    if not password:
+        return url
+    return url.replace(f":{password}@", ":***@", 1)
+
+
+_BOUNDS: Final = {
+    "greater_than": ("gt", "more than"),
+    "greater_than_equal": ("ge", "at least"),
+    "less_than": ("lt", "less than"),
+    "less_than_equal": ("le", "at most"),
+}
+
+
+def _reason(name: str, error: ErrorDetails) -> str:
+    """What is wrong, in words that say what the variable takes."""
+    context = error.get("ctx") or {}
+    if error["type"] == "value_error":
+        return str(context.get("error", error["msg"]))
+    if error["type"] in _BOUNDS:
+        key, words = _BOUNDS[error["type"]]
+        unit = f"s; {_DURATION_FORMS}" if _is_duration(name) else ""
+        bound = context.get(key)
+        shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
+        return f"must be {words} {shown}{unit}"
+    return error["msg"].replace("Input should", "should", 1)
+
+
+def _is_duration(name: str) -> bool:
+    """Whether the setting is a Duration (or an optional one): its bounds are seconds."""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return False
+    validators = [*field.metadata, *(m for a in get_args(field.annotation) for m in _metadata(a))]
+    return any(isinstance(v, BeforeValidator) and v.func is _seconds for v in validators)
+
+
+def _metadata(annotation: object) -> tuple[object, ...]:
+    """The metadata of an Annotated type (nothing for any other)."""
+    return tuple(getattr(annotation, "__metadata__", ()))

@@ -1,5 +1,7 @@
 """Limits of the front door: a per-customer rate (a token bucket in Redis) and a body size."""
 
+import asyncio
+import contextlib
 import math
 import re
 from dataclasses import dataclass
@@ -76,10 +78,27 @@ def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-class BodySizeLimit:
-    """ASGI middleware: a request body over `limit` bytes gets 413 and is read no further.
+# A client that writes its whole body before it reads the answer (Python's urllib and
+# http.client, requests) finds the 413 only if the server reads what it sends: closing
+# with bytes unread makes the kernel reset the connection, and the reset throws away the
+# answer the client has not read yet. So, as nginx's lingering close does, the rest of a
+# too-large body is read and thrown away before the connection closes, within bounds: at
+# most DRAIN_BYTES past the limit (a client writing up to 16 MiB more than the limit
+# before it reads still gets its answer; reading more would let one request cost the
+# server unbounded work, and a byte is discarded as it comes, so memory is never at
+# stake), for DRAIN_TIME in all, and while a byte comes at least every DRAIN_IDLE.
+DRAIN_BYTES: Final = 16 * 1024 * 1024
+DRAIN_TIME: Final = 30.0
+DRAIN_IDLE: Final = 5.0
 
-    The body is read (up to the limit) before the app sees it, then handed on whole.
+
+class BodySizeLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413 and is not kept.
+
+    The body is read (up to the limit) before the app sees it, then handed on whole. A
+    too-large one is answered at once (a client that reads while it writes stops there);
+    then the rest of it is read and discarded, within bounds, so that a client that
+    writes all before it reads finds the answer too; then the connection closes.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int) -> None:
@@ -90,9 +109,11 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._limit:
-            await self._too_large(send)
+        declared = _declared_length(scope)
+        if declared is not None and declared > self._limit:
+            # Past the bound, the rest is not worth reading: the answer goes at once.
+            drain = declared <= self._limit + DRAIN_BYTES
+            await self._too_large(receive, send, read=0, drain=drain)
             return
         chunks: list[bytes] = []
         size = 0
@@ -103,7 +124,8 @@ class BodySizeLimit:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self._limit:
-                await self._too_large(send)
+                more = bool(message.get("more_body", False))
+                await self._too_large(receive, send, read=size, drain=more)
                 return
             if not message.get("more_body", False):
                 break
@@ -119,8 +141,40 @@ class BodySizeLimit:
 
         await self._app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, receive: Receive, send: Send, *, read: int, drain: bool) -> None:
+        """Send the whole 413 (its length said, so the client needs nothing more), read
+        and discard the rest of the body if `drain`, then end the response: the server
+        closes the connection (`Connection: close`), whose body is not read to its end."""
         body = b'{"detail":"request body larger than %d bytes"}' % self._limit
-        headers: list[Any] = [(b"content-type", b"application/json")]
+        headers: list[Any] = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),
+        ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        if drain:
+            await _discard_body(receive, budget=self._limit + DRAIN_BYTES - read)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """The request's Content-Length, if it has a well-formed one."""
+    declared = dict(scope.get("headers") or []).get(b"content-length")
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+async def _discard_body(receive: Receive, *, budget: int) -> None:
+    """Read and throw away the rest of a request body: until its end, the client going
+    away, `budget` bytes, DRAIN_TIME, or DRAIN_IDLE without a byte, whichever comes first."""
+    # Running out of time is one of the ends: the caller closes the connection then.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_TIME):
+            while budget > 0:
+                async with asyncio.timeout(DRAIN_IDLE):
+                    message = await receive()
+                if message["type"] != "http.request":
+                    return
+                budget -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return

@@ -21,7 +21,8 @@ def demo(
     """Run the whole system in this process, with no servers: a first look."""
     from saga.demo import run_demo
 
-    config = settings().model_copy(update={"log_level": "warning"})
+    # The demo runs no servers: their URLs are not its business.
+    config = settings(servers=False).model_copy(update={"log_level": "warning"})
     configure_logging(config)
     out = console()
     with Progress(

@@ -1,10 +1,10 @@
 """The `saga` command: every process and every operator command, one line of help each."""
 
+import asyncio
 import signal
 import sys
 from importlib.metadata import version as installed_version
 from typing import Annotated
-from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 import typer
@@ -12,12 +12,15 @@ from aio_pika.exceptions import AMQPConnectionError
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.envelope import first_error
 from contracts.topology import Service
 from saga.cli import bench, data, definitions, demo, dlq, ops, sagas
 from saga.cli.output import CliError, Json, fail, settings
 from saga.cli.up import up
+from saga.settings import SettingsError, without_password
+from saga.transport import TransportUnavailable
 
 app = typer.Typer(
     help="An event-sourced saga orchestrator over RabbitMQ.",
@@ -80,8 +83,13 @@ def _serve(app_factory_path: str, host: str, port: int) -> None:
 
         asgi = create_app(config)
     else:
+        from saga.connections import ping_redis
         from services.auth.app import create_auth_app
 
+        if config.auth_secret is None:
+            # The signing key is kept in Redis, so the service cannot start without it:
+            # said here in one line, not in the traceback of a failed startup.
+            asyncio.run(ping_redis(config))
         asgi = create_auth_app(config)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again to the
     # handler it found: that handler ends the process with 0, a requested stop. Outside
@@ -192,12 +200,17 @@ def main() -> None:
         fail(f"{message} (see '{command} --help')", 2)
     except CliError as exc:
         fail(str(exc), exc.code)
+    except SettingsError as exc:
+        for problem in exc.problems[:-1]:
+            print(f"saga: error: {problem}", file=sys.stderr)
+        fail(exc.problems[-1], 2)
     except ValidationError as exc:
-        fail(f"invalid setting or value {_variable(exc)}", 2)
-    except RedisConnectionError as exc:
+        fail(f"invalid value {first_error(exc)}", 2)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
         fail(f"cannot reach Redis ({settings_url('redis_url')}): {exc}")
-    except AMQPConnectionError as exc:
-        fail(f"cannot reach RabbitMQ ({settings_url('rabbitmq_url')}): {exc}")
+    except (AMQPConnectionError, TransportUnavailable) as exc:
+        # The transport's own error wraps the client's, which says what happened.
+        fail(f"cannot reach RabbitMQ ({settings_url('rabbitmq_url')}): {exc.__cause__ or exc}")
     except RedisError as exc:
         fail(f"Redis error: {exc}")
     except OSError as exc:
@@ -208,25 +221,12 @@ def main() -> None:
         sys.exit(code)
 
 
-def _variable(exc: ValidationError) -> str:
-    """The first error, naming the SAGA_ variable when it is about a setting."""
-    from saga.settings import Settings
-
-    loc = exc.errors()[0].get("loc", ())
-    if exc.title == Settings.__name__ and loc and loc[0] in Settings.model_fields:
-        return f"SAGA_{str(loc[0]).upper()}: {exc.errors()[0].get('msg')}"
-    return first_error(exc)
-
-
 def settings_url(name: str) -> str:
     """A server URL from settings, its password hidden."""
     try:
-        url = urlsplit(str(getattr(settings(), name)))
-    except ValidationError:
+        return without_password(str(getattr(settings(), name)))
+    except SettingsError:
         return "?"
-    if url.password:
-        url = url._replace(netloc=url.netloc.replace(f":{url.password}@", ":***@"))
-    return urlunsplit(url)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from rich.console import Console
 
 from saga.connections import redis_client
-from saga.settings import Settings
+from saga.settings import Settings, load_settings
 from saga.transport import INFRASTRUCTURE_ERRORS, Transport
 
 T = TypeVar("T")
@@ -54,9 +54,10 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
-def settings() -> Settings:
-    """The settings from the environment."""
-    return Settings()
+def settings(*, servers: bool = True) -> Settings:
+    """The settings from the environment, every one checked before anything connects
+    (SettingsError names each bad one); `servers=False` for a command that uses none."""
+    return load_settings(servers=servers)
 
 
 async def connect_or_warn(transport: Transport, meanwhile: str) -> bool:

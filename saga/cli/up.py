@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from saga.cli.output import settings
+
 PROCESSES: dict[str, list[str]] = {
     "auth": ["auth"],
     "api": ["api"],
@@ -23,6 +25,7 @@ def up(
     auth_port: Annotated[int, typer.Option(help="Port of the auth service.")] = 7002,
 ) -> None:
     """Run the whole system on local servers, one child process each."""
+    settings()  # a bad setting is said once, here, before any child starts
     env = {
         **os.environ,
         "SAGA_AUTH_URL": os.environ.get("SAGA_AUTH_URL", f"http://127.0.0.1:{auth_port}"),

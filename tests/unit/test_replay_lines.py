@@ -35,8 +35,7 @@ def test_a_replay_whose_command_waits_in_the_outbox_does_not_say_sent() -> None:
 def test_a_replay_that_could_send_nothing_says_so() -> None:
     line = replay_line(result(commands=[], published=False, status="failed"), dry_run=False)
     assert line == (
-        "saga s1: replayed to undo what is left; nothing could be sent (see its reason); "
-        "now failed"
+        "saga s1: replayed to undo what is left; nothing could be sent (see its reason); now failed"
     )
 
 
