@@ -337,7 +337,11 @@ async def _ended(store: RedisSagaStore, saga_ids: list[str]) -> dict[str, Ended]
         ended[saga_id] = Ended(
             status=state["status"],
             latency_ms=(datetime.fromisoformat(state["updated_at"]) - began).total_seconds() * 1000,
-            messages=sum(2 * (s["attempts"] + s["compensation_attempts"]) for s in state["steps"]),
+            # Snapshots leave fields at their defaults (no attempts: 0) out.
+            messages=sum(
+                2 * (s.get("attempts", 0) + s.get("compensation_attempts", 0))
+                for s in state["steps"]
+            ),
         )
     return ended
 
