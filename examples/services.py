@@ -8,8 +8,8 @@ tracking of the fan-out, as each service sees it.
 
 Each example's rules are in `RULES`: a function of (service, command, payload) giving
 (status, body). State lives in memory; a restart forgets it, and a compensation that comes before the
-command it undoes is not remembered (these are examples; see the README's Wire
-protocol for what a real participant does).
+command it undoes is not remembered (these are examples; see docs/wire-protocol.md
+for what a real participant does).
 """
 
 import argparse

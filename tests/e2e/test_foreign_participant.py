@@ -1,5 +1,5 @@
 """A participant written on plain AMQP — aio-pika and JSON, nothing of this project's
-runtime — against the wire protocol as the README documents it."""
+runtime — against the wire protocol as docs/wire-protocol.md documents it."""
 
 import asyncio
 import json
@@ -200,7 +200,7 @@ def test_a_participant_on_plain_amqp_takes_part_in_sagas(system: System, shop: S
     by_saga: dict[str, list[dict[str, Any]]] = {}
     for command, message in courier.seen:
         by_saga.setdefault(command["saga_id"], []).append(command)
-        # What the README promises of every command message.
+        # What docs/wire-protocol.md promises of every command message.
         assert message.message_id == command["message_id"]
         assert message.content_type == "application/json"
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT

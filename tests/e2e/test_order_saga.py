@@ -14,7 +14,7 @@ def shop(system: System) -> Shop:
 
 
 def test_a_completed_order_moves_stock_money_and_records_the_order(system: System) -> None:
-    shop = open_shop(system, via_cli=True)  # seeded the way the README does it
+    shop = open_shop(system, via_cli=True)  # seeded the way docs/tutorial.md does it
     saga = shop.order([("apple", 3), ("pear", 1)])
     assert saga["status"] == "completed"
     assert saga["reason"] is None

@@ -121,7 +121,7 @@ async def _check_arguments(queue: str, topology: Topology) -> None:
     connection = await rabbitmq_or_skip()
     async with connection:
         channel = await connection.channel()
-        # The same declaration as the README gives a participant in another language:
+        # The same declaration as docs/wire-protocol.md gives a participant in another language:
         # accepted only if the arguments are exactly the queue's.
         await channel.declare_queue(
             queue,

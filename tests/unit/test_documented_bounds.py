@@ -1,4 +1,4 @@
-"""The bounds the README's HTTP API reference states are the bounds the code enforces."""
+"""The bounds the HTTP API reference (docs/http-api.md) states are the bounds the code enforces."""
 
 from pathlib import Path
 from typing import Any
@@ -8,9 +8,9 @@ from saga.api.idempotency import MAX_KEY_LENGTH
 from saga.api.schemas import CreateOrderRequest
 from saga.definitions import BUILTINS
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-# The HTTP API section, its lines joined as they read.
-API = " ".join(README[README.index("## HTTP API") : README.index("## Command line")].split())
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "http-api.md"
+# The reference's lines joined as they read.
+API = " ".join(REFERENCE.read_text(encoding="utf-8").split())
 
 
 def _body() -> tuple[dict[str, Any], dict[str, Any]]:
