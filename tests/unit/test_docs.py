@@ -49,10 +49,6 @@ class Doc:
     prose: str  # every line outside fenced code blocks
     blocks: list[tuple[str, str]]  # (language, text) of each fenced code block
 
-    @property
-    def name(self) -> str:
-        return str(self.path.relative_to(ROOT))
-
     def inline_code(self) -> list[str]:
         """The text of every inline code span, a table's escaped pipe as a plain one."""
         return [m[2].strip().replace("\\|", "|") for m in INLINE_CODE.finditer(self.prose)]
