@@ -25,7 +25,7 @@ def redis_client(settings: Settings) -> "Redis":
         # deposit), and every caller here retries whole idempotent steps itself.
         retry=Retry(NoBackoff(), retries=0),
     )
-    return Redis(connection_pool=pool, auto_close_connection_pool=True)
+    return Redis.from_pool(pool)  # the client owns the pool: closing it closes the pool
 
 
 async def ping_redis(settings: Settings) -> None:
