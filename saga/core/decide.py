@@ -602,12 +602,15 @@ def _on_cancel(draft: _Draft, by: str) -> None:
     if not cancellable(draft.definition, state):
         return
     draft.emit(CancelRequested(by=by))
-    in_flight = {p.step for p in state.pending.values()} | {r.step for r in state.retries.values()}
+    out = {p.step for p in state.pending.values()}
+    waiting = {r.step for r in state.retries.values()}
     for step in state.steps:
-        if step.name in in_flight:
-            # Its command may still be done after this: compensate it to be sure (the
-            # participant remembers the compensation and refuses the late command).
-            draft.emit(StepFailed(step=step.name, reason=CANCELLED, effect_unknown=True))
+        if step.name in out or step.name in waiting:
+            # A command still out may be done after this: compensate it to be sure (the
+            # participant remembers the compensation and refuses the late command). A step
+            # waiting for a retry is undone only if one of its tries may have worked.
+            unknown = step.name in out or step.effect_unknown
+            draft.emit(StepFailed(step=step.name, reason=CANCELLED, effect_unknown=unknown))
     draft.emit(CompensationStarted(reason=CANCELLED))
     draft.compensate_next()
 

@@ -276,6 +276,16 @@ def test_cancel_while_waiting_for_a_retry() -> None:
     assert run.state.status == "compensated"
 
 
+def test_cancel_while_waiting_for_a_retry_after_tries_that_did_nothing_undoes_nothing_of_it() -> None:
+    run = Run.start()
+    run.succeed()
+    run.fail("gateway_down", transient=True)  # the charge was not made; a retry waits
+    run.apply(CancelSaga(by="ann@example.com"))
+    assert run.pending.envelope.type == "ReleaseStock"  # the reservation only
+    run.succeed()
+    assert run.state.status == "compensated" and "RefundPayment" not in run.sent
+
+
 @pytest.mark.parametrize("answers", [["insufficient_stock"], ["ok", "insufficient_funds"]])
 def test_cancel_of_a_saga_not_running_does_nothing(answers: list[str]) -> None:
     run = Run.start()
