@@ -72,16 +72,19 @@ return {'created'}
 """
 
 # KEYS: applied definitions, the type's versions, all types, the version's sagas, the
-#       versions deleted. ARGV: field, version, type.
+#       versions deleted, the documents of deleted versions. ARGV: field, version, type.
 # Returns {'deleted'|'absent'|'in_use', count of sagas}.
 _DELETE: Final = """
 local users = redis.call('SCARD', KEYS[4])
 if users > 0 then
   return {'in_use', users}
 end
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+local document = redis.call('HGET', KEYS[1], ARGV[1])
+if not document then
   return {'absent', 0}
 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[6], ARGV[1], document)
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('SADD', KEYS[5], ARGV[1])
 if redis.call('ZCARD', KEYS[2]) == 0 then
@@ -155,6 +158,9 @@ class DefinitionRegistry:
         self._types_key = f"{namespace}:definition-types"
         self._http_key = f"{namespace}:http-participants"
         self._deleted_key = f"{namespace}:definitions-deleted"
+        # What sagas that ended on a deleted version still read (their summary, a late
+        # reply to record); nothing starts on it.
+        self._retired_key = f"{namespace}:definitions-retired"
 
     def _versions_key(self, saga_type: str) -> str:
         return f"{self._ns}:definition:{saga_type}:versions"
@@ -218,11 +224,12 @@ class DefinitionRegistry:
         return "created" if outcome == "created" else "unchanged"
 
     async def get(self, saga_type: str, version: int) -> SagaDefinition | None:
-        """A definition version, or None if there is no such version."""
+        """The definition sagas of this version run on, or None if there never was such a
+        version. A deleted version is found too: sagas that ended on it still read it."""
         found = self._compiled.get((saga_type, version))
         if found is not None:
             return found
-        spec = await self.document(saga_type, version)
+        spec = await self.document(saga_type, version) or await self._retired(saga_type, version)
         if spec is None:
             return None
         definition = self._adjust(compile_definition(spec))
@@ -259,6 +266,12 @@ class DefinitionRegistry:
             raise DefinitionError(f"stored {saga_type} version {version}: {exc}") from None
         self._documents[(saga_type, version)] = spec
         return spec
+
+    async def _retired(self, saga_type: str, version: int) -> DefinitionSpec | None:
+        raw = await _read(
+            lambda: self._redis.hget(self._retired_key, definition_field(saga_type, version))
+        )
+        return None if raw is None else DefinitionSpec.model_validate_json(raw)
 
     async def entry(self, saga_type: str) -> Entry | None:
         """One saga type's versions, or None if it has none."""
@@ -304,6 +317,7 @@ class DefinitionRegistry:
                 self._types_key,
                 definition_sagas_key(self._ns, saga_type, version),
                 self._deleted_key,
+                self._retired_key,
             ],
             args=[definition_field(saga_type, version), version, saga_type],
         )

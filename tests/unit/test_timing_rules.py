@@ -276,7 +276,9 @@ def test_cancel_while_waiting_for_a_retry() -> None:
     assert run.state.status == "compensated"
 
 
-def test_cancel_while_waiting_for_a_retry_after_tries_that_did_nothing_undoes_nothing_of_it() -> None:
+def test_cancel_while_waiting_for_a_retry_after_tries_that_did_nothing_undoes_nothing_of_it() -> (
+    None
+):
     run = Run.start()
     run.succeed()
     run.fail("gateway_down", transient=True)  # the charge was not made; a retry waits
