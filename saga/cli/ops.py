@@ -46,12 +46,17 @@ def replay(
     results = asyncio.run(_replay(config, saga_id, dry_run=dry_run))
     if json_out:
         print_json(results)
-        return
+    else:
+        print_replay(results, dry_run=dry_run)
+
+
+def print_replay(results: list[dict[str, Any]], *, dry_run: bool) -> None:
+    """`saga replay` for people: one line per saga."""
     out = console()
     if not results:
         out.print("no failed sagas")
     for r in results:
-        out.print(replay_line(r, dry_run=dry_run), markup=False, highlight=False, soft_wrap=True)
+        out.print(replay_line(r, dry_run=dry_run), soft_wrap=True)
 
 
 def replay_line(result: dict[str, Any], *, dry_run: bool) -> str:

@@ -48,6 +48,11 @@ def list_sagas(
     if not states:
         console().print(f"no {status} sagas" if status else "no sagas")
         return
+    console().print(sagas_table(states))
+
+
+def sagas_table(states: list[SagaState]) -> Table:
+    """`saga list` for people: one row per saga."""
     table = Table("saga", "type", "status", "reason", "customer", "steps", "created")
     for s in states:
         steps = " ".join(f"{st.name}:{st.status}" for st in s.steps)
@@ -60,7 +65,7 @@ def list_sagas(
             steps,
             utc_text(s.created_at, seconds=True),
         )
-    console().print(table)
+    return table
 
 
 def show_saga(
