@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from rich.table import Table
 
 from saga.bootstrap import registry_for, transport_for
+from saga.cli import values
 from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, with_redis
 from saga.core.definition import InputError
 from saga.core.document import DefinitionError
@@ -38,7 +39,16 @@ def _run(work: Any) -> Any:
 
 @definitions_app.command("apply")
 def apply(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="A definition, YAML or JSON.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="A definition, YAML or JSON.",
+        ),
+    ],
     json_out: Json = False,
 ) -> None:
     """Check a definition document and register it as a new version."""
@@ -139,7 +149,12 @@ def start(
         str, typer.Option("--input", metavar="JSON", help="The saga's input, a JSON object.")
     ],
     customer: Annotated[
-        str, typer.Option(metavar="EMAIL", help="Whose saga it is: whom its steps act for.")
+        str,
+        typer.Option(
+            metavar="EMAIL",
+            parser=values.email,
+            help="Whose saga it is (an email): whom its steps act for.",
+        ),
     ],
     json_out: Json = False,
 ) -> None:

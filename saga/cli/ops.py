@@ -7,6 +7,7 @@ import typer
 
 from saga.bootstrap import registry_for, transport_for
 from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, settings
+from saga.cli.values import one_of
 from saga.clock import new_id
 from saga.connections import redis_client
 from saga.core.decide import OutgoingCommand, ReplaySaga, decide
@@ -27,7 +28,10 @@ def replay(
         str | None, typer.Argument(metavar="SAGA_ID", help="The failed saga to resume.")
     ] = None,
     status: Annotated[
-        str | None, typer.Option(help="Replay every saga in this status (only: failed).")
+        str | None,
+        typer.Option(
+            parser=one_of(("failed",)), help="Replay every saga in this status (only: failed)."
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be sent; change nothing.")
@@ -38,8 +42,6 @@ def replay(
     step that cannot be undone, finish them."""
     if (saga_id is None) == (status is None):
         raise CliError("name one saga, or give --status failed", usage=True)
-    if status is not None and status != "failed":
-        raise CliError(f"only failed sagas can be replayed, not {status!r} ones", usage=True)
     config = settings()
     # The orchestrator's own log lines (a command left to the relay) go to stderr.
     configure_logging(config.model_copy(update={"log_level": "warning"}))

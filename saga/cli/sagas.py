@@ -11,6 +11,7 @@ from rich.table import Table
 
 from saga.bootstrap import registry_for
 from saga.cli.output import CliError, Json, console, print_json, with_redis
+from saga.cli.values import one_of
 from saga.core.events import EventRecord
 from saga.core.state import SagaState, SagaStatus
 from saga.registry import DefinitionRegistry
@@ -24,14 +25,15 @@ _STATUSES = get_args(SagaStatus)
 
 def list_sagas(
     status: Annotated[
-        str | None, typer.Option(help=f"Only sagas in this status: {', '.join(_STATUSES)}.")
+        str | None,
+        typer.Option(
+            parser=one_of(_STATUSES), help=f"Only sagas in this status: {', '.join(_STATUSES)}."
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 50,
     json_out: Json = False,
 ) -> None:
     """List sagas, newest first."""
-    if status is not None and status not in _STATUSES:
-        raise CliError(f"unknown status {status!r}; one of {', '.join(_STATUSES)}", usage=True)
 
     async def work(redis: Redis, settings: Settings) -> list[dict[str, Any]] | list[SagaState]:
         states = await RedisSagaStore(redis, settings.namespace).find(status=status, limit=limit)

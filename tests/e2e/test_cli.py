@@ -20,9 +20,9 @@ from tests.servers import forget_namespace, fresh_namespace
         (["stock", "show", "no-such-product"], "no product 'no-such-product'"),
         (["order", "show", "ord_missing"], "no order 'ord_missing'"),
         (["payment", "deposit", "not-an-email", "5"], "not an email address"),
-        (["payment", "deposit", "a@example.com", "5.001"], "bad amount"),
-        (["stock", "set", "p 1", "--quantity", "1", "--price", "1"], "bad product id"),
-        (["list", "--status", "sleeping"], "unknown status 'sleeping'"),
+        (["payment", "deposit", "a@example.com", "5.001"], "'AMOUNT': '5.001'"),
+        (["stock", "set", "p 1", "--quantity", "1", "--price", "1"], "is not a product id"),
+        (["list", "--status", "sleeping"], "'sleeping' is not one of"),
         (["auth", "add-user", "a@example.com", "--password", "short"], "at least 8"),
     ],
 )
