@@ -11,7 +11,7 @@ from saga.cli import values
 from saga.cli.output import CliError, Json, console, print_json, with_redis
 from saga.settings import Settings
 from saga.views import utc_text
-from services.auth.users import UserStore
+from services.auth.users import SavedUser, UserStore
 from services.order import Order, OrderService
 from services.payment import Account, PaymentService
 from services.stock import Product, StockService
@@ -229,14 +229,16 @@ def order_list(
 # --- users ---------------------------------------------------------------------------
 
 
-def add_user(address: str, password: str, roles: list[str], json_out: bool) -> None:
-    """Create or update an auth user (`saga auth add-user`); the values are parsed."""
+def add_user(address: str, password: str, roles: list[str] | None, json_out: bool) -> None:
+    """Create or update an auth user (`saga auth add-user`); the values are parsed. With
+    no roles given, an existing user keeps its own."""
 
-    async def work(redis: Redis, settings: Settings) -> object:
+    async def work(redis: Redis, settings: Settings) -> SavedUser:
         return await UserStore(redis, settings.namespace).add(address, password, roles)
 
     user = with_redis(work)
     if json_out:
         print_json(user)
     else:
-        console().print(f"user {address} saved")
+        done = "created" if user.created else "updated"
+        console().print(f"user {user.email} {done}, roles: {', '.join(user.roles)}")

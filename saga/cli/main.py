@@ -141,12 +141,17 @@ def add_user(
     ],
     role: Annotated[
         list[str] | None,
-        typer.Option(metavar="ROLE", parser=values.role, help="A role beyond customer: admin."),
+        typer.Option(
+            metavar="ROLE",
+            parser=values.role,
+            help="A role beyond customer: admin (repeatable). The user's roles become "
+            "exactly these; without --role an existing user keeps its own.",
+        ),
     ] = None,
     json_out: Json = False,
 ) -> None:
-    """Create a user (or reset its password and roles)."""
-    data.add_user(email, password, role or [], json_out)
+    """Create a user, or reset its password (keeping its roles unless --role is given)."""
+    data.add_user(email, password, role or None, json_out)
 
 
 @app.command()

@@ -5,7 +5,9 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 
+import httpx
 import pytest
 
 from tests.e2e.shop import open_shop
@@ -146,6 +148,27 @@ def test_data_commands_print_json(system: System) -> None:
     }
     account = system.cli_json("payment", "deposit", "Json@Example.com", "2.25")
     assert account == {"customer": "json@example.com", "balance": "2.25", "ledger": []}
+
+
+def _roles_in_a_token(system: System, email: str, password: str) -> list[str]:
+    token = system.token(email, password)
+    verified = httpx.post(f"{system.auth}/auth/verify", json={"token": token}, timeout=10)
+    assert verified.status_code == 200, verified.text
+    return list(verified.json()["roles"])
+
+
+def test_a_password_reset_keeps_the_user_s_roles_and_role_sets_them(system: System) -> None:
+    email = f"op-{uuid.uuid4().hex[:8]}@example.com"
+    created = system.cli("auth", "add-user", email, "--password", "first-pass", "--role", "admin")
+    assert created.stdout.strip() == f"user {email} created, roles: admin, customer"
+    reset = system.cli("auth", "add-user", email, "--password", "second-pass")
+    assert reset.stdout.strip() == f"user {email} updated, roles: admin, customer"
+    assert _roles_in_a_token(system, email, "second-pass") == ["admin", "customer"]
+    demoted = system.cli_json(
+        "auth", "add-user", email, "--password", "third-pass", "--role", "customer"
+    )
+    assert demoted == {"email": email, "roles": ["customer"], "created": False}
+    assert _roles_in_a_token(system, email, "third-pass") == ["customer"]
 
 
 def test_every_process_stops_cleanly_on_sigterm(system: System) -> None:
