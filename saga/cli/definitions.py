@@ -110,6 +110,7 @@ def list_definitions(json_out: Json = False) -> None:
 def show(
     name: Name,
     version: Annotated[int | None, typer.Option(min=1, help="Default: the latest.")] = None,
+    _json_out: Json = False,  # the document is JSON either way
 ) -> None:
     """Print a definition version's document (JSON)."""
 
@@ -133,6 +134,7 @@ def show(
 def delete(
     name: Name,
     version: Annotated[int, typer.Option(min=1, help="The version to delete.")],
+    json_out: Json = False,
 ) -> None:
     """Delete an applied version that no saga may still need."""
 
@@ -140,7 +142,10 @@ def delete(
         await registry_for(redis, settings).delete(name, version)
 
     _run(work)
-    console().print(f"{name} version {version}: deleted")
+    if json_out:
+        print_json({"name": name, "version": version, "outcome": "deleted"})
+    else:
+        console().print(f"{name} version {version}: deleted")
 
 
 def start(

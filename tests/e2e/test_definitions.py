@@ -184,6 +184,7 @@ def test_the_cli_applies_lists_shows_starts_and_deletes(
     assert listed["parcel"]["versions"] == [1] and listed["order"]["builtin"] == [1]
     shown = json.loads(system.cli("definitions", "show", "parcel").stdout)
     assert shown["name"] == "parcel" and len(shown["steps"]) == 4
+    assert system.cli_json("definitions", "show", "parcel") == shown  # --json: the same
     system.pause("stock")  # the saga waits at its first step
     try:
         started = system.cli_json(
@@ -196,7 +197,8 @@ def test_the_cli_applies_lists_shows_starts_and_deletes(
         system.resume("stock")
     saga = system.wait_terminal(shop.token, started["saga_id"])
     assert saga["status"] == "completed"
-    system.cli("definitions", "delete", "parcel", "--version", "1")
+    deleted = system.cli_json("definitions", "delete", "parcel", "--version", "1")
+    assert deleted == {"name": "parcel", "version": 1, "outcome": "deleted"}
     gone = system.cli("definitions", "show", "parcel", check=False)
     assert gone.returncode == 1 and "no saga definition parcel" in gone.stderr
     bad = system.cli(
