@@ -49,6 +49,14 @@ def apply(
             help="A definition, YAML or JSON.",
         ),
     ],
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check it, against what is registered too, and say what apply would do; "
+            "register nothing.",
+        ),
+    ] = False,
     json_out: Json = False,
 ) -> None:
     """Check a definition document and register it as a new version."""
@@ -58,7 +66,9 @@ def apply(
         raise CliError(str(exc)) from None
 
     async def work(redis: Redis, settings: Settings) -> str:
-        outcome = await registry_for(redis, settings).apply(spec)
+        outcome = await registry_for(redis, settings).apply(spec, dry_run=dry_run)
+        if dry_run:
+            return outcome
         transport = transport_for(settings, "cli")
         meanwhile = "every orchestrator declares the participants' queues within seconds"
         try:  # the queues of its participants, so that commands wait there for them
@@ -73,10 +83,13 @@ def apply(
     outcome = _run(work)
     result = {"name": spec.name, "version": spec.version, "outcome": outcome}
     if json_out:
-        print_json(result)
+        print_json(result | {"dry_run": True} if dry_run else result)
+        return
+    if outcome == "unchanged":
+        what = "already registered, unchanged"
     else:
-        what = "registered" if outcome == "created" else "already registered, unchanged"
-        console().print(f"{spec.name} version {spec.version}: {what}")
+        what = "would be registered (dry run: nothing registered)" if dry_run else "registered"
+    console().print(f"{spec.name} version {spec.version}: {what}")
 
 
 @definitions_app.command("list")

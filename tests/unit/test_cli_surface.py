@@ -33,7 +33,6 @@ def test_every_data_and_inspection_command_takes_json() -> None:
     without = sorted(
         path
         for path, command in runnable.items()
-        if path not in PROCESSES
-        and not any("--json" in param.opts for param in command.params)
+        if path not in PROCESSES and not any("--json" in param.opts for param in command.params)
     )
     assert without == [], f"no --json: {without}"
