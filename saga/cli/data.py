@@ -9,6 +9,7 @@ from rich.table import Table
 
 from saga.cli import values
 from saga.cli.output import CliError, Json, console, print_json, with_redis
+from saga.cli.presence import refuse_if_lifeless
 from saga.settings import Settings
 from saga.views import utc_text
 from services.auth.users import SavedUser, UserStore
@@ -166,7 +167,10 @@ def vendor_list(json_out: Json = False) -> None:
     """List registered vendors."""
 
     async def work(redis: Redis, settings: Settings) -> list[str]:
-        return await OrderService(redis, settings.namespace).vendors()
+        vendors = await OrderService(redis, settings.namespace).vendors()
+        if not vendors:
+            await refuse_if_lifeless(redis, settings.namespace, empty="no vendors")
+        return vendors
 
     vendors = with_redis(work)
     if json_out:
@@ -215,7 +219,10 @@ def order_list(
     """List orders, newest first."""
 
     async def work(redis: Redis, settings: Settings) -> list[Order]:
-        return await OrderService(redis, settings.namespace).orders(limit=limit)
+        orders = await OrderService(redis, settings.namespace).orders(limit=limit)
+        if not orders:
+            await refuse_if_lifeless(redis, settings.namespace, empty="no orders")
+        return orders
 
     orders = with_redis(work)
     if json_out:

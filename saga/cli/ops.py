@@ -7,7 +7,7 @@ import typer
 
 from saga.bootstrap import registry_for, transport_for
 from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, settings
-from saga.cli.values import one_of
+from saga.cli.presence import refuse_if_lifeless
 from saga.clock import new_id
 from saga.connections import redis_client
 from saga.core.decide import OutgoingCommand, ReplaySaga, decide
@@ -23,6 +23,12 @@ from saga.store import RedisSagaStore
 MAX_REPLAY = 100_000
 
 
+def _only_failed(status: str) -> str:
+    if status != "failed":
+        raise typer.BadParameter(f"only failed sagas can be replayed, not {status!r} ones")
+    return status
+
+
 def replay(
     saga_id: Annotated[
         str | None, typer.Argument(metavar="SAGA_ID", help="The failed saga to resume.")
@@ -30,7 +36,7 @@ def replay(
     status: Annotated[
         str | None,
         typer.Option(
-            parser=one_of(("failed",)), help="Replay every saga in this status (only: failed)."
+            parser=_only_failed, help="Replay every saga in this status (only: failed)."
         ),
     ] = None,
     dry_run: Annotated[
@@ -115,6 +121,9 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
             targets = [state]
         else:
             targets = await store.find(status="failed", limit=MAX_REPLAY)
+            if not targets:
+                await refuse_if_lifeless(redis, config.namespace, empty="no failed sagas")
+                return []
         registry = registry_for(redis, config)
         sagas = {(s.saga_type, s.definition_version) for s in targets}
         found = {key: await registry.get(*key) for key in sagas}

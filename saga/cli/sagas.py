@@ -11,6 +11,7 @@ from rich.table import Table
 
 from saga.bootstrap import registry_for
 from saga.cli.output import CliError, Json, console, print_json, with_redis
+from saga.cli.presence import refuse_if_lifeless
 from saga.cli.values import one_of
 from saga.core.events import EventRecord
 from saga.core.state import SagaState, SagaStatus
@@ -37,6 +38,8 @@ def list_sagas(
 
     async def work(redis: Redis, settings: Settings) -> list[dict[str, Any]] | list[SagaState]:
         states = await RedisSagaStore(redis, settings.namespace).find(status=status, limit=limit)
+        if not states:
+            await refuse_if_lifeless(redis, settings.namespace, empty=_no_sagas(status))
         if not json_out:
             return states
         registry = registry_for(redis, settings)
@@ -48,7 +51,7 @@ def list_sagas(
         return
     states = cast(list[SagaState], found)
     if not states:
-        console().print(f"no {status} sagas" if status else "no sagas")
+        console().print(_no_sagas(status))
         return
     console().print(sagas_table(states))
 
@@ -68,6 +71,10 @@ def sagas_table(states: list[SagaState]) -> Table:
             utc_text(s.created_at, seconds=True),
         )
     return table
+
+
+def _no_sagas(status: str | None) -> str:
+    return f"no {status} sagas" if status else "no sagas"
 
 
 def show_saga(

@@ -72,9 +72,18 @@ class UserStore:
             return None
         return User(email=email.lower(), roles=json.loads(raw["roles"]))
 
+    def presence_keys(self) -> list[str]:
+        """Keys of which one exists once the auth service ran (unless its token key is
+        set in the environment)."""
+        return [self._secret_key]
+
+    @property
+    def _secret_key(self) -> str:
+        return f"{self._prefix}:secret"
+
     async def secret(self) -> str:
         """The namespace's token key: made once, kept in Redis, shared by every replica."""
-        key = f"{self._prefix}:secret"
+        key = self._secret_key
         await self._redis.set(key, secrets.token_urlsafe(48), nx=True)
         value = await self._redis.get(key)
         assert value is not None

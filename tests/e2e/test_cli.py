@@ -1,5 +1,6 @@
 """The operator's command line: one-line errors, JSON for scripts, clean stops on SIGTERM."""
 
+import asyncio
 import json
 import signal
 import socket
@@ -10,9 +11,10 @@ import uuid
 import httpx
 import pytest
 
+from services.auth.users import UserStore
 from tests.e2e.shop import open_shop
 from tests.e2e.system import System, free_port, running_system
-from tests.servers import forget_namespace, fresh_namespace
+from tests.servers import forget_namespace, fresh_namespace, redis_or_skip
 
 
 @pytest.mark.parametrize(
@@ -74,11 +76,67 @@ def test_every_show_of_an_unknown_id_is_an_error_naming_it(
 def test_a_list_with_nothing_in_it_says_so(system: System, args: list[str], line: str) -> None:
     empty = fresh_namespace()
     try:
+        # A sign of life: a product, and nothing else.
+        system.cli("stock", "set", "apple", "--quantity", "1", "--price", "1", SAGA_NAMESPACE=empty)
         said = system.cli(*args, SAGA_NAMESPACE=empty)
         assert said.stdout.strip() == line, said.stdout
         assert system.cli(*args, "--json", SAGA_NAMESPACE=empty).stdout.strip() == "[]"
     finally:
         forget_namespace(empty)
+
+
+@pytest.mark.parametrize(
+    ("args", "empty"),
+    [
+        (["list"], "no sagas"),
+        (["list", "--status", "failed"], "no failed sagas"),
+        (["order", "list"], "no orders"),
+        (["order", "vendor", "list"], "no vendors"),
+        (["replay", "--status", "failed"], "no failed sagas"),
+        (["dlq", "list"], "no dead-letter queue"),
+    ],
+)
+def test_an_empty_list_in_a_namespace_with_no_sign_of_life_asks_if_it_is_the_right_one(
+    system: System, args: list[str], empty: str
+) -> None:
+    mistyped = fresh_namespace()
+    for json_out in ([], ["--json"]):
+        said = system.cli(*args, *json_out, check=False, SAGA_NAMESPACE=mistyped)
+        assert (said.returncode, said.stdout) == (1, ""), said
+        assert said.stderr.startswith(f"saga: error: {empty}"), said.stderr
+        assert said.stderr.strip().endswith(
+            f": nothing runs in namespace {mistyped!r} (is SAGA_NAMESPACE right?)"
+        ), said.stderr
+
+
+@pytest.mark.parametrize(
+    "sign",
+    [
+        ["stock", "set", "apple", "--quantity", "1", "--price", "1"],
+        ["order", "vendor", "add", "shop@example.com"],
+        ["definitions", "apply", "examples/fanout/account-review.yaml"],
+        ["auth"],  # the auth service started: its token key
+    ],
+)
+def test_any_sign_of_life_makes_an_empty_list_just_empty(system: System, sign: list[str]) -> None:
+    namespace = fresh_namespace()
+    try:
+        if sign == ["auth"]:
+            asyncio.run(_auth_key(namespace))
+        else:
+            system.cli(*sign, SAGA_NAMESPACE=namespace)
+        assert system.cli("list", SAGA_NAMESPACE=namespace).stdout.strip() == "no sagas"
+    finally:
+        forget_namespace(namespace)
+
+
+async def _auth_key(namespace: str) -> None:
+    """What the auth service does as it starts (with no SAGA_AUTH_SECRET)."""
+    redis = await redis_or_skip()
+    try:
+        await UserStore(redis, namespace).secret()
+    finally:
+        await redis.aclose()
 
 
 def test_the_cli_s_json_and_the_api_s_agree_field_by_field(system: System) -> None:
