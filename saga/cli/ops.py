@@ -35,9 +35,7 @@ def replay(
     ] = None,
     status: Annotated[
         str | None,
-        typer.Option(
-            parser=_only_failed, help="Replay every saga in this status (only: failed)."
-        ),
+        typer.Option(parser=_only_failed, help="Replay every saga in this status (only: failed)."),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be sent; change nothing.")

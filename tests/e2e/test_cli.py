@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 
 from services.auth.users import UserStore
 from tests.e2e.shop import open_shop
-from tests.e2e.system import System, free_port, running_system
+from tests.e2e.system import System, running_system
 from tests.servers import forget_namespace, fresh_namespace, redis_or_skip
 
 
@@ -234,41 +233,6 @@ def test_every_process_stops_cleanly_on_sigterm(system: System) -> None:
         assert set(other.stop().values()) == {0}
 
 
-def test_saga_up_runs_everything_and_stops_on_ctrl_c(system: System) -> None:
-    namespace = fresh_namespace()
-    env = {**system.env, "SAGA_NAMESPACE": namespace}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "saga",
-            "up",
-            "--api-port",
-            str(free_port()),
-            "--auth-port",
-            str(free_port()),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    workers = {"orchestrator", "stock", "payment", "order"}
-    running: set[str] = set()
-    for line in proc.stdout:
-        name, _, text = line.partition("|")
-        if "running" in text:
-            running.add(name.strip())
-        if workers <= running:
-            break
-    proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=30)
-    forget_namespace(namespace)
-    assert workers <= running, rest
-    assert proc.returncode == 0, rest
-
-
 def test_an_api_whose_port_is_taken_exits_at_once(system: System) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -283,30 +247,3 @@ def test_an_api_whose_port_is_taken_exits_at_once(system: System) -> None:
         )
     assert result.returncode != 0
     assert "address already in use" in result.stderr
-
-
-def test_saga_up_with_a_port_taken_stops_everything_without_a_traceback(system: System) -> None:
-    namespace = fresh_namespace()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "saga",
-                "up",
-                "--api-port",
-                str(free_port()),
-                "--auth-port",
-                str(taken.getsockname()[1]),
-            ],
-            env={**system.env, "SAGA_NAMESPACE": namespace},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    forget_namespace(namespace)
-    assert result.returncode == 1
-    assert "auth exited; stopping everything" in result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
