@@ -27,7 +27,7 @@ from saga.views import definition_entries
 definitions_app = typer.Typer(help="Register saga types and their versions.", no_args_is_help=True)
 
 Name = Annotated[str, typer.Argument(metavar="NAME", help="The saga type.")]
-REFUSED = (DefinitionError, DefinitionConflict, DefinitionInUse, NoSuchDefinition, InputError)
+REFUSED = (DefinitionError, DefinitionConflict, DefinitionInUse, NoSuchDefinition)
 
 
 def _run(work: Any) -> Any:
@@ -195,9 +195,11 @@ def start(
             await connect_or_warn(transport, "the orchestrator's relay will send the first command")
             dispatcher = Dispatcher(store, transport)
             starter = SagaStarter(store, dispatcher, builtin=registry.is_builtin)
-            state = await starter.start(
-                await registry.latest(saga_type), customer=customer, saga_input=saga_input
-            )
+            definition = await registry.latest(saga_type)
+            try:
+                state = await starter.start(definition, customer=customer, saga_input=saga_input)
+            except InputError as exc:  # the type's input schema refuses what was typed
+                raise CliError(f"Invalid value for '--input': {exc}", usage=True) from None
             await dispatcher.settle()
         finally:
             await transport.close()

@@ -221,3 +221,9 @@ def test_the_cli_applies_lists_shows_starts_and_deletes(
         "start", "parcel", "--input", "{not json", "--customer", "x@example.com", check=False
     )
     assert bad.returncode == 2 and "--input is not JSON" in bad.stderr
+    refused = system.cli(
+        "start", "order", "--input", "{}", "--customer", "x@example.com", check=False
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith("saga: error: Invalid value for '--input': input.")
+    assert "input.vendor: 'vendor' is a required property" in refused.stderr
