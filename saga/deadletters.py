@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQu
 from pydantic import BaseModel, field_serializer
 
 from contracts.topology import Topology
+from saga.namespaces import nothing_runs
 from saga.rabbit import encodable
 from saga.safetext import as_text, preview
 from saga.transport import (
@@ -187,8 +188,7 @@ class DeadLetterQueue:
             queue = await channel.declare_queue(name, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity as exc:
             raise DeadLetterQueueMissing(
-                f"no dead-letter queue {name!r}: nothing runs in namespace "
-                f"{self._topology.namespace!r} (is SAGA_NAMESPACE right?)"
+                f"no dead-letter queue {name!r}: {nothing_runs(self._topology.namespace)}"
             ) from exc
         declared = queue.declaration_result
         return queue, int(declared.message_count or 0)

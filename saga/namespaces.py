@@ -1,4 +1,5 @@
-"""Removing a namespace: every Redis key under it, and its queues and exchanges."""
+"""Namespaces: what an empty answer in one that shows no sign of life says, and removing
+one (every Redis key under it, and its queues and exchanges)."""
 
 import aio_pika
 from redis.asyncio import Redis
@@ -6,6 +7,12 @@ from redis.asyncio import Redis
 from contracts.topology import Topology
 from saga.rabbit import delete_topology
 from saga.registry import participants_key
+
+
+def nothing_runs(namespace: str) -> str:
+    """The words every empty answer of a namespace that shows no sign of life ends with:
+    a mistyped SAGA_NAMESPACE is the likely cause."""
+    return f"nothing runs in namespace {namespace!r} (is SAGA_NAMESPACE right?)"
 
 
 async def delete_keys(redis: "Redis", namespace: str, *, batch: int = 500) -> int:

@@ -33,7 +33,8 @@ T = TypeVar("T")
 # ARGV: field, json, version, type, number of participants, the participants, then
 #       (name, json) of each HTTP participant. Returns {'created'|'unchanged'|'conflict'|
 #       'deleted'}, or {'participant_conflict', name, what it is}.
-_APPLY: Final = """
+# Its checks alone (_CHECK then 'created') are the dry run: the same refusals, no writes.
+_CHECK: Final = """
 local found = redis.call('HGET', KEYS[1], ARGV[1])
 if found then
   return {found == ARGV[2] and 'unchanged' or 'conflict'}
@@ -59,6 +60,10 @@ for i = 6, http - 1 do
     return {'participant_conflict', ARGV[i], 'an HTTP participant'}
   end
 end
+"""
+_APPLY: Final = (
+    _CHECK
+    + """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[4])
@@ -70,6 +75,8 @@ for i = http, #ARGV, 2 do
 end
 return {'created'}
 """
+)
+_DRY_RUN: Final = _CHECK + "return {'created'}\n"
 
 # KEYS: applied definitions, the type's versions, all types, the version's sagas, the
 #       versions deleted, the documents of deleted versions. ARGV: field, version, type.
@@ -154,6 +161,7 @@ class DefinitionRegistry:
         }
         self._documents: dict[tuple[str, int], DefinitionSpec] = {}
         self._apply_script = redis.register_script(_APPLY)
+        self._dry_run_script = redis.register_script(_DRY_RUN)
         self._delete_script = redis.register_script(_DELETE)
         self._types_key = f"{namespace}:definition-types"
         self._http_key = f"{namespace}:http-participants"
@@ -171,9 +179,14 @@ class DefinitionRegistry:
         builtin = self._builtins.get(saga_type)
         return builtin is not None and builtin[0].version == version
 
-    async def apply(self, spec: DefinitionSpec) -> Literal["created", "unchanged"]:
+    async def apply(
+        self, spec: DefinitionSpec, *, dry_run: bool = False
+    ) -> Literal["created", "unchanged"]:
         """Store a new version (compiled first: a broken document is refused with
-        DefinitionError); raises DefinitionConflict if the version exists otherwise."""
+        DefinitionError); raises DefinitionConflict if the version exists otherwise, was
+        deleted, or reaches a participant another way than the namespace does. With
+        `dry_run`, the same checks against what is registered, and nothing stored: what
+        applying would do."""
         compile_definition(spec)
         document = _json(spec)
         if self.is_builtin(spec.name, spec.version):
@@ -181,7 +194,8 @@ class DefinitionRegistry:
                 return "unchanged"
             raise DefinitionConflict(f"{spec.name} version {spec.version} is built in")
         named = spec.named_participants()
-        result = await self._apply_script(
+        script = self._dry_run_script if dry_run else self._apply_script
+        result = await script(
             keys=[
                 definitions_key(self._ns),
                 self._versions_key(spec.name),

@@ -105,6 +105,10 @@ class OrderService:
         """Register a vendor that may receive orders."""
         await self._redis.sadd(self._vendors_key, email.lower())
 
+    def presence_keys(self) -> list[str]:
+        """Keys of which one exists once this store holds a vendor or an order."""
+        return [self._vendors_key, self._index_key]
+
     async def vendors(self) -> list[str]:
         """Registered vendors, sorted."""
         return sorted(str(v) for v in await self._redis.smembers(self._vendors_key))

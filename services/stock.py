@@ -169,6 +169,10 @@ class StockService:
             price=from_cents(str(raw["price_cents"])),
         )
 
+    def presence_keys(self) -> list[str]:
+        """Keys of which one exists once this store holds anything an operator set up."""
+        return [self._catalogue_key]
+
     async def products(self) -> list[Product]:
         """Every product, by id."""
         ids = sorted(str(i) for i in await self._redis.smembers(self._catalogue_key))

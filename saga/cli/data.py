@@ -1,18 +1,18 @@
 """Data commands for operators, demos and tests: stock, balances, vendors, orders, users."""
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
 from rich.table import Table
 
-from contracts.money import money
+from saga.cli import values
 from saga.cli.output import CliError, Json, console, print_json, with_redis
+from saga.cli.presence import refuse_if_lifeless
 from saga.settings import Settings
 from saga.views import utc_text
-from services.auth.users import UserStore
+from services.auth.users import SavedUser, UserStore
 from services.order import Order, OrderService
 from services.payment import Account, PaymentService
 from services.stock import Product, StockService
@@ -24,26 +24,8 @@ vendor_app = typer.Typer(help="Vendors that may receive orders.", no_args_is_hel
 order_app.add_typer(vendor_app, name="vendor")
 
 
-def _amount(text: str, what: str = "amount") -> Decimal:
-    """A positive amount of money as a person writes it (`12.50`), or a one-line refusal."""
-    written = text.strip()
-    try:
-        # The sign is judged after the form, in the words a person needs.
-        value = money(written.removeprefix("-"))
-    except ValueError as exc:
-        raise CliError(f"bad {what} {text!r}: {exc}") from None
-    if value == 0 or written.startswith("-"):
-        raise CliError(f"bad {what} {text!r}: the {what} must be positive")
-    return value
-
-
-def _valid_email(text: str) -> str:
-    from pydantic import EmailStr
-
-    try:
-        return str(TypeAdapter(EmailStr).validate_python(text)).lower()
-    except ValidationError:
-        raise CliError(f"not an email address: {text!r}") from None
+def _email_argument(help_text: str) -> Any:
+    return typer.Argument(metavar="EMAIL", parser=values.email, help=help_text)
 
 
 # --- stock ---------------------------------------------------------------------------
@@ -66,25 +48,24 @@ def _show_product(product: Product, json_out: bool) -> None:
 
 @stock_app.command("set")
 def stock_set(
-    product_id: Annotated[str, typer.Argument(metavar="PRODUCT_ID", help="The product's id.")],
+    product_id: Annotated[
+        str,
+        typer.Argument(metavar="PRODUCT_ID", parser=values.product_id, help="The product's id."),
+    ],
     quantity: Annotated[int, typer.Option(min=0, metavar="N", help="Units available.")],
     price: Annotated[
-        str, typer.Option(metavar="PRICE", help="Unit price, e.g. 12.50 (more than 0).")
+        Decimal,
+        typer.Option(
+            metavar="PRICE", parser=values.price, help="Unit price, e.g. 12.50 (more than 0)."
+        ),
     ],
     json_out: Json = False,
 ) -> None:
     """Set a product's available quantity and price."""
-    from contracts.messages import OrderItem
-
-    try:
-        OrderItem(product_id=product_id, quantity=1)
-    except ValidationError:
-        raise CliError(f"bad product id {product_id!r}: letters, digits, _ . : - only") from None
-    amount = _amount(price, "price")
 
     async def work(redis: Redis, settings: Settings) -> Product:
         return await StockService(redis, settings.namespace).set_product(
-            product_id, quantity=quantity, price=amount
+            product_id, quantity=quantity, price=price
         )
 
     _show_product(with_redis(work), json_out)
@@ -130,26 +111,27 @@ def _show_account(account: Account, json_out: bool) -> None:
 # Unknown options pass as arguments: `-5` is an amount (refused as one), not an option.
 @payment_app.command("deposit", context_settings={"ignore_unknown_options": True})
 def payment_deposit(
-    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The customer's email.")],
-    amount: Annotated[str, typer.Argument(metavar="AMOUNT", help="Amount to add, e.g. 100.00.")],
+    customer: Annotated[str, _email_argument("The customer's email.")],
+    amount: Annotated[
+        Decimal,
+        typer.Argument(metavar="AMOUNT", parser=values.amount, help="Amount to add, e.g. 100.00."),
+    ],
     json_out: Json = False,
 ) -> None:
     """Add money to a customer's balance."""
-    customer, value = _valid_email(email), _amount(amount)
 
     async def work(redis: Redis, settings: Settings) -> Account:
-        return await PaymentService(redis, settings.namespace).deposit(customer, value)
+        return await PaymentService(redis, settings.namespace).deposit(customer, amount)
 
     _show_account(with_redis(work), json_out)
 
 
 @payment_app.command("show")
 def payment_show(
-    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The customer's email.")],
+    customer: Annotated[str, _email_argument("The customer's email.")],
     json_out: Json = False,
 ) -> None:
     """Show a customer's balance and ledger of charges and refunds."""
-    customer = _valid_email(email)
 
     async def work(redis: Redis, settings: Settings) -> Account | None:
         return await PaymentService(redis, settings.namespace).account(customer)
@@ -165,11 +147,10 @@ def payment_show(
 
 @vendor_app.command("add")
 def vendor_add(
-    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The vendor's email.")],
+    vendor: Annotated[str, _email_argument("The vendor's email.")],
     json_out: Json = False,
 ) -> None:
     """Register a vendor."""
-    vendor = _valid_email(email)
 
     async def work(redis: Redis, settings: Settings) -> None:
         await OrderService(redis, settings.namespace).add_vendor(vendor)
@@ -186,7 +167,10 @@ def vendor_list(json_out: Json = False) -> None:
     """List registered vendors."""
 
     async def work(redis: Redis, settings: Settings) -> list[str]:
-        return await OrderService(redis, settings.namespace).vendors()
+        vendors = await OrderService(redis, settings.namespace).vendors()
+        if not vendors:
+            await refuse_if_lifeless(redis, settings.namespace, empty="no vendors")
+        return vendors
 
     vendors = with_redis(work)
     if json_out:
@@ -235,7 +219,10 @@ def order_list(
     """List orders, newest first."""
 
     async def work(redis: Redis, settings: Settings) -> list[Order]:
-        return await OrderService(redis, settings.namespace).orders(limit=limit)
+        orders = await OrderService(redis, settings.namespace).orders(limit=limit)
+        if not orders:
+            await refuse_if_lifeless(redis, settings.namespace, empty="no orders")
+        return orders
 
     orders = with_redis(work)
     if json_out:
@@ -249,20 +236,16 @@ def order_list(
 # --- users ---------------------------------------------------------------------------
 
 
-def add_user(email: str, password: str, roles: list[str], json_out: bool) -> None:
-    """Create or update an auth user (`saga auth add-user`)."""
-    address = _valid_email(email)
-    if len(password) < 8:
-        raise CliError("the password must have at least 8 characters")
+def add_user(address: str, password: str, roles: list[str] | None, json_out: bool) -> None:
+    """Create or update an auth user (`saga auth add-user`); the values are parsed. With
+    no roles given, an existing user keeps its own."""
 
-    async def work(redis: Redis, settings: Settings) -> object:
-        try:
-            return await UserStore(redis, settings.namespace).add(address, password, roles)
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
+    async def work(redis: Redis, settings: Settings) -> SavedUser:
+        return await UserStore(redis, settings.namespace).add(address, password, roles)
 
     user = with_redis(work)
     if json_out:
         print_json(user)
     else:
-        console().print(f"user {address} saved")
+        done = "created" if user.created else "updated"
+        console().print(f"user {user.email} {done}, roles: {', '.join(user.roles)}")

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from rich.table import Table
 
 from saga.bootstrap import registry_for, transport_for
+from saga.cli import values
 from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, with_redis
 from saga.core.definition import InputError
 from saga.core.document import DefinitionError
@@ -26,7 +27,7 @@ from saga.views import definition_entries
 definitions_app = typer.Typer(help="Register saga types and their versions.", no_args_is_help=True)
 
 Name = Annotated[str, typer.Argument(metavar="NAME", help="The saga type.")]
-REFUSED = (DefinitionError, DefinitionConflict, DefinitionInUse, NoSuchDefinition, InputError)
+REFUSED = (DefinitionError, DefinitionConflict, DefinitionInUse, NoSuchDefinition)
 
 
 def _run(work: Any) -> Any:
@@ -38,7 +39,24 @@ def _run(work: Any) -> Any:
 
 @definitions_app.command("apply")
 def apply(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="A definition, YAML or JSON.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="A definition, YAML or JSON.",
+        ),
+    ],
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check it, against what is registered too, and say what apply would do; "
+            "register nothing.",
+        ),
+    ] = False,
     json_out: Json = False,
 ) -> None:
     """Check a definition document and register it as a new version."""
@@ -48,7 +66,9 @@ def apply(
         raise CliError(str(exc)) from None
 
     async def work(redis: Redis, settings: Settings) -> str:
-        outcome = await registry_for(redis, settings).apply(spec)
+        outcome = await registry_for(redis, settings).apply(spec, dry_run=dry_run)
+        if dry_run:
+            return outcome
         transport = transport_for(settings, "cli")
         meanwhile = "every orchestrator declares the participants' queues within seconds"
         try:  # the queues of its participants, so that commands wait there for them
@@ -63,10 +83,13 @@ def apply(
     outcome = _run(work)
     result = {"name": spec.name, "version": spec.version, "outcome": outcome}
     if json_out:
-        print_json(result)
+        print_json(result | {"dry_run": True} if dry_run else result)
+        return
+    if outcome == "unchanged":
+        what = "already registered, unchanged"
     else:
-        what = "registered" if outcome == "created" else "already registered, unchanged"
-        console().print(f"{spec.name} version {spec.version}: {what}")
+        what = "would be registered (dry run: nothing registered)" if dry_run else "registered"
+    console().print(f"{spec.name} version {spec.version}: {what}")
 
 
 @definitions_app.command("list")
@@ -100,6 +123,7 @@ def list_definitions(json_out: Json = False) -> None:
 def show(
     name: Name,
     version: Annotated[int | None, typer.Option(min=1, help="Default: the latest.")] = None,
+    _json_out: Json = False,  # the document is JSON either way
 ) -> None:
     """Print a definition version's document (JSON)."""
 
@@ -123,6 +147,7 @@ def show(
 def delete(
     name: Name,
     version: Annotated[int, typer.Option(min=1, help="The version to delete.")],
+    json_out: Json = False,
 ) -> None:
     """Delete an applied version that no saga may still need."""
 
@@ -130,7 +155,10 @@ def delete(
         await registry_for(redis, settings).delete(name, version)
 
     _run(work)
-    console().print(f"{name} version {version}: deleted")
+    if json_out:
+        print_json({"name": name, "version": version, "outcome": "deleted"})
+    else:
+        console().print(f"{name} version {version}: deleted")
 
 
 def start(
@@ -139,7 +167,12 @@ def start(
         str, typer.Option("--input", metavar="JSON", help="The saga's input, a JSON object.")
     ],
     customer: Annotated[
-        str, typer.Option(metavar="EMAIL", help="Whose saga it is: whom its steps act for.")
+        str,
+        typer.Option(
+            metavar="EMAIL",
+            parser=values.email,
+            help="Whose saga it is (an email): whom its steps act for.",
+        ),
     ],
     json_out: Json = False,
 ) -> None:
@@ -162,9 +195,11 @@ def start(
             await connect_or_warn(transport, "the orchestrator's relay will send the first command")
             dispatcher = Dispatcher(store, transport)
             starter = SagaStarter(store, dispatcher, builtin=registry.is_builtin)
-            state = await starter.start(
-                await registry.latest(saga_type), customer=customer, saga_input=saga_input
-            )
+            definition = await registry.latest(saga_type)
+            try:
+                state = await starter.start(definition, customer=customer, saga_input=saga_input)
+            except InputError as exc:  # the type's input schema refuses what was typed
+                raise CliError(f"Invalid value for '--input': {exc}", usage=True) from None
             await dispatcher.settle()
         finally:
             await transport.close()

@@ -7,7 +7,6 @@ from typing import Annotated, Any, Final, TypeVar
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from contracts.topology import Topology
 from saga.cli.output import CliError, Json, console, print_json, settings
@@ -52,20 +51,14 @@ def _table(letters: list[ParkedMessage]) -> Table:
     for letter in letters:
         at = letter.at.strftime("%Y-%m-%dT%H:%M:%SZ") if letter.at else "?"
         body = printable(letter.preview, limit=TABLE_PREVIEW) if letter.size else "(empty)"
-        # Text cells: a message's own brackets are printed, never read as rich markup.
         table.add_row(
-            *(
-                Text(cell)
-                for cell in (
-                    letter.id,
-                    at,
-                    letter.queue or "?",
-                    letter.type or "?",
-                    letter.saga_id or "?",
-                    letter.reason,
-                    body,
-                )
-            )
+            letter.id,
+            at,
+            letter.queue or "?",
+            letter.type or "?",
+            letter.saga_id or "?",
+            letter.reason,
+            body,
         )
     return table
 

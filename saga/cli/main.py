@@ -16,7 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.envelope import first_error
 from contracts.topology import Service
-from saga.cli import bench, data, definitions, demo, dlq, ops, sagas
+from saga.cli import bench, data, definitions, demo, dlq, ops, sagas, values
 from saga.cli.output import CliError, Json, fail, settings
 from saga.cli.up import up
 from saga.settings import SettingsError, without_password
@@ -128,17 +128,30 @@ def auth(
 
 @auth_app.command("add-user")
 def add_user(
-    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The user's email.")],
+    email: Annotated[
+        str, typer.Argument(metavar="EMAIL", parser=values.email, help="The user's email.")
+    ],
     password: Annotated[
-        str, typer.Option(metavar="PASSWORD", help="The password (8 characters or more).")
+        str,
+        typer.Option(
+            metavar="PASSWORD",
+            parser=values.password,
+            help=f"The password ({values.MIN_PASSWORD} characters or more).",
+        ),
     ],
     role: Annotated[
-        list[str] | None, typer.Option(metavar="ROLE", help="A role beyond customer: admin.")
+        list[str] | None,
+        typer.Option(
+            metavar="ROLE",
+            parser=values.role,
+            help="A role beyond customer: admin (repeatable). The user's roles become "
+            "exactly these; without --role an existing user keeps its own.",
+        ),
     ] = None,
     json_out: Json = False,
 ) -> None:
-    """Create a user (or reset its password and roles)."""
-    data.add_user(email, password, role or [], json_out)
+    """Create a user, or reset its password (keeping its roles unless --role is given)."""
+    data.add_user(email, password, role or None, json_out)
 
 
 @app.command()

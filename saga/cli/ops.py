@@ -7,6 +7,7 @@ import typer
 
 from saga.bootstrap import registry_for, transport_for
 from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, settings
+from saga.cli.presence import refuse_if_lifeless
 from saga.clock import new_id
 from saga.connections import redis_client
 from saga.core.decide import OutgoingCommand, ReplaySaga, decide
@@ -22,12 +23,19 @@ from saga.store import RedisSagaStore
 MAX_REPLAY = 100_000
 
 
+def _only_failed(status: str) -> str:
+    if status != "failed":
+        raise typer.BadParameter(f"only failed sagas can be replayed, not {status!r} ones")
+    return status
+
+
 def replay(
     saga_id: Annotated[
         str | None, typer.Argument(metavar="SAGA_ID", help="The failed saga to resume.")
     ] = None,
     status: Annotated[
-        str | None, typer.Option(help="Replay every saga in this status (only: failed).")
+        str | None,
+        typer.Option(parser=_only_failed, help="Replay every saga in this status (only: failed)."),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be sent; change nothing.")
@@ -38,20 +46,23 @@ def replay(
     step that cannot be undone, finish them."""
     if (saga_id is None) == (status is None):
         raise CliError("name one saga, or give --status failed", usage=True)
-    if status is not None and status != "failed":
-        raise CliError(f"only failed sagas can be replayed, not {status!r} ones", usage=True)
     config = settings()
     # The orchestrator's own log lines (a command left to the relay) go to stderr.
     configure_logging(config.model_copy(update={"log_level": "warning"}))
     results = asyncio.run(_replay(config, saga_id, dry_run=dry_run))
     if json_out:
         print_json(results)
-        return
+    else:
+        print_replay(results, dry_run=dry_run)
+
+
+def print_replay(results: list[dict[str, Any]], *, dry_run: bool) -> None:
+    """`saga replay` for people: one line per saga."""
     out = console()
     if not results:
         out.print("no failed sagas")
     for r in results:
-        out.print(replay_line(r, dry_run=dry_run), markup=False, highlight=False, soft_wrap=True)
+        out.print(replay_line(r, dry_run=dry_run), soft_wrap=True)
 
 
 def replay_line(result: dict[str, Any], *, dry_run: bool) -> str:
@@ -108,6 +119,9 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
             targets = [state]
         else:
             targets = await store.find(status="failed", limit=MAX_REPLAY)
+            if not targets:
+                await refuse_if_lifeless(redis, config.namespace, empty="no failed sagas")
+                return []
         registry = registry_for(redis, config)
         sagas = {(s.saga_type, s.definition_version) for s in targets}
         found = {key: await registry.get(*key) for key in sagas}

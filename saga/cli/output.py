@@ -30,11 +30,15 @@ class CliError(Exception):
 
 
 def console() -> Console:
-    """A console for tables; plain and wide when the output is not a terminal."""
+    """A console for tables; plain and wide when the output is not a terminal. What it
+    prints is data (ids, keys, reasons, anyone's text): printed as it is, never read as
+    rich markup (`[red]`) or emoji shortcodes (`:two:`)."""
     tty = sys.stdout.isatty()
     return Console(
         no_color=bool(os.environ.get("NO_COLOR")) or not tty,
         highlight=False,
+        markup=False,
+        emoji=False,
         width=None if tty else 200,
     )
 

@@ -11,6 +11,8 @@ from rich.table import Table
 
 from saga.bootstrap import registry_for
 from saga.cli.output import CliError, Json, console, print_json, with_redis
+from saga.cli.presence import refuse_if_lifeless
+from saga.cli.values import one_of
 from saga.core.events import EventRecord
 from saga.core.state import SagaState, SagaStatus
 from saga.registry import DefinitionRegistry
@@ -24,17 +26,20 @@ _STATUSES = get_args(SagaStatus)
 
 def list_sagas(
     status: Annotated[
-        str | None, typer.Option(help=f"Only sagas in this status: {', '.join(_STATUSES)}.")
+        str | None,
+        typer.Option(
+            parser=one_of(_STATUSES), help=f"Only sagas in this status: {', '.join(_STATUSES)}."
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 50,
     json_out: Json = False,
 ) -> None:
     """List sagas, newest first."""
-    if status is not None and status not in _STATUSES:
-        raise CliError(f"unknown status {status!r}; one of {', '.join(_STATUSES)}", usage=True)
 
     async def work(redis: Redis, settings: Settings) -> list[dict[str, Any]] | list[SagaState]:
         states = await RedisSagaStore(redis, settings.namespace).find(status=status, limit=limit)
+        if not states:
+            await refuse_if_lifeless(redis, settings.namespace, empty=_no_sagas(status))
         if not json_out:
             return states
         registry = registry_for(redis, settings)
@@ -46,8 +51,13 @@ def list_sagas(
         return
     states = cast(list[SagaState], found)
     if not states:
-        console().print(f"no {status} sagas" if status else "no sagas")
+        console().print(_no_sagas(status))
         return
+    console().print(sagas_table(states))
+
+
+def sagas_table(states: list[SagaState]) -> Table:
+    """`saga list` for people: one row per saga."""
     table = Table("saga", "type", "status", "reason", "customer", "steps", "created")
     for s in states:
         steps = " ".join(f"{st.name}:{st.status}" for st in s.steps)
@@ -60,7 +70,11 @@ def list_sagas(
             steps,
             utc_text(s.created_at, seconds=True),
         )
-    console().print(table)
+    return table
+
+
+def _no_sagas(status: str | None) -> str:
+    return f"no {status} sagas" if status else "no sagas"
 
 
 def show_saga(

@@ -1,10 +1,11 @@
-"""`saga up`: every process of the system as a child, logs prefixed by name, one Ctrl-C."""
+"""`saga up`: every process of the system as a child, logs prefixed by name, one Ctrl-C;
+no child outlives it (see saga.cli.child)."""
 
 import asyncio
 import os
 import signal
 import sys
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
@@ -41,25 +42,30 @@ async def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int
     width = max(len(n) for n in commands)
     children: dict[str, asyncio.subprocess.Process] = {}
     for name, args in commands.items():
+        # The child asks the kernel for SIGTERM when the thread that forks it dies: this
+        # one, the event loop's, which is the main thread and lives as long as we do.
         children[name] = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "saga",
+            "saga.cli.child",
+            str(os.getpid()),
             *args,
             env={**env, "SAGA_LOG_FORMAT": env.get("SAGA_LOG_FORMAT", "console")},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us, and we stop the children in order
+            # A terminal's Ctrl-C or hangup reaches us alone, and we stop the children.
+            start_new_session=True,
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP: the terminal closed, or the SSH session dropped.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
 
     async def pump(name: str, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         async for line in proc.stdout:
-            print(f"{name:<{width}} | {line.decode(errors='replace').rstrip()}", flush=True)
+            _show(f"{name:<{width}} | {line.decode(errors='replace').rstrip()}")
 
     pumps = [asyncio.create_task(pump(n, p)) for n, p in children.items()]
     exited = [asyncio.create_task(p.wait()) for p in children.values()]
@@ -67,10 +73,12 @@ async def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int
     done, _ = await asyncio.wait([stopper, *exited], return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if stopper not in done:
-        dead = [n for n, p in children.items() if p.returncode is not None]
-        print(
-            f"saga up: {', '.join(dead)} exited; stopping everything", file=sys.stderr, flush=True
-        )
+        dead = [
+            f"{n} exited ({_how(p.returncode)})"
+            for n, p in children.items()
+            if p.returncode is not None
+        ]
+        _show(f"saga up: {', '.join(dead)}; stopping everything", sys.stderr)
         code = 1
     for proc in children.values():
         if proc.returncode is None:
@@ -84,3 +92,28 @@ async def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int
     await asyncio.gather(*pumps)
     stopper.cancel()
     return code
+
+
+def _how(returncode: int) -> str:
+    """How a child ended: `code 1`, or `signal KILL`."""
+    if returncode >= 0:
+        return f"code {returncode}"
+    try:
+        return f"signal {signal.Signals(-returncode).name.removeprefix('SIG')}"
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def _show(line: str, stream: TextIO | None = None) -> None:
+    """Print a line; once the output is gone (the terminal closed, the pipe's reader
+    ended), what follows goes nowhere, and the children's output is still read, so that
+    none blocks on a full pipe while it stops."""
+    out = stream or sys.stdout
+    try:
+        print(line, file=out, flush=True)
+    except OSError:
+        # Python's own advice for a broken stdout: point it at /dev/null, or the next
+        # write (and the flush at exit) fails again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)

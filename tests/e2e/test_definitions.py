@@ -178,12 +178,27 @@ def test_the_cli_applies_lists_shows_starts_and_deletes(
     shop = open_shop(system)
     document = tmp_path / "parcel.yaml"
     document.write_text(yaml.safe_dump(gift(1) | {"name": "parcel"}))
+    checked = system.cli("definitions", "apply", str(document), "--dry-run")
+    assert (
+        checked.stdout.strip()
+        == "parcel version 1: would be registered (dry run: nothing registered)"
+    )
+    assert system.cli_json("definitions", "apply", str(document), "--dry-run") == {
+        "name": "parcel",
+        "version": 1,
+        "outcome": "created",
+        "dry_run": True,
+    }
+    assert "parcel" not in {d["name"] for d in system.cli_json("definitions", "list")}
     applied = system.cli_json("definitions", "apply", str(document))
     assert applied == {"name": "parcel", "version": 1, "outcome": "created"}
+    again = system.cli("definitions", "apply", str(document), "--dry-run")
+    assert again.stdout.strip() == "parcel version 1: already registered, unchanged"
     listed = {d["name"]: d for d in system.cli_json("definitions", "list")}
     assert listed["parcel"]["versions"] == [1] and listed["order"]["builtin"] == [1]
     shown = json.loads(system.cli("definitions", "show", "parcel").stdout)
     assert shown["name"] == "parcel" and len(shown["steps"]) == 4
+    assert system.cli_json("definitions", "show", "parcel") == shown  # --json: the same
     system.pause("stock")  # the saga waits at its first step
     try:
         started = system.cli_json(
@@ -196,10 +211,19 @@ def test_the_cli_applies_lists_shows_starts_and_deletes(
         system.resume("stock")
     saga = system.wait_terminal(shop.token, started["saga_id"])
     assert saga["status"] == "completed"
-    system.cli("definitions", "delete", "parcel", "--version", "1")
+    deleted = system.cli_json("definitions", "delete", "parcel", "--version", "1")
+    assert deleted == {"name": "parcel", "version": 1, "outcome": "deleted"}
     gone = system.cli("definitions", "show", "parcel", check=False)
     assert gone.returncode == 1 and "no saga definition parcel" in gone.stderr
+    back = system.cli("definitions", "apply", str(document), "--dry-run", check=False)
+    assert back.returncode == 1 and "was deleted; a version never comes back" in back.stderr
     bad = system.cli(
         "start", "parcel", "--input", "{not json", "--customer", "x@example.com", check=False
     )
     assert bad.returncode == 2 and "--input is not JSON" in bad.stderr
+    refused = system.cli(
+        "start", "order", "--input", "{}", "--customer", "x@example.com", check=False
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith("saga: error: Invalid value for '--input': input.")
+    assert "input.vendor: 'vendor' is a required property" in refused.stderr

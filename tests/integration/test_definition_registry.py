@@ -160,3 +160,49 @@ async def test_a_deleted_version_never_comes_back(registry: DefinitionRegistry) 
     with pytest.raises(DefinitionConflict, match="was deleted"):
         await registry.apply(ping(command="Knock"))
     assert await registry.apply(ping(version=2, command="Knock")) == "created"
+
+
+async def _contents(redis: Redis, namespace: str) -> dict[str, object]:
+    """Every key of the namespace with its value."""
+    found: dict[str, object] = {}
+    async for key in redis.scan_iter(match=f"{namespace}:*"):
+        kind = await redis.type(key)
+        if kind == "hash":
+            found[key] = await redis.hgetall(key)
+        elif kind == "set":
+            found[key] = await redis.smembers(key)
+        elif kind == "zset":
+            found[key] = await redis.zrange(key, 0, -1, withscores=True)
+        else:
+            found[key] = (kind, await redis.get(key) if kind == "string" else None)
+    return found
+
+
+async def test_a_dry_run_refuses_what_apply_refuses_and_registers_nothing(
+    registry: DefinitionRegistry, redis: Redis, namespace: str
+) -> None:
+    async def dry_run(spec: DefinitionSpec) -> str:
+        before = await _contents(redis, namespace)
+        try:
+            return await registry.apply(spec, dry_run=True)
+        finally:
+            assert await _contents(redis, namespace) == before
+
+    assert await dry_run(ping()) == "created"
+    assert await registry.entry("ping") is None
+    assert await registry.apply(ping()) == "created"
+    assert await dry_run(ping()) == "unchanged"
+    with pytest.raises(DefinitionConflict, match="apply the change as a new version"):
+        await dry_run(ping(command="Knock"))
+    await registry.apply(with_http("a", "quotes", "http://127.0.0.1:1/q"))
+    with pytest.raises(DefinitionConflict, match="participant quotes is defined otherwise"):
+        await dry_run(with_http("c", "quotes", "http://127.0.0.1:2/q"))
+    with pytest.raises(DefinitionConflict, match="a queue participant"):
+        await dry_run(with_http("f", "pinger", "http://127.0.0.1:1/p"))
+    with pytest.raises(DefinitionConflict, match="built in"):
+        await dry_run(ORDER_SPEC.model_copy(update={"description": "changed"}))
+    with pytest.raises(DefinitionError):
+        await dry_run(ping(version=2).model_copy(update={"steps": []}))
+    await registry.delete("ping", 1)
+    with pytest.raises(DefinitionConflict, match="was deleted"):
+        await dry_run(ping())

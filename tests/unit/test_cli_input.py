@@ -59,17 +59,58 @@ BAD_AMOUNTS = [
 @pytest.mark.parametrize(("amount", "why"), BAD_AMOUNTS)
 def test_a_deposit_refuses_what_is_not_a_positive_amount(saga: Saga, amount: str, why: str) -> None:
     ran = saga("payment", "deposit", "ann@example.com", amount)
-    assert ran.code == 1, ran
+    assert ran.code == 2, ran
     assert len(ran.err.strip().splitlines()) == 1, ran.err
-    assert f"bad amount {amount!r}" in ran.err and why in ran.err, ran.err
+    assert "'AMOUNT'" in ran.err and repr(amount) in ran.err and why in ran.err, ran.err
 
 
 @pytest.mark.parametrize(("price", "why"), BAD_AMOUNTS)
 def test_a_stock_price_follows_the_same_money_rule(saga: Saga, price: str, why: str) -> None:
     ran = saga("stock", "set", "apple", "--quantity", "1", "--price", price)
-    assert ran.code == 1, ran
+    assert ran.code == 2, ran
     assert len(ran.err.strip().splitlines()) == 1, ran.err
-    assert repr(price) in ran.err and why.replace("the amount", "the price") in ran.err, ran.err
+    assert "'--price'" in ran.err and repr(price) in ran.err, ran.err
+    assert why.replace("the amount", "the price") in ran.err, ran.err
+
+
+# Every value typed on the command line that is refused: (arguments, the name said).
+BAD_VALUES = [
+    (["stock", "set", "p 1", "--quantity", "1", "--price", "1"], "'PRODUCT_ID'"),
+    (["stock", "set", "apple", "--quantity", "-1", "--price", "1"], "'--quantity'"),
+    (["payment", "deposit", "not-an-email", "5"], "'EMAIL'"),
+    (["payment", "show", "not-an-email"], "'EMAIL'"),
+    (["order", "vendor", "add", "notanemail"], "'EMAIL'"),
+    (["order", "list", "--limit", "0"], "'--limit'"),
+    (["auth", "add-user", "notanemail", "--password", "long-enough"], "'EMAIL'"),
+    (["auth", "add-user", "ann@example.com", "--password", "short"], "'--password'"),
+    (
+        ["auth", "add-user", "ann@example.com", "--password", "long-enough", "--role", "root"],
+        "'--role'",
+    ),
+    (["start", "order", "--input", "{}", "--customer", ""], "'--customer'"),
+    (["start", "order", "--input", "{}", "--customer", "ann"], "'--customer'"),
+    (["start", "order", "--input", "[1]", "--customer", "ann@example.com"], "--input"),
+    (["start", "order", "--input", "{", "--customer", "ann@example.com"], "--input"),
+    (["list", "--status", "sleeping"], "'--status'"),
+    (["replay", "--status", "running"], "'--status'"),
+    (["definitions", "apply", "no/such/file.yaml"], "'FILE'"),
+    (["definitions", "show", "order", "--version", "0"], "'--version'"),
+]
+
+
+@pytest.mark.parametrize(("args", "named"), BAD_VALUES)
+def test_a_bad_value_on_the_command_line_is_a_usage_error_naming_it(
+    saga: Saga, args: list[str], named: str
+) -> None:
+    ran = saga(*args)
+    assert ran.code == 2, ran
+    assert len(ran.err.strip().splitlines()) == 1, ran.err
+    assert named in ran.err and "Traceback" not in ran.err, ran.err
+
+
+def test_a_password_refused_is_not_printed(saga: Saga) -> None:
+    ran = saga("auth", "add-user", "ann@example.com", "--password", "sesame")
+    assert ran.code == 2 and "sesame" not in ran.err, ran
 
 
 def test_the_version_is_the_installed_package_s(saga: Saga) -> None:
