@@ -51,6 +51,13 @@ def parked_headers(headers: Mapping[str, Any], *, reason: str, queue: str) -> di
     }
 
 
+def error_text(exc: BaseException) -> str:
+    """An error as its type and what it says (`ResponseError: hash value is not an
+    integer`): redis-py's repr of its errors names the type only (`server:ResponseError`)."""
+    said = str(exc)
+    return f"{type(exc).__name__}: {said}" if said else type(exc).__name__
+
+
 class TransportUnavailable(ConnectionError):
     """Not connected to the broker (yet, or any more)."""
 
@@ -176,15 +183,18 @@ async def run_handler(
             return await handler(delivery)
         except INFRASTRUCTURE_ERRORS as exc:
             log.warning(
-                "server unavailable, retrying message", queue=queue, error=repr(exc), retry_in=delay
+                "server unavailable, retrying message",
+                queue=queue,
+                error=error_text(exc),
+                retry_in=delay,
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
         except Exception as exc:
             if delivery.delivery_count >= DELIVERY_LIMIT:
-                reason = f"handler failed {delivery.delivery_count + 1} times: {exc!r}"
+                reason = f"handler failed {delivery.delivery_count + 1} times: {error_text(exc)}"
                 log.error("message dead-lettered", queue=queue, reason=reason)
                 return DeadLetter(reason)
-            log.exception("handler failed, message requeued", queue=queue, error=repr(exc))
+            log.exception("handler failed, message requeued", queue=queue, error=error_text(exc))
             await asyncio.sleep(0.5)
             return REQUEUE

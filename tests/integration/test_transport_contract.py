@@ -8,6 +8,7 @@ from typing import Any
 
 import aiormq
 import pytest
+from redis.exceptions import ResponseError
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
@@ -177,7 +178,8 @@ async def test_a_message_that_always_fails_ends_in_the_dead_letters(transport: T
     async def handler(delivery: Delivery) -> Outcome:
         nonlocal attempts
         attempts += 1
-        raise ValueError("poison")
+        # redis-py's repr of its errors leaves out what the server said.
+        raise ResponseError("hash value is not an integer script: 1f2e, on @user_script:16.")
 
     await transport.publish_command("order", envelope(5))
     await transport.consume(transport.topology.participant_queue("order"), handler)
@@ -187,7 +189,10 @@ async def test_a_message_that_always_fails_ends_in_the_dead_letters(transport: T
     assert Envelope.from_bytes(body).message_id == "m5"
     assert attempts == DELIVERY_LIMIT + 1
     reason = headers[DEAD_REASON_HEADER]
-    assert reason == f"handler failed {DELIVERY_LIMIT + 1} times: ValueError('poison')"
+    assert reason == (
+        f"handler failed {DELIVERY_LIMIT + 1} times: ResponseError: hash value is not an "
+        "integer script: 1f2e, on @user_script:16."
+    )
 
 
 async def test_a_stopped_consumer_takes_nothing_more(transport: Transport) -> None:
