@@ -14,6 +14,7 @@ from typing import Any, Final, Protocol
 
 import aio_pika
 import structlog
+from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -68,10 +69,17 @@ class Unroutable(Exception):
 
 # Errors that mean "a server is away", not "this message is bad": the handler is run
 # again, with back-off, for as long as it takes; the message is neither nacked nor lost.
+# Redis says some in an answer of its own: a replica that is not (or no longer) the
+# primary (READONLY), a full memory (OOM), a cluster resharding or failing over
+# (TRYAGAIN, CLUSTERDOWN, MASTERDOWN); loading its data (LOADING) is a connection error.
 INFRASTRUCTURE_ERRORS: Final = (
     TransportUnavailable,
     RedisConnectionError,
     RedisTimeoutError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    TryAgainError,
+    ClusterDownError,
     aio_pika.exceptions.AMQPConnectionError,
     aio_pika.exceptions.ChannelInvalidStateError,
     aio_pika.exceptions.ChannelClosed,

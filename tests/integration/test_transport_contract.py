@@ -8,7 +8,13 @@ from typing import Any
 
 import aiormq
 import pytest
-from redis.exceptions import ResponseError
+from redis.exceptions import (
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
@@ -156,6 +162,36 @@ async def test_a_failing_handler_gets_the_message_again(transport: Transport) ->
     await eventually(lambda: asyncio.sleep(0, len(deliveries)), until=lambda n: n >= 2)
     assert deliveries[0].body == deliveries[1].body
     assert deliveries[1].redelivered and deliveries[1].delivery_count == 1
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [
+        ReadOnlyError("READONLY You can't write against a read only replica."),
+        OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'."),
+        TryAgainError("TRYAGAIN Multiple keys request during rehashing of slot"),
+        MasterDownError("MASTERDOWN Link with MASTER is down"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_a_redis_that_cannot_serve_for_now_is_waited_out_with_the_message_in_hand(
+    transport: Transport, outage: Exception
+) -> None:
+    # Redis answers these while it fails over, fills up or reshards: the message is not
+    # at fault, so it is neither given back (nor counted toward the dead letters) nor
+    # answered as a participant's own error.
+    deliveries: list[Delivery] = []
+
+    async def handler(delivery: Delivery) -> Outcome:
+        deliveries.append(delivery)
+        if len(deliveries) == 1:
+            raise outage
+        return ACK
+
+    await transport.publish_reply(envelope(3))
+    await transport.consume(transport.topology.orchestrator_queue, handler)
+    await eventually(lambda: asyncio.sleep(0, len(deliveries)), until=lambda n: n >= 2)
+    assert not deliveries[1].redelivered and deliveries[1].delivery_count == 0
 
 
 async def test_a_dead_lettered_message_keeps_its_body_and_reason(transport: Transport) -> None:
