@@ -16,12 +16,17 @@ from contracts.messages import (
     ReleaseStock,
     ReserveStock,
 )
-from contracts.money import MAX_MONEY
+from contracts.money import MAX_MONEY, money
 from contracts.topology import Participant
 from saga.scripts import ScriptBatcher
 from saga.settings import DEFAULT_RETENTION
 from services.runtime import Reply
 from services.scripts import cents, from_cents, idempotent, stored_reply
+
+# The most a product's available level may be set to: far above any stock, and a level
+# Redis's integers count with and Lua's doubles hold exactly (below 2^53), with room
+# for what is reserved and sold on top.
+MAX_STOCK: Final = 1_000_000_000_000
 
 # A script that fails half-way keeps what it wrote: a product whose levels HINCRBY
 # cannot count with (past 64 bits: set by hand, or before `saga stock set` bounded them)
@@ -129,6 +134,17 @@ return fail('reservation_' .. r.status, 'this saga\\'s reservation was already '
 )
 
 
+def check_stock_level(quantity: int) -> int:
+    """A level a product may be set to, or ValueError saying what it may be."""
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise ValueError(f"a quantity is a whole number, not {quantity!r}")
+    if quantity < 0:
+        raise ValueError(f"a quantity is at least 0, not {quantity:,}")
+    if quantity > MAX_STOCK:
+        raise ValueError(f"a quantity is at most {MAX_STOCK:,}, not {quantity:,}")
+    return quantity
+
+
 class Product(BaseModel):
     product_id: str
     available: int
@@ -171,7 +187,12 @@ class StockService:
     # --- operator side ---------------------------------------------------------------
 
     async def set_product(self, product_id: str, *, quantity: int, price: Decimal) -> Product:
-        """Set a product's available quantity and price (reservations are kept)."""
+        """Set a product's available quantity and price (reservations are kept); raises
+        ValueError for a quantity or price out of bounds."""
+        check_stock_level(quantity)
+        price = money(price)
+        if price == 0:
+            raise ValueError("a price must be more than 0")
         key = self._product_key(product_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"available": quantity, "price_cents": cents(price)})

@@ -15,7 +15,7 @@ from saga.views import utc_text
 from services.auth.users import UserStore
 from services.order import Order, OrderService
 from services.payment import Account, PaymentService
-from services.stock import Product, StockService
+from services.stock import MAX_STOCK, Product, StockService, check_stock_level
 
 stock_app = typer.Typer(help="Products: stock levels and prices.", no_args_is_help=True)
 payment_app = typer.Typer(help="Customers' balances and ledgers.", no_args_is_help=True)
@@ -67,7 +67,10 @@ def _show_product(product: Product, json_out: bool) -> None:
 @stock_app.command("set")
 def stock_set(
     product_id: Annotated[str, typer.Argument(metavar="PRODUCT_ID", help="The product's id.")],
-    quantity: Annotated[int, typer.Option(min=0, metavar="N", help="Units available.")],
+    quantity: Annotated[
+        int,
+        typer.Option(metavar="N", help=f"Units available: 0 to {MAX_STOCK:,}."),
+    ],
     price: Annotated[
         str, typer.Option(metavar="PRICE", help="Unit price, e.g. 12.50 (more than 0).")
     ],
@@ -80,6 +83,10 @@ def stock_set(
         OrderItem(product_id=product_id, quantity=1)
     except ValidationError:
         raise CliError(f"bad product id {product_id!r}: letters, digits, _ . : - only") from None
+    try:
+        check_stock_level(quantity)
+    except ValueError as exc:
+        raise CliError(f"bad quantity: {exc}") from None
     amount = _amount(price, "price")
 
     async def work(redis: Redis, settings: Settings) -> Product:
@@ -138,7 +145,10 @@ def payment_deposit(
     customer, value = _valid_email(email), _amount(amount)
 
     async def work(redis: Redis, settings: Settings) -> Account:
-        return await PaymentService(redis, settings.namespace).deposit(customer, value)
+        try:
+            return await PaymentService(redis, settings.namespace).deposit(customer, value)
+        except ValueError as exc:
+            raise CliError(f"deposit refused: {exc}") from None
 
     _show_account(with_redis(work), json_out)
 

@@ -5,8 +5,10 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 
 import pytest
+import redis
 
 from tests.e2e.shop import open_shop
 from tests.e2e.system import System, free_port, running_system
@@ -22,6 +24,11 @@ from tests.servers import forget_namespace, fresh_namespace
         (["payment", "deposit", "not-an-email", "5"], "not an email address"),
         (["payment", "deposit", "a@example.com", "5.001"], "bad amount"),
         (["stock", "set", "p 1", "--quantity", "1", "--price", "1"], "bad product id"),
+        (
+            ["stock", "set", "kiwi", "--quantity", "1" + "0" * 23, "--price", "1.00"],
+            "bad quantity: a quantity is at most 1,000,000,000,000",
+        ),
+        (["stock", "set", "kiwi", "--quantity", "1", "--price", "1e9"], "bad price"),
         (["list", "--status", "sleeping"], "unknown status 'sleeping'"),
         (["auth", "add-user", "a@example.com", "--password", "short"], "at least 8"),
     ],
@@ -146,6 +153,23 @@ def test_data_commands_print_json(system: System) -> None:
     }
     account = system.cli_json("payment", "deposit", "Json@Example.com", "2.25")
     assert account == {"customer": "json@example.com", "balance": "2.25", "ledger": []}
+
+
+def test_a_deposit_that_would_pass_the_balance_bound_is_refused(system: System) -> None:
+    customer = f"rich-{uuid.uuid4().hex[:8]}@example.com"
+    client = redis.Redis.from_url(system.redis_url, decode_responses=True)
+    try:  # a cent short of the bound (a hundred of the largest deposits)
+        client.set(f"{system.namespace}:payment:{{payment}}:balance:{customer}", 10**13 - 1)
+    finally:
+        client.close()
+    result = system.cli("payment", "deposit", customer, "0.02", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "saga: error: deposit refused: a balance holds at most 100,000,000,000.00: "
+        f"{customer}'s is 99,999,999,999.99, and 0.02 more would pass it"
+    )
+    account = system.cli_json("payment", "deposit", customer, "0.01")
+    assert account["balance"] == "100000000000.00"
 
 
 def test_every_process_stops_cleanly_on_sigterm(system: System) -> None:
