@@ -160,6 +160,26 @@ def test_a_json_media_type_with_parameters_or_a_suffix_is_json(system: System, s
         assert response.status_code == 404, response.text  # read, and the type is unknown
 
 
+def test_a_body_with_no_content_type_at_all_is_read_as_json(system: System, shop: Shop) -> None:
+    def send(base: str, path: str, body: Any) -> httpx.Response:
+        request = httpx.Request(
+            "POST", f"{base}{path}", content=json.dumps(body).encode(), headers=bearer(shop.token)
+        )
+        assert "content-type" not in request.headers
+        return httpx.Client(timeout=10).send(request)
+
+    order = send(system.api, "/orders/create_order", shop.body([("apple", 1)]))
+    assert order.status_code == 202, order.text
+    started = send(system.api, "/sagas", {"type": "nothing", "input": {}})
+    assert started.status_code == 404, started.text  # read, and the type is unknown
+    applied = send(system.api, "/definitions", {"name": "x"})
+    assert applied.status_code == 403, applied.text  # read, and the caller is no admin
+    token = send(system.auth, "/auth/token", {"email": shop.customer, "password": "correct-horse"})
+    assert token.status_code == 200, token.text
+    verified = send(system.auth, "/auth/verify", {"token": token.json()["access_token"]})
+    assert verified.json()["email"] == shop.customer
+
+
 def test_other_customers_sagas_are_not_found_but_admins_see_them(
     system: System, shop: Shop
 ) -> None:
