@@ -556,7 +556,16 @@ def _problem(error: jsonschema.ValidationError) -> Problem:
             f for f in error.validator_value if error.message == f"{f!r} is a required property"
         ]
         loc = (*loc, *missing[:1])
-    return Problem(loc, error.message)
+    return Problem(loc, _without_value(error))
+
+
+def _without_value(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message without the value it judges, which it starts with (a value
+    may be a secret, or a megabyte): `'x…' is too long` reads `the value is too long`."""
+    shown = repr(error.instance)
+    if error.message.startswith(shown):
+        return "the value" + error.message.removeprefix(shown)
+    return error.message
 
 
 def context_of(state: SagaState) -> dict[str, Any]:

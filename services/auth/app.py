@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from saga.api.media import JsonBodyRoute
+from saga.api.problems import answer_without_input
 from saga.connections import redis_client
 from saga.settings import Settings
 from services.auth.tokens import TokenIssuer
@@ -63,6 +64,7 @@ def create_auth_app(settings: Settings, *, redis: Redis | None = None) -> FastAP
 
     app = FastAPI(title="saga auth", version="0.1.0", lifespan=lifespan)
     app.router.route_class = JsonBodyRoute
+    answer_without_input(app)
 
     @app.exception_handler(RedisError)
     async def redis_down(_: object, exc: RedisError) -> JSONResponse:

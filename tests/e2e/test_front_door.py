@@ -112,6 +112,46 @@ def test_a_bad_body_is_422_naming_the_field(
     assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
 
 
+SECRET = "hunter2-do-not-echo"
+
+
+@pytest.mark.parametrize(
+    ("service", "path", "body"),
+    [
+        ("auth", "/auth/token", {"email": "ann@example.com", "password": SECRET * 60}),
+        ("auth", "/auth/token", {"password": SECRET}),  # no email: the body is the input
+        ("auth", "/auth/token", {"email": ["ann"], "password": SECRET}),
+        ("auth", "/auth/verify", {"tokn": SECRET}),
+        ("auth", "/auth/verify", {"token": [SECRET]}),
+        ("api", "/orders/create_order", {"password": SECRET, "token": SECRET}),
+        ("api", "/sagas", {"type": "order", "token": SECRET}),
+        ("api", "/sagas", {"type": "order", "input": {"vendor": SECRET, "items": [SECRET]}}),
+        ("api", "/definitions", [SECRET]),
+    ],
+    ids=[
+        "token: a password too long",
+        "token: no email",
+        "token: an email not a string",
+        "verify: no token",
+        "verify: a token not a string",
+        "order: no fields but secrets",
+        "saga: no input",
+        "saga: an input the schema refuses",
+        "definition: not an object",
+    ],
+)
+def test_no_422_echoes_what_was_sent(
+    system: System, shop: Shop, service: str, path: str, body: Any
+) -> None:
+    base = system.api if service == "api" else system.auth
+    admin = open_shop(system, role="admin")  # may apply definitions, and start any saga
+    response = httpx.post(f"{base}{path}", json=body, headers=bearer(admin.token), timeout=10)
+    assert response.status_code == 422, response.text
+    assert SECRET not in response.text and admin.token not in response.text
+    # Each problem is its place, what is wrong and its kind, as docs/http-api.md says.
+    assert all(set(problem) == {"loc", "msg", "type"} for problem in response.json()["detail"])
+
+
 def test_malformed_json_is_422(system: System, shop: Shop) -> None:
     response = httpx.post(
         f"{system.api}/orders/create_order",

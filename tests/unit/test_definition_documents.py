@@ -362,6 +362,30 @@ def test_every_problem_of_an_input_is_reported_with_its_place() -> None:
     assert "input.items[6].product_id: 'product_id' is a required property" in str(refused.value)
 
 
+def test_the_problems_of_an_input_never_quote_its_values() -> None:
+    # An input may hold a secret (or a megabyte); the answer says where and what is wrong.
+    secret = "hunter2-secret"
+    order = order_input().model_dump(mode="json")
+    bad = order | {
+        "vendor": secret,
+        "payment_method": secret,
+        "description": secret * 200,
+        "items": [{"product_id": f"{secret}!", "quantity": secret}, secret],
+    }
+    with pytest.raises(InputError) as refused:
+        ORDER_SAGA.check_input(bad)
+    said = {dotted(p.loc): p.msg for p in refused.value.problems}
+    assert said == {
+        "description": "the value is too long",
+        "items.0.product_id": "the value does not match '^[A-Za-z0-9_.:-]{1,64}$'",
+        "items.0.quantity": "the value is not of type 'integer'",
+        "items.1": "the value is not of type 'object'",
+        "payment_method": "the value is not one of ['Credit Card', 'Debit Card', "
+        "'Cash on Delivery']",
+        "vendor": "the value is not a 'email'",
+    }
+
+
 def test_a_command_that_cannot_be_built_fails_its_step_and_sends_nothing() -> None:
     step = {
         **_document()["steps"][0],
