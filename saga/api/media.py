@@ -1,5 +1,7 @@
-"""Request bodies are JSON: a route that takes one refuses any other media type with 415."""
+"""Request bodies are JSON: a route that takes one refuses any other media type with 415,
+and reads each number of the body as it was written."""
 
+import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -8,6 +10,35 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 JSON = "application/json"
+
+
+class WrittenNumber(float):
+    """A JSON number with a fraction or an exponent: a float, which also keeps the text it
+    was written as (`1e2`, `12.50`), so that money is judged as written, not as the
+    binary float a parser makes of it."""
+
+    __slots__ = ("written",)
+    written: str
+
+    def __new__(cls, written: str) -> "WrittenNumber":
+        number = super().__new__(cls, written)
+        number.written = written
+        return number
+
+
+def read_json(body: bytes) -> Any:
+    """A JSON document whose numbers with a fraction or an exponent are WrittenNumbers."""
+    return json.loads(body, parse_float=WrittenNumber)
+
+
+class JsonRequest(Request):
+    """A request whose JSON body is read with `read_json`."""
+
+    async def json(self) -> Any:
+        """The body as JSON, read once."""
+        if not hasattr(self, "_read_json"):
+            self._read_json = read_json(await self.body())
+        return self._read_json
 
 
 def is_json(content_type: str) -> bool:
@@ -42,6 +73,6 @@ class JsonBodyRoute(APIRoute):
                 return JSONResponse(
                     {"detail": f"the body must be {JSON}, not {content_type!r}"}, 415
                 )
-            return await handler(request)
+            return await handler(JsonRequest(request.scope, request.receive))
 
         return json_only

@@ -112,6 +112,40 @@ def test_a_bad_body_is_422_naming_the_field(
     assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
 
 
+@pytest.mark.parametrize("written", ["1e2", "5E0", "0.5e1", "5.001", "-5.00", "1e400"])
+def test_a_price_written_as_a_json_number_is_judged_as_written(
+    system: System, shop: Shop, written: str
+) -> None:
+    # JSON parsers read 1e2 as the float 100.0; the docs say money has no exponent.
+    body = json.dumps(shop.body([("apple", 1)]))
+    raw = body.replace('"quantity": 1}', f'"quantity": 1, "unit_price": {written}}}')
+    assert written in raw
+    response = httpx.post(
+        f"{system.api}/orders/create_order",
+        content=raw.encode(),
+        headers={**bearer(shop.token), "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["detail"]
+    assert problem["loc"] == ["body", "items", 0, "unit_price"], problem
+
+
+def test_a_price_written_as_a_plain_json_number_is_read_exactly(system: System, shop: Shop) -> None:
+    for written in ("5", "5.0", "5.00"):
+        body = json.dumps(shop.body([("apple", 1)]))
+        raw = body.replace('"quantity": 1}', f'"quantity": 1, "unit_price": {written}}}')
+        response = httpx.post(
+            f"{system.api}/orders/create_order",
+            content=raw.encode(),
+            headers={**bearer(shop.token), "Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert response.status_code == 202, (written, response.text)
+        saga = system.wait_terminal(shop.token, response.json()["saga_id"])
+        assert saga["status"] == "completed", (written, saga)  # the shop's price: 5.00
+
+
 SECRET = "hunter2-do-not-echo"
 
 
