@@ -1,9 +1,11 @@
 """The front door's refusals: 401, 403, 404, 422 and 503, each with a reason, and its probes."""
 
 import json
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -79,7 +81,10 @@ def test_verify_answers_who_the_token_belongs_to(system: System, shop: Shop) -> 
     response = httpx.post(f"{system.auth}/auth/verify", json={"token": shop.token}, timeout=10)
     body = response.json()
     assert (body["email"], body["roles"]) == (shop.customer, ["customer"])
-    assert body["expires_at"] > time.time()
+    # As the API writes times: ISO 8601 in UTC, ending in Z.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["expires_at"]), body
+    expires_at = datetime.fromisoformat(body["expires_at"]).timestamp()
+    assert time.time() < expires_at <= time.time() + 3600  # the token's lifetime, an hour
 
 
 def test_ordering_for_someone_else_is_403(system: System, shop: Shop) -> None:
