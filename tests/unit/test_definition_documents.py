@@ -196,6 +196,20 @@ def test_every_shape_problem_of_a_document_is_reported_with_its_place() -> None:
         assert f"{place}: " in str(refused.value)
 
 
+def test_a_document_s_meaning_is_checked_once_its_shape_is_right() -> None:
+    # As docs/definitions.md says: the meaning checks read relations between the parts
+    # (names, earlier steps, the pivot), which a misshapen part would only echo.
+    quote = _document()["steps"][0]
+    misshapen = {**quote, "timeout": "soon"}
+    meaningless = {**quote, "when": "input.a +"}  # a second step named quote, too
+    with pytest.raises(DefinitionError) as shape:
+        read_definition(_document(steps=[misshapen, meaningless]))
+    assert [dotted(p.loc) for p in shape.value.problems] == ["steps.0.timeout"]
+    with pytest.raises(DefinitionError) as meaning:
+        compile_definition(read_definition(_document(steps=[quote, meaningless])))
+    assert [dotted(p.loc) for p in meaning.value.problems] == ["steps", "steps.1.when"]
+
+
 def test_every_problem_compiling_finds_is_reported_with_its_place() -> None:
     quote = _document()["steps"][0]
     broken = {
