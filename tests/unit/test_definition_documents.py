@@ -196,6 +196,22 @@ def test_every_shape_problem_of_a_document_is_reported_with_its_place() -> None:
         assert f"{place}: " in str(refused.value)
 
 
+def test_a_document_shows_its_durations_as_a_document_writes_them_and_reads_them_back() -> None:
+    quote = _document()["steps"][0]
+    retry = {"max_attempts": 2, "backoff": 0, "max_backoff": "1h"}
+    step = {**quote, "timeout": 90, "retry": retry, "compensation_retry": {"backoff": 0.0015}}
+    spec = read_definition(_document(steps=[step]))
+    shown = spec.model_dump(mode="json")["steps"][0]
+    assert shown["timeout"] == "90s"
+    assert (shown["retry"]["backoff"], shown["retry"]["max_backoff"]) == ("0s", "1h")
+    assert shown["compensation_retry"]["backoff"] == "1.5ms"
+    assert shown["compensation_retry"]["max_backoff"] == "30s"  # the default
+    assert read_definition(spec.model_dump(mode="json")) == spec
+    for seconds, written in [(0.5, "500ms"), (120, "2m"), (7200, "2h"), (61, "61s")]:
+        spec = read_definition(_document(steps=[{**quote, "timeout": seconds}]))
+        assert spec.model_dump(mode="json")["steps"][0]["timeout"] == written
+
+
 def test_a_document_s_meaning_is_checked_once_its_shape_is_right() -> None:
     # As docs/definitions.md says: the meaning checks read relations between the parts
     # (names, earlier steps, the pivot), which a misshapen part would only echo.
