@@ -56,9 +56,10 @@ class JsonBodyRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         # FastAPI (since 0.132) reads a body with no Content-Type as bytes by default, so
         # that a browser's cross-site request with no preflight (a Blob body has no type)
-        # cannot post JSON to a local app that trusts where a request comes from. Every
-        # route here that acts for someone asks for a bearer token, which such a request
-        # cannot carry, and the auth service's take nothing but what they are given.
+        # cannot post JSON to a local app that trusts where a request comes from. Here
+        # nothing trusts that: every route that acts for someone asks for a bearer token,
+        # which such a request cannot carry, and the auth service's routes act only on
+        # the password or token in the body itself.
         kwargs["strict_content_type"] = False
         super().__init__(path, endpoint, **kwargs)
 
