@@ -21,7 +21,13 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from saga.core.definition import SagaDefinition
-from saga.core.document import DefinitionError, DefinitionSpec, HttpSpec, compile_definition
+from saga.core.document import (
+    ISO_DURATIONS,
+    DefinitionError,
+    DefinitionSpec,
+    HttpSpec,
+    compile_definition,
+)
 from saga.store import NoSuchDefinition, definition_field, definition_sagas_key, definitions_key
 
 log = structlog.get_logger(__name__)
@@ -364,4 +370,7 @@ def participants_key(namespace: str) -> str:
 
 
 def _json(model: BaseModel) -> str:
-    return json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """A document as it is stored and compared: the form never changes (durations in ISO
+    8601, whatever a document shows), so the same document is the same text forever."""
+    stored = model.model_dump(mode="json", context=ISO_DURATIONS)
+    return json.dumps(stored, sort_keys=True, separators=(",", ":"))

@@ -14,6 +14,7 @@ from typing import Any, Final, Protocol
 
 import aio_pika
 import structlog
+from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -51,6 +52,13 @@ def parked_headers(headers: Mapping[str, Any], *, reason: str, queue: str) -> di
     }
 
 
+def error_text(exc: BaseException) -> str:
+    """An error as its type and what it says (`ResponseError: hash value is not an
+    integer`): redis-py's repr of its errors names the type only (`server:ResponseError`)."""
+    said = str(exc)
+    return f"{type(exc).__name__}: {said}" if said else type(exc).__name__
+
+
 class TransportUnavailable(ConnectionError):
     """Not connected to the broker (yet, or any more)."""
 
@@ -61,10 +69,17 @@ class Unroutable(Exception):
 
 # Errors that mean "a server is away", not "this message is bad": the handler is run
 # again, with back-off, for as long as it takes; the message is neither nacked nor lost.
+# Redis says some in an answer of its own: a replica that is not (or no longer) the
+# primary (READONLY), a full memory (OOM), a cluster resharding or failing over
+# (TRYAGAIN, CLUSTERDOWN, MASTERDOWN); loading its data (LOADING) is a connection error.
 INFRASTRUCTURE_ERRORS: Final = (
     TransportUnavailable,
     RedisConnectionError,
     RedisTimeoutError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    TryAgainError,
+    ClusterDownError,
     aio_pika.exceptions.AMQPConnectionError,
     aio_pika.exceptions.ChannelInvalidStateError,
     aio_pika.exceptions.ChannelClosed,
@@ -176,15 +191,18 @@ async def run_handler(
             return await handler(delivery)
         except INFRASTRUCTURE_ERRORS as exc:
             log.warning(
-                "server unavailable, retrying message", queue=queue, error=repr(exc), retry_in=delay
+                "server unavailable, retrying message",
+                queue=queue,
+                error=error_text(exc),
+                retry_in=delay,
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
         except Exception as exc:
             if delivery.delivery_count >= DELIVERY_LIMIT:
-                reason = f"handler failed {delivery.delivery_count + 1} times: {exc!r}"
+                reason = f"handler failed {delivery.delivery_count + 1} times: {error_text(exc)}"
                 log.error("message dead-lettered", queue=queue, reason=reason)
                 return DeadLetter(reason)
-            log.exception("handler failed, message requeued", queue=queue, error=repr(exc))
+            log.exception("handler failed, message requeued", queue=queue, error=error_text(exc))
             await asyncio.sleep(0.5)
             return REQUEUE

@@ -11,11 +11,24 @@ from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
 from contracts.messages import ChargePayment, Message, RefundPayment
+from contracts.money import MAX_MONEY, money
 from contracts.topology import Participant
 from saga.scripts import ScriptBatcher
 from saga.settings import DEFAULT_RETENTION
 from services.runtime import Reply
 from services.scripts import cents, from_cents, idempotent, stored_reply
+
+# The most a balance may hold: a hundred deposits of the largest amount, in cents far
+# below 2^53, so that Lua's doubles count every cent of it exactly.
+MAX_BALANCE: Final = MAX_MONEY * 100
+
+# KEYS: balance. ARGV: amount cents, the most the balance may hold in cents.
+# Returns {1, new balance}, or {0, balance} when the deposit would pass the bound.
+_DEPOSIT: Final = """
+local balance = tonumber(redis.call('GET', KEYS[1]) or '0')
+if balance + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return {0, balance} end
+return {1, redis.call('INCRBY', KEYS[1], ARGV[1])}
+"""
 
 # KEYS: handled, balance, ledger, charge. ARGV: amount cents, saga id, time.
 _CHARGE: Final = idempotent("""
@@ -83,6 +96,7 @@ class PaymentService:
         scripts = ScriptBatcher(redis)
         self._charge = scripts.register(_CHARGE)
         self._refund = scripts.register(_REFUND)
+        self._deposit = scripts.register(_DEPOSIT)
 
     def _keys(self, envelope: Envelope, customer: str) -> list[str]:
         key = envelope.idempotency_key or envelope.message_id
@@ -96,13 +110,22 @@ class PaymentService:
     # --- operator side ---------------------------------------------------------------
 
     async def deposit(self, customer: str, amount: Decimal) -> Account:
-        """Add money to a customer's balance."""
+        """Add money to a customer's balance; raises ValueError for an amount that is not
+        one (`money`), or one that would take the balance past MAX_BALANCE."""
         customer = customer.lower()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.incrby(f"{self._prefix}:balance:{customer}", cents(amount))
-            pipe.lrange(f"{self._prefix}:ledger:{customer}", 0, -1)
-            balance, ledger = await pipe.execute()
-        return _account(customer, balance, ledger)
+        amount = money(amount)
+        if amount == 0:
+            raise ValueError("a deposit must be more than 0")
+        done, balance = await self._deposit(
+            keys=[f"{self._prefix}:balance:{customer}"], args=[cents(amount), cents(MAX_BALANCE)]
+        )
+        if not done:
+            raise ValueError(
+                f"a balance holds at most {MAX_BALANCE:,.2f}: {customer}'s is "
+                f"{from_cents(balance):,.2f}, and {amount:,.2f} more would pass it"
+            )
+        ledger = await self._redis.lrange(f"{self._prefix}:ledger:{customer}", 0, -1)
+        return _account(customer, balance, [str(e) for e in ledger])
 
     async def account(self, customer: str) -> Account | None:
         """A customer's balance and ledger; None for a customer never given a deposit nor

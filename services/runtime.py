@@ -1,8 +1,18 @@
-"""The participant runtime: consume a command, validate, deduplicate, handle, reply."""
+"""The participant runtime: consume a command, validate, deduplicate, handle, reply.
+
+A service that fails on a command other than for an outage (a Redis error from its own
+script, a bug) answers it `CommandFailed` with reason `participant_error` and the error's
+text: the same command would fail the same way on every delivery, so trying it again
+only hides the cause behind a timeout. The answer is not transient (the saga does not
+try again: it compensates, with the truthful reason) and its effect is unknown (a Lua
+script that fails half-way keeps what it wrote; so does Python code), so the step itself
+is undone too. An outage (Redis or RabbitMQ away) is left to the transport, which waits
+it out with the command in hand.
+"""
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 from pydantic import ValidationError
@@ -13,7 +23,15 @@ from contracts.messages import REPLIES, CommandFailed, Message
 from contracts.topology import Participant
 from saga.clock import Clock, utc_now
 from saga.metrics import commands_handled
-from saga.transport import ACK, DeadLetter, Delivery, Outcome, Transport
+from saga.transport import (
+    ACK,
+    INFRASTRUCTURE_ERRORS,
+    DeadLetter,
+    Delivery,
+    Outcome,
+    Transport,
+    error_text,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -21,6 +39,9 @@ log = structlog.get_logger(__name__)
 # so the orchestrator recognises a repeated reply as the duplicate it is.
 
 Reply = tuple[str, dict[str, Any]]
+
+# Why a command failed when the participant itself failed on it.
+PARTICIPANT_ERROR: Final = "participant_error"
 
 
 class ParticipantService(Protocol):
@@ -34,11 +55,10 @@ class ParticipantService(Protocol):
         ...
 
 
-def failed(reason: str, detail: str | None = None) -> Reply:
+def failed(reason: str, detail: str | None = None, *, effect_unknown: bool = False) -> Reply:
     """A CommandFailed reply with a machine-readable reason."""
-    return CommandFailed.__name__, CommandFailed(reason=reason, detail=detail).model_dump(
-        mode="json"
-    )
+    failure = CommandFailed(reason=reason, detail=detail, effect_unknown=effect_unknown)
+    return CommandFailed.__name__, failure.model_dump(mode="json")
 
 
 class ParticipantRuntime:
@@ -67,9 +87,7 @@ class ParticipantRuntime:
         except ValidationError as exc:
             return DeadLetter(f"unparseable command: {first_error(exc)}")
         trace_id = trace_id_of(envelope.traceparent)
-        reply_type, payload = await self._reply_to(envelope)
-        # A reply that breaks the contract is a bug here: raise, and the runtime requeues.
-        REPLIES[reply_type].model_validate(payload)
+        reply_type, payload = await self._answer(envelope, trace_id)
         await self._transport.publish_reply(
             reply_to(envelope, reply_type, payload, at=self._clock())
         )
@@ -85,6 +103,28 @@ class ParticipantRuntime:
             reason=payload.get("reason") if reply_type == CommandFailed.__name__ else None,
         )
         return ACK
+
+    async def _answer(self, envelope: Envelope, trace_id: str | None) -> Reply:
+        """The service's reply to the command, or, if the service fails on it other than
+        for an outage, its failure as the reply."""
+        try:
+            reply_type, payload = await self._reply_to(envelope)
+            # A reply that breaks the contract is the service's bug like any other.
+            REPLIES[reply_type].model_validate(payload)
+        except INFRASTRUCTURE_ERRORS:
+            raise  # an outage: the transport waits it out, with the command in hand
+        except Exception as exc:
+            log.exception(
+                "participant failed on a command",
+                saga_id=envelope.saga_id,
+                message_id=envelope.message_id,
+                command=envelope.type,
+                **key_fields(envelope.idempotency_key),
+                trace_id=trace_id,
+                error=error_text(exc),
+            )
+            return failed(PARTICIPANT_ERROR, error_text(exc)[:1000], effect_unknown=True)
+        return reply_type, payload
 
     async def _reply_to(self, envelope: Envelope) -> Reply:
         model = self._service.commands.get(envelope.type)

@@ -16,16 +16,40 @@ from contracts.messages import (
     ReleaseStock,
     ReserveStock,
 )
-from contracts.money import MAX_MONEY
+from contracts.money import MAX_MONEY, money
 from contracts.topology import Participant
 from saga.scripts import ScriptBatcher
 from saga.settings import DEFAULT_RETENTION
 from services.runtime import Reply
 from services.scripts import cents, from_cents, idempotent, stored_reply
 
+# The most a product's available level may be set to: far above any stock, and a level
+# Redis's integers count with and Lua's doubles hold exactly (below 2^53), with room
+# for what is reserved and sold on top.
+MAX_STOCK: Final = 1_000_000_000_000
+
+# A script that fails half-way keeps what it wrote: a product whose levels HINCRBY
+# cannot count with (past 64 bits: set by hand, or before `saga stock set` bounded them)
+# is refused as an error before anything is written. An error, not a stored refusal:
+# once the level is set again, the same command goes through.
+_COUNTABLE: Final = """
+local function uncountable(key, product)
+  local levels = redis.call('HMGET', key, 'available', 'reserved', 'sold')
+  for i, name in ipairs({'available', 'reserved', 'sold'}) do
+    local level = levels[i]
+    if level and not (string.match(level, '^%d+$') and #level <= 15) then
+      return redis.error_reply(product .. ': ' .. name .. ' is ' .. string.sub(level, 1, 40) ..
+        ', not a whole number of at most 15 digits (set the product again)')
+    end
+  end
+end
+"""
+
 # KEYS: handled, reservation, one product key per distinct product.
 # ARGV[1]: {products, totals, items: [{product_id, quantity, unit_price_cents, k}], max_cents}
-_RESERVE: Final = idempotent("""
+_RESERVE: Final = idempotent(
+    _COUNTABLE
+    + """
 local existing = redis.call('GET', KEYS[2])
 if existing then
   local r = cjson.decode(existing)
@@ -37,6 +61,8 @@ local prices, available = {}, {}
 for k = 1, #req.products do
   local p = redis.call('HMGET', KEYS[2 + k], 'available', 'price_cents')
   if not p[1] then return fail('unknown_product', 'no product ' .. req.products[k]) end
+  local bad = uncountable(KEYS[2 + k], req.products[k])
+  if bad then return bad end
   available[k], prices[k] = tonumber(p[1]), tonumber(p[2])
 end
 local items, total = {}, 0
@@ -61,12 +87,15 @@ end
 local result = {items = items, amount = money(total)}
 redis.call('SET', KEYS[2], cjson.encode({status = 'reserved', products = req.products, totals = req.totals, reply = result}))
 return reply('StockReserved', result)
-""")
+"""
+)
 
 # Release (compensation) and confirm (the sale) of the saga's reservation.
 # KEYS: handled, reservation, one key per product the command names.
 # ARGV: "release" or "confirm", then the product ids of those keys, in order.
-_SETTLE: Final = idempotent("""
+_SETTLE: Final = idempotent(
+    _COUNTABLE
+    + """
 local existing = redis.call('GET', KEYS[2])
 local releasing = ARGV[1] == 'release'
 if not existing then
@@ -85,6 +114,8 @@ if r.status == 'reserved' then
     if not key_of[r.products[k]] then
       return fail('protocol_error', 'the reservation holds ' .. r.products[k] .. ', not named in the command')
     end
+    local bad = uncountable(key_of[r.products[k]], r.products[k])
+    if bad then return bad end
   end
   for k = 1, #r.products do
     local key = key_of[r.products[k]]
@@ -99,7 +130,19 @@ end
 if releasing and r.status == 'released' then return reply('StockReleased', {released = false}) end
 if not releasing and r.status == 'confirmed' then return reply('StockConfirmed', {confirmed = true}) end
 return fail('reservation_' .. r.status, 'this saga\\'s reservation was already ' .. r.status)
-""")
+"""
+)
+
+
+def check_stock_level(quantity: int) -> int:
+    """A level a product may be set to, or ValueError saying what it may be."""
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise ValueError(f"a quantity is a whole number, not {quantity!r}")
+    if quantity < 0:
+        raise ValueError(f"a quantity is at least 0, not {quantity:,}")
+    if quantity > MAX_STOCK:
+        raise ValueError(f"a quantity is at most {MAX_STOCK:,}, not {quantity:,}")
+    return quantity
 
 
 class Product(BaseModel):
@@ -144,7 +187,12 @@ class StockService:
     # --- operator side ---------------------------------------------------------------
 
     async def set_product(self, product_id: str, *, quantity: int, price: Decimal) -> Product:
-        """Set a product's available quantity and price (reservations are kept)."""
+        """Set a product's available quantity and price (reservations are kept); raises
+        ValueError for a quantity or price out of bounds."""
+        check_stock_level(quantity)
+        price = money(price)
+        if price == 0:
+            raise ValueError("a price must be more than 0")
         key = self._product_key(product_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"available": quantity, "price_cents": cents(price)})

@@ -19,6 +19,7 @@ from saga.api.deps import CallerDep, LimitedCaller, registry_of
 from saga.api.idempotency import KEY_TTL, IdempotencyKeys
 from saga.api.limits import BodySizeLimit, Rate, RateLimiter
 from saga.api.media import JsonBodyRoute
+from saga.api.problems import answer_without_input
 from saga.api.schemas import CreateOrderRequest, SagaAccepted, errors
 from saga.api.starting import IdempotencyKey, start_saga
 from saga.bootstrap import registry_for, transport_for
@@ -96,6 +97,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.router.route_class = JsonBodyRoute
+    answer_without_input(app)
 
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.include_router(catalog.router)

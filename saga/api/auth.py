@@ -5,6 +5,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 import httpx
@@ -96,7 +97,7 @@ class AuthClient:
         try:
             data = response.json()
             caller = Caller(email=str(data["email"]).lower(), roles=tuple(data["roles"]))
-            return caller, float(data.get("expires_at", 0))
+            return caller, _epoch(data.get("expires_at", 0))
         except (ValueError, KeyError, TypeError) as exc:
             raise AuthUnavailable("auth service gave a malformed answer") from exc
 
@@ -110,6 +111,17 @@ class AuthClient:
     async def close(self) -> None:
         """Close the HTTP client."""
         await self._client.aclose()
+
+
+def _epoch(expires_at: object) -> float:
+    """The auth service's expiry of a token, in seconds since the epoch: it writes ISO
+    8601 (`2026-11-30T09:15:02Z`); one from before wrote the seconds themselves."""
+    if isinstance(expires_at, str):
+        at = datetime.fromisoformat(expires_at)
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+    if isinstance(expires_at, int | float) and not isinstance(expires_at, bool):
+        return float(expires_at)
+    raise TypeError(f"expires_at is neither a time nor a number: {type(expires_at).__name__}")
 
 
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}

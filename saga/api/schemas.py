@@ -9,15 +9,16 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
 from contracts.messages import MAX_ITEMS, PaymentMethod, ProductId, Quantity
 from contracts.money import money
+from saga.api.media import WrittenNumber
 from saga.core import problems as found
 from saga.core.state import SagaStatus
 
 
 def _price(value: Any) -> Decimal:
-    # JSON numbers are taken by their shortest written form (12.5 -> "12.5"), so a
-    # client sending numbers is served exactly; internally money is never a float. A
-    # number that form writes with an exponent (1e+20) is then judged by its size.
-    return money(Decimal(repr(value)) if isinstance(value, float) else value)
+    # A JSON number is judged as it was written (12.5 is "12.5", 1e2 has an exponent),
+    # so a client sending numbers is served exactly and refused as a string would be;
+    # money is never a float.
+    return money(value.written if isinstance(value, WrittenNumber) else value)
 
 
 Price = Annotated[Decimal, BeforeValidator(_price)]

@@ -15,7 +15,7 @@ from saga.views import utc_text
 from services.auth.users import SavedUser, UserStore
 from services.order import Order, OrderService
 from services.payment import Account, PaymentService
-from services.stock import Product, StockService
+from services.stock import MAX_STOCK, Product, StockService
 
 stock_app = typer.Typer(help="Products: stock levels and prices.", no_args_is_help=True)
 payment_app = typer.Typer(help="Customers' balances and ledgers.", no_args_is_help=True)
@@ -52,7 +52,12 @@ def stock_set(
         str,
         typer.Argument(metavar="PRODUCT_ID", parser=values.product_id, help="The product's id."),
     ],
-    quantity: Annotated[int, typer.Option(min=0, metavar="N", help="Units available.")],
+    quantity: Annotated[
+        int,
+        typer.Option(
+            min=0, max=MAX_STOCK, metavar="N", help=f"Units available: 0 to {MAX_STOCK:,}."
+        ),
+    ],
     price: Annotated[
         Decimal,
         typer.Option(
@@ -121,7 +126,10 @@ def payment_deposit(
     """Add money to a customer's balance."""
 
     async def work(redis: Redis, settings: Settings) -> Account:
-        return await PaymentService(redis, settings.namespace).deposit(customer, amount)
+        try:
+            return await PaymentService(redis, settings.namespace).deposit(customer, amount)
+        except ValueError as exc:
+            raise CliError(f"deposit refused: {exc}") from None
 
     _show_account(with_redis(work), json_out)
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Final
 
 import jsonschema
@@ -23,8 +24,11 @@ from pydantic import (
     Discriminator,
     Field,
     HttpUrl,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     Tag,
     ValidationError,
+    WrapSerializer,
 )
 
 from contracts.messages import COMMANDS, REPLIES
@@ -65,7 +69,44 @@ def _seconds(value: Any) -> Any:
     return value  # pydantic's own reading (ISO 8601: PT10S), or its error
 
 
-Duration = Annotated[timedelta, BeforeValidator(_seconds)]
+# How much of a duration each unit a document writes is, largest first.
+_UNIT_SIZES: Final = (
+    ("h", timedelta(hours=1)),
+    ("m", timedelta(minutes=1)),
+    ("s", timedelta(seconds=1)),
+    ("ms", timedelta(milliseconds=1)),
+)
+# What a serialization's context says to write durations as ISO 8601 (`PT0.5S`): the
+# form applied documents are stored and compared in, as they always were.
+ISO_DURATIONS: Final = {"durations": "iso"}
+
+
+def duration_text(value: timedelta) -> str | float:
+    """A duration as a document writes it, in the largest unit that holds it exactly
+    (`500ms`, `90s`, `2m`, `1h`; `1.5ms`); one below zero as its number of seconds."""
+    if value < timedelta(0):
+        return value.total_seconds()
+    if not value:
+        return "0s"
+    for unit, size in _UNIT_SIZES:
+        if not value % size:
+            return f"{value // size}{unit}"
+    return f"{Decimal(value // timedelta(microseconds=1)) / 1000}ms"
+
+
+def _written(
+    value: timedelta, iso: SerializerFunctionWrapHandler, info: SerializationInfo
+) -> str | float:
+    if info.context == ISO_DURATIONS:
+        return str(iso(value))
+    return duration_text(value)
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_seconds),
+    WrapSerializer(_written, return_type=str | float, when_used="json"),
+]
 
 
 class _Spec(BaseModel):
@@ -556,7 +597,16 @@ def _problem(error: jsonschema.ValidationError) -> Problem:
             f for f in error.validator_value if error.message == f"{f!r} is a required property"
         ]
         loc = (*loc, *missing[:1])
-    return Problem(loc, error.message)
+    return Problem(loc, _without_value(error))
+
+
+def _without_value(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message without the value it judges, which it starts with (a value
+    may be a secret, or a megabyte): `'x…' is too long` reads `the value is too long`."""
+    shown = repr(error.instance)
+    if error.message.startswith(shown):
+        return "the value" + error.message.removeprefix(shown)
+    return error.message
 
 
 def context_of(state: SagaState) -> dict[str, Any]:

@@ -11,8 +11,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from saga.api.media import JsonBodyRoute
+from saga.api.problems import answer_without_input
 from saga.connections import redis_client
 from saga.settings import Settings
+from saga.views import utc_text
 from services.auth.tokens import TokenIssuer
 from services.auth.users import UserStore
 
@@ -35,7 +37,7 @@ class VerifyRequest(BaseModel):
 class VerifyResponse(BaseModel):
     email: str
     roles: list[str]
-    expires_at: int
+    expires_at: str  # ISO 8601 in UTC, ending in Z, as the API writes times
 
 
 def create_auth_app(settings: Settings, *, redis: Redis | None = None) -> FastAPI:
@@ -63,6 +65,7 @@ def create_auth_app(settings: Settings, *, redis: Redis | None = None) -> FastAP
 
     app = FastAPI(title="saga auth", version="0.1.0", lifespan=lifespan)
     app.router.route_class = JsonBodyRoute
+    answer_without_input(app)
 
     @app.exception_handler(RedisError)
     async def redis_down(_: object, exc: RedisError) -> JSONResponse:
@@ -85,7 +88,9 @@ def create_auth_app(settings: Settings, *, redis: Redis | None = None) -> FastAP
         if verified is None:
             raise HTTPException(401, "invalid or expired token")
         email, roles, expires_at = verified
-        return VerifyResponse(email=email, roles=roles, expires_at=expires_at)
+        return VerifyResponse(
+            email=email, roles=roles, expires_at=utc_text(datetime.fromtimestamp(expires_at, UTC))
+        )
 
     @app.get("/health")
     async def health() -> dict[str, str]:

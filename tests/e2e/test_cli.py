@@ -9,6 +9,7 @@ import uuid
 
 import httpx
 import pytest
+import redis
 
 from services.auth.users import UserStore
 from tests.e2e.shop import open_shop
@@ -26,6 +27,11 @@ from tests.servers import forget_namespace, fresh_namespace, redis_or_skip
         (["payment", "deposit", "a@example.com", "5.001"], "'AMOUNT': '5.001'"),
         (["stock", "set", "p 1", "--quantity", "1", "--price", "1"], "is not a product id"),
         (["list", "--status", "sleeping"], "'sleeping' is not one of"),
+        (
+            ["stock", "set", "kiwi", "--quantity", "1" + "0" * 23, "--price", "1.00"],
+            "'--quantity'",
+        ),
+        (["stock", "set", "kiwi", "--quantity", "1", "--price", "1000000000.01"], "'--price'"),
         (["auth", "add-user", "a@example.com", "--password", "short"], "at least 8"),
     ],
 )
@@ -226,6 +232,23 @@ def test_a_password_reset_keeps_the_user_s_roles_and_role_sets_them(system: Syst
     )
     assert demoted == {"email": email, "roles": ["customer"], "created": False}
     assert _roles_in_a_token(system, email, "third-pass") == ["customer"]
+
+
+def test_a_deposit_that_would_pass_the_balance_bound_is_refused(system: System) -> None:
+    customer = f"rich-{uuid.uuid4().hex[:8]}@example.com"
+    client = redis.Redis.from_url(system.redis_url, decode_responses=True)
+    try:  # a cent short of the bound (a hundred of the largest deposits)
+        client.set(f"{system.namespace}:payment:{{payment}}:balance:{customer}", 10**13 - 1)
+    finally:
+        client.close()
+    result = system.cli("payment", "deposit", customer, "0.02", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "saga: error: deposit refused: a balance holds at most 100,000,000,000.00: "
+        f"{customer}'s is 99,999,999,999.99, and 0.02 more would pass it"
+    )
+    account = system.cli_json("payment", "deposit", customer, "0.01")
+    assert account["balance"] == "100000000000.00"
 
 
 def test_every_process_stops_cleanly_on_sigterm(system: System) -> None:

@@ -172,6 +172,22 @@ def test_every_problem_of_a_saga_s_input_is_answered_with_its_path(
     assert all(message for _, message in refused)
 
 
+def test_a_shown_document_is_one_that_applies(system: System, admin: Shop) -> None:
+    shop = open_shop(system)
+    shown = system.api_get(shop.token, "/definitions/order").json()
+    step = shown["steps"][0]
+    # Durations as a document writes them; where HTTP participants live, only to admins.
+    assert (step["timeout"], step["retry"]["backoff"], step["retry"]["max_backoff"]) == (
+        "10s",
+        "500ms",
+        "30s",
+    )
+    assert shown["participants"] == {}
+    again = post(system, admin.token, "/definitions", shown | {"name": "reorder"})
+    assert again.status_code == 201, again.text
+    assert system.api_get(shop.token, "/definitions/reorder").json() == shown | {"name": "reorder"}
+
+
 def test_the_cli_applies_lists_shows_starts_and_deletes(
     system: System, admin: Shop, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
+import redis
 
 from contracts.envelope import Envelope
 from contracts.topology import Topology
@@ -198,6 +199,37 @@ def test_cancel_undoes_a_running_saga(system: System) -> None:
     again = httpx.post(url, headers={"Authorization": f"Bearer {shop.token}"}, timeout=10)
     assert again.status_code == 409
     assert "already compensated" in again.json()["detail"]
+
+
+def test_a_participant_failing_on_a_command_compensates_the_saga_with_its_error_at_once(
+    fast: System,
+) -> None:
+    shop = open_shop(fast)
+    # A level Redis cannot count with, as `saga stock set` wrote before levels were bounded.
+    client = redis.Redis.from_url(fast.redis_url, decode_responses=True)
+    try:
+        key = f"{fast.namespace}:stock:{{stock}}:product:{shop.products['pear']}"
+        client.hset(key, "available", "1" + "0" * 23)
+    finally:
+        client.close()
+    saga_id = shop.place([("apple", 2), ("pear", 1)])
+    saga = wait_status(fast, shop.token, saga_id, "compensated", "failed")
+    assert (saga["status"], saga["reason"]) == ("compensated", "participant_error")
+    events = fast.cli_json("show", saga_id)["events"]
+    # Answered at once, with what went wrong: not requeued, timed out and tried again.
+    assert [e["type"] for e in events if e["type"] in ("StepRequested", "StepTimedOut")] == [
+        "StepRequested",  # reserve_stock, once
+        "StepRequested",  # its compensation, since its effect was unknown
+    ]
+    [failure] = [e["data"] for e in events if e["type"] == "StepFailed"]
+    assert failure["step"] == "reserve_stock"
+    assert shop.products["pear"] in failure["detail"], failure
+    assert "ResponseError" in failure["detail"], failure
+    # Refused before anything was written: the apples are not held by a half-done
+    # reservation that no release can find.
+    apple = shop.stock("apple")
+    assert (apple["available"], apple["reserved"]) == (10, 0)
+    assert [x for x in fast.cli_json("dlq", "list") if x["saga_id"] == saga_id] == []
 
 
 async def publish(topology: Topology, exchange: str, routing_key: str, body: bytes) -> None:

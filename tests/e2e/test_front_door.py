@@ -1,9 +1,11 @@
 """The front door's refusals: 401, 403, 404, 422 and 503, each with a reason, and its probes."""
 
 import json
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -79,7 +81,10 @@ def test_verify_answers_who_the_token_belongs_to(system: System, shop: Shop) -> 
     response = httpx.post(f"{system.auth}/auth/verify", json={"token": shop.token}, timeout=10)
     body = response.json()
     assert (body["email"], body["roles"]) == (shop.customer, ["customer"])
-    assert body["expires_at"] > time.time()
+    # As the API writes times: ISO 8601 in UTC, ending in Z.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["expires_at"]), body
+    expires_at = datetime.fromisoformat(body["expires_at"]).timestamp()
+    assert time.time() < expires_at <= time.time() + 3600  # the token's lifetime, an hour
 
 
 def test_ordering_for_someone_else_is_403(system: System, shop: Shop) -> None:
@@ -110,6 +115,80 @@ def test_a_bad_body_is_422_naming_the_field(
     response = post(system, body, bearer(shop.token))
     assert response.status_code == 422
     assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
+
+
+@pytest.mark.parametrize("written", ["1e2", "5E0", "0.5e1", "5.001", "-5.00", "1e400"])
+def test_a_price_written_as_a_json_number_is_judged_as_written(
+    system: System, shop: Shop, written: str
+) -> None:
+    # JSON parsers read 1e2 as the float 100.0; the docs say money has no exponent.
+    body = json.dumps(shop.body([("apple", 1)]))
+    raw = body.replace('"quantity": 1}', f'"quantity": 1, "unit_price": {written}}}')
+    assert written in raw
+    response = httpx.post(
+        f"{system.api}/orders/create_order",
+        content=raw.encode(),
+        headers={**bearer(shop.token), "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["detail"]
+    assert problem["loc"] == ["body", "items", 0, "unit_price"], problem
+
+
+def test_a_price_written_as_a_plain_json_number_is_read_exactly(system: System, shop: Shop) -> None:
+    for written in ("5", "5.0", "5.00"):
+        body = json.dumps(shop.body([("apple", 1)]))
+        raw = body.replace('"quantity": 1}', f'"quantity": 1, "unit_price": {written}}}')
+        response = httpx.post(
+            f"{system.api}/orders/create_order",
+            content=raw.encode(),
+            headers={**bearer(shop.token), "Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert response.status_code == 202, (written, response.text)
+        saga = system.wait_terminal(shop.token, response.json()["saga_id"])
+        assert saga["status"] == "completed", (written, saga)  # the shop's price: 5.00
+
+
+SECRET = "hunter2-do-not-echo"
+
+
+@pytest.mark.parametrize(
+    ("service", "path", "body"),
+    [
+        ("auth", "/auth/token", {"email": "ann@example.com", "password": SECRET * 60}),
+        ("auth", "/auth/token", {"password": SECRET}),  # no email: the body is the input
+        ("auth", "/auth/token", {"email": ["ann"], "password": SECRET}),
+        ("auth", "/auth/verify", {"tokn": SECRET}),
+        ("auth", "/auth/verify", {"token": [SECRET]}),
+        ("api", "/orders/create_order", {"password": SECRET, "token": SECRET}),
+        ("api", "/sagas", {"type": "order", "token": SECRET}),
+        ("api", "/sagas", {"type": "order", "input": {"vendor": SECRET, "items": [SECRET]}}),
+        ("api", "/definitions", [SECRET]),
+    ],
+    ids=[
+        "token: a password too long",
+        "token: no email",
+        "token: an email not a string",
+        "verify: no token",
+        "verify: a token not a string",
+        "order: no fields but secrets",
+        "saga: no input",
+        "saga: an input the schema refuses",
+        "definition: not an object",
+    ],
+)
+def test_no_422_echoes_what_was_sent(
+    system: System, shop: Shop, service: str, path: str, body: Any
+) -> None:
+    base = system.api if service == "api" else system.auth
+    admin = open_shop(system, role="admin")  # may apply definitions, and start any saga
+    response = httpx.post(f"{base}{path}", json=body, headers=bearer(admin.token), timeout=10)
+    assert response.status_code == 422, response.text
+    assert SECRET not in response.text and admin.token not in response.text
+    # Each problem is its place, what is wrong and its kind, as docs/http-api.md says.
+    assert all(set(problem) == {"loc", "msg", "type"} for problem in response.json()["detail"])
 
 
 def test_malformed_json_is_422(system: System, shop: Shop) -> None:
@@ -158,6 +237,26 @@ def test_a_json_media_type_with_parameters_or_a_suffix_is_json(system: System, s
             timeout=10,
         )
         assert response.status_code == 404, response.text  # read, and the type is unknown
+
+
+def test_a_body_with_no_content_type_at_all_is_read_as_json(system: System, shop: Shop) -> None:
+    def send(base: str, path: str, body: Any) -> httpx.Response:
+        request = httpx.Request(
+            "POST", f"{base}{path}", content=json.dumps(body).encode(), headers=bearer(shop.token)
+        )
+        assert "content-type" not in request.headers
+        return httpx.Client(timeout=10).send(request)
+
+    order = send(system.api, "/orders/create_order", shop.body([("apple", 1)]))
+    assert order.status_code == 202, order.text
+    started = send(system.api, "/sagas", {"type": "nothing", "input": {}})
+    assert started.status_code == 404, started.text  # read, and the type is unknown
+    applied = send(system.api, "/definitions", {"name": "x"})
+    assert applied.status_code == 403, applied.text  # read, and the caller is no admin
+    token = send(system.auth, "/auth/token", {"email": shop.customer, "password": "correct-horse"})
+    assert token.status_code == 200, token.text
+    verified = send(system.auth, "/auth/verify", {"token": token.json()["access_token"]})
+    assert verified.json()["email"] == shop.customer
 
 
 def test_other_customers_sagas_are_not_found_but_admins_see_them(

@@ -12,8 +12,13 @@ from saga.definitions import BUILTINS, read_text
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher
 from saga.rabbit import RabbitTransport
-from saga.registry import DefinitionConflict, DefinitionInUse, DefinitionRegistry
-from saga.store import NoSuchDefinition, RedisSagaStore
+from saga.registry import (
+    DefinitionConflict,
+    DefinitionInUse,
+    DefinitionRegistry,
+    participants_key,
+)
+from saga.store import NoSuchDefinition, RedisSagaStore, definition_field, definitions_key
 from tests.unit.sagas import order_input
 
 ORDER_SPEC = BUILTINS["order"][1]
@@ -50,6 +55,46 @@ async def test_a_version_is_applied_once_and_never_changes(registry: DefinitionR
         await registry.apply(ping(command="Knock"))
     stored = await registry.get("ping", 1)
     assert stored is not None and stored.step("ping").success == "Pong"
+
+
+# As an engine that wrote durations in ISO 8601 stored `ping` version 1 and an HTTP
+# participant; whatever a document shows, what is stored (and compared) stays this form.
+STORED_PING = (
+    '{"description":null,"input":{"type":"object"},"name":"ping","participants":{},'
+    '"roles":["admin"],"steps":[{"action":{"command":"Ping","input":{},"reply":"Pong"},'
+    '"compensation":{"command":"Unping","input":{},"reply":"Unponged"},'
+    '"compensation_retry":{"backoff":"PT0.5S","jitter":0.5,"max_attempts":5,'
+    '"max_backoff":"PT30S"},"name":"ping","participant":"pinger","retry":{"backoff":'
+    '"PT0.5S","jitter":0.5,"max_attempts":3,"max_backoff":"PT30S"},"timeout":"PT10S",'
+    '"when":null}],"summary":{},"version":1}'
+)
+STORED_COURIER = (
+    '{"breaker":{"reset_after":"PT10S","threshold":5},"timeout":"PT2S",'
+    '"url":"http://127.0.0.1:1/courier"}'
+)
+
+
+async def test_what_an_earlier_engine_stored_is_the_same_document_still(
+    registry: DefinitionRegistry, redis: Redis, namespace: str
+) -> None:
+    await redis.hset(definitions_key(namespace), definition_field("ping", 1), STORED_PING)
+    await redis.hset(f"{namespace}:http-participants", "courier", STORED_COURIER)
+    await redis.sadd(participants_key(namespace), "courier")
+    assert await registry.apply(ping()) == "unchanged"
+    courier = read_text(
+        """
+name: shipping
+version: 1
+participants:
+  courier: {http: {url: "http://127.0.0.1:1/courier", timeout: 2s}}
+steps:
+  - name: ship
+    participant: courier
+    action: {command: Ship}
+    compensation: {command: Unship}
+"""
+    )
+    assert await registry.apply(courier) == "created"  # reaches courier the same way
 
 
 async def test_a_built_in_version_cannot_be_replaced(registry: DefinitionRegistry) -> None:

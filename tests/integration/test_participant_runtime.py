@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import aio_pika
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
@@ -12,6 +13,8 @@ from saga.rabbit import RabbitTransport
 from saga.transport import ACK, Delivery
 from services.payment import PaymentService
 from services.runtime import ParticipantRuntime
+from services.stock import StockService
+from tests.waiting import eventually
 
 
 def command(kind: str, payload: dict[str, Any], key: str, n: int) -> Delivery:
@@ -75,3 +78,37 @@ async def test_the_log_line_of_a_replayed_compensation_names_its_step_action_and
             "outcome": "PaymentRefunded",
         },
     ]
+
+
+async def test_a_command_the_service_fails_on_is_answered_with_the_error_not_requeued(
+    redis: Redis, namespace: str, transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
+) -> None:
+    stock = StockService(redis, namespace)
+    await stock.set_product("kiwi", quantity=5, price=Decimal("1.00"))
+    # A price written by hand: the reservation's script fails on it (a Lua error), on
+    # every delivery alike.
+    await redis.hset(f"{namespace}:stock:{{stock}}:product:kiwi", "price_cents", "twelve")
+    runtime = ParticipantRuntime(stock, transport)
+    reserve = command(
+        "ReserveStock",
+        {"items": [{"product_id": "kiwi", "quantity": 1}]},
+        "tenant:s-1:reserve_stock:execute",
+        1,
+    )
+    assert await runtime.handle(reserve) == ACK
+    channel = await amqp.channel()
+    replies = await channel.get_queue(transport.topology.orchestrator_queue, ensure=False)
+    reply = await eventually(lambda: replies.get(no_ack=True, fail=False), what="the reply")
+    answer = Envelope.from_bytes(reply.body)
+    assert (answer.type, answer.causation_id) == ("CommandFailed", "m1")
+    detail = answer.payload.pop("detail")
+    # Not transient: the same command fails the same way; its effect is unknown, since
+    # a script that fails half-way keeps what it wrote, so the saga undoes the step.
+    assert answer.payload == {
+        "reason": "participant_error",
+        "transient": False,
+        "effect_unknown": True,
+    }
+    assert detail.startswith("ResponseError: ") and "attempt to perform arithmetic" in detail, (
+        detail
+    )

@@ -54,6 +54,27 @@ def reserve(*items: tuple[str, int], saga: str = "s1", **kw: Any) -> tuple[Envel
     )
 
 
+async def test_stock_levels_and_prices_are_bounded_where_they_are_set(
+    stock: StockService,
+) -> None:
+    # The most a level may be is one Redis counts with and Lua's doubles hold exactly.
+    await stock.set_product("p1", quantity=1_000_000_000_000, price=Decimal("1000.00"))
+    kind, reserved = await stock.handle(*reserve(("p1", 1_000_000)), now=NOW)
+    assert (kind, reserved["amount"]) == ("StockReserved", "1000000000.00")
+    assert await levels(stock, "p1") == (999_999_000_000, 1_000_000, 0)
+    refusals = [
+        ({"quantity": 10**23, "price": Decimal("1.00")}, "at most 1,000,000,000,000"),
+        ({"quantity": -1, "price": Decimal("1.00")}, "at least 0"),
+        ({"quantity": 1, "price": Decimal("1000000000.01")}, "cannot exceed"),
+        ({"quantity": 1, "price": Decimal("0")}, "more than 0"),
+    ]
+    for change, message in refusals:
+        with pytest.raises(ValueError, match=message):
+            await stock.set_product("p2", **change)
+    assert await levels(stock, "p2") == (1, 0, 0)  # as it was
+    await stock.set_product("p2", quantity=0, price=Decimal("1000000000.00"))
+
+
 async def test_a_reservation_prices_the_items_and_holds_them(stock: StockService) -> None:
     kind, payload = await stock.handle(*reserve(("p1", 2), ("p2", 1), ("p1", 1)), now=NOW)
     assert kind == "StockReserved"
@@ -160,6 +181,25 @@ async def test_a_charge_and_its_refund_are_in_the_ledger(payment: PaymentService
         ("charge", Decimal("12.30"), "s1"),
         ("refund", Decimal("12.30"), "s1"),
     ]
+
+
+async def test_a_deposit_may_not_raise_a_balance_past_its_bound(
+    payment: PaymentService,
+) -> None:
+    await payment.deposit("ann@example.com", Decimal("1000000000.00"))
+    for _ in range(98):
+        await payment.deposit("ann@example.com", Decimal("1000000000.00"))
+    # 99,000,000,020.00 now; the bound is 100,000,000,000.00.
+    with pytest.raises(ValueError, match=r"at most 100,000,000,000\.00"):
+        await payment.deposit("ann@example.com", Decimal("1000000000.00"))
+    account = await payment.account("ann@example.com")
+    assert account.balance == Decimal("99000000020.00")
+    account = await payment.deposit("ann@example.com", Decimal("999999980.00"))
+    assert account.balance == Decimal("100000000000.00")
+    assert await payment.handle(*charge("1000000000.00"), now=NOW) == (
+        "PaymentCharged",
+        {"amount": "1000000000.00"},
+    )
 
 
 async def test_too_little_money_charges_nothing(payment: PaymentService) -> None:

@@ -8,6 +8,13 @@ from typing import Any
 
 import aiormq
 import pytest
+from redis.exceptions import (
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
@@ -157,6 +164,36 @@ async def test_a_failing_handler_gets_the_message_again(transport: Transport) ->
     assert deliveries[1].redelivered and deliveries[1].delivery_count == 1
 
 
+@pytest.mark.parametrize(
+    "outage",
+    [
+        ReadOnlyError("READONLY You can't write against a read only replica."),
+        OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'."),
+        TryAgainError("TRYAGAIN Multiple keys request during rehashing of slot"),
+        MasterDownError("MASTERDOWN Link with MASTER is down"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_a_redis_that_cannot_serve_for_now_is_waited_out_with_the_message_in_hand(
+    transport: Transport, outage: Exception
+) -> None:
+    # Redis answers these while it fails over, fills up or reshards: the message is not
+    # at fault, so it is neither given back (nor counted toward the dead letters) nor
+    # answered as a participant's own error.
+    deliveries: list[Delivery] = []
+
+    async def handler(delivery: Delivery) -> Outcome:
+        deliveries.append(delivery)
+        if len(deliveries) == 1:
+            raise outage
+        return ACK
+
+    await transport.publish_reply(envelope(3))
+    await transport.consume(transport.topology.orchestrator_queue, handler)
+    await eventually(lambda: asyncio.sleep(0, len(deliveries)), until=lambda n: n >= 2)
+    assert not deliveries[1].redelivered and deliveries[1].delivery_count == 0
+
+
 async def test_a_dead_lettered_message_keeps_its_body_and_reason(transport: Transport) -> None:
     async def handler(delivery: Delivery) -> Outcome:
         return DeadLetter("unknown saga s1")
@@ -177,7 +214,8 @@ async def test_a_message_that_always_fails_ends_in_the_dead_letters(transport: T
     async def handler(delivery: Delivery) -> Outcome:
         nonlocal attempts
         attempts += 1
-        raise ValueError("poison")
+        # redis-py's repr of its errors leaves out what the server said.
+        raise ResponseError("hash value is not an integer script: 1f2e, on @user_script:16.")
 
     await transport.publish_command("order", envelope(5))
     await transport.consume(transport.topology.participant_queue("order"), handler)
@@ -187,7 +225,10 @@ async def test_a_message_that_always_fails_ends_in_the_dead_letters(transport: T
     assert Envelope.from_bytes(body).message_id == "m5"
     assert attempts == DELIVERY_LIMIT + 1
     reason = headers[DEAD_REASON_HEADER]
-    assert reason == f"handler failed {DELIVERY_LIMIT + 1} times: ValueError('poison')"
+    assert reason == (
+        f"handler failed {DELIVERY_LIMIT + 1} times: ResponseError: hash value is not an "
+        "integer script: 1f2e, on @user_script:16."
+    )
 
 
 async def test_a_stopped_consumer_takes_nothing_more(transport: Transport) -> None:

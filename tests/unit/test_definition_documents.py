@@ -196,6 +196,36 @@ def test_every_shape_problem_of_a_document_is_reported_with_its_place() -> None:
         assert f"{place}: " in str(refused.value)
 
 
+def test_a_document_shows_its_durations_as_a_document_writes_them_and_reads_them_back() -> None:
+    quote = _document()["steps"][0]
+    retry = {"max_attempts": 2, "backoff": 0, "max_backoff": "1h"}
+    step = {**quote, "timeout": 90, "retry": retry, "compensation_retry": {"backoff": 0.0015}}
+    spec = read_definition(_document(steps=[step]))
+    shown = spec.model_dump(mode="json")["steps"][0]
+    assert shown["timeout"] == "90s"
+    assert (shown["retry"]["backoff"], shown["retry"]["max_backoff"]) == ("0s", "1h")
+    assert shown["compensation_retry"]["backoff"] == "1.5ms"
+    assert shown["compensation_retry"]["max_backoff"] == "30s"  # the default
+    assert read_definition(spec.model_dump(mode="json")) == spec
+    for seconds, written in [(0.5, "500ms"), (120, "2m"), (7200, "2h"), (61, "61s")]:
+        spec = read_definition(_document(steps=[{**quote, "timeout": seconds}]))
+        assert spec.model_dump(mode="json")["steps"][0]["timeout"] == written
+
+
+def test_a_document_s_meaning_is_checked_once_its_shape_is_right() -> None:
+    # As docs/definitions.md says: the meaning checks read relations between the parts
+    # (names, earlier steps, the pivot), which a misshapen part would only echo.
+    quote = _document()["steps"][0]
+    misshapen = {**quote, "timeout": "soon"}
+    meaningless = {**quote, "when": "input.a +"}  # a second step named quote, too
+    with pytest.raises(DefinitionError) as shape:
+        read_definition(_document(steps=[misshapen, meaningless]))
+    assert [dotted(p.loc) for p in shape.value.problems] == ["steps.0.timeout"]
+    with pytest.raises(DefinitionError) as meaning:
+        compile_definition(read_definition(_document(steps=[quote, meaningless])))
+    assert [dotted(p.loc) for p in meaning.value.problems] == ["steps", "steps.1.when"]
+
+
 def test_every_problem_compiling_finds_is_reported_with_its_place() -> None:
     quote = _document()["steps"][0]
     broken = {
@@ -360,6 +390,30 @@ def test_every_problem_of_an_input_is_reported_with_its_place() -> None:
         ("vendor",),
     ], refused.value.problems
     assert "input.items[6].product_id: 'product_id' is a required property" in str(refused.value)
+
+
+def test_the_problems_of_an_input_never_quote_its_values() -> None:
+    # An input may hold a secret (or a megabyte); the answer says where and what is wrong.
+    secret = "hunter2-secret"
+    order = order_input().model_dump(mode="json")
+    bad = order | {
+        "vendor": secret,
+        "payment_method": secret,
+        "description": secret * 200,
+        "items": [{"product_id": f"{secret}!", "quantity": secret}, secret],
+    }
+    with pytest.raises(InputError) as refused:
+        ORDER_SAGA.check_input(bad)
+    said = {dotted(p.loc): p.msg for p in refused.value.problems}
+    assert said == {
+        "description": "the value is too long",
+        "items.0.product_id": "the value does not match '^[A-Za-z0-9_.:-]{1,64}$'",
+        "items.0.quantity": "the value is not of type 'integer'",
+        "items.1": "the value is not of type 'object'",
+        "payment_method": "the value is not one of ['Credit Card', 'Debit Card', "
+        "'Cash on Delivery']",
+        "vendor": "the value is not a 'email'",
+    }
 
 
 def test_a_command_that_cannot_be_built_fails_its_step_and_sends_nothing() -> None:

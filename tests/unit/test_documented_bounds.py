@@ -1,4 +1,4 @@
-"""The bounds the HTTP API reference (docs/http-api.md) states are the bounds the code enforces."""
+"""The bounds the references (docs/http-api.md, docs/cli.md) state are the bounds the code enforces."""
 
 from pathlib import Path
 from typing import Any
@@ -7,10 +7,14 @@ from contracts.money import MAX_MONEY
 from saga.api.idempotency import MAX_KEY_LENGTH
 from saga.api.schemas import CreateOrderRequest
 from saga.definitions import BUILTINS
+from services.payment import MAX_BALANCE
+from services.stock import MAX_STOCK
 
-REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "http-api.md"
-# The reference's lines joined as they read.
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+REFERENCE = DOCS / "http-api.md"
+# The references' lines joined as they read.
 API = " ".join(REFERENCE.read_text(encoding="utf-8").split())
+CLI = " ".join((DOCS / "cli.md").read_text(encoding="utf-8").split())
 
 
 def _body() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -55,3 +59,14 @@ def test_the_order_saga_s_input_schema_has_the_create_order_body_s_bounds() -> N
     assert items["items"]["properties"]["product_id"]["pattern"] == "^[A-Za-z0-9_.:-]{1,64}$"
     assert schema["delivery_address"]["maxLength"] == body["delivery_address"]["maxLength"]
     assert schema["description"]["maxLength"] == body["description"]["maxLength"]
+
+
+def test_the_cli_reference_states_the_bounds_of_stock_levels_prices_and_balances() -> None:
+    stated = [
+        f"a quantity is 0 to {MAX_STOCK:,}",
+        f"more than 0 and at most {MAX_MONEY:,}",
+        f"past {MAX_BALANCE:,.2f} is refused",
+    ]
+    assert [s for s in stated if s not in CLI] == []
+    # Counted exactly in Lua's doubles, with room: a level, or a balance in cents.
+    assert MAX_STOCK * 1000 < 2**53 and MAX_BALANCE * 100 * 100 < 2**53

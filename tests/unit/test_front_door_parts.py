@@ -1,6 +1,8 @@
 """The front door's parts without servers: circuit breaker, token cache, rate parsing."""
 
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -60,15 +62,25 @@ def auth_client(handler: httpx.MockTransport, clock: Clock) -> AuthClient:
     )
 
 
-async def test_verified_tokens_are_cached_but_never_past_their_expiry() -> None:
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+# The auth service writes the expiry as the API writes times; an older one wrote seconds
+# since the epoch, and the API reads both (so its replicas can be upgraded first).
+@pytest.mark.parametrize("written", [iso, float], ids=["ISO 8601", "epoch"])
+async def test_verified_tokens_are_cached_but_never_past_their_expiry(
+    written: Callable[[float], object],
+) -> None:
     clock = Clock()
     calls = []
 
     def answer(request: httpx.Request) -> httpx.Response:
         calls.append(request)
+        expires_at = written(clock.now + 10)
         return httpx.Response(
             200,
-            json={"email": "Ann@Example.com", "roles": ["customer"], "expires_at": clock.now + 10},
+            json={"email": "Ann@Example.com", "roles": ["customer"], "expires_at": expires_at},
         )
 
     client = auth_client(httpx.MockTransport(answer), clock)
