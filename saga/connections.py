@@ -1,8 +1,12 @@
 """Connections to Redis, built from settings; nothing connects at import."""
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from saga.settings import Settings
 
@@ -26,6 +30,22 @@ def redis_client(settings: Settings) -> "Redis":
         retry=Retry(NoBackoff(), retries=0),
     )
     return Redis.from_pool(pool)  # the client owns the pool: closing it closes the pool
+
+
+T = TypeVar("T")
+
+
+async def once_more(redis: "Redis", call: Callable[[], Awaitable[T]]) -> T:
+    """`call`, made once more if its connection turns out dead. After a Redis restart
+    every idle pooled connection fails on its first use (redis-py does not notice the
+    server closed them), so they are all dropped and the call is made on a fresh one.
+    Only for calls that may run twice: reads, and writes idempotent by their own keys
+    (the client itself retries nothing)."""
+    try:
+        return await call()
+    except RedisConnectionError:
+        await redis.connection_pool.disconnect(inuse_connections=False)
+        return await call()
 
 
 async def ping_redis(settings: Settings) -> None:

@@ -10,7 +10,6 @@ from typing import Any, Final, Literal
 
 import structlog
 from pydantic import BaseModel, ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from contracts.envelope import Envelope, first_error
 from saga import metrics
@@ -185,14 +184,7 @@ class SagaStarter:
         )
         marker = marker_of(now)
         applied = not self._builtin(definition.name, definition.version)
-        try:
-            created = await self._store.create(decision, marker=marker, applied=applied)
-        except RedisConnectionError:
-            # After a Redis restart each pooled connection fails on its first use. A start
-            # is idempotent by the saga's id (a second try finds the first, if it landed),
-            # so it is tried once more, on a fresh connection, rather than answered 503.
-            created = await self._store.create(decision, marker=marker, applied=applied)
-        if not created:
+        if not await self._store.create(decision, marker=marker, applied=applied):
             # Started already (the same idempotency key, or a retry): that start stands.
             existing = await self._store.load(saga_id)
             assert existing is not None, f"saga {saga_id} was started but has no state"

@@ -11,15 +11,15 @@ being deleted.
 """
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol, TypeVar, cast
+from typing import Final, Literal, Protocol, cast
 
 import structlog
 from pydantic import BaseModel
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
+from saga.connections import once_more
 from saga.core.definition import SagaDefinition
 from saga.core.document import (
     ISO_DURATIONS,
@@ -31,7 +31,6 @@ from saga.core.document import (
 from saga.store import NoSuchDefinition, definition_field, definition_sagas_key, definitions_key
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
 
 # KEYS: applied definitions (field -> json), the type's versions (zset), all types
 #       (set), every participant any definition names (set), the HTTP participants
@@ -273,10 +272,11 @@ class DefinitionRegistry:
         cached = self._documents.get((saga_type, version))
         if cached is not None:
             return cached
-        raw = await _read(
+        raw = await once_more(
+            self._redis,
             lambda: self._redis.hget(
                 definitions_key(self._ns), definition_field(saga_type, version)
-            )
+            ),
         )
         if raw is None:
             return None
@@ -288,14 +288,17 @@ class DefinitionRegistry:
         return spec
 
     async def _retired(self, saga_type: str, version: int) -> DefinitionSpec | None:
-        raw = await _read(
-            lambda: self._redis.hget(self._retired_key, definition_field(saga_type, version))
+        raw = await once_more(
+            self._redis,
+            lambda: self._redis.hget(self._retired_key, definition_field(saga_type, version)),
         )
         return None if raw is None else DefinitionSpec.model_validate_json(raw)
 
     async def entry(self, saga_type: str) -> Entry | None:
         """One saga type's versions, or None if it has none."""
-        raw = await _read(lambda: self._redis.zrange(self._versions_key(saga_type), 0, -1))
+        raw = await once_more(
+            self._redis, lambda: self._redis.zrange(self._versions_key(saga_type), 0, -1)
+        )
         stored = [int(cast(str, v)) for v in raw]
         builtin = self._builtins.get(saga_type)
         ours = (builtin[0].version,) if builtin else ()
@@ -351,16 +354,6 @@ class DefinitionRegistry:
             raise NoSuchDefinition(saga_type, version)
         self._compiled.pop((saga_type, version), None)
         self._documents.pop((saga_type, version), None)
-
-
-async def _read(call: Callable[[], Awaitable[T]]) -> T:
-    """A read, tried once more if its connection turns out dead: after a Redis restart
-    each pooled connection fails on its first use, and every saga start reads here.
-    A read twice is harmless (the client itself retries nothing)."""
-    try:
-        return await call()
-    except RedisConnectionError:
-        return await call()
 
 
 def participants_key(namespace: str) -> str:

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from contracts.envelope import Envelope
 from contracts.topology import Participant
 from saga.clock import marker_of
+from saga.connections import once_more
 from saga.core.decide import Decision, OutgoingCommand, Timer
 from saga.core.events import EventRecord, record_from_json
 from saga.core.state import SagaState
@@ -231,15 +232,20 @@ class RedisSagaStore:
         """
         state = decision.state
         try:
-            outcome = await self._append_with(
-                decision,
-                expected_version=0,
-                applied_id=f"start:{state.saga_id}",
-                marker=marker,
-                created=repr(state.created_at.timestamp()),
-                definition=definition_field(state.saga_type, state.definition_version)
-                if applied
-                else "",
+            # Safe to repeat, so made once more on a connection that turns out dead (after
+            # a Redis restart) rather than failing the start.
+            outcome = await once_more(
+                self._redis,
+                lambda: self._append_with(
+                    decision,
+                    expected_version=0,
+                    applied_id=f"start:{state.saga_id}",
+                    marker=marker,
+                    created=repr(state.created_at.timestamp()),
+                    definition=definition_field(state.saga_type, state.definition_version)
+                    if applied
+                    else "",
+                ),
             )
         except VersionConflict:
             raise SagaExists(state.saga_id) from None

@@ -10,6 +10,8 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from saga.connections import once_more
+
 _PERIODS: Final = {"second": 1, "minute": 60, "hour": 3600}
 
 # KEYS: the bucket. ARGV: capacity, refill per second. Redis's own clock, so that every
@@ -59,15 +61,21 @@ class RateLimiter:
     """One token bucket per customer, shared by every replica through Redis."""
 
     def __init__(self, redis: "Redis", namespace: str, rate: Rate) -> None:
+        self._redis = redis
         self._take = redis.register_script(_TAKE)
         self._ns = namespace
         self._rate = rate
 
     async def take(self, customer: str) -> None:
         """Spend one token of the customer's; raises RateLimited when there is none."""
-        allowed, wait = await self._take(
-            keys=[f"{self._ns}:ratelimit:{customer}"],
-            args=[self._rate.count, self._rate.count / self._rate.period],
+        # Made once more on a dead connection (after a Redis restart): at worst a token
+        # is spent twice, which is better than refusing the request.
+        allowed, wait = await once_more(
+            self._redis,
+            lambda: self._take(
+                keys=[f"{self._ns}:ratelimit:{customer}"],
+                args=[self._rate.count, self._rate.count / self._rate.period],
+            ),
         )
         if int(allowed) != 1:
             raise RateLimited(float(wait))

@@ -10,7 +10,6 @@ from redis.asyncio import Redis
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
 from saga.clock import utc_now
-from saga.connections import redis_client
 from saga.core.decide import CancelSaga
 from saga.core.events import ReplyIgnored
 from saga.definitions import BUILTINS, ORDER_SAGA, is_builtin
@@ -18,10 +17,8 @@ from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
 from saga.registry import DefinitionRegistry
-from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.transport import ACK, PUBLISH_ERRORS, DeadLetter, Delivery
-from tests.nodes import RedisServer
 from tests.unit.sagas import REPLY_TYPE, SUCCESS, order_input
 
 
@@ -235,27 +232,3 @@ async def test_published_commands_leave_their_outboxes_in_batches(
     for state in states:
         assert await store.outbox(state.saga_id) == []
     assert await store.outbox_pending() == 0
-
-
-async def test_a_saga_starts_right_after_a_redis_restart(
-    own_redis: RedisServer, namespace: str, transport: RabbitTransport
-) -> None:
-    # The pool's connections died with the server: the first use of one fails. Starting
-    # is idempotent by the saga's id, so it is tried once more, on a fresh connection.
-    settings = Settings(redis_url=own_redis.url, namespace=namespace)
-    redis = redis_client(settings)
-    try:
-        store = RedisSagaStore(redis, namespace)
-        starter = SagaStarter(store, Dispatcher(store, transport), builtin=is_builtin)
-        inputs = [order_input(), order_input()]
-        await asyncio.gather(
-            *(starter.start(ORDER_SAGA, customer="ann@example.com", saga_input=i) for i in inputs)
-        )
-        own_redis.kill()
-        await asyncio.to_thread(own_redis.start)
-        states = await asyncio.gather(
-            *(starter.start(ORDER_SAGA, customer="ann@example.com", saga_input=i) for i in inputs)
-        )
-        assert [s.status for s in states] == ["running", "running"]
-    finally:
-        await redis.aclose()
