@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQu
 from pydantic import BaseModel, field_serializer
 
 from contracts.topology import Topology
+from saga.clock import utc_text
 from saga.namespaces import nothing_runs
 from saga.rabbit import encodable
 from saga.safetext import as_text, preview
@@ -73,7 +74,7 @@ class ParkedMessage(BaseModel):
 
     @field_serializer("at")
     def _iso(self, at: datetime | None) -> str | None:
-        return None if at is None else at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return None if at is None else utc_text(at, seconds=True)
 
 
 def describe(message: AbstractIncomingMessage) -> ParkedMessage:

@@ -1,7 +1,7 @@
 """What people see of sagas and saga types: the views shared by the HTTP API and the CLI."""
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -78,13 +78,6 @@ def _summary(
     was = definition.summarize(state)
     undone = {k: v for k, v in was.items() if v is not None and summary.get(k) != v}
     return summary, undone
-
-
-def utc_text(at: datetime, *, seconds: bool = False) -> str:
-    """A time as the API writes it: ISO 8601 in UTC, ending in Z (to the second: for
-    tables)."""
-    at = at.astimezone(UTC).replace(microsecond=0) if seconds else at.astimezone(UTC)
-    return at.isoformat().replace("+00:00", "Z")
 
 
 class DefinitionEntry(BaseModel):

@@ -10,8 +10,8 @@ from rich.table import Table
 from saga.cli import values
 from saga.cli.output import CliError, Json, console, print_json, with_redis
 from saga.cli.presence import refuse_if_lifeless
+from saga.clock import utc_text
 from saga.settings import Settings
-from saga.views import utc_text
 from services.auth.users import SavedUser, UserStore
 from services.order import Order, OrderService
 from services.payment import Account, PaymentService

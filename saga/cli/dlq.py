@@ -10,6 +10,7 @@ from rich.table import Table
 
 from contracts.topology import Topology
 from saga.cli.output import CliError, Json, console, print_json, settings
+from saga.clock import utc_text
 from saga.deadletters import (
     DeadLetterQueue,
     DeadLetterQueueMissing,
@@ -49,7 +50,7 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
 def _table(letters: list[ParkedMessage]) -> Table:
     table = Table("id", "parked at", "from", "type", "saga", "reason", "body")
     for letter in letters:
-        at = letter.at.strftime("%Y-%m-%dT%H:%M:%SZ") if letter.at else "?"
+        at = utc_text(letter.at, seconds=True) if letter.at else "?"
         body = printable(letter.preview, limit=TABLE_PREVIEW) if letter.size else "(empty)"
         table.add_row(
             letter.id,

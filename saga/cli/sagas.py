@@ -13,13 +13,14 @@ from saga.bootstrap import registry_for
 from saga.cli.output import CliError, Json, console, print_json, with_redis
 from saga.cli.presence import refuse_if_lifeless
 from saga.cli.values import one_of
+from saga.clock import utc_text
 from saga.core.events import EventRecord
 from saga.core.state import SagaState, SagaStatus
 from saga.registry import DefinitionRegistry
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.timeline import timeline
-from saga.views import saga_view, utc_text
+from saga.views import saga_view
 
 _STATUSES = get_args(SagaStatus)
 

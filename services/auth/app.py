@@ -12,9 +12,9 @@ from redis.exceptions import RedisError
 
 from saga.api.media import JsonBodyRoute
 from saga.api.problems import answer_without_input
+from saga.clock import utc_text
 from saga.connections import redis_client
 from saga.settings import Settings
-from saga.views import utc_text
 from services.auth.tokens import TokenIssuer
 from services.auth.users import UserStore
 
