@@ -8,11 +8,9 @@ cannot — paths that parse, steps that read only earlier steps, conditions that
 conditions, the pivot rule — and returns the definition the core runs.
 """
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal
 from typing import Annotated, Any, Final
 
 import jsonschema
@@ -44,13 +42,12 @@ from saga.core.definition import (
     StepDefinition,
     Summary,
 )
+from saga.core.durations import DURATION_FORMS, DurationError, duration_text, parse_duration
 from saga.core.paths import Path, PathError, Template
 from saga.core.policy import RetryPolicy
 from saga.core.problems import Place, Problem, dotted
 from saga.core.state import SagaState
 
-_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
-_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 NAME_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,63}$"
 STEP_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
 TYPE_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"
@@ -58,45 +55,27 @@ TYPE_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"
 HTTP_SUCCEEDED: Final = "HttpSucceeded"
 
 
-def _seconds(value: Any) -> Any:
-    """`"500ms"`, `"10s"`, `"2m"`, `"1h"`, or a number of seconds."""
-    if isinstance(value, str) and (found := _DURATION.match(value)):
-        return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str) and not value.strip().upper().startswith("P"):
-        raise ValueError("a duration is written 500ms, 10s, 2m, 1h, or a number of seconds")
-    return value  # pydantic's own reading (ISO 8601: PT10S), or its error
+def _duration(value: Any) -> Any:
+    """A duration as people write it (see saga.core.durations), or in the ISO 8601 form
+    applied documents are stored in (`PT10S`), which pydantic reads."""
+    iso = isinstance(value, str) and value.strip().lstrip("+-")[:1] in ("P", "p")
+    if iso or isinstance(value, timedelta):
+        return value
+    return parse_duration(value)
 
 
-# How much of a duration each unit a document writes is, largest first.
-_UNIT_SIZES: Final = (
-    ("h", timedelta(hours=1)),
-    ("m", timedelta(minutes=1)),
-    ("s", timedelta(seconds=1)),
-    ("ms", timedelta(milliseconds=1)),
-)
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise DurationError(f"a duration cannot be negative; {DURATION_FORMS}")
+    return value
+
+
 # What a serialization's context says to write durations as ISO 8601 (`PT0.5S`): the
 # form applied documents are stored and compared in, as they always were.
 ISO_DURATIONS: Final = {"durations": "iso"}
 
 
-def duration_text(value: timedelta) -> str | float:
-    """A duration as a document writes it, in the largest unit that holds it exactly
-    (`500ms`, `90s`, `2m`, `1h`; `1.5ms`); one below zero as its number of seconds."""
-    if value < timedelta(0):
-        return value.total_seconds()
-    if not value:
-        return "0s"
-    for unit, size in _UNIT_SIZES:
-        if not value % size:
-            return f"{value // size}{unit}"
-    return f"{Decimal(value // timedelta(microseconds=1)) / 1000}ms"
-
-
-def _written(
-    value: timedelta, iso: SerializerFunctionWrapHandler, info: SerializationInfo
-) -> str | float:
+def _written(value: timedelta, iso: SerializerFunctionWrapHandler, info: SerializationInfo) -> str:
     if info.context == ISO_DURATIONS:
         return str(iso(value))
     return duration_text(value)
@@ -104,8 +83,9 @@ def _written(
 
 Duration = Annotated[
     timedelta,
-    BeforeValidator(_seconds),
-    WrapSerializer(_written, return_type=str | float, when_used="json"),
+    BeforeValidator(_duration),
+    AfterValidator(_not_negative),
+    WrapSerializer(_written, return_type=str, when_used="json"),
 ]
 
 
