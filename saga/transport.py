@@ -6,6 +6,7 @@ suite runs against both.
 """
 
 import asyncio
+import random
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -20,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
+from saga.core.policy import OUTAGE_RETRY, backoff_delay
 
 log = structlog.get_logger(__name__)
 
@@ -182,7 +184,7 @@ async def run_handler(
     when it is dead-lettered with the error as its reason. None: the delivery was lost
     with its connection, and the broker will deliver it again.
     """
-    delay = 0.1
+    failed = 0
     while True:
         if not still_held():
             log.warning("delivery abandoned with its channel", queue=queue)
@@ -190,6 +192,8 @@ async def run_handler(
         try:
             return await handler(delivery)
         except INFRASTRUCTURE_ERRORS as exc:
+            failed += 1
+            delay = backoff_delay(OUTAGE_RETRY, failed, random.random()).total_seconds()
             log.warning(
                 "server unavailable, retrying message",
                 queue=queue,
@@ -197,7 +201,6 @@ async def run_handler(
                 retry_in=delay,
             )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
         except Exception as exc:
             if delivery.delivery_count >= DELIVERY_LIMIT:
                 reason = f"handler failed {delivery.delivery_count + 1} times: {error_text(exc)}"

@@ -44,7 +44,15 @@ from saga.core.definition import (
 )
 from saga.core.durations import DURATION_FORMS, DurationError, duration_text, parse_duration
 from saga.core.paths import Path, PathError, Template
-from saga.core.policy import RetryPolicy
+from saga.core.policy import (
+    COMPENSATION_RETRY,
+    HTTP_BREAKER_RESET_AFTER,
+    HTTP_BREAKER_THRESHOLD,
+    HTTP_TIMEOUT,
+    STEP_RETRY,
+    STEP_TIMEOUT,
+    RetryPolicy,
+)
 from saga.core.problems import Place, Problem, dotted
 from saga.core.state import SagaState
 
@@ -94,12 +102,23 @@ class _Spec(BaseModel):
 
 
 class RetrySpec(_Spec):
-    """How often an action is tried and how long between tries (see RetryPolicy)."""
+    """How often an action is tried and how long between tries (see RetryPolicy); the
+    defaults are a step's (STEP_RETRY)."""
 
-    max_attempts: int = Field(default=3, ge=1, le=100)
-    backoff: Duration = timedelta(seconds=0.5)
-    max_backoff: Duration = timedelta(seconds=30)
-    jitter: float = Field(default=0.5, ge=0, le=1)
+    max_attempts: int = Field(default=STEP_RETRY.max_attempts, ge=1, le=100)
+    backoff: Duration = timedelta(seconds=STEP_RETRY.backoff)
+    max_backoff: Duration = timedelta(seconds=STEP_RETRY.max_backoff)
+    jitter: float = Field(default=STEP_RETRY.jitter, ge=0, le=1)
+
+    @classmethod
+    def of(cls, policy: RetryPolicy) -> "RetrySpec":
+        """The spec of a retry policy."""
+        return cls(
+            max_attempts=policy.max_attempts,
+            backoff=timedelta(seconds=policy.backoff),
+            max_backoff=timedelta(seconds=policy.max_backoff),
+            jitter=policy.jitter,
+        )
 
     def policy(self) -> RetryPolicy:
         """The core's retry policy."""
@@ -124,15 +143,15 @@ class ActionSpec(_Spec):
 class BreakerSpec(_Spec):
     """After `threshold` transient failures in a row, calls are refused for `reset_after`."""
 
-    threshold: int = Field(default=5, ge=1, le=1000)
-    reset_after: Duration = timedelta(seconds=10)
+    threshold: int = Field(default=HTTP_BREAKER_THRESHOLD, ge=1, le=1000)
+    reset_after: Duration = HTTP_BREAKER_RESET_AFTER
 
 
 class HttpSpec(_Spec):
     """An endpoint: each command is POSTed to `<url>/<command type>`."""
 
     url: HttpUrl
-    timeout: Duration = timedelta(seconds=5)
+    timeout: Duration = HTTP_TIMEOUT
     breaker: BreakerSpec = BreakerSpec()
 
 
@@ -152,10 +171,9 @@ class StepSpec(_Spec):
     action: ActionSpec
     compensation: ActionSpec | None = None
     when: str | None = Field(default=None, min_length=1, max_length=500)
-    timeout: Duration = timedelta(seconds=10)
-    retry: RetrySpec = RetrySpec()
-    # Undoing must not give up easily: a saga that cannot be undone needs a human.
-    compensation_retry: RetrySpec = RetrySpec(max_attempts=5)
+    timeout: Duration = STEP_TIMEOUT
+    retry: RetrySpec = RetrySpec.of(STEP_RETRY)
+    compensation_retry: RetrySpec = RetrySpec.of(COMPENSATION_RETRY)
 
 
 class GroupSpec(_Spec):

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from contracts.topology import Participant, Topology
 from saga.clock import utc_now
+from saga.core.policy import Backoff
 from saga.definitions import ORDER_SAGA, is_builtin
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher, OutboxRelay
@@ -46,7 +47,10 @@ async def quick(
     """A RabbitMQ transport the broker can cut by name, that reconnects within 0.1 s
     (the `amqp` fixture removes the topology after)."""
     transport = RabbitTransport(
-        RABBITMQ_URL, Topology(namespace), reconnect_every=0.1, name=f"test {namespace}"
+        RABBITMQ_URL,
+        Topology(namespace),
+        reconnect=Backoff(backoff=0.1, max_backoff=0.1),
+        name=f"test {namespace}",
     )
     await transport.connect()
     yield transport

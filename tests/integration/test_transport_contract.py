@@ -18,6 +18,7 @@ from redis.exceptions import (
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
+from saga.core.policy import Backoff
 from saga.memory import InMemoryTransport
 from saga.rabbit import RabbitTransport, delete_topology
 from saga.transport import (
@@ -384,7 +385,10 @@ async def quick(namespace: str) -> AsyncIterator[RabbitTransport]:
     """A RabbitMQ transport with a name of its own, that reconnects within 0.1 s."""
     async for transport in connected(
         RabbitTransport(
-            RABBITMQ_URL, Topology(namespace), reconnect_every=0.1, name=f"test {namespace}"
+            RABBITMQ_URL,
+            Topology(namespace),
+            reconnect=Backoff(backoff=0.1, max_backoff=0.1),
+            name=f"test {namespace}",
         )
     ):
         yield transport
