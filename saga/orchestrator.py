@@ -256,7 +256,7 @@ class Orchestrator:
             if is_check_saga(envelope.saga_id):
                 # The conformance check's made-up saga: it reads the reply on a queue of
                 # its own; here it is no one's, and no fault either.
-                log.debug("reply to the conformance check ignored", saga_id=envelope.saga_id)
+                log.info("reply to the conformance check ignored", saga_id=envelope.saga_id)
                 return ACK
             return DeadLetter(f"unknown saga {envelope.saga_id}")
         if applied.outcome == "unknown_type":

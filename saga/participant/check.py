@@ -49,7 +49,6 @@ from saga.transport import (
 )
 
 __all__ = [
-    "CASES",
     "Action",
     "CaseResult",
     "CheckError",
@@ -63,16 +62,6 @@ Outcome = Literal["passed", "failed", "inconclusive"]
 FAILED: Final = CommandFailed.__name__
 # A command type no participant takes (one that does is told by its answer).
 UNKNOWN_COMMAND: Final = "ConformanceCheckUnknownCommand"
-# What each case proves, in the order they run.
-CASES: Final = {
-    "repeat": "a command delivered twice gets the same reply",
-    "retry": "a new command under the same idempotency key gets the same reply",
-    "compensation_first": "a compensation before its command is answered; the late command refused",
-    "unknown_command": "a command of an unknown type gets CommandFailed unknown_command",
-    "malformed_envelope": "an envelope that breaks the schema is dead-lettered with a reason",
-    "not_json": "a body that is not JSON is dead-lettered with a reason",
-    "ids": "every reply names its saga (saga_id, correlation_id) and command (causation_id)",
-}
 _SHOWN: Final = 120  # of a payload or reason, in a case's reason
 
 
@@ -95,6 +84,7 @@ class Report:
     namespace: str
     run: str  # every saga id of the run starts with CHECK_SAGA_PREFIX + run + "."
     cases: tuple[CaseResult, ...]
+    replies: int = 0  # how many replies of the run came, awaited or not
     # Dead letters the run caused and could not take out again (their ids).
     left_behind: tuple[str, ...] = ()
 
@@ -118,6 +108,7 @@ class Report:
             "run": self.run,
             "passed": self.passed,
             "cases": [c.__dict__ for c in self.cases],
+            "replies": self.replies,
             "left_behind": list(self.left_behind),
         }
 
@@ -166,7 +157,7 @@ async def check_participant(
     finally:
         await wire.close()
     left = await _take_out(DeadLetterQueue(rabbitmq_url, topology), checking.parked, within)
-    return Report(participant, namespace, run, tuple(cases), left)
+    return Report(participant, namespace, run, tuple(cases), wire.received, left)
 
 
 def check_participant_name(name: str) -> str:

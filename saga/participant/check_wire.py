@@ -159,6 +159,11 @@ class Wire:
             taken.add(found)
             return self._replies[saga][found]
 
+    @property
+    def received(self) -> int:
+        """How many replies of the run came, awaited or not."""
+        return sum(len(r) for r in self._replies.values()) + len(self.strays)
+
     def replies_to(self, message_id: str) -> list[Received]:
         """Every reply so far that names this message as its cause."""
         return [
