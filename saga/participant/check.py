@@ -38,7 +38,13 @@ from contracts.messages import CommandFailed
 from contracts.topology import Topology
 from contracts.topology import check_participant as valid_participant
 from saga.deadletters import DeadLetterQueue, dead_letter_id
-from saga.participant.check_samples import Action, StepSample
+from saga.participant.check_samples import (
+    Action,
+    SampleError,
+    StepSample,
+    learn_steps,
+    named_steps,
+)
 from saga.participant.check_wire import CheckError, Parked, Received, Wire
 from saga.safetext import printable
 from saga.transport import (
@@ -53,9 +59,12 @@ __all__ = [
     "CaseResult",
     "CheckError",
     "Report",
+    "SampleError",
     "StepSample",
     "assert_conforms",
     "check_participant",
+    "learn_steps",
+    "named_steps",
 ]
 
 Outcome = Literal["passed", "failed", "inconclusive"]
@@ -276,10 +285,12 @@ class _Run:
                 f"the late command was done ({_shown(late)}) after its compensation: "
                 "refuse it with CommandFailed",
             )
-        payload = _payload(late)
-        if payload.get("transient") is True:
+        if not _definite(late):
             return self.failed(
-                case, action, f"refused as transient ({_reason(late)}): refuse it for good"
+                case,
+                action,
+                f"refused ({_reason(late)}) as transient or of unknown effect: refuse it for "
+                "good, with nothing done",
             )
         plain = self.plain.get(action.command)
         if plain is None or not _is_failure(plain):
@@ -394,7 +405,7 @@ class _Run:
             return self.failed(
                 case, action, f"a reply names no saga or command of the check's: {_shown(stray)}"
             )
-        return self.passed(case, action, f"all {len(self.asked)} replies")
+        return self.passed(case, action, f"all {len(self.asked)} replies name them")
 
     # --- helpers ------------------------------------------------------------------
 

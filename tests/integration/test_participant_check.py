@@ -169,6 +169,16 @@ class Markerless(Courier):
         return False
 
 
+class Hedging(Courier):
+    """Refuses a command after its compensation, but as transient: try again later."""
+
+    def outcome(self, command: dict[str, Any], key: str) -> dict[str, Any]:
+        answer = super().outcome(command, key)
+        if answer["payload"].get("reason") == "compensated_before":
+            answer["payload"]["transient"] = True
+        return answer
+
+
 class Misnaming(Courier):
     """Answers naming no command as its cause."""
 
@@ -182,6 +192,7 @@ BROKEN = [
     (Careless, {("malformed_envelope", "BookCourier"), ("not_json", None)}),
     (Rejecting, {("malformed_envelope", "BookCourier"), ("not_json", None)}),
     (Markerless, {("compensation_first", "BookCourier"), ("compensation_first", "Insure")}),
+    (Hedging, {("compensation_first", "BookCourier"), ("compensation_first", "Insure")}),
     (Misnaming, {("ids", None)}),
 ]
 
