@@ -405,7 +405,9 @@ class _Run:
             return self.failed(
                 case, action, f"a reply names no saga or command of the check's: {_shown(stray)}"
             )
-        return self.passed(case, action, f"all {len(self.asked)} replies name them")
+        return self.passed(
+            case, action, f"all {len(self.asked)} replies name their saga and command"
+        )
 
     # --- helpers ------------------------------------------------------------------
 
