@@ -27,7 +27,7 @@ import json
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -116,7 +116,7 @@ class Report:
             "namespace": self.namespace,
             "run": self.run,
             "passed": self.passed,
-            "cases": [c.__dict__ for c in self.cases],
+            "cases": [asdict(c) for c in self.cases],
             "replies": self.replies,
             "left_behind": list(self.left_behind),
         }
