@@ -24,6 +24,24 @@ def test_the_public_names_are_the_agreed_ones() -> None:
     assert all(hasattr(saga, name) for name in saga.__all__)
 
 
+def test_the_conformance_check_s_public_names_are_the_agreed_ones() -> None:
+    from saga.participant import check
+
+    assert sorted(check.__all__) == [
+        "Action",
+        "CaseResult",
+        "CheckError",
+        "Report",
+        "SampleError",
+        "StepSample",
+        "assert_conforms",
+        "check_participant",
+        "learn_steps",
+        "named_steps",
+    ]
+    assert all(hasattr(check, name) for name in check.__all__)
+
+
 def test_the_core_does_no_io() -> None:
     """The pure core imports no network, clock-reading or randomness modules."""
     import ast

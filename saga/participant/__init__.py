@@ -1,0 +1,1 @@
+"""Participants: the SDK to write one, and the conformance check that proves any one."""
