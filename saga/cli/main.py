@@ -18,6 +18,7 @@ from contracts.envelope import first_error
 from contracts.topology import Service
 from saga.cli import bench, data, definitions, demo, dlq, ops, sagas, values
 from saga.cli.output import CliError, Json, fail, settings
+from saga.cli.participant import participant_app
 from saga.cli.up import up
 from saga.settings import SettingsError, without_password
 from saga.transport import TransportUnavailable
@@ -42,6 +43,7 @@ app.command("replay")(ops.replay)
 app.add_typer(dlq.dlq_app, name="dlq")
 app.command("bench", help="Measure order sagas on the real servers.")(bench.bench)
 app.add_typer(definitions.definitions_app, name="definitions")
+app.add_typer(participant_app, name="participant")
 app.command("start", help="Start a saga of any registered type.")(definitions.start)
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]

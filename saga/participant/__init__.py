@@ -1,0 +1,32 @@
+"""The participant SDK: declare a participant's commands and compensations as handlers;
+the SDK carries the wire protocol's rules (see docs/participants.md)."""
+
+from saga.participant.context import Context
+from saga.participant.declaration import CommandHandler, Compensated, Handler, Participant
+from saga.participant.loading import LoadError, load_participant
+from saga.participant.outcomes import (
+    COMPENSATED_FIRST,
+    PARTICIPANT_ERROR,
+    EffectUnknown,
+    Refused,
+    Transient,
+)
+from saga.participant.records import EffectScript
+from saga.participant.runtime import ParticipantRuntime
+
+__all__ = [
+    "COMPENSATED_FIRST",
+    "PARTICIPANT_ERROR",
+    "CommandHandler",
+    "Compensated",
+    "Context",
+    "EffectScript",
+    "EffectUnknown",
+    "Handler",
+    "LoadError",
+    "Participant",
+    "ParticipantRuntime",
+    "Refused",
+    "Transient",
+    "load_participant",
+]
