@@ -17,6 +17,7 @@ from typing import Any, Final
 import structlog
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from structlog.typing import FilteringBoundLogger
 
 from contracts.envelope import Envelope, first_error, reply_to, trace_id_of
 from contracts.idempotency import key_fields, parse_idempotency_key
@@ -95,16 +96,19 @@ class ParticipantRuntime:
             **key_fields(envelope.idempotency_key),
             "trace_id": trace_id,
         }
+        bound = log.bind(**fields)
+        # Bound in the context too: what the handler logs with a logger of its own
+        # carries them (where the logs merge context variables, as saga's do).
         with structlog.contextvars.bound_contextvars(**fields):
             registration = self.participant.registration(envelope.type)
-            answer = await self._answer(envelope, delivery, registration, fields)
+            answer = await self._answer(envelope, delivery, registration, bound)
             await self._transport.publish_reply(
                 reply_to(envelope, answer.type, answer.payload, at=self._clock())
             )
-            command = envelope.type if registration is not None else UNKNOWN_TYPE
-            commands_handled(self.participant.name, command, answer.type).inc()
-            command_duration(self.participant.name, command).observe(time.perf_counter() - started)
-            log.info("command handled", outcome=answer.type, reason=answer.reason)
+        command = envelope.type if registration is not None else UNKNOWN_TYPE
+        commands_handled(self.participant.name, command, answer.type).inc()
+        command_duration(self.participant.name, command).observe(time.perf_counter() - started)
+        bound.info("command handled", outcome=answer.type, reason=answer.reason)
         return ACK
 
     async def _answer(
@@ -112,7 +116,7 @@ class ParticipantRuntime:
         envelope: Envelope,
         delivery: Delivery,
         registration: Registration | None,
-        fields: dict[str, Any],
+        bound: FilteringBoundLogger,
     ) -> Answer:
         if registration is None:
             return failed(UNKNOWN_COMMAND, f"{self.participant.name} does not take {envelope.type}")
@@ -127,7 +131,7 @@ class ParticipantRuntime:
             token, answer, late = pending
             return await self._store(unit, token, registration, answer, late=late)
         recording = Recording(self._records, unit, new_token(), registration)
-        ctx = self._context(envelope, delivery, registration, recording, fields)
+        ctx = self._context(envelope, delivery, registration, recording, bound)
         if registration.atomic:
             return await self._run_atomic(command, ctx, recording)
         return await self._run_leased(command, ctx, recording)
@@ -182,7 +186,7 @@ class ParticipantRuntime:
         except Exception as exc:
             answer = answer_to_error(exc)
             if answer.reason == PARTICIPANT_ERROR and recording.answer is None:
-                log.exception("participant failed on a command", error=answer.payload["detail"])
+                ctx.log.exception("participant failed on a command", error=answer.payload["detail"])
             return answer
         return answer_to_result(result, registration.reply, none_allowed=registration.none_allowed)
 
@@ -225,7 +229,7 @@ class ParticipantRuntime:
         delivery: Delivery,
         registration: Registration,
         recording: Recording,
-        fields: dict[str, Any],
+        bound: FilteringBoundLogger,
     ) -> Context:
         parsed = parse_idempotency_key(envelope.idempotency_key)
         return Context(
@@ -240,10 +244,10 @@ class ParticipantRuntime:
             delivery_count=delivery.delivery_count,
             redelivered=delivery.redelivered,
             traceparent=envelope.traceparent,
-            trace_id=fields["trace_id"],
+            trace_id=trace_id_of(envelope.traceparent),
             now=self._clock(),
             redis=self._redis,
-            log=log.bind(**fields),
+            log=bound,
             _recording=recording,
             _owner=self.participant,
         )
