@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from contracts.messages import CommandFailed
 from contracts.topology import check_participant
-from saga.participant.outcomes import COMPENSATED_FIRST, Refused, failed, record_of
+from saga.participant.outcomes import COMPENSATED_FIRST, Refused, refusal_record
 
 if TYPE_CHECKING:
     from saga.participant.context import Context
@@ -145,8 +145,9 @@ class Participant:
         taken). `after_compensation`: the refusal a late command gets when its step's
         compensation came first (by default `compensated_first`).
         """
-        late = after_compensation or Refused(
-            COMPENSATED_FIRST, "the compensation of this step came before it"
+        late_record = refusal_record(
+            after_compensation
+            or Refused(COMPENSATED_FIRST, "the compensation of this step came before it")
         )
 
         def declare(function: Callable[[C, "Context"], Awaitable[R]]) -> CommandHandler[C, R]:
@@ -156,7 +157,7 @@ class Participant:
                 handler=function,
                 action="execute",
                 atomic=atomic,
-                late_record=record_of(failed(late.reason, late.detail, definite=True)),
+                late_record=late_record,
             )
             self.register(registration)
             return CommandHandler(self, registration, function)

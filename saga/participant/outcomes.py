@@ -145,6 +145,18 @@ def answer_to_record(raw: str, reply: type[BaseModel]) -> Answer:
     return Answer(record.type, record.payload, definite=True)
 
 
+def refusal_record(refusal: Refused) -> str:
+    """A refusal as the record stores it when no handler made it (a late command's), in
+    the shape a script's `refuse` stores: its reason and detail. A reason CommandFailed
+    cannot carry is a ValueError."""
+    try:
+        failure = CommandFailed(reason=refusal.reason, detail=refusal.detail)
+    except ValidationError as exc:
+        raise ValueError(f"a refusal's {first_error(exc)}") from None
+    payload = failure.model_dump(mode="json", include={"reason", "detail"}, exclude_none=True)
+    return record_of(Answer(CommandFailed.__name__, payload, definite=True))
+
+
 def record_of(answer: Answer) -> str:
     """An answer as the record stores it."""
     return _Record(type=answer.type, payload=answer.payload).model_dump_json()

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from contracts.envelope import Envelope
+from contracts.messages import CommandFailed
 from saga.connections import redis_client
 from saga.participant import (
     Compensated,
@@ -350,8 +351,9 @@ async def test_a_compensation_that_comes_first_makes_the_late_command_refuse(
     await runtime.handle(delivered(again))
     for refusal in (await replies.next(), await replies.next()):
         assert refusal.type == "CommandFailed"
-        assert refusal.payload["reason"] == "compensated_first"
-        assert not refusal.payload["transient"] and not refusal.payload["effect_unknown"]
+        failure = CommandFailed.model_validate(refusal.payload)
+        assert failure.reason == "compensated_first"
+        assert not failure.transient and not failure.effect_unknown
     assert await effects(redis, lab, namespace) == (0, 0)
     assert lab.calls == ([undo] if kind == "leased" else [undo, do, do])
     # The same step of another saga is not refused.

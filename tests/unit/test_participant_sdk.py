@@ -176,12 +176,10 @@ def test_a_late_command_is_refused_compensated_first_unless_the_command_says_oth
 
     assert late("Ship")["type"] == "CommandFailed"
     assert late("Ship")["payload"]["reason"] == COMPENSATED_FIRST  # type: ignore[index]
-    assert late("Cancelled")["payload"] == {
-        "reason": "reservation_released",
-        "detail": "gone",
-        "transient": False,
-        "effect_unknown": False,
-    }
+    # As a script's refuse() stores a refusal: its reason and detail.
+    assert late("Cancelled")["payload"] == {"reason": "reservation_released", "detail": "gone"}
+    with pytest.raises(ValueError, match="a refusal's reason: String should have at most 64"):
+        participant.command(Shipped, reply=Shipped, after_compensation=Refused("x" * 65))
 
 
 async def test_a_declared_handler_is_still_the_function_it_wraps() -> None:
