@@ -5,13 +5,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+import structlog
 from pydantic import BaseModel
 from redis.asyncio import Redis
 from structlog.typing import FilteringBoundLogger
 
 from contracts.idempotency import KeyAction
 from saga.participant.declaration import Participant, Registration
-from saga.participant.outcomes import Answer, Refused, answer_to_record
+from saga.participant.outcomes import Answer, Refused, read_record
 from saga.participant.records import BUSY, EffectScript, Records, Unit, wait_a_little
 
 R = TypeVar("R", bound=BaseModel)
@@ -28,7 +29,7 @@ class Recording:
     answer: Answer | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class Context:
     """One command's handling, as its handler sees it.
 
@@ -38,7 +39,9 @@ class Context:
     handler's own action and 0 for a key of another shape). `delivery_count` counts the
     broker's earlier deliveries of this message; `traceparent` and `trace_id` are the
     command's W3C trace context. `log` is bound with the saga, message, key and trace;
-    `redis` is the participant's Redis client; `now` the time the handling began.
+    `redis` is the participant's Redis client; `now` the time the handling began. (Read
+    it, do not change it: it is not frozen only because a frozen one costs a command
+    more to make.)
     """
 
     participant: str
@@ -55,9 +58,18 @@ class Context:
     trace_id: str | None
     now: datetime
     redis: "Redis"
-    log: FilteringBoundLogger
+    _fields: dict[str, Any] = field(repr=False)
     _recording: Recording = field(repr=False)
     _owner: Participant = field(repr=False)
+    _log: FilteringBoundLogger | None = field(default=None, repr=False)
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        """A logger bound with the command's saga, message, command, key and trace (made
+        when first asked for: most handlers log nothing)."""
+        if self._log is None:
+            self._log = structlog.get_logger("saga.participant").bind(**self._fields)
+        return self._log
 
     def key(self, *parts: str) -> str:
         """A Redis key of the participant's own (`<ns>:<name>:{<name>}:<parts>`): the
@@ -91,7 +103,8 @@ class Context:
             raise RuntimeError(
                 "the effect script returned no reply: end it in ok(...) or refuse(...)"
             )
-        answer = recording.answer = answer_to_record(raw, script.reply)
-        if answer.type == script.reply.__name__:
-            return script.reply.model_validate(answer.payload)
+        answer, model = read_record(raw, script.reply)
+        recording.answer = answer
+        if isinstance(model, script.reply):
+            return model
         raise Refused(str(answer.payload.get("reason")), answer.payload.get("detail"))

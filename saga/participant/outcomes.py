@@ -132,17 +132,26 @@ def answer_to_result(result: object, reply: type[BaseModel], *, none_allowed: bo
 def answer_to_record(raw: str, reply: type[BaseModel]) -> Answer:
     """A stored reply (as the record holds it: `{"type": ..., "payload": ...}`), checked
     against its contract; one that breaks it is the participant's error."""
+    return read_record(raw, reply)[0]
+
+
+def read_record(raw: str, reply: type[BaseModel]) -> tuple[Answer, BaseModel | None]:
+    """A stored reply as an answer, and as its model (None for a failure): read and
+    checked once."""
     try:
         record = _Record.model_validate_json(raw)
+        model: BaseModel | None = None
         if record.type == CommandFailed.__name__:
             CommandFailed.model_validate(record.payload)
         elif record.type == reply.__name__:
-            reply.model_validate(record.payload)
+            model = reply.model_validate(record.payload)
         else:
-            return participant_error(f"the stored reply is {record.type}, not {reply.__name__}")
+            error = participant_error(f"the stored reply is {record.type}, not {reply.__name__}")
+            return error, None
     except ValidationError as exc:
-        return participant_error(f"the stored reply breaks its contract: {first_error(exc)}")
-    return Answer(record.type, record.payload, definite=True)
+        error = participant_error(f"the stored reply breaks its contract: {first_error(exc)}")
+        return error, None
+    return Answer(record.type, record.payload, definite=True), model
 
 
 def refusal_record(refusal: Refused) -> str:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
-from contracts.idempotency import parse_idempotency_key
+from contracts.idempotency import IdempotencyKey
 from saga.participant.declaration import Participant, Registration
 from saga.scripts import Script, ScriptBatcher
 
@@ -142,13 +142,17 @@ class Unit:
 
 
 def unit_of(
-    participant: Participant, namespace: str, envelope: Envelope, registration: Registration
+    participant: Participant,
+    namespace: str,
+    envelope: Envelope,
+    parsed: IdempotencyKey | None,
+    registration: Registration,
 ) -> Unit:
     """Where the command's records live. Its step is the saga's step its idempotency
     key names (a command and its compensation share it); for a key of another shape,
-    the saga and the command type (the one a compensation undoes)."""
+    the saga and the command type (the one a compensation undoes). `parsed`: what the
+    command's key names."""
     key = envelope.idempotency_key or envelope.message_id
-    parsed = parse_idempotency_key(envelope.idempotency_key)
     if parsed is not None:
         step = f"{parsed.saga_id}:{parsed.step}"
     else:
