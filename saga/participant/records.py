@@ -256,7 +256,12 @@ class Records:
         return None if result is None else str(result)
 
 
+def lease_backoff(attempt: int) -> float:
+    """How long to wait before asking again for a lease another handling holds, after
+    `attempt` tries (from 0): 10 ms, doubling up to half a second."""
+    return min(0.01 * 2 ** min(attempt, 6), 0.5)
+
+
 async def wait_a_little(attempt: int) -> None:
-    """Back off before asking again for a lease another handling holds: 10 ms, doubling
-    up to half a second."""
-    await asyncio.sleep(min(0.01 * 2**attempt, 0.5))
+    """Back off (lease_backoff) before asking again for a lease."""
+    await asyncio.sleep(lease_backoff(attempt))

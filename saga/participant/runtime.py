@@ -186,7 +186,11 @@ class ParticipantRuntime:
             raise
         except Exception as exc:
             answer = answer_to_error(exc)
-            if answer.reason == PARTICIPANT_ERROR and recording.answer is None:
+            if recording.answer is not None:
+                # Its script stored the reply: that stands, and is sent; the bug is said.
+                ctx.log.exception("handler failed after its reply was stored", error=repr(exc))
+                return recording.answer
+            if answer.reason == PARTICIPANT_ERROR:
                 ctx.log.exception("participant failed on a command", error=answer.payload["detail"])
             return answer
         if recording.answer is not None:

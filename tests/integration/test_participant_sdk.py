@@ -498,7 +498,11 @@ async def test_a_reply_an_effect_script_stored_stands_whatever_the_handler_does_
 ) -> None:
     lab = make_lab()
     runtime = runtime_of(lab, transport, redis, namespace)
-    await runtime.handle(delivered(command("Reserve", {"item": "x", "crash_after": True})))
+    with capture_logs() as logs:
+        await runtime.handle(delivered(command("Reserve", {"item": "x", "crash_after": True})))
+    assert [line["event"] for line in logs if line["log_level"] == "error"] == [
+        "handler failed after its reply was stored"
+    ]
     await runtime.handle(delivered(command("Reserve")))
     stored, again = await replies.next(), await replies.next()
     assert (

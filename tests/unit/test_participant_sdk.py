@@ -27,6 +27,7 @@ from saga.participant.outcomes import (
     answer_to_result,
     record_of,
 )
+from saga.participant.records import lease_backoff
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -216,6 +217,11 @@ def test_what_cannot_be_declared_is_refused_when_declared() -> None:
 
 async def _never(command: BaseModel, ctx: Context) -> Shipped:
     raise AssertionError
+
+
+def test_a_handling_waiting_for_a_lease_asks_again_soon_then_every_half_second() -> None:
+    assert [lease_backoff(n) for n in range(7)] == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.5]
+    assert lease_backoff(100_000) == 0.5  # however long it waits
 
 
 def test_a_participant_s_keys_share_its_hash_tag() -> None:
