@@ -1,6 +1,10 @@
-"""A shipping participant on the SDK: it books a shipment for an order, and cancels it.
+"""A shipping participant on the SDK, the carrier: it books a shipment for an order, and
+cancels it.
 
-    saga participant run examples.shipping.participant:shipping
+    saga participant run examples.shipping.participant:carrier
+
+(Named carrier, not shipping: the order-fulfilment example reaches a participant named
+shipping over HTTP, and a namespace reaches each participant one way.)
 
 `ShipOrder` shows a handler whose effect is a plain call (here a Redis write; it could
 be an HTTP call to a courier): the SDK runs it once per idempotency key, holding the
@@ -14,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from saga.participant import Compensated, Context, EffectScript, Participant, Refused
 
-shipping = Participant("shipping")
+carrier = Participant("carrier")
 
 
 class ShipOrder(BaseModel):
@@ -36,7 +40,7 @@ class CancelShipment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-@shipping.command(ShipOrder, reply=Shipped)
+@carrier.command(ShipOrder, reply=Shipped)
 async def ship(command: ShipOrder, ctx: Context) -> Shipped:
     """Book the shipment; no courier goes `nowhere`."""
     if command.address == "nowhere":

@@ -24,7 +24,7 @@ def run(
         typer.Argument(
             metavar="MODULE:ATTRIBUTE",
             help="Where the Participant is: a module importable from here, and its name "
-            "in it (examples.shipping.participant:shipping).",
+            "in it (examples.shipping.participant:carrier).",
         ),
     ],
     metrics_port: MetricsPort = None,

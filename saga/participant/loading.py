@@ -8,7 +8,7 @@ from types import ModuleType
 from saga.participant.declaration import Participant
 from saga.transport import error_text
 
-EXAMPLE = "examples.shipping.participant:shipping"
+EXAMPLE = "examples.shipping.participant:carrier"
 
 
 class LoadError(Exception):

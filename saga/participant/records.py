@@ -259,7 +259,7 @@ class Records:
 def lease_backoff(attempt: int) -> float:
     """How long to wait before asking again for a lease another handling holds, after
     `attempt` tries (from 0): 10 ms, doubling up to half a second."""
-    return min(0.01 * 2 ** min(attempt, 6), 0.5)
+    return min(0.01 * (1 << min(attempt, 6)), 0.5)
 
 
 async def wait_a_little(attempt: int) -> None:

@@ -21,8 +21,8 @@ from tests.waiting import eventually_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITION = ROOT / "examples" / "shipping" / "shipped-order.yaml"
-TARGET = "examples.shipping.participant:shipping"
-REPLICAS = ("shipping", "shipping-2")
+TARGET = "examples.shipping.participant:carrier"
+REPLICAS = ("carrier", "carrier-2")
 
 
 async def _consumers(system: System, queue: str) -> int:
@@ -36,7 +36,7 @@ async def _consumers(system: System, queue: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def shipping(system: System) -> Iterator[dict[str, int]]:
+def carrier(system: System) -> Iterator[dict[str, int]]:
     """Two replicas of the example participant; their metrics ports."""
     ports = {name: free_port() for name in REPLICAS}
     for name in REPLICAS:
@@ -49,7 +49,7 @@ def shipping(system: System) -> Iterator[dict[str, int]]:
             str(ports[name]),
             env={**system.env, "PYTHONPATH": str(ROOT)},
         )
-    queue = f"{system.namespace}.shipping"
+    queue = f"{system.namespace}.carrier"
     eventually_sync(
         lambda: (system.check_alive(), asyncio.run(_consumers(system, queue)))[1],
         until=lambda n: n == len(REPLICAS),
@@ -88,7 +88,7 @@ def order_input(shop: Shop, **changes: Any) -> dict[str, Any]:
 
 
 def test_the_example_participant_ships_orders_or_refuses_and_everything_is_undone(
-    system: System, shipping: dict[str, int]
+    system: System, carrier: dict[str, int]
 ) -> None:
     shop = open_shop(system)
     done = [
@@ -128,13 +128,13 @@ def test_the_example_participant_ships_orders_or_refuses_and_everything_is_undon
     assert lines[0]["trace_id"]
     # And its metrics, on the port it was given.
     shipped = (
-        'saga_commands_handled_total{command="ShipOrder",participant="shipping",reply="Shipped"}'
+        'saga_commands_handled_total{command="ShipOrder",participant="carrier",reply="Shipped"}'
     )
     counts = [
         line.split()[-1]
         for name in REPLICAS
         for line in httpx.get(
-            f"http://127.0.0.1:{shipping[name]}/metrics", timeout=5
+            f"http://127.0.0.1:{carrier[name]}/metrics", timeout=5
         ).text.splitlines()
         if line.startswith(shipped)
     ]
@@ -142,13 +142,13 @@ def test_the_example_participant_ships_orders_or_refuses_and_everything_is_undon
 
 
 def test_sigterm_stops_a_replica_cleanly_and_the_other_carries_on(
-    system: System, shipping: dict[str, int]
+    system: System, carrier: dict[str, int]
 ) -> None:
-    system.kill("shipping-2", signal.SIGTERM)
-    assert system.processes.pop("shipping-2").returncode == 0
+    system.kill("carrier-2", signal.SIGTERM)
+    assert system.processes.pop("carrier-2").returncode == 0
     stopped = [
         json.loads(line)
-        for line in (system.logs / "shipping-2.log").read_text().splitlines()
+        for line in (system.logs / "carrier-2.log").read_text().splitlines()
         if line.startswith("{")
     ]
     assert stopped[-1]["event"] == "participant stopped"
@@ -161,7 +161,7 @@ def test_sigterm_stops_a_replica_cleanly_and_the_other_carries_on(
     ("target", "says"),
     [
         ("examples.shipping.participant", "is not MODULE:ATTRIBUTE"),
-        ("examples.nowhere:shipping", "no module 'examples.nowhere'"),
+        ("examples.nowhere:carrier", "no module 'examples.nowhere'"),
         ("examples.shipping.participant:nobody", "has no attribute 'nobody'"),
         ("examples.shipping.participant:ShipOrder", "is the class ShipOrder, not a Participant"),
     ],

@@ -232,8 +232,8 @@ def test_a_participant_s_keys_share_its_hash_tag() -> None:
 
 
 def test_the_example_participant_is_found_by_module_and_attribute() -> None:
-    found = load_participant("examples.shipping.participant:shipping", from_directory=str(ROOT))
-    assert found.name == "shipping"
+    found = load_participant("examples.shipping.participant:carrier", from_directory=str(ROOT))
+    assert found.name == "carrier"
     assert set(found.commands) == {"ShipOrder", "CancelShipment"}
 
 
@@ -246,7 +246,7 @@ def test_the_example_participant_is_found_by_module_and_attribute() -> None:
         ("examples.shipping.nothing:x", "no module 'examples.shipping.nothing'"),
         ("examples.shipping.participant:nobody", "has no attribute 'nobody'"),
         ("examples.shipping.participant:ShipOrder", "is the class ShipOrder, not a Participant"),
-        ("examples.shipping.participant:shipping.name", "is a str, not a Participant"),
+        ("examples.shipping.participant:carrier.name", "is a str, not a Participant"),
         ("examples.shipping:participant", "is a module, not a Participant"),
     ],
 )
