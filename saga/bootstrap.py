@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from contracts.topology import SERVICES, Service, Topology
 from saga import eventloop
+from saga import participant as sdk
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
 from saga.definitions import BUILTINS
@@ -201,6 +202,32 @@ async def run_participant(name: Service, settings: Settings, stop: asyncio.Event
         await transport.close()
         await redis.aclose()
     log.info("service stopped", service=name)
+
+
+async def serve_participant(
+    participant: sdk.Participant, settings: Settings, stop: asyncio.Event
+) -> None:
+    """Consume an SDK participant's commands until `stop` is set, then finish the ones
+    in hand."""
+    redis = redis_client(settings)
+    transport = transport_for(settings, participant.name)
+    await transport.connect()
+    try:
+        runtime = sdk.ParticipantRuntime(
+            participant,
+            transport,
+            redis,
+            namespace=settings.namespace,
+            retention=settings.retention,
+        )
+        await runtime.run()
+        log.info("participant running", participant=participant.name, namespace=settings.namespace)
+        await stop.wait()
+        await transport.stop_consuming()
+    finally:
+        await transport.close()
+        await redis.aclose()
+    log.info("participant stopped", participant=participant.name)
 
 
 def serve_metrics(port: int | None, host: str) -> None:

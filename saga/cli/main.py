@@ -43,8 +43,8 @@ app.command("replay")(ops.replay)
 app.add_typer(dlq.dlq_app, name="dlq")
 app.command("bench", help="Measure order sagas on the real servers.")(bench.bench)
 app.add_typer(definitions.definitions_app, name="definitions")
-app.command("start", help="Start a saga of any registered type.")(definitions.start)
 app.add_typer(participant_app, name="participant")
+app.command("start", help="Start a saga of any registered type.")(definitions.start)
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 PACKAGE = "saga-orchestrator"
