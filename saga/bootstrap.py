@@ -4,6 +4,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Final
 
 import structlog
 from prometheus_client import start_http_server
@@ -25,10 +26,9 @@ from saga.retention import Trimmer, trim_interval
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.transport import Transport
-from services.order import OrderService
-from services.payment import PaymentService
-from services.runtime import ParticipantRuntime, ParticipantService
-from services.stock import StockService
+from services.order import order
+from services.payment import payment
+from services.stock import stock
 
 log = structlog.get_logger(__name__)
 
@@ -67,14 +67,21 @@ def transport_for(settings: Settings, name: str) -> RabbitTransport:
     )
 
 
-def participant_services(redis: Redis, settings: Settings) -> dict[Service, ParticipantService]:
-    """The three participant services on one Redis client."""
-    namespace, retention = settings.namespace, settings.retention
-    return {
-        "stock": StockService(redis, namespace, retention=retention),
-        "payment": PaymentService(redis, namespace, retention=retention),
-        "order": OrderService(redis, namespace, retention=retention),
-    }
+# The shop's participants, by the name of their service.
+SHOP: Final[dict[Service, sdk.Participant]] = {"stock": stock, "payment": payment, "order": order}
+
+
+def participant_runtime(
+    participant: sdk.Participant, transport: Transport, redis: Redis, settings: Settings
+) -> sdk.ParticipantRuntime:
+    """An SDK participant on a transport, with its records in the configured namespace."""
+    return sdk.ParticipantRuntime(
+        participant,
+        transport,
+        redis,
+        namespace=settings.namespace,
+        retention=settings.retention,
+    )
 
 
 class InProcessWorkers:
@@ -88,7 +95,7 @@ class InProcessWorkers:
         self.settings = settings
         self.store = RedisSagaStore(redis, settings.namespace)
         self.registry = registry_for(redis, settings)
-        self.services = participant_services(redis, settings)
+        self._redis = redis
         self._transport = transport
         self._transports: list[Transport] = []
         self._stop = asyncio.Event()
@@ -111,7 +118,8 @@ class InProcessWorkers:
         orchestrator = Orchestrator(self.store, dispatcher, self.registry)
         await transport.consume(transport.topology.orchestrator_queue, orchestrator.handle)
         for name in SERVICES:
-            await ParticipantRuntime(self.services[name], await self._connected()).run()
+            own = await self._connected()
+            await participant_runtime(SHOP[name], own, self._redis, self.settings).run()
         timers = TimerLoop(
             self.store.timers,
             orchestrator,
@@ -189,19 +197,8 @@ async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def run_participant(name: Service, settings: Settings, stop: asyncio.Event) -> None:
-    """Consume the participant's commands until `stop` is set."""
-    redis = redis_client(settings)
-    transport = transport_for(settings, name)
-    await transport.connect()
-    try:
-        await ParticipantRuntime(participant_services(redis, settings)[name], transport).run()
-        log.info("service running", service=name, namespace=settings.namespace)
-        await stop.wait()
-        await transport.stop_consuming()
-    finally:
-        await transport.close()
-        await redis.aclose()
-    log.info("service stopped", service=name)
+    """Consume one of the shop's participants' commands until `stop` is set."""
+    await serve_participant(SHOP[name], settings, stop)
 
 
 async def serve_participant(
@@ -213,14 +210,7 @@ async def serve_participant(
     transport = transport_for(settings, participant.name)
     await transport.connect()
     try:
-        runtime = sdk.ParticipantRuntime(
-            participant,
-            transport,
-            redis,
-            namespace=settings.namespace,
-            retention=settings.retention,
-        )
-        await runtime.run()
+        await participant_runtime(participant, transport, redis, settings).run()
         log.info("participant running", participant=participant.name, namespace=settings.namespace)
         await stop.wait()
         await transport.stop_consuming()

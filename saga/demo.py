@@ -107,7 +107,6 @@ class EmbeddedSystem:
         self.transport = InMemoryTransport(Topology(settings.namespace))
         self.workers = InProcessWorkers(settings, self.redis, lambda: self.transport)
         self.store = self.workers.store
-        self.services = self.workers.services
 
     async def start(self) -> None:
         await self.workers.start()
@@ -117,20 +116,17 @@ class EmbeddedSystem:
         await self.redis.aclose()
 
     async def seed(self) -> None:
-        stock = self.services["stock"]
-        assert isinstance(stock, StockService)
+        namespace = self.settings.namespace
+        stock = StockService(self.redis, namespace)
         await stock.set_product("apple", quantity=100_000, price=Decimal("2.50"))
         await stock.set_product("pear", quantity=100_000, price=Decimal("4.00"))
         await stock.set_product("truffle", quantity=1, price=Decimal("99.00"))
-        payment = self.services["payment"]
-        assert isinstance(payment, PaymentService)
+        payment = PaymentService(self.redis, namespace)
         for customer, balance in BALANCES.items():
             if Decimal(balance) > 0:
                 await payment.deposit(customer, Decimal(balance))
-        orders = self.services["order"]
-        assert isinstance(orders, OrderService)
-        await orders.add_vendor(VENDOR)
-        users = UserStore(self.redis, self.settings.namespace)
+        await OrderService(self.redis, namespace).add_vendor(VENDOR)
+        users = UserStore(self.redis, namespace)
         for customer in BALANCES:
             await users.add(customer, PASSWORD, [])
 

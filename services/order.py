@@ -1,56 +1,65 @@
-"""The order service: vendors and orders, one order per saga."""
+"""The order participant: vendors and orders, one order per saga."""
 
 import uuid
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Final, Literal
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from contracts.envelope import Envelope
-from contracts.messages import CancelOrder, CreateOrder, Message, PaymentMethod, PricedItem
+from contracts.messages import (
+    CancelOrder,
+    CreateOrder,
+    OrderCancelled,
+    OrderCreated,
+    PaymentMethod,
+    PricedItem,
+)
 from contracts.money import Money
-from contracts.topology import Participant
-from saga.scripts import ScriptBatcher
-from saga.settings import DEFAULT_RETENTION
-from services.runtime import Reply
-from services.scripts import idempotent, stored_reply
+from saga.participant import Context, EffectScript, Participant, Refused
+
+order = Participant("order")
 
 _ORDER_IDS: Final = uuid.UUID("0b9f8a55-3c2e-4f0e-9a7d-2f6f3e1c8b41")
 
-# KEYS: handled, order, void marker, vendors, order index. ARGV: order json, vendor, id, score.
-_CREATE: Final = idempotent("""
-local existing = redis.call('GET', KEYS[2])
+# KEYS: order, void marker, vendors, order index. ARGV: order json, vendor, id, score.
+_CREATE: Final = EffectScript(
+    """
+local existing = redis.call('GET', KEYS[1])
 if existing then
   local o = cjson.decode(existing)
-  if o.status == 'created' then return reply('OrderCreated', {order_id = o.order_id}) end
-  return fail('order_cancelled', 'this saga\\'s order was cancelled')
+  if o.status == 'created' then return ok({order_id = o.order_id}) end
+  return refuse('order_cancelled', 'this saga\\'s order was cancelled')
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  return fail('order_cancelled', 'this saga\\'s order was cancelled before it was created')
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return refuse('order_cancelled', 'this saga\\'s order was cancelled before it was created')
 end
-if redis.call('SISMEMBER', KEYS[4], ARGV[2]) == 0 then
-  return fail('unknown_vendor', 'no vendor ' .. ARGV[2])
+if redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 0 then
+  return refuse('unknown_vendor', 'no vendor ' .. ARGV[2])
 end
-redis.call('SET', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[4], ARGV[3])
-return reply('OrderCreated', {order_id = ARGV[3]})
-""")
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
+return ok({order_id = ARGV[3]})
+""",
+    reply=OrderCreated,
+)
 
-# KEYS: handled, order, void marker. ARGV: order id.
-_CANCEL: Final = idempotent("""
-local existing = redis.call('GET', KEYS[2])
+# KEYS: order, void marker.
+_CANCEL: Final = EffectScript(
+    """
+local existing = redis.call('GET', KEYS[1])
 if not existing then
   -- Remember the cancel so a late create for this saga is refused.
-  redis.call('SET', KEYS[3], '1')
-  return reply('OrderCancelled', {order_id = cjson.null})
+  redis.call('SET', KEYS[2], '1')
+  return ok({order_id = cjson.null})
 end
 local o = cjson.decode(existing)
 o.status = 'cancelled'
-redis.call('SET', KEYS[2], cjson.encode(o))
-return reply('OrderCancelled', {order_id = o.order_id})
-""")
+redis.call('SET', KEYS[1], cjson.encode(o))
+return ok({order_id = o.order_id})
+""",
+    reply=OrderCancelled,
+)
 
 
 class Order(BaseModel):
@@ -72,34 +81,66 @@ def order_id_for(saga_id: str) -> str:
     return "ord_" + uuid.uuid5(_ORDER_IDS, saga_id).hex[:20]
 
 
+def _keys(ctx: Context) -> list[str]:
+    """The saga's order and its void marker (a cancel that came before the create)."""
+    order_id = order_id_for(ctx.saga_id)
+    return [ctx.key("order", order_id), ctx.key("void", order_id)]
+
+
+@order.command(
+    CreateOrder,
+    reply=OrderCreated,
+    atomic=True,
+    after_compensation=Refused(
+        "order_cancelled", "this saga's order was cancelled before it was created"
+    ),
+)
+async def create(command: CreateOrder, ctx: Context) -> OrderCreated:
+    """Record the saga's order, for a vendor the shop knows."""
+    created = Order(
+        order_id=order_id_for(ctx.saga_id),
+        saga_id=ctx.saga_id,
+        customer=command.customer.lower(),
+        vendor=command.vendor.lower(),
+        items=command.items,
+        amount=command.amount,
+        delivery_address=command.delivery_address,
+        description=command.description,
+        payment_method=command.payment_method,
+        status="created",
+        created_at=ctx.now,
+    )
+    return await ctx.atomically(
+        _CREATE,
+        keys=[*_keys(ctx), ctx.key("vendors"), ctx.key("orders")],
+        args=[created.model_dump_json(), created.vendor, created.order_id, ctx.now.timestamp()],
+    )
+
+
+@create.compensation(CancelOrder, reply=OrderCancelled, atomic=True)
+async def cancel(command: CancelOrder, ctx: Context) -> OrderCancelled:
+    """Mark the saga's order cancelled (if it was created)."""
+    return await ctx.atomically(_CANCEL, keys=_keys(ctx))
+
+
 class OrderService:
-    """Vendors and orders in Redis, all under one hash tag."""
+    """Orders as the operator sees them (`saga order ...`, `saga vendor ...`): vendors
+    and orders, under the participant's hash tag."""
 
-    name: Participant = "order"
-    commands: Mapping[str, type[Message]] = {m.__name__: m for m in (CreateOrder, CancelOrder)}
-
-    def __init__(
-        self, redis: "Redis", namespace: str, *, retention: float = DEFAULT_RETENTION
-    ) -> None:
+    def __init__(self, redis: "Redis", namespace: str) -> None:
         self._redis = redis
-        self._ttl = max(1, int(retention))
-        self._prefix = f"{namespace}:order:{{order}}"
-        scripts = ScriptBatcher(redis)
-        self._create = scripts.register(_CREATE)
-        self._cancel = scripts.register(_CANCEL)
+        self._namespace = namespace
 
     @property
     def _vendors_key(self) -> str:
-        return f"{self._prefix}:vendors"
+        return order.key(self._namespace, "vendors")
 
     @property
     def _index_key(self) -> str:
-        return f"{self._prefix}:orders"
+        return order.key(self._namespace, "orders")
 
     def _order_key(self, order_id: str) -> str:
-        return f"{self._prefix}:order:{order_id}"
-
-    # --- operator side ---------------------------------------------------------------
+        return order.key(self._namespace, "order", order_id)
 
     async def add_vendor(self, email: str) -> None:
         """Register a vendor that may receive orders."""
@@ -123,44 +164,3 @@ class OrderService:
         ids = await self._redis.zrevrange(self._index_key, 0, limit - 1)
         found = [await self.order(str(i)) for i in ids]
         return [o for o in found if o is not None]
-
-    # --- participant side ------------------------------------------------------------
-
-    async def handle(self, envelope: Envelope, command: Message, *, now: datetime) -> Reply:
-        """Do the command at most once (by its idempotency key) and return the reply."""
-        order_id = order_id_for(envelope.saga_id)
-        base = [
-            f"{self._prefix}:handled:{envelope.idempotency_key or envelope.message_id}",
-            self._order_key(order_id),
-            f"{self._prefix}:void:{order_id}",
-        ]
-        match command:
-            case CreateOrder():
-                order = Order(
-                    order_id=order_id,
-                    saga_id=envelope.saga_id,
-                    customer=command.customer.lower(),
-                    vendor=command.vendor.lower(),
-                    items=command.items,
-                    amount=command.amount,
-                    delivery_address=command.delivery_address,
-                    description=command.description,
-                    payment_method=command.payment_method,
-                    status="created",
-                    created_at=now,
-                )
-                raw = await self._create(
-                    keys=[*base, self._vendors_key, self._index_key],
-                    args=[
-                        self._ttl,
-                        order.model_dump_json(),
-                        order.vendor,
-                        order_id,
-                        now.timestamp(),
-                    ],
-                )
-            case CancelOrder():
-                raw = await self._cancel(keys=base, args=[self._ttl, order_id])
-            case _:
-                raise TypeError(f"order cannot handle {type(command).__name__}")
-        return stored_reply(raw)

@@ -1,27 +1,25 @@
-"""The stock service: products {available, reserved, price} and per-saga reservations."""
+"""The stock participant: products {available, reserved, price} and per-saga reservations."""
 
 import json
-from collections.abc import Mapping
-from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from contracts.envelope import Envelope
 from contracts.messages import (
     ConfirmStock,
-    Message,
     ReleaseStock,
     ReserveStock,
+    StockConfirmed,
+    StockReleased,
+    StockReserved,
 )
 from contracts.money import MAX_MONEY, money
-from contracts.topology import Participant
-from saga.scripts import ScriptBatcher
-from saga.settings import DEFAULT_RETENTION
-from services.runtime import Reply
-from services.scripts import cents, from_cents, idempotent, stored_reply
+from saga.participant import Context, EffectScript, Participant, Refused
+from services.cents import LUA_MONEY, cents, from_cents
+
+stock = Participant("stock")
 
 # The most a product's available level may be set to: far above any stock, and a level
 # Redis's integers count with and Lua's doubles hold exactly (below 2^53), with room
@@ -45,23 +43,24 @@ local function uncountable(key, product)
 end
 """
 
-# KEYS: handled, reservation, one product key per distinct product.
+# KEYS: reservation, one product key per distinct product.
 # ARGV[1]: {products, totals, items: [{product_id, quantity, unit_price_cents, k}], max_cents}
-_RESERVE: Final = idempotent(
-    _COUNTABLE
+_RESERVE: Final = EffectScript(
+    LUA_MONEY
+    + _COUNTABLE
     + """
-local existing = redis.call('GET', KEYS[2])
+local existing = redis.call('GET', KEYS[1])
 if existing then
   local r = cjson.decode(existing)
-  if r.status == 'reserved' then return reply('StockReserved', r.reply) end
-  return fail('reservation_' .. r.status, 'this saga\\'s reservation was already ' .. r.status)
+  if r.status == 'reserved' then return ok(r.reply) end
+  return refuse('reservation_' .. r.status, 'this saga\\'s reservation was already ' .. r.status)
 end
 local req = cjson.decode(ARGV[1])
 local prices, available = {}, {}
 for k = 1, #req.products do
-  local p = redis.call('HMGET', KEYS[2 + k], 'available', 'price_cents')
-  if not p[1] then return fail('unknown_product', 'no product ' .. req.products[k]) end
-  local bad = uncountable(KEYS[2 + k], req.products[k])
+  local p = redis.call('HMGET', KEYS[1 + k], 'available', 'price_cents')
+  if not p[1] then return refuse('unknown_product', 'no product ' .. req.products[k]) end
+  local bad = uncountable(KEYS[1 + k], req.products[k])
   if bad then return bad end
   available[k], prices[k] = tonumber(p[1]), tonumber(p[2])
 end
@@ -69,50 +68,52 @@ local items, total = {}, 0
 for i, item in ipairs(req.items) do
   local price = prices[item.k]
   if item.unit_price_cents >= 0 and item.unit_price_cents ~= price then
-    return fail('price_mismatch', item.product_id .. ' costs ' .. money(price) .. ', not ' .. money(item.unit_price_cents))
+    return refuse('price_mismatch', item.product_id .. ' costs ' .. money(price) .. ', not ' .. money(item.unit_price_cents))
   end
   total = total + price * item.quantity
   items[i] = {product_id = item.product_id, quantity = item.quantity, price = money(price)}
 end
 for k = 1, #req.products do
   if available[k] < req.totals[k] then
-    return fail('insufficient_stock', req.products[k] .. ': ' .. available[k] .. ' available, ' .. req.totals[k] .. ' asked')
+    return refuse('insufficient_stock', req.products[k] .. ': ' .. available[k] .. ' available, ' .. req.totals[k] .. ' asked')
   end
 end
-if total > req.max_cents then return fail('amount_too_large', 'the order exceeds ' .. money(req.max_cents)) end
+if total > req.max_cents then return refuse('amount_too_large', 'the order exceeds ' .. money(req.max_cents)) end
 for k = 1, #req.products do
-  redis.call('HINCRBY', KEYS[2 + k], 'available', -req.totals[k])
-  redis.call('HINCRBY', KEYS[2 + k], 'reserved', req.totals[k])
+  redis.call('HINCRBY', KEYS[1 + k], 'available', -req.totals[k])
+  redis.call('HINCRBY', KEYS[1 + k], 'reserved', req.totals[k])
 end
 local result = {items = items, amount = money(total)}
-redis.call('SET', KEYS[2], cjson.encode({status = 'reserved', products = req.products, totals = req.totals, reply = result}))
-return reply('StockReserved', result)
-"""
+redis.call('SET', KEYS[1], cjson.encode({status = 'reserved', products = req.products, totals = req.totals, reply = result}))
+return ok(result)
+""",
+    reply=StockReserved,
 )
 
-# Release (compensation) and confirm (the sale) of the saga's reservation.
-# KEYS: handled, reservation, one key per product the command names.
+# Release (compensation) and confirm (the sale) of the saga's reservation: one body,
+# which answers the reply of the handler that runs it.
+# KEYS: reservation, one key per product the command names.
 # ARGV: "release" or "confirm", then the product ids of those keys, in order.
-_SETTLE: Final = idempotent(
+_SETTLE: Final = (
     _COUNTABLE
     + """
-local existing = redis.call('GET', KEYS[2])
+local existing = redis.call('GET', KEYS[1])
 local releasing = ARGV[1] == 'release'
 if not existing then
   if releasing then
     -- Remember the release so a late reservation for this saga is refused.
-    redis.call('SET', KEYS[2], cjson.encode({status = 'released'}), 'EX', ttl)
-    return reply('StockReleased', {released = false})
+    redis.call('SET', KEYS[1], cjson.encode({status = 'released'}), 'EX', ttl)
+    return ok({released = false})
   end
-  return fail('no_reservation', 'this saga holds no reservation')
+  return refuse('no_reservation', 'this saga holds no reservation')
 end
 local r = cjson.decode(existing)
 if r.status == 'reserved' then
   local key_of = {}
-  for i = 2, #ARGV do key_of[ARGV[i]] = KEYS[i + 1] end
+  for i = 2, #ARGV do key_of[ARGV[i]] = KEYS[i] end
   for k = 1, #r.products do
     if not key_of[r.products[k]] then
-      return fail('protocol_error', 'the reservation holds ' .. r.products[k] .. ', not named in the command')
+      return refuse('protocol_error', 'the reservation holds ' .. r.products[k] .. ', not named in the command')
     end
     local bad = uncountable(key_of[r.products[k]], r.products[k])
     if bad then return bad end
@@ -123,15 +124,69 @@ if r.status == 'reserved' then
     redis.call('HINCRBY', key, releasing and 'available' or 'sold', r.totals[k])
   end
   r.status = releasing and 'released' or 'confirmed'
-  redis.call('SET', KEYS[2], cjson.encode(r), 'EX', ttl)
-  if releasing then return reply('StockReleased', {released = true}) end
-  return reply('StockConfirmed', {confirmed = true})
+  redis.call('SET', KEYS[1], cjson.encode(r), 'EX', ttl)
+  if releasing then return ok({released = true}) end
+  return ok({confirmed = true})
 end
-if releasing and r.status == 'released' then return reply('StockReleased', {released = false}) end
-if not releasing and r.status == 'confirmed' then return reply('StockConfirmed', {confirmed = true}) end
-return fail('reservation_' .. r.status, 'this saga\\'s reservation was already ' .. r.status)
+if releasing and r.status == 'released' then return ok({released = false}) end
+if not releasing and r.status == 'confirmed' then return ok({confirmed = true}) end
+return refuse('reservation_' .. r.status, 'this saga\\'s reservation was already ' .. r.status)
 """
 )
+_RELEASE: Final = EffectScript(_SETTLE, reply=StockReleased)
+_CONFIRM: Final = EffectScript(_SETTLE, reply=StockConfirmed)
+
+
+@stock.command(
+    ReserveStock,
+    reply=StockReserved,
+    atomic=True,
+    after_compensation=Refused(
+        "reservation_released", "this saga's reservation was already released"
+    ),
+)
+async def reserve(command: ReserveStock, ctx: Context) -> StockReserved:
+    """Hold the items for the saga at the shop's prices: all of them, or none."""
+    products = list(dict.fromkeys(i.product_id for i in command.items))
+    totals = dict.fromkeys(products, 0)
+    for item in command.items:
+        totals[item.product_id] += item.quantity
+    request = {
+        "products": products,
+        "totals": [totals[p] for p in products],
+        "items": [
+            {
+                "product_id": i.product_id,
+                "quantity": i.quantity,
+                "unit_price_cents": -1 if i.unit_price is None else cents(i.unit_price),
+                "k": products.index(i.product_id) + 1,
+            }
+            for i in command.items
+        ],
+        "max_cents": cents(MAX_MONEY),
+    }
+    keys = [ctx.key("reservation", ctx.saga_id), *(ctx.key("product", p) for p in products)]
+    return await ctx.atomically(_RESERVE, keys=keys, args=[json.dumps(request)])
+
+
+@reserve.compensation(ReleaseStock, reply=StockReleased, atomic=True)
+async def release(command: ReleaseStock, ctx: Context) -> StockReleased:
+    """Give the saga's reservation back to the shelves (if it holds one)."""
+    keys = [
+        ctx.key("reservation", ctx.saga_id),
+        *(ctx.key("product", p) for p in command.product_ids),
+    ]
+    return await ctx.atomically(_RELEASE, keys=keys, args=["release", *command.product_ids])
+
+
+@stock.command(ConfirmStock, reply=StockConfirmed, atomic=True)
+async def confirm(command: ConfirmStock, ctx: Context) -> StockConfirmed:
+    """Turn the saga's reservation into a sale."""
+    keys = [
+        ctx.key("reservation", ctx.saga_id),
+        *(ctx.key("product", p) for p in command.product_ids),
+    ]
+    return await ctx.atomically(_CONFIRM, keys=keys, args=["confirm", *command.product_ids])
 
 
 def check_stock_level(quantity: int) -> int:
@@ -154,37 +209,19 @@ class Product(BaseModel):
 
 
 class StockService:
-    """Stock levels and reservations in Redis, all under one hash tag."""
+    """The stock as the operator sees it (`saga stock ...`): products' levels and prices,
+    under the participant's hash tag."""
 
-    name: Participant = "stock"
-    commands: Mapping[str, type[Message]] = {
-        m.__name__: m for m in (ReserveStock, ReleaseStock, ConfirmStock)
-    }
-
-    def __init__(
-        self, redis: "Redis", namespace: str, *, retention: float = DEFAULT_RETENTION
-    ) -> None:
+    def __init__(self, redis: "Redis", namespace: str) -> None:
         self._redis = redis
-        self._ttl = max(1, int(retention))
-        self._prefix = f"{namespace}:stock:{{stock}}"
-        scripts = ScriptBatcher(redis)
-        self._reserve = scripts.register(_RESERVE)
-        self._settle = scripts.register(_SETTLE)
+        self._namespace = namespace
 
     def _product_key(self, product_id: str) -> str:
-        return f"{self._prefix}:product:{product_id}"
+        return stock.key(self._namespace, "product", product_id)
 
     @property
     def _catalogue_key(self) -> str:
-        return f"{self._prefix}:products"
-
-    def _handled_key(self, envelope: Envelope) -> str:
-        return f"{self._prefix}:handled:{envelope.idempotency_key or envelope.message_id}"
-
-    def _reservation_key(self, saga_id: str) -> str:
-        return f"{self._prefix}:reservation:{saga_id}"
-
-    # --- operator side ---------------------------------------------------------------
+        return stock.key(self._namespace, "products")
 
     async def set_product(self, product_id: str, *, quantity: int, price: Decimal) -> Product:
         """Set a product's available quantity and price (reservations are kept); raises
@@ -226,39 +263,3 @@ class StockService:
         ids = sorted(str(i) for i in await self._redis.smembers(self._catalogue_key))
         found = [await self.product(pid) for pid in ids]
         return [p for p in found if p is not None]
-
-    # --- participant side ------------------------------------------------------------
-
-    async def handle(self, envelope: Envelope, command: Message, *, now: datetime) -> Reply:
-        """Do the command at most once (by its idempotency key) and return the reply."""
-        handled = self._handled_key(envelope)
-        reservation = self._reservation_key(envelope.saga_id)
-        match command:
-            case ReserveStock(items=items):
-                products = list(dict.fromkeys(i.product_id for i in items))
-                totals = {p: 0 for p in products}
-                for item in items:
-                    totals[item.product_id] += item.quantity
-                request = {
-                    "products": products,
-                    "totals": [totals[p] for p in products],
-                    "items": [
-                        {
-                            "product_id": i.product_id,
-                            "quantity": i.quantity,
-                            "unit_price_cents": -1 if i.unit_price is None else cents(i.unit_price),
-                            "k": products.index(i.product_id) + 1,
-                        }
-                        for i in items
-                    ],
-                    "max_cents": cents(MAX_MONEY),
-                }
-                keys = [handled, reservation, *(self._product_key(p) for p in products)]
-                raw = await self._reserve(keys=keys, args=[self._ttl, json.dumps(request)])
-            case ReleaseStock(product_ids=ids) | ConfirmStock(product_ids=ids):
-                action = "release" if isinstance(command, ReleaseStock) else "confirm"
-                keys = [handled, reservation, *(self._product_key(p) for p in ids)]
-                raw = await self._settle(keys=keys, args=[self._ttl, action, *ids])
-            case _:
-                raise TypeError(f"stock cannot handle {type(command).__name__}")
-        return stored_reply(raw)

@@ -29,6 +29,7 @@ from saga.participant.outcomes import (
     PARTICIPANT_ERROR,
     UNKNOWN_COMMAND,
     Answer,
+    Refused,
     answer_to_error,
     answer_to_record,
     answer_to_result,
@@ -187,8 +188,10 @@ class ParticipantRuntime:
         except Exception as exc:
             answer = answer_to_error(exc)
             if recording.answer is not None:
-                # Its script stored the reply: that stands, and is sent; the bug is said.
-                ctx.log.exception("handler failed after its reply was stored", error=repr(exc))
+                # Its script stored the reply: that stands, and is sent. A Refused is how
+                # ctx.atomically gives a stored refusal (that reply itself); else a bug, said.
+                if not isinstance(exc, Refused):
+                    ctx.log.exception("handler failed after its reply was stored", error=repr(exc))
                 return recording.answer
             if answer.reason == PARTICIPANT_ERROR:
                 ctx.log.exception("participant failed on a command", error=answer.payload["detail"])

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from contracts.messages import COMMANDS
 from saga.core.document import read_definition
 from saga.definitions import BUILTINS
+from saga.participant import Participant, ParticipantRuntime
 from saga.participant.check import (
     UNKNOWN_COMMAND,
     CheckError,
@@ -21,10 +22,9 @@ from saga.participant.check import (
 )
 from saga.participant.check_samples import Action, StepSample, learn_steps, named_steps
 from saga.rabbit import RabbitTransport
-from services.order import OrderService
-from services.payment import PaymentService
-from services.runtime import ParticipantRuntime, ParticipantService
-from services.stock import StockService
+from services.order import order
+from services.payment import payment
+from services.stock import StockService, stock
 from tests.courier import DELIVERY, Courier, running
 from tests.servers import RABBITMQ_URL
 
@@ -62,16 +62,14 @@ async def nothing_parked(transport: RabbitTransport) -> None:
     assert await transport.depth(transport.topology.dead_letter_queue) == 0
 
 
-def shop_service(name: str, redis: Redis, namespace: str) -> ParticipantService:
-    kind = {"stock": StockService, "payment": PaymentService, "order": OrderService}[name]
-    return kind(redis, namespace)
+SHOP: dict[str, Participant] = {"stock": stock, "payment": payment, "order": order}
 
 
 @pytest.mark.parametrize("name", ["stock", "payment", "order"])
 async def test_each_shop_service_passes_every_case_with_payloads_made_up_from_its_contracts(
     transport: RabbitTransport, redis: Redis, namespace: str, name: str
 ) -> None:
-    await ParticipantRuntime(shop_service(name, redis, namespace), transport).run()
+    await ParticipantRuntime(SHOP[name], transport, redis, namespace=namespace).run()
     steps = learn_steps(name, [ORDER], models=COMMANDS)
     report = await check(transport, name, steps)
     assert_conforms(report)
@@ -88,9 +86,9 @@ async def test_each_shop_service_passes_every_case_with_payloads_made_up_from_it
 async def test_stock_given_a_product_that_exists_passes_and_leaves_its_levels_as_they_were(
     transport: RabbitTransport, redis: Redis, namespace: str
 ) -> None:
-    stock = StockService(redis, namespace)
-    await stock.set_product("apple", quantity=10, price=Decimal("5.00"))
-    await ParticipantRuntime(stock, transport).run()
+    shelves = StockService(redis, namespace)
+    await shelves.set_product("apple", quantity=10, price=Decimal("5.00"))
+    await ParticipantRuntime(stock, transport, redis, namespace=namespace).run()
     steps = learn_steps(
         "stock",
         [ORDER],
@@ -107,7 +105,7 @@ async def test_stock_given_a_product_that_exists_passes_and_leaves_its_levels_as
     assert reserve["repeat"].reason.startswith("both StockReserved")
     assert reserve["compensation_first"].reason == "refused (reservation_released)"
     # Every reservation it made, it released: nothing reserved, nothing sold.
-    apple = await stock.product("apple")
+    apple = await shelves.product("apple")
     assert apple is not None and (apple.available, apple.reserved, apple.sold) == (10, 0, 0)
 
 

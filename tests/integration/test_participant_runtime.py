@@ -1,4 +1,5 @@
-"""The participant runtime on real Redis and RabbitMQ: what its log says of each command."""
+"""The shop's participants on the SDK's runtime, on real Redis and RabbitMQ: what its log
+says of each command, and what a participant that fails on a command answers."""
 
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -9,11 +10,11 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from contracts.envelope import Envelope
+from saga.participant import ParticipantRuntime
 from saga.rabbit import RabbitTransport
 from saga.transport import ACK, Delivery
-from services.payment import PaymentService
-from services.runtime import ParticipantRuntime
-from services.stock import StockService
+from services.payment import PaymentService, payment
+from services.stock import StockService, stock
 from tests.waiting import eventually
 
 
@@ -33,9 +34,8 @@ def command(kind: str, payload: dict[str, Any], key: str, n: int) -> Delivery:
 async def test_the_log_line_of_a_replayed_compensation_names_its_step_action_and_replay(
     redis: Redis, namespace: str, transport: RabbitTransport
 ) -> None:
-    payment = PaymentService(redis, namespace)
-    await payment.deposit("ann@example.com", Decimal("20.00"))
-    runtime = ParticipantRuntime(payment, transport)
+    await PaymentService(redis, namespace).deposit("ann@example.com", Decimal("20.00"))
+    runtime = ParticipantRuntime(payment, transport, redis, namespace=namespace)
     customer = {"customer": "ann@example.com"}
     with capture_logs() as logs:
         charge = command(
@@ -83,12 +83,11 @@ async def test_the_log_line_of_a_replayed_compensation_names_its_step_action_and
 async def test_a_command_the_service_fails_on_is_answered_with_the_error_not_requeued(
     redis: Redis, namespace: str, transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
 ) -> None:
-    stock = StockService(redis, namespace)
-    await stock.set_product("kiwi", quantity=5, price=Decimal("1.00"))
+    await StockService(redis, namespace).set_product("kiwi", quantity=5, price=Decimal("1.00"))
     # A price written by hand: the reservation's script fails on it (a Lua error), on
     # every delivery alike.
     await redis.hset(f"{namespace}:stock:{{stock}}:product:kiwi", "price_cents", "twelve")
-    runtime = ParticipantRuntime(stock, transport)
+    runtime = ParticipantRuntime(stock, transport, redis, namespace=namespace)
     reserve = command(
         "ReserveStock",
         {"items": [{"product_id": "kiwi", "quantity": 1}]},

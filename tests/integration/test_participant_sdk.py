@@ -443,7 +443,11 @@ async def test_a_refusal_is_stored_so_a_retry_is_refused_again(
     do, _, succeeded = PAIRS[kind]
     closed = lab.participant.key(namespace, "closed")
     await redis.set(closed, "1")
-    await runtime.handle(delivered(command(do)))
+    with capture_logs() as logs:
+        await runtime.handle(delivered(command(do)))
+    # A refusal is an answer, not the participant's error (an atomic handler's comes as
+    # the Refused its script's stored refusal raises): nothing is logged as an error.
+    assert [line["event"] for line in logs if line["log_level"] == "error"] == []
     await redis.delete(closed)  # what made it refuse is gone; the answer stands
     await runtime.handle(delivered(command(do)))
     for refusal in (await replies.next(), await replies.next()):
