@@ -3,16 +3,12 @@
 from saga.core.decide import Decision, OutgoingCommand, ReplyReceived, decide, start_saga
 from saga.core.definition import SagaDefinition, StepDefinition
 from saga.core.events import EventRecord
-from saga.core.order import OrderInput
 from saga.core.state import SagaState, StepState, evolve, fold
-from saga.definitions import ORDER_SAGA
 from saga.settings import Settings
 
 __all__ = [
-    "ORDER_SAGA",
     "Decision",
     "EventRecord",
-    "OrderInput",
     "OutgoingCommand",
     "ReplyReceived",
     "SagaDefinition",

@@ -24,22 +24,24 @@ from urllib.parse import urlsplit
 import aio_pika
 from redis.asyncio import Redis
 
-from contracts.messages import OrderItem
-from contracts.topology import SERVICES, Topology
+from contracts.topology import Topology
 from saga.baseline import run_baseline
 from saga.bootstrap import InProcessWorkers, adjust_for, transport_for
 from saga.connections import redis_client
-from saga.core.order import OrderInput
-from saga.definitions import ORDER_SAGA, is_builtin
 from saga.eventloop import loop_name
 from saga.namespaces import delete_namespace
 from saga.orchestrator import SagaStarter
 from saga.outbox import Dispatcher
 from saga.settings import Settings
 from saga.store import RedisSagaStore
+from services.messages import CATALOGUE, OrderItem
 from services.order import OrderService
+from services.orders import OrderInput
 from services.payment import PaymentService
+from services.shop import ORDER_SAGA
 from services.stock import StockService
+
+SERVICES = tuple(CATALOGUE.participants)
 
 Mode = Literal["in-process", "processes"]
 CUSTOMER = "bench@example.com"
@@ -156,7 +158,7 @@ async def _run_system(
         await _wait_for_consumers(config)
         store = RedisSagaStore(redis, namespace)
         dispatcher = Dispatcher(store, starter_transport)
-        starter = SagaStarter(store, dispatcher, builtin=is_builtin)
+        starter = SagaStarter(store, dispatcher, builtin=lambda t, v: (t, v) == ("order", 1))
         order = OrderInput(
             customer=CUSTOMER,
             vendor=VENDOR,

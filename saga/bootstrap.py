@@ -9,11 +9,10 @@ import structlog
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
-from contracts.topology import SERVICES, Service, Topology
+from contracts.topology import Topology
 from saga import eventloop
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
-from saga.definitions import BUILTINS
 from saga.http_participants import HttpParticipants
 from saga.metrics import Sampler
 from saga.orchestrator import Orchestrator, TimerLoop
@@ -24,10 +23,15 @@ from saga.retention import Trimmer, trim_interval
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.transport import Transport
+from services.messages import CATALOGUE
 from services.order import OrderService
 from services.payment import PaymentService
 from services.runtime import ParticipantRuntime, ParticipantService
+from services.shop import BUILTINS
 from services.stock import StockService
+
+SERVICES = tuple(CATALOGUE.participants)
+Service = str
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +55,11 @@ def registry_for(redis: Redis, settings: Settings) -> DefinitionRegistry:
     """The namespace's definitions: the built-in ones and those applied, with the
     operator's overrides."""
     return DefinitionRegistry(
-        redis, settings.namespace, builtins=BUILTINS, adjust=adjust_for(settings)
+        redis,
+        settings.namespace,
+        builtins=BUILTINS,
+        catalogue=CATALOGUE,
+        adjust=adjust_for(settings),
     )
 
 
@@ -60,7 +68,7 @@ def transport_for(settings: Settings, name: str) -> RabbitTransport:
     (the process's role) names its connection on the broker."""
     return RabbitTransport(
         settings.rabbitmq_url,
-        Topology(settings.namespace),
+        Topology(settings.namespace, SERVICES),
         prefetch=settings.prefetch,
         name=f"saga {name}",
     )

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     auth_url: str = "http://127.0.0.1:7002"
     namespace: str = "saga"
+    # The extensions to load, by name, comma-separated (empty: none); unset: every one
+    # installed (the entry-point group `saga.extensions`).
+    extensions: str | None = None
 
     auth_secret: SecretStr | None = Field(
         default=None,
@@ -152,6 +155,20 @@ class Settings(BaseSettings):
                 "a namespace is 1 to 48 of a-z, 0-9, '_' and '-', starting with a letter or digit"
             )
         return value
+
+    @field_validator("extensions")
+    @classmethod
+    def _extensions_are_names(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        for name in names:
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,47}", name):
+                raise ValueError(
+                    f"{name!r} is not an extension's name; names are a-z, 0-9, '_' and '-', "
+                    "comma-separated (empty: none)"
+                )
+        return ",".join(names)
 
     @field_validator("event_loop")
     @classmethod

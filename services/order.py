@@ -9,11 +9,12 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
-from contracts.messages import CancelOrder, CreateOrder, Message, PaymentMethod, PricedItem
+from contracts.messages import Message
 from contracts.money import Money
 from contracts.topology import Participant
 from saga.scripts import ScriptBatcher
 from saga.settings import DEFAULT_RETENTION
+from services.messages import CancelOrder, CreateOrder, PaymentMethod, PricedItem
 from services.runtime import Reply
 from services.scripts import idempotent, stored_reply
 

@@ -10,11 +10,12 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
-from contracts.messages import ChargePayment, Message, RefundPayment
+from contracts.messages import Message
 from contracts.money import MAX_MONEY, money
 from contracts.topology import Participant
 from saga.scripts import ScriptBatcher
 from saga.settings import DEFAULT_RETENTION
+from services.messages import ChargePayment, RefundPayment
 from services.runtime import Reply
 from services.scripts import cents, from_cents, idempotent, stored_reply
 

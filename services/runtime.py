@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from contracts.envelope import Envelope, first_error, reply_to, trace_id_of
 from contracts.idempotency import key_fields
-from contracts.messages import REPLIES, CommandFailed, Message
+from contracts.messages import CommandFailed, Message
 from contracts.topology import Participant
 from saga.clock import Clock, utc_now
 from saga.metrics import commands_handled
@@ -32,8 +32,11 @@ from saga.transport import (
     Transport,
     error_text,
 )
+from services.messages import REPLIES
 
 log = structlog.get_logger(__name__)
+
+_REPLIES: Final[dict[str, type[Message]]] = {**REPLIES, CommandFailed.__name__: CommandFailed}
 
 # Replies are named after their command: the same command always gets the same reply id,
 # so the orchestrator recognises a repeated reply as the duplicate it is.
@@ -110,7 +113,7 @@ class ParticipantRuntime:
         try:
             reply_type, payload = await self._reply_to(envelope)
             # A reply that breaks the contract is the service's bug like any other.
-            REPLIES[reply_type].model_validate(payload)
+            _REPLIES[reply_type].model_validate(payload)
         except INFRASTRUCTURE_ERRORS:
             raise  # an outage: the transport waits it out, with the command in hand
         except Exception as exc:

@@ -10,16 +10,16 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
-from contracts.messages import (
-    ConfirmStock,
-    Message,
-    ReleaseStock,
-    ReserveStock,
-)
+from contracts.messages import Message
 from contracts.money import MAX_MONEY, money
 from contracts.topology import Participant
 from saga.scripts import ScriptBatcher
 from saga.settings import DEFAULT_RETENTION
+from services.messages import (
+    ConfirmStock,
+    ReleaseStock,
+    ReserveStock,
+)
 from services.runtime import Reply
 from services.scripts import cents, from_cents, idempotent, stored_reply
 

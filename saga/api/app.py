@@ -12,7 +12,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from contracts.messages import OrderItem
 from saga.api import catalog
 from saga.api.auth import AuthClient, Caller
 from saga.api.deps import CallerDep, LimitedCaller, registry_of
@@ -25,7 +24,6 @@ from saga.api.starting import IdempotencyKey, start_saga
 from saga.bootstrap import registry_for, transport_for
 from saga.connections import redis_client
 from saga.core.decide import CancelSaga, cancellable
-from saga.core.order import OrderInput
 from saga.core.state import SagaState, SagaStatus
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher
@@ -33,6 +31,8 @@ from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.transport import Transport
 from saga.views import EventView, SagaView, saga_view
+from services.messages import OrderItem
+from services.orders import OrderInput
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import HTTPException
 from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
-from contracts.messages import MAX_ITEMS, PaymentMethod, ProductId, Quantity
 from contracts.money import money
 from saga.api.media import WrittenNumber
 from saga.core import problems as found
 from saga.core.state import SagaStatus
+from services.messages import MAX_ITEMS, PaymentMethod, ProductId, Quantity
 
 
 def _price(value: Any) -> Decimal:

@@ -15,7 +15,6 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.envelope import first_error
-from contracts.topology import Service
 from saga.cli import bench, data, definitions, demo, dlq, ops, sagas, values
 from saga.cli.output import CliError, Json, fail, settings
 from saga.cli.up import up
@@ -183,7 +182,7 @@ def orchestrator(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "
 
 @app.command()
 def service(
-    name: Annotated[Service, typer.Argument(metavar="NAME", help="stock, payment or order.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="stock, payment or order.")],
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:

@@ -9,9 +9,9 @@ from typing import Any, Final
 import typer
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from contracts.messages import ProductId
 from contracts.money import money
 from services.auth.users import ROLES
+from services.messages import ProductId
 
 MIN_PASSWORD: Final = 8
 _PRODUCT_ID: Final = TypeAdapter(ProductId)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Final
 
+from pydantic import BaseModel
+
 from contracts.topology import Participant
 from saga.core.policy import RetryPolicy
 from saga.core.problems import Place, Problem
@@ -87,6 +89,8 @@ class StepDefinition:
     success: str
     compensation: CommandBuilder | None = None
     compensated: str | None = None
+    success_model: type[BaseModel] | None = None
+    compensated_model: type[BaseModel] | None = None
     condition: Condition = _always
     timeout: timedelta = DEFAULT_TIMEOUT
     retry: RetryPolicy = STEP_RETRY

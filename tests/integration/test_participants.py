@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from contracts import COMMANDS, Envelope
+from contracts import Envelope
+from services.messages import COMMANDS
 from services.order import OrderService, order_id_for
 from services.payment import PaymentService
 from services.stock import StockService

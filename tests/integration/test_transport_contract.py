@@ -33,7 +33,7 @@ from saga.transport import (
     Transport,
     TransportUnavailable,
 )
-from tests.servers import RABBITMQ_URL, close_connections_named, rabbitmq_or_skip
+from tests.servers import RABBITMQ_URL, SHOP_PARTICIPANTS, close_connections_named, rabbitmq_or_skip
 from tests.waiting import eventually
 
 
@@ -64,7 +64,9 @@ async def connected(transport: RabbitTransport) -> AsyncIterator[RabbitTransport
 
 
 def real_transport(namespace: str) -> AsyncIterator[RabbitTransport]:
-    return connected(RabbitTransport(RABBITMQ_URL, Topology(namespace), prefetch=10))
+    return connected(
+        RabbitTransport(RABBITMQ_URL, Topology(namespace, SHOP_PARTICIPANTS), prefetch=10)
+    )
 
 
 @pytest.fixture(params=["rabbitmq", "memory"])
@@ -73,7 +75,7 @@ async def transport(request: pytest.FixtureRequest, namespace: str) -> AsyncIter
         async for real in real_transport(namespace):
             yield real
         return
-    memory = InMemoryTransport(Topology(namespace), prefetch=10)
+    memory = InMemoryTransport(Topology(namespace, SHOP_PARTICIPANTS), prefetch=10)
     await memory.connect()
     yield memory
     await memory.close()
@@ -258,7 +260,7 @@ async def rabbit(namespace: str) -> AsyncIterator[RabbitTransport]:
 async def test_a_message_held_by_a_dead_consumer_is_redelivered(
     rabbit: RabbitTransport, namespace: str
 ) -> None:
-    first = RabbitTransport(RABBITMQ_URL, Topology(namespace))
+    first = RabbitTransport(RABBITMQ_URL, Topology(namespace, SHOP_PARTICIPANTS))
     await first.connect()
     held = asyncio.Event()
 
@@ -285,7 +287,7 @@ async def test_a_message_held_by_a_dead_consumer_is_redelivered(
 
 
 async def test_namespaces_do_not_see_each_other(rabbit: RabbitTransport) -> None:
-    other = Topology(rabbit.topology.namespace + "x")
+    other = Topology(rabbit.topology.namespace + "x", SHOP_PARTICIPANTS)
     neighbour = RabbitTransport(RABBITMQ_URL, other)
     await neighbour.connect()
     try:
@@ -302,7 +304,7 @@ async def test_namespaces_do_not_see_each_other(rabbit: RabbitTransport) -> None
 async def test_acks_go_together_but_never_for_a_delivery_still_in_hand(
     rabbit: RabbitTransport, namespace: str
 ) -> None:
-    first = RabbitTransport(RABBITMQ_URL, Topology(namespace), prefetch=10)
+    first = RabbitTransport(RABBITMQ_URL, Topology(namespace, SHOP_PARTICIPANTS), prefetch=10)
     await first.connect()
     handled: list[str] = []
 
@@ -340,7 +342,7 @@ async def test_acks_go_together_but_never_for_a_delivery_still_in_hand(
     await eventually(lambda: asyncio.sleep(0, len(again)), until=lambda n: n == 11)
     await rabbit.stop_consuming()
     await rabbit.close()
-    replacement = RabbitTransport(RABBITMQ_URL, Topology(namespace))
+    replacement = RabbitTransport(RABBITMQ_URL, Topology(namespace, SHOP_PARTICIPANTS))
     await replacement.connect()
     try:
         await asyncio.sleep(0.2)
@@ -384,7 +386,10 @@ async def quick(namespace: str) -> AsyncIterator[RabbitTransport]:
     """A RabbitMQ transport with a name of its own, that reconnects within 0.1 s."""
     async for transport in connected(
         RabbitTransport(
-            RABBITMQ_URL, Topology(namespace), reconnect_every=0.1, name=f"test {namespace}"
+            RABBITMQ_URL,
+            Topology(namespace, SHOP_PARTICIPANTS),
+            reconnect_every=0.1,
+            name=f"test {namespace}",
         )
     ):
         yield transport

@@ -7,8 +7,6 @@ def test_the_public_names_are_the_agreed_ones() -> None:
     assert sorted(saga.__all__) == [
         "Decision",
         "EventRecord",
-        "ORDER_SAGA",
-        "OrderInput",
         "OutgoingCommand",
         "ReplyReceived",
         "SagaDefinition",

@@ -9,7 +9,7 @@ from saga.core.decide import CancelSaga, ReplaySaga, TimerFired
 from saga.core.definition import COMPENSATION_RETRY, DEFAULT_TIMEOUT, STEP_RETRY
 from saga.core.policy import RetryPolicy, backoff_delay
 from saga.core.state import fold
-from saga.definitions import ORDER_SAGA
+from services.shop import ORDER_SAGA
 from tests.unit.sagas import T0, Run
 
 
