@@ -22,10 +22,10 @@ from contracts.idempotency import key_fields
 from contracts.messages import CommandFailed, Message
 from contracts.topology import Participant
 from saga.clock import Clock, utc_now
+from saga.handling import INFRASTRUCTURE_ERRORS
 from saga.metrics import commands_handled
 from saga.transport import (
     ACK,
-    INFRASTRUCTURE_ERRORS,
     DeadLetter,
     Delivery,
     Outcome,

@@ -1,10 +1,28 @@
-"""The shop as the engine's first user: its saga type, contracts and participants."""
+"""The shop as the engine's first user: its extension registers the order saga, the
+contracts and participants of stock, payment and order, its route, its data commands and
+its demo, through the same public API any team's extension uses."""
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.resources import files
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+from redis.asyncio import Redis
 
 from saga.definitions import Builtins, compile_documents
+from saga.extensions import Extension, ParticipantLike
+from saga.settings import Settings
+from saga.transport import Transport
+from services.demo import DEMO
 from services.messages import CATALOGUE
+from services.order import OrderService
+from services.payment import PaymentService
+from services.runtime import ParticipantRuntime, ParticipantService
+from services.stock import StockService
+
+if TYPE_CHECKING:
+    import typer
+    from fastapi import APIRouter
 
 # The shop's definition documents, by source name.
 DEFINITIONS: Final = {
@@ -19,3 +37,62 @@ def is_builtin(saga_type: str, version: int) -> bool:
     """Whether this definition version is one the shop builds in."""
     builtin = BUILTINS.get(saga_type)
     return builtin is not None and builtin[0].version == version
+
+
+@dataclass(frozen=True)
+class Runs:
+    """A shop service as the engine runs a participant: on the participant runtime."""
+
+    service: ParticipantService
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    async def start(self, transport: Transport) -> None:
+        await ParticipantRuntime(self.service, transport).run()
+
+
+def _participant(
+    service: Callable[..., ParticipantService],
+) -> Callable[[Redis, Settings], ParticipantLike]:
+    def make(redis: Redis, settings: Settings) -> ParticipantLike:
+        return Runs(service(redis, settings.namespace, retention=settings.retention))
+
+    return make
+
+
+def _routers() -> Sequence["APIRouter"]:
+    from services.api import router
+
+    return [router]
+
+
+def _commands() -> Mapping[str, "typer.Typer"]:
+    from services.cli import order_app, payment_app, stock_app
+
+    return {"stock": stock_app, "payment": payment_app, "order": order_app}
+
+
+def _presence(redis: Redis, namespace: str) -> list[str]:
+    # A product set up, a vendor added or an order made.
+    return [
+        *StockService(redis, namespace).presence_keys(),
+        *OrderService(redis, namespace).presence_keys(),
+    ]
+
+
+SHOP: Final = Extension(
+    name="shop",
+    definitions=DEFINITIONS,
+    catalogue=CATALOGUE,
+    participants={
+        "stock": _participant(StockService),
+        "payment": _participant(PaymentService),
+        "order": _participant(OrderService),
+    },
+    routers=_routers,
+    commands=_commands,
+    presence=_presence,
+    demo=DEMO,
+)

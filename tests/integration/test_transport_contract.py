@@ -476,8 +476,10 @@ async def test_a_consumer_started_while_disconnected_starts_with_the_connection(
 async def test_a_channel_the_broker_closes_is_opened_again(quick: RabbitTransport) -> None:
     # Publishing to an exchange that does not exist makes the broker close the channel.
     lost = quick._connection
-    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+    # The client's error reaches the caller as the port's own, the client's its cause.
+    with pytest.raises(TransportUnavailable) as closed:
         await quick._publish("no-such-exchange", "stock", b"{}", envelope(1))
+    assert isinstance(closed.value.__cause__, aiormq.exceptions.ChannelNotFoundEntity)
     await reconnected(quick, lost)
     seen = await consumed_ids(quick, "payment")
     await quick.publish_command("payment", envelope(2))

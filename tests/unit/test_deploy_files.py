@@ -10,14 +10,16 @@ import pytest
 import typer
 
 from saga.cli.main import app
-from saga.cli.up import PROCESSES
+from saga.cli.up import processes
+from saga.extensions import load
 from saga.settings import Settings
-from services.messages import CATALOGUE
 
 yaml = pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = sorted(PROCESSES)  # compose runs what `saga up` runs, a container each
+# compose runs what `saga up` runs with every installed extension, a container each
+PROCESSES = processes(load())
+APP_SERVICES = sorted(PROCESSES)
 INFRA_SERVICES = ["rabbitmq", "redis"]
 
 
@@ -43,7 +45,7 @@ def assert_saga_command(args: list[str]) -> None:
     name, *rest = args
     assert name in group.commands, f"`saga {name}` is not a command"
     if name == "service":
-        assert rest and rest[0] in CATALOGUE
+        assert rest and rest[0] in load().participants
     group.commands[name].make_context(name, rest)  # raises click.UsageError when wrong
 
 

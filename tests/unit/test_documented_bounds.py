@@ -5,7 +5,7 @@ from typing import Any
 
 from contracts.money import MAX_MONEY
 from saga.api.idempotency import MAX_KEY_LENGTH
-from saga.api.schemas import CreateOrderRequest
+from services.api import CreateOrderRequest
 from services.payment import MAX_BALANCE
 from services.shop import BUILTINS
 from services.stock import MAX_STOCK

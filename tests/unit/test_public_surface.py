@@ -5,8 +5,11 @@ import saga
 
 def test_the_public_names_are_the_agreed_ones() -> None:
     assert sorted(saga.__all__) == [
+        "Catalogue",
+        "Contract",
         "Decision",
         "EventRecord",
+        "Extension",
         "OutgoingCommand",
         "ReplyReceived",
         "SagaDefinition",
