@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 # W3C Trace Context: version-trace_id-parent_id-flags.
 TRACEPARENT_PATTERN = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+# The saga ids the conformance check (`saga participant check`) makes up start with this:
+# an orchestrator acks a reply to an unknown saga of such an id and ignores it, rather
+# than dead-lettering it as noise.
+CHECK_SAGA_PREFIX: Final = "conformance-check."
 
 
 class Envelope(BaseModel):
@@ -70,6 +74,11 @@ def reply_to(
         payload=payload,
         traceparent=traceparent(trace_id, reply_id[:16]) if trace_id else None,
     )
+
+
+def is_check_saga(saga_id: str) -> bool:
+    """Whether a saga id is one the conformance check made up."""
+    return saga_id.startswith(CHECK_SAGA_PREFIX)
 
 
 def first_error(exc: ValidationError) -> str:

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from contracts.topology import Topology
 from saga import eventloop
+from saga import participant as sdk
 from saga.clock import Clock, utc_now
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
@@ -269,6 +270,32 @@ async def run_participant(name: str, settings: Settings, stop: asyncio.Event) ->
         await transport.close()
         await wiring.aclose()
     log.info("service stopped", service=name)
+
+
+async def serve_participant(
+    participant: sdk.Participant, settings: Settings, stop: asyncio.Event
+) -> None:
+    """Consume an SDK participant's commands until `stop` is set, then finish the ones
+    in hand."""
+    wiring = Wiring(settings)
+    transport = wiring.transport(participant.name)
+    try:
+        await transport.connect()
+        runtime = sdk.ParticipantRuntime(
+            participant,
+            transport,
+            wiring.redis,
+            namespace=settings.namespace,
+            retention=settings.retention,
+        )
+        await runtime.run()
+        log.info("participant running", participant=participant.name, namespace=settings.namespace)
+        await stop.wait()
+        await transport.stop_consuming()
+    finally:
+        await transport.close()
+        await wiring.aclose()
+    log.info("participant stopped", participant=participant.name)
 
 
 def serve_metrics(port: int | None, host: str) -> None:

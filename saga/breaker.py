@@ -21,8 +21,8 @@ class CircuitBreaker:
     def __init__(
         self,
         *,
-        threshold: int = 5,
-        reset_after: float = 5.0,
+        threshold: int,
+        reset_after: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._threshold = threshold

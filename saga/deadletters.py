@@ -9,7 +9,7 @@ the header, so the id stays the same for the message's life.
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -289,6 +289,28 @@ class DeadLetterQueue:
         except aio_pika.exceptions.DeliveryError as exc:
             return f"queue {letter.queue!r} refused it ({exc})"
         return None
+
+    async def remove(self, ids: Collection[str]) -> list[ParkedMessage]:
+        """Drop the parked messages of these ids (those parked now), and only those: the
+        others stay parked, in their order. The ones it dropped."""
+        wanted = set(ids)
+        removed: list[ParkedMessage] = []
+        connection = await self._connect()
+        async with connection:
+            queue, parked = await self._parked(connection)
+            # The others are held unacked until the connection closes, so none is seen
+            # twice; closing gives them back.
+            for _ in range(parked):
+                if len(removed) == len(wanted):
+                    break
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                letter = describe(message)
+                if letter.id in wanted:
+                    await message.ack()
+                    removed.append(letter)
+        return removed
 
     async def purge(self) -> int:
         """Drop every parked message; returns how many there were."""

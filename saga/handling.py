@@ -7,12 +7,14 @@ Redis directly, so its client's errors are read here, in the shell, not in a por
 """
 
 import asyncio
+import random
 from collections.abc import Callable
 from typing import Final
 
 import structlog
 
 from saga.connections import REDIS_OUTAGES
+from saga.core.policy import OUTAGE_RETRY, backoff_delay
 from saga.transport import (
     DELIVERY_LIMIT,
     REQUEUE,
@@ -47,7 +49,7 @@ async def run_handler(
     when it is dead-lettered with the error as its reason. None: the delivery was lost
     with its connection, and the broker will deliver it again.
     """
-    delay = 0.1
+    failed = 0
     while True:
         if not still_held():
             log.warning("delivery abandoned with its channel", queue=queue)
@@ -55,6 +57,8 @@ async def run_handler(
         try:
             return await handler(delivery)
         except INFRASTRUCTURE_ERRORS as exc:
+            failed += 1
+            delay = backoff_delay(OUTAGE_RETRY, failed, random.random()).total_seconds()
             log.warning(
                 "server unavailable, retrying message",
                 queue=queue,
@@ -62,7 +66,6 @@ async def run_handler(
                 retry_in=delay,
             )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
         except Exception as exc:
             if delivery.delivery_count >= DELIVERY_LIMIT:
                 reason = f"handler failed {delivery.delivery_count + 1} times: {error_text(exc)}"

@@ -9,16 +9,12 @@ participant its definitions name. A call carries `Idempotency-Key: <saga>:<step>
 <action>`, the same on every retry and redelivery, so an endpoint that honours it does
 the work once.
 
-    2xx, a JSON object (or no body)   success: the object is the step's result
-    4xx (not 408 or 429)              a business failure: the saga compensates
-    5xx, 408, 429, timeout, no answer transient: retried under the step's policy; its
-                                      effect is unknown, so a step that runs out of
-                                      tries is compensated too
-    anything else                     a protocol error (effect unknown)
-
-A body is read up to MAX_BODY bytes; a longer one is a protocol error. The URL and what
-an endpoint said beyond its `reason` and `detail` go to this process's log, not into
-the saga's events (which its customer may read).
+What each answer (or its absence) means is the table of `saga.http_answers`: a 2xx
+with a JSON object is success, a 4xx a business failure, a 5xx, 408, 429, timeout or
+lost connection transient (and a 5xx, a timeout or a cut call of unknown effect), the
+rest a protocol error. A body is read up to MAX_BODY bytes. The URL and what an
+endpoint said beyond its `reason` and `detail` go to this process's log, not into the
+saga's events (which its customer may read).
 
 Each participant has a circuit breaker: after `threshold` transient failures in a row
 its calls are answered `circuit_open` (transient, nothing sent) for `reset_after`
@@ -27,10 +23,9 @@ seconds, then one call tries again.
 
 import asyncio
 import functools
-import json
 import re
 from collections import OrderedDict
-from typing import Any, Final
+from typing import Final
 
 import httpx
 import structlog
@@ -41,22 +36,27 @@ from contracts.idempotency import key_fields
 from contracts.messages import CommandFailed
 from saga.breaker import CircuitBreaker, CircuitOpen
 from saga.clock import Clock, utc_now
-from saga.core.document import HTTP_SUCCEEDED, TYPE_PATTERN, HttpSpec
+from saga.core.document import TYPE_PATTERN, HttpSpec
+from saga.core.reasons import PROTOCOL_ERROR
+from saga.http_answers import (
+    MAX_BODY,
+    MAX_DETAIL,
+    Answered,
+    Reply,
+    Unanswered,
+    circuit_open,
+    verdict,
+)
 from saga.loops import every
 from saga.registry import DefinitionRegistry
 from saga.transport import ACK, DeadLetter, Delivery, Outcome, Transport
 
 log = structlog.get_logger(__name__)
 
-TRANSIENT_STATUSES: Final = frozenset({408, 429})
-MAX_BODY: Final = 64 * 1024
-MAX_DETAIL: Final = 500
 TYPE: Final = re.compile(TYPE_PATTERN)
 # Replies computed lately, by command id: a reply whose publishing failed is published
 # again without calling the endpoint again.
 REMEMBERED: Final = 1024
-
-Reply = tuple[str, dict[str, Any]]
 
 
 class HttpParticipants:
@@ -150,7 +150,7 @@ class HttpParticipants:
         try:
             breaker.before_call()
         except CircuitOpen as exc:
-            return _failed("circuit_open", str(exc), transient=True)  # nothing was sent
+            return circuit_open(str(exc)).reply  # nothing was sent
         url = f"{str(spec.url).rstrip('/')}/{command.type}"
         headers = {
             "Idempotency-Key": command.idempotency_key or command.message_id,
@@ -161,61 +161,34 @@ class HttpParticipants:
         if command.traceparent:
             headers["traceparent"] = command.traceparent
         timeout = spec.timeout.total_seconds()
+        outcome: Answered | Unanswered
         try:
             async with self._client.stream(
                 "POST", url, json=command.payload, headers=headers, timeout=timeout
             ) as response:
-                content = await _read(response)
+                outcome = Answered(response.status_code, await _read(response))
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            breaker.failed()  # not connected: nothing was sent
             log.warning("HTTP participant unreachable", participant=name, url=url, error=repr(exc))
-            return _failed("unreachable", f"{name} could not be reached", transient=True)
+            outcome = Unanswered("unreachable")  # not connected: nothing was sent
         except httpx.TimeoutException:
-            breaker.failed()
-            detail = f"no answer from {name} within {spec.timeout}"
-            return _failed("timeout", detail, transient=True, unknown=True)
-        except httpx.HTTPError as exc:  # cut off mid-call
-            breaker.failed()
+            outcome = Unanswered("timeout")
+        except httpx.HTTPError as exc:
             log.warning("HTTP call cut off", participant=name, url=url, error=repr(exc))
-            return _failed(
-                "unreachable", f"the call to {name} was cut off", transient=True, unknown=True
-            )
-        status = response.status_code
-        if content is None:
-            breaker.succeeded()
-            detail = f"HTTP {status} with a body over {MAX_BODY} bytes"
-            return _failed("protocol_error", detail, transient=False, unknown=True)
-        answer = _json_object(content)
-        if status >= 500 or status in TRANSIENT_STATUSES:
+            outcome = Unanswered("cut_off")
+        judged = verdict(outcome, participant=name, timeout=spec.timeout)
+        if judged.endpoint_failed:
             breaker.failed()
+        else:
+            breaker.succeeded()
+        broke = judged.payload.get("reason") == PROTOCOL_ERROR
+        if isinstance(outcome, Answered) and (judged.endpoint_failed or broke):
             log.warning(
-                "HTTP participant failed",
+                "HTTP participant broke the protocol" if broke else "HTTP participant failed",
                 participant=name,
-                status=status,
-                body=content[:MAX_DETAIL],
+                status=outcome.status,
+                body=(outcome.body or b"")[:MAX_DETAIL],
             )
-            # 408 and 429: not taken on. A 5xx may have done part of the work.
-            return _failed(
-                f"http_{status}", _said(status, answer), transient=True, unknown=status >= 500
-            )
-        breaker.succeeded()
-        if status >= 400:
-            reason = answer.get("reason") if answer else None
-            if not isinstance(reason, str) or not reason or len(reason) > 64:
-                reason = f"http_{status}"
-            return _failed(reason, _said(status, answer), transient=False)
-        if 200 <= status < 300:
-            result = {} if not content else answer
-            if result is not None:
-                return HTTP_SUCCEEDED, result
-        log.warning(
-            "HTTP participant broke the protocol",
-            participant=name,
-            status=status,
-            body=content[:MAX_DETAIL],
-        )
-        detail = f"HTTP {status} without a JSON object"
-        return _failed("protocol_error", detail, transient=False, unknown=True)
+        return judged.reply
 
 
 async def _read(response: httpx.Response) -> bytes | None:
@@ -226,24 +199,3 @@ async def _read(response: httpx.Response) -> bytes | None:
         if len(content) > MAX_BODY:
             return None
     return bytes(content)
-
-
-def _json_object(content: bytes) -> dict[str, Any] | None:
-    try:
-        body = json.loads(content)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def _said(status: int, answer: dict[str, Any] | None) -> str:
-    """What the endpoint said of a failure: its `detail`, or only its status."""
-    detail = answer.get("detail") if answer else None
-    return f"HTTP {status}: {str(detail)[:MAX_DETAIL]}" if detail else f"HTTP {status}"
-
-
-def _failed(reason: str, detail: str, *, transient: bool, unknown: bool = False) -> Reply:
-    failure = CommandFailed(
-        reason=reason, detail=detail[:1000], transient=transient, effect_unknown=unknown
-    )
-    return CommandFailed.__name__, failure.model_dump(mode="json")

@@ -50,6 +50,13 @@ COMMANDS_HANDLED: Final = Counter(
     ["participant", "command", "reply"],
 )
 
+COMMAND_DURATION: Final = Histogram(
+    "saga_command_duration_seconds",
+    "From a participant's taking a command to its reply's publishing, by command.",
+    ["participant", "command"],
+    buckets=_STEP_BUCKETS,
+)
+
 
 @functools.lru_cache(maxsize=4096)
 def _child(metric: MetricWrapperBase, *labels: str) -> Any:
@@ -61,6 +68,11 @@ def _child(metric: MetricWrapperBase, *labels: str) -> Any:
 def commands_handled(participant: str, command: str, reply: str) -> "Counter":
     """The counter of one (participant, command, reply)."""
     return cast(Counter, _child(COMMANDS_HANDLED, participant, command, reply))
+
+
+def command_duration(participant: str, command: str) -> "Histogram":
+    """The histogram of how long one participant takes to answer one command type."""
+    return cast(Histogram, _child(COMMAND_DURATION, participant, command))
 
 
 @functools.cache

@@ -21,7 +21,7 @@ from contracts.envelope import Envelope
 from contracts.topology import ORCHESTRATOR_ROUTING_KEY, Participant, Topology
 from saga.acks import AckBatcher, delivery_tag
 from saga.amqp_errors import AMQP_OUTAGES, AMQP_REFUSALS, NO_ROUTE
-from saga.core.policy import RetryPolicy, backoff_delay
+from saga.core.policy import RECONNECT, Backoff, backoff_delay
 from saga.handling import run_handler
 from saga.transport import (
     DELIVERY_LIMIT,
@@ -90,17 +90,15 @@ class RabbitTransport:
         topology: Topology,
         *,
         prefetch: int = 32,
-        reconnect_every: float = 2.0,
+        reconnect: Backoff = RECONNECT,
         name: str = "saga",
     ) -> None:
         self.topology = topology
         self._url = url
         self._prefetch = prefetch
-        # Between tries, `reconnect_every` with up to half taken off at random, so that
-        # the replicas a broker restart disconnected together do not come back in step.
-        self._reconnect = RetryPolicy(
-            max_attempts=1, backoff=reconnect_every, max_backoff=reconnect_every, jitter=0.5
-        )
+        # The waits between tries to connect (RECONNECT: jittered, so that the replicas a
+        # broker restart disconnected together do not come back in step).
+        self._reconnect = reconnect
         # Shown by RabbitMQ (`rabbitmqctl list_connections client_properties`, the
         # management UI), so an operator can tell whose connection is whose.
         self._client_properties: FieldTable = {"connection_name": f"{name} ({topology.namespace})"}
@@ -202,18 +200,21 @@ class RabbitTransport:
             if self._connection is not None:  # not the first try of keep_connecting
                 log.warning("RabbitMQ connection lost, reconnecting")
             await self._drop()
+            failed = 0
             while not self._closed:
                 try:
                     await self._open()
                     log.info("connected to RabbitMQ")
                     break
                 except _OUTAGES as exc:
-                    delay = backoff_delay(self._reconnect, 1, random.random()).total_seconds()
+                    failed += 1
+                    delay = backoff_delay(self._reconnect, failed, random.random()).total_seconds()
                     log.warning("RabbitMQ unreachable, retrying", error=repr(exc), retry_in=delay)
                 except Exception as exc:
                     # Not an outage (a refused declaration, a protocol error): said loudly,
                     # and tried again, rather than leaving the process silently unconnected.
-                    delay = backoff_delay(self._reconnect, 1, random.random()).total_seconds()
+                    failed += 1
+                    delay = backoff_delay(self._reconnect, failed, random.random()).total_seconds()
                     log.exception("RabbitMQ setup failed, retrying", error=repr(exc))
                 await asyncio.sleep(delay)
 

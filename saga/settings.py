@@ -18,22 +18,10 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topology import NAMESPACE_PATTERN
+from saga.core.durations import DURATION_FORMS, parse_seconds
 from saga.eventloop import EventLoop
 
 DEFAULT_RETENTION: Final = 7 * 86400
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_FORMS: Final = "a duration is 90s, 15m, 12h, 7d, or a number of seconds"
-
-
-def _seconds(value: object) -> object:
-    """'90', '90s', '15m', '12h' or '7d' as seconds; other text is refused."""
-    if not isinstance(value, str):
-        return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
-    if match is None:
-        raise ValueError(_DURATION_FORMS)
-    return float(match[1]) * _UNITS[match[2] or "s"]
 
 
 def _lower(value: object) -> object:
@@ -41,7 +29,7 @@ def _lower(value: object) -> object:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-Duration = Annotated[float, BeforeValidator(_seconds)]
+Duration = Annotated[float, BeforeValidator(parse_seconds)]
 LogLevel = Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)]
 LogFormat = Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower)]
 LoopChoice = Annotated[EventLoop, BeforeValidator(_lower)]
@@ -276,7 +264,7 @@ def _reason(name: str, error: ErrorDetails) -> str:
         return str(context.get("error", error["msg"]))
     if error["type"] in _BOUNDS:
         key, words = _BOUNDS[error["type"]]
-        unit = f"s; {_DURATION_FORMS}" if _is_duration(name) else ""
+        unit = f"s; {DURATION_FORMS}" if _is_duration(name) else ""
         bound = context.get(key)
         shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
         return f"must be {words} {shown}{unit}"
@@ -289,7 +277,7 @@ def _is_duration(name: str) -> bool:
     if field is None:
         return False
     validators = [*field.metadata, *(m for a in get_args(field.annotation) for m in _metadata(a))]
-    return any(isinstance(v, BeforeValidator) and v.func is _seconds for v in validators)
+    return any(isinstance(v, BeforeValidator) and v.func is parse_seconds for v in validators)
 
 
 def _metadata(annotation: object) -> tuple[object, ...]:

@@ -12,6 +12,7 @@ import httpx
 from fastapi import Header, HTTPException, Request
 
 from saga.breaker import CircuitBreaker, CircuitOpen
+from saga.core.policy import AUTH_BREAKER_RESET_AFTER, AUTH_BREAKER_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,10 @@ class AuthClient:
         self._cache: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
         self._cache_ttl = cache_ttl
         self._cache_size = cache_size
-        self._breaker = breaker or CircuitBreaker()
+        self._breaker = breaker or CircuitBreaker(
+            threshold=AUTH_BREAKER_THRESHOLD,
+            reset_after=AUTH_BREAKER_RESET_AFTER.total_seconds(),
+        )
         self._clock = clock
 
     async def verify(self, token: str) -> Caller | None:

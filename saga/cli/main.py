@@ -17,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from contracts.envelope import first_error
 from saga.cli import definitions, demo, dlq, ops, sagas, users, values
 from saga.cli.output import CliError, Json, fail, settings
+from saga.cli.participant import participant_app
 from saga.cli.up import up
 from saga.extensions import Extensions, named, selected
 from saga.settings import SettingsError, extensions_setting, without_password
@@ -204,6 +205,7 @@ def build(extensions: Extensions) -> typer.Typer:
     app.add_typer(dlq.dlq_app, name="dlq")
     app.add_typer(definitions.definitions_app, name="definitions")
     app.command("start", help="Start a saga of any registered type.")(definitions.start)
+    app.add_typer(participant_app, name="participant")
     for name, commands in extensions.commands().items():
         app.add_typer(commands, name=name)
     return app

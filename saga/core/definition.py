@@ -8,12 +8,12 @@ condition, and the names of the replies that mean success.
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any
 
 from pydantic import BaseModel
 
 from contracts.topology import Participant
-from saga.core.policy import RetryPolicy
+from saga.core.policy import COMPENSATION_RETRY, STEP_RETRY, STEP_TIMEOUT, RetryPolicy
 from saga.core.problems import Place, Problem
 from saga.core.state import SagaState
 
@@ -51,12 +51,6 @@ Summary = Callable[[SagaState], Mapping[str, Any]]
 InputCheck = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
-DEFAULT_TIMEOUT: Final = timedelta(seconds=10)
-STEP_RETRY: Final = RetryPolicy()
-# Undoing must not give up easily: a saga that cannot be undone needs a human.
-COMPENSATION_RETRY: Final = RetryPolicy(max_attempts=5)
-
-
 def _always(_: SagaState) -> bool:
     return True
 
@@ -92,7 +86,7 @@ class StepDefinition:
     success_model: type[BaseModel] | None = None
     compensated_model: type[BaseModel] | None = None
     condition: Condition = _always
-    timeout: timedelta = DEFAULT_TIMEOUT
+    timeout: timedelta = STEP_TIMEOUT
     retry: RetryPolicy = STEP_RETRY
     compensation_retry: RetryPolicy = COMPENSATION_RETRY
 

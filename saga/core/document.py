@@ -8,11 +8,9 @@ cannot — paths that parse, steps that read only earlier steps, conditions that
 conditions, the pivot rule — and returns the definition the core runs.
 """
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal
 from typing import Annotated, Any, Final
 
 import jsonschema
@@ -44,13 +42,20 @@ from saga.core.definition import (
     StepDefinition,
     Summary,
 )
+from saga.core.durations import DURATION_FORMS, DurationError, duration_text, parse_duration
 from saga.core.paths import Path, PathError, Template
-from saga.core.policy import RetryPolicy
+from saga.core.policy import (
+    COMPENSATION_RETRY,
+    HTTP_BREAKER_RESET_AFTER,
+    HTTP_BREAKER_THRESHOLD,
+    HTTP_TIMEOUT,
+    STEP_RETRY,
+    STEP_TIMEOUT,
+    RetryPolicy,
+)
 from saga.core.problems import Place, Problem, dotted
 from saga.core.state import SagaState
 
-_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
-_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 NAME_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,63}$"
 STEP_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
 TYPE_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"
@@ -58,45 +63,27 @@ TYPE_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"
 HTTP_SUCCEEDED: Final = "HttpSucceeded"
 
 
-def _seconds(value: Any) -> Any:
-    """`"500ms"`, `"10s"`, `"2m"`, `"1h"`, or a number of seconds."""
-    if isinstance(value, str) and (found := _DURATION.match(value)):
-        return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str) and not value.strip().upper().startswith("P"):
-        raise ValueError("a duration is written 500ms, 10s, 2m, 1h, or a number of seconds")
-    return value  # pydantic's own reading (ISO 8601: PT10S), or its error
+def _duration(value: Any) -> Any:
+    """A duration as people write it (see saga.core.durations), or in the ISO 8601 form
+    applied documents are stored in (`PT10S`), which pydantic reads."""
+    iso = isinstance(value, str) and value.strip().lstrip("+-")[:1] in ("P", "p")
+    if iso or isinstance(value, timedelta):
+        return value
+    return parse_duration(value)
 
 
-# How much of a duration each unit a document writes is, largest first.
-_UNIT_SIZES: Final = (
-    ("h", timedelta(hours=1)),
-    ("m", timedelta(minutes=1)),
-    ("s", timedelta(seconds=1)),
-    ("ms", timedelta(milliseconds=1)),
-)
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise DurationError(f"a duration cannot be negative; {DURATION_FORMS}")
+    return value
+
+
 # What a serialization's context says to write durations as ISO 8601 (`PT0.5S`): the
 # form applied documents are stored and compared in, as they always were.
 ISO_DURATIONS: Final = {"durations": "iso"}
 
 
-def duration_text(value: timedelta) -> str | float:
-    """A duration as a document writes it, in the largest unit that holds it exactly
-    (`500ms`, `90s`, `2m`, `1h`; `1.5ms`); one below zero as its number of seconds."""
-    if value < timedelta(0):
-        return value.total_seconds()
-    if not value:
-        return "0s"
-    for unit, size in _UNIT_SIZES:
-        if not value % size:
-            return f"{value // size}{unit}"
-    return f"{Decimal(value // timedelta(microseconds=1)) / 1000}ms"
-
-
-def _written(
-    value: timedelta, iso: SerializerFunctionWrapHandler, info: SerializationInfo
-) -> str | float:
+def _written(value: timedelta, iso: SerializerFunctionWrapHandler, info: SerializationInfo) -> str:
     if info.context == ISO_DURATIONS:
         return str(iso(value))
     return duration_text(value)
@@ -104,8 +91,9 @@ def _written(
 
 Duration = Annotated[
     timedelta,
-    BeforeValidator(_seconds),
-    WrapSerializer(_written, return_type=str | float, when_used="json"),
+    BeforeValidator(_duration),
+    AfterValidator(_not_negative),
+    WrapSerializer(_written, return_type=str, when_used="json"),
 ]
 
 
@@ -114,12 +102,23 @@ class _Spec(BaseModel):
 
 
 class RetrySpec(_Spec):
-    """How often an action is tried and how long between tries (see RetryPolicy)."""
+    """How often an action is tried and how long between tries (see RetryPolicy); the
+    defaults are a step's (STEP_RETRY)."""
 
-    max_attempts: int = Field(default=3, ge=1, le=100)
-    backoff: Duration = timedelta(seconds=0.5)
-    max_backoff: Duration = timedelta(seconds=30)
-    jitter: float = Field(default=0.5, ge=0, le=1)
+    max_attempts: int = Field(default=STEP_RETRY.max_attempts, ge=1, le=100)
+    backoff: Duration = timedelta(seconds=STEP_RETRY.backoff)
+    max_backoff: Duration = timedelta(seconds=STEP_RETRY.max_backoff)
+    jitter: float = Field(default=STEP_RETRY.jitter, ge=0, le=1)
+
+    @classmethod
+    def of(cls, policy: RetryPolicy) -> "RetrySpec":
+        """The spec of a retry policy."""
+        return cls(
+            max_attempts=policy.max_attempts,
+            backoff=timedelta(seconds=policy.backoff),
+            max_backoff=timedelta(seconds=policy.max_backoff),
+            jitter=policy.jitter,
+        )
 
     def policy(self) -> RetryPolicy:
         """The core's retry policy."""
@@ -144,15 +143,15 @@ class ActionSpec(_Spec):
 class BreakerSpec(_Spec):
     """After `threshold` transient failures in a row, calls are refused for `reset_after`."""
 
-    threshold: int = Field(default=5, ge=1, le=1000)
-    reset_after: Duration = timedelta(seconds=10)
+    threshold: int = Field(default=HTTP_BREAKER_THRESHOLD, ge=1, le=1000)
+    reset_after: Duration = HTTP_BREAKER_RESET_AFTER
 
 
 class HttpSpec(_Spec):
     """An endpoint: each command is POSTed to `<url>/<command type>`."""
 
     url: HttpUrl
-    timeout: Duration = timedelta(seconds=5)
+    timeout: Duration = HTTP_TIMEOUT
     breaker: BreakerSpec = BreakerSpec()
 
 
@@ -172,10 +171,9 @@ class StepSpec(_Spec):
     action: ActionSpec
     compensation: ActionSpec | None = None
     when: str | None = Field(default=None, min_length=1, max_length=500)
-    timeout: Duration = timedelta(seconds=10)
-    retry: RetrySpec = RetrySpec()
-    # Undoing must not give up easily: a saga that cannot be undone needs a human.
-    compensation_retry: RetrySpec = RetrySpec(max_attempts=5)
+    timeout: Duration = STEP_TIMEOUT
+    retry: RetrySpec = RetrySpec.of(STEP_RETRY)
+    compensation_retry: RetrySpec = RetrySpec.of(COMPENSATION_RETRY)
 
 
 class GroupSpec(_Spec):

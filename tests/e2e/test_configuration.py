@@ -48,14 +48,14 @@ def port() -> str:
 # Every entry point, each with a different bad variable and what its line must say.
 ENTRY_POINTS = [
     (["api", "--port", port()], "SAGA_AUTH_URL", "nonsense", "http:// or https://"),
-    (["auth", "--port", port()], "SAGA_RETENTION", "forever", "90s, 15m, 12h, 7d"),
+    (["auth", "--port", port()], "SAGA_RETENTION", "forever", "500ms, 30s, 5m, 2h, 7d"),
     (["orchestrator"], "SAGA_RABBITMQ_URL", "nonsense", "amqp:// or amqps://"),
     (["service", "stock"], "SAGA_LOG_LEVEL", "loud", "'debug', 'info', 'warning' or 'error'"),
     (["up", "--api-port", port(), "--auth-port", port()], "SAGA_RATE_LIMIT", "fast", "20/second"),
     (["list"], "SAGA_REDIS_URL", "nonsense", "redis://, rediss:// (TLS) or unix://"),
     (["show", "some-saga"], "SAGA_NAMESPACE", "Not Valid!", "a-z, 0-9"),
     (["stock", "show", "apple"], "SAGA_PREFETCH", "0", "at least 1"),
-    (["payment", "show", "a@example.com"], "SAGA_STEP_TIMEOUT", "soon", "90s, 15m"),
+    (["payment", "show", "a@example.com"], "SAGA_STEP_TIMEOUT", "soon", "500ms, 30s, 5m"),
     (
         ["auth", "add-user", "a@example.com", "--password", "long-enough"],
         "SAGA_LOG_FORMAT",
@@ -63,10 +63,15 @@ ENTRY_POINTS = [
         "'json'",
     ),
     (["dlq", "list"], "SAGA_EVENT_LOOP", "trio", "'auto', 'uvloop' or 'asyncio'"),
-    (["replay", "--status", "failed"], "SAGA_TIMER_LEASE", "-5", "90s, 15m"),
+    (
+        ["replay", "--status", "failed"],
+        "SAGA_TIMER_LEASE",
+        "-5",
+        "cannot be negative; a duration is written",
+    ),
     (["definitions", "list"], "SAGA_MAX_BODY_BYTES", "10", "at least 1024"),
     (["bench", "--sagas", "1"], "SAGA_TOKEN_TTL", "30s", "at least 60"),
-    (["demo", "--orders", "1"], "SAGA_RETENTION", "7 days", "90s, 15m, 12h, 7d"),
+    (["demo", "--orders", "1"], "SAGA_RETENTION", "7 days", "500ms, 30s, 5m, 2h, 7d"),
 ]
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.courier import DELIVERY, Courier, running
 from tests.e2e.system import TERMINAL, System
-from tests.e2e.test_foreign_participant import DELIVERY, Courier, running
 from tests.servers import forget_namespace, fresh_namespace, rabbitmq_or_skip, redis_or_skip
 
 ALONE = {"SAGA_EXTENSIONS": ""}

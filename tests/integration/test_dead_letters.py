@@ -269,6 +269,22 @@ async def test_a_message_parked_before_ids_gets_a_stable_one(
     assert sorted(x.id for x in again) == sorted(["d1", hashed])
 
 
+# --- removing by id ---------------------------------------------------------------
+
+
+async def test_remove_drops_only_the_named_dead_letters_and_keeps_the_others_in_order(
+    transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection
+) -> None:
+    bodies = {name: f'{{"n": "{name}"}}'.encode() for name in "abcd"}
+    letters = await park_by_transport(transport, amqp, bodies)
+    by_body = {letter.preview: letter.id for letter in letters}
+    named = [by_body['{"n": "b"}'], by_body['{"n": "d"}'], "no-such-letter"]
+    removed = await dlq(transport.topology).remove(named)
+    assert sorted(x.id for x in removed) == sorted(named[:2])
+    left = await parked(transport.topology, 2)
+    assert [x.preview for x in left] == ['{"n": "a"}', '{"n": "c"}']
+
+
 # --- replay-all -------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import aio_pika
 import pytest
 from redis.asyncio import Redis
 
-from contracts.envelope import Envelope
+from contracts.envelope import CHECK_SAGA_PREFIX, Envelope
 from contracts.topology import Participant, Topology
 from saga.clock import utc_now
 from saga.core.decide import CancelSaga
@@ -190,6 +190,20 @@ async def test_a_reply_for_an_unknown_saga_is_dead_lettered(
     assert outcome == DeadLetter("unknown saga ghost")
     garbage = await orchestrator(store, transport).handle(Delivery(body=b"{not json"))
     assert isinstance(garbage, DeadLetter) and garbage.reason.startswith("unparseable reply")
+
+
+async def test_a_reply_to_a_saga_the_conformance_check_made_up_is_acked_and_ignored(
+    store: RedisSagaStore, transport: RabbitTransport
+) -> None:
+    probe = Envelope(
+        message_id="c1",
+        saga_id=f"{CHECK_SAGA_PREFIX}0123abcd.1",
+        correlation_id=f"{CHECK_SAGA_PREFIX}0123abcd.1",
+        type="ReserveStock",
+        sent_at=utc_now(),
+    )
+    assert await orchestrator(store, transport).handle(reply_to(probe)) == ACK
+    assert await store.load(probe.saga_id) is None
 
 
 async def test_a_command_no_queue_takes_stays_in_the_outbox(

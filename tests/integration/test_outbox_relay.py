@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from contracts.topology import Participant, Topology
 from saga.clock import utc_now
+from saga.core.policy import Backoff
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
@@ -48,7 +49,7 @@ async def quick(
     transport = RabbitTransport(
         RABBITMQ_URL,
         Topology(namespace, SHOP_PARTICIPANTS),
-        reconnect_every=0.1,
+        reconnect=Backoff(backoff=0.1, max_backoff=0.1),
         name=f"test {namespace}",
     )
     await transport.connect()

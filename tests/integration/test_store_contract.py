@@ -12,7 +12,7 @@ from fakeredis import FakeAsyncRedis
 from saga.clock import marker_of
 from saga.core.decide import ReplyReceived, decide
 from saga.retention import Trimmer
-from saga.store import RedisSagaStore, VersionConflict
+from saga.store import RedisSagaStore, VersionConflict, _command_json
 from services.shop import ORDER_SAGA
 from tests.servers import drop_namespace, redis_or_skip
 from tests.unit.sagas import SUCCESS, Run
@@ -228,3 +228,54 @@ async def test_ended_sagas_are_trimmed_after_the_retention_and_failed_ones_kept(
     assert await store.ended_before(ended_at + 3600, 10) == []
     assert (await store.load("failed")).status == "failed"  # type: ignore[union-attr]
     assert await trimmer(3600).run_once() == 0
+
+
+# Text a JSON codec could get wrong: quotes, backslashes, control characters, accents,
+# characters outside the BMP, and what looks like an escape.
+AWKWARD = 'Straße 1, "Hof" \\ 2\n\t😀 ☃ \\u00e9 \u2028 </script>'
+
+
+async def test_an_append_writes_the_saga_s_own_json_byte_for_byte(store: RedisSagaStore) -> None:
+    run = Run.start(delivery_address=AWKWARD, description=AWKWARD * 20)
+    await store.create(run.decisions[0], marker=1)
+    decision = run.succeed()
+    await store.append(decision, expected_version=2, applied_id="r1", marker=7)
+    redis, keys = store._redis, store.keys("saga1")
+    assert await redis.hgetall(keys.state) == {
+        "version": str(run.state.version),
+        "state": run.state.model_dump_json(exclude_defaults=True),
+    }
+    records = [r.model_dump_json() for d in run.decisions for r in d.records]
+    assert await redis.lrange(keys.events, 0, -1) == records
+    commands = [c for d in run.decisions for c in d.commands]
+    assert await redis.hgetall(keys.outbox) == {
+        c.envelope.message_id: _command_json(c) for c in commands
+    }
+    assert {c.envelope.message_id: c for c in await store.outbox("saga1")} == {
+        c.envelope.message_id: c for c in commands
+    }
+    assert await redis.smembers(keys.applied) == {"start:saga1", "r1"}
+    assert await redis.zscore(store.outbox_index_key, "saga1") == 7
+    (timer,) = decision.timers  # the first command's timeout was cancelled
+    assert await redis.hgetall(store.timers.data_key) == {timer.timer_id: timer.model_dump_json()}
+    assert await redis.zrange(store.timers.key, 0, -1, withscores=True) == [
+        (timer.timer_id, marker_of(timer.due_at))
+    ]
+    created = run.state.created_at.timestamp()
+    for index in (store.index_key, store.active_key, store.customer_key("ann@example.com")):
+        assert await redis.zscore(index, "saga1") == created
+
+
+async def test_a_reply_only_recorded_is_checked_as_a_duplicate_but_its_id_not_kept(
+    store: RedisSagaStore,
+) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    decision = run.succeed()
+    outcome = await store.append(
+        decision, expected_version=2, applied_id="r1", marker=2, record_applied=False
+    )
+    assert outcome == "appended"
+    assert await store._redis.smembers(store.keys("saga1").applied) == {"start:saga1"}
+    await store.create(run.decisions[0], marker=1)  # the start's id is kept: a duplicate
+    assert await store.load("saga1") == run.state

@@ -18,6 +18,7 @@ from redis.exceptions import (
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
+from saga.core.policy import Backoff
 from saga.memory import InMemoryTransport
 from saga.rabbit import RabbitTransport, delete_topology
 from saga.transport import (
@@ -388,7 +389,7 @@ async def quick(namespace: str) -> AsyncIterator[RabbitTransport]:
         RabbitTransport(
             RABBITMQ_URL,
             Topology(namespace, SHOP_PARTICIPANTS),
-            reconnect_every=0.1,
+            reconnect=Backoff(backoff=0.1, max_backoff=0.1),
             name=f"test {namespace}",
         )
     ):

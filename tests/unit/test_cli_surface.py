@@ -8,7 +8,14 @@ import typer
 from saga.cli.main import app
 
 # Commands that run a process of the system: they print logs, not data.
-PROCESSES = {"saga auth", "saga api", "saga orchestrator", "saga service", "saga up"}
+PROCESSES = {
+    "saga auth",
+    "saga api",
+    "saga orchestrator",
+    "saga service",
+    "saga participant run",
+    "saga up",
+}
 
 
 def commands(command: Any, path: str) -> dict[str, Any]:

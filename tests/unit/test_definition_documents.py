@@ -8,6 +8,7 @@ from saga.core.conditions import Condition, ConditionError
 from saga.core.decide import ReplyReceived, decide, start_saga
 from saga.core.definition import InputError, SagaDefinition
 from saga.core.document import DefinitionError, compile_definition, read_definition
+from saga.core.durations import DURATION_FORMS
 from saga.core.paths import Path, PathError, Template
 from saga.core.problems import dotted
 from saga.core.reasons import INVALID_STEP_INPUT
@@ -356,7 +357,7 @@ def test_typos_the_document_can_tell_are_refused_when_loaded(
 
 def test_a_duration_that_is_not_one_says_how_to_write_it() -> None:
     step = {**_document()["steps"][0], "timeout": "10 seconds"}
-    with pytest.raises(DefinitionError, match="a duration is written 500ms, 10s, 2m, 1h"):
+    with pytest.raises(DefinitionError, match=f"steps.0.timeout: .*{DURATION_FORMS}"):
         read_definition(_document(steps=[step]))
 
 
@@ -365,6 +366,18 @@ def test_durations_read_as_people_write_them() -> None:
     definition = compile_definition(read_definition(_document(steps=[step])))
     assert definition.steps[0].timeout.total_seconds() == 0.5
     assert definition.steps[0].retry.backoff == 2.0
+    # The syntax of settings too (saga.core.durations): days, and a number as text.
+    step = {**step, "timeout": "1d", "retry": {"backoff": "90", "max_backoff": "2h"}}
+    definition = compile_definition(read_definition(_document(steps=[step])))
+    assert definition.steps[0].timeout.total_seconds() == 86400
+    assert (definition.steps[0].retry.backoff, definition.steps[0].retry.max_backoff) == (90, 7200)
+
+
+def test_a_negative_duration_is_refused_in_any_form() -> None:
+    for written in (-1, "-1s", "-PT1S"):
+        step = {**_document()["steps"][0], "timeout": written}
+        with pytest.raises(DefinitionError, match=r"steps\.0\.timeout: .*cannot be negative"):
+            read_definition(_document(steps=[step]))
 
 
 def _quoting() -> SagaDefinition:

@@ -1,6 +1,7 @@
 """What users may import from `saga` is a deliberate list."""
 
 import saga
+import saga.participant
 
 
 def test_the_public_names_are_the_agreed_ones() -> None:
@@ -23,6 +24,44 @@ def test_the_public_names_are_the_agreed_ones() -> None:
         "start_saga",
     ]
     assert all(hasattr(saga, name) for name in saga.__all__)
+
+
+def test_the_conformance_check_s_public_names_are_the_agreed_ones() -> None:
+    from saga.participant import check
+
+    assert sorted(check.__all__) == [
+        "Action",
+        "CaseResult",
+        "CheckError",
+        "Report",
+        "SampleError",
+        "StepSample",
+        "assert_conforms",
+        "check_participant",
+        "learn_steps",
+        "named_steps",
+    ]
+    assert all(hasattr(check, name) for name in check.__all__)
+
+
+def test_the_participant_sdk_names_are_the_agreed_ones() -> None:
+    assert sorted(saga.participant.__all__) == [
+        "COMPENSATED_FIRST",
+        "CommandHandler",
+        "Compensated",
+        "Context",
+        "EffectScript",
+        "EffectUnknown",
+        "Handler",
+        "LoadError",
+        "PARTICIPANT_ERROR",
+        "Participant",
+        "ParticipantRuntime",
+        "Refused",
+        "Transient",
+        "load_participant",
+    ]
+    assert all(hasattr(saga.participant, name) for name in saga.participant.__all__)
 
 
 def test_the_core_does_no_io() -> None:

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from saga.core.decide import CancelSaga, ReplaySaga, idempotency_key
-from saga.core.definition import COMPENSATION_RETRY
 from saga.core.events import record_from_json
+from saga.core.policy import COMPENSATION_RETRY
 from saga.core.replay import ReplayPlan, replay_plan
 from saga.core.state import MAX_SUPERSEDED, SagaState, fold
 from services.shop import ORDER_SAGA

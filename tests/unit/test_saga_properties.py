@@ -5,8 +5,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from saga.core.decide import CancelSaga, ReplaySaga, TimerFired
-from saga.core.definition import COMPENSATION_RETRY, STEP_RETRY
 from saga.core.events import SagaReplayed, StepRequested
+from saga.core.policy import COMPENSATION_RETRY, STEP_RETRY
 from saga.core.replay import irreversible, replay_plan
 from saga.core.state import SagaState, evolve, fold
 from services.shop import ORDER_SAGA

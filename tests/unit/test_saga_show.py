@@ -10,7 +10,7 @@ from rich.console import Console
 
 from saga.cli.sagas import print_saga, saga_json
 from saga.core.decide import CancelSaga, ReplaySaga
-from saga.core.definition import COMPENSATION_RETRY, STEP_RETRY
+from saga.core.policy import COMPENSATION_RETRY, STEP_RETRY
 from saga.views import saga_view
 from services.shop import ORDER_SAGA
 from tests.unit.sagas import Run

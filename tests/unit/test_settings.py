@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from saga.core.durations import DURATION_FORMS
 from saga.settings import Settings, SettingsError, load_settings
 
 
@@ -39,6 +40,7 @@ ACCEPTED: list[tuple[str, str, str, Any]] = [
     ("SAGA_RETENTION", "7d", "retention", 604800),
     ("SAGA_RETENTION", "3600", "retention", 3600),
     ("SAGA_STEP_TIMEOUT", "1.5s", "step_timeout", 1.5),
+    ("SAGA_TIMER_INTERVAL", "500ms", "timer_interval", 0.5),
     ("SAGA_TOKEN_TTL", "2h", "token_ttl", 7200),
     ("SAGA_LOG_LEVEL", "WARNING", "log_level", "warning"),
     ("SAGA_LOG_FORMAT", "Json", "log_format", "json"),
@@ -66,11 +68,11 @@ REFUSED = [
     ("SAGA_RABBITMQ_URL", "amqp://", "names no host"),
     ("SAGA_RABBITMQ_URL", "amqp://h:99999/", "Port out of range"),
     ("SAGA_AUTH_URL", "127.0.0.1:7002", "http:// or https://"),
-    ("SAGA_RETENTION", "forever", "90s, 15m, 12h, 7d, or a number of seconds"),
+    ("SAGA_RETENTION", "forever", DURATION_FORMS),
     ("SAGA_RETENTION", "0", "must be at least 1s; a duration is"),
     ("SAGA_RELAY_INTERVAL", "0", "must be more than 0s"),
     ("SAGA_AUTH_TIMEOUT", "1m", "must be at most 30s"),
-    ("SAGA_TOKEN_TTL", "-1", "90s, 15m, 12h, 7d"),
+    ("SAGA_TOKEN_TTL", "-1", f"a duration cannot be negative; {DURATION_FORMS}"),
     ("SAGA_LOG_LEVEL", "loud", "'debug', 'info', 'warning' or 'error'"),
     ("SAGA_LOG_FORMAT", "xml", "'auto', 'json' or 'console'"),
     ("SAGA_EVENT_LOOP", "trio", "'auto', 'uvloop' or 'asyncio'"),
