@@ -3,14 +3,10 @@
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
-
-# The services that ship with the engine.
-Service = Literal["stock", "payment", "order"]
-SERVICES: Final[tuple[Service, ...]] = get_args(Service)
+from typing import Final
 
 # A participant is any service that takes commands from its queue `<ns>.<name>` and
-# replies to the orchestrator: one of the shop's services, or one of yours.
+# replies to the orchestrator.
 Participant = str
 PARTICIPANT_PATTERN: Final = re.compile(r"^[a-z][a-z0-9_-]{0,47}$")
 NAMESPACE_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
@@ -33,9 +29,9 @@ class Topology:
     """Every AMQP name of one deployment; two namespaces never share a name."""
 
     namespace: str
-    # The participants whose queues this topology holds: the services that ship with
-    # the engine, and any others a deployment's definitions name.
-    participants: tuple[Participant, ...] = SERVICES
+    # The participants whose queues this topology holds: those the deployment's
+    # definitions and extensions name.
+    participants: tuple[Participant, ...] = ()
 
     def __post_init__(self) -> None:
         if not NAMESPACE_PATTERN.fullmatch(self.namespace):

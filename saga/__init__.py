@@ -1,18 +1,19 @@
 """An event-sourced saga orchestrator over RabbitMQ, with Redis as its event store."""
 
+from saga.core.contracts import Catalogue, Contract
 from saga.core.decide import Decision, OutgoingCommand, ReplyReceived, decide, start_saga
 from saga.core.definition import SagaDefinition, StepDefinition
 from saga.core.events import EventRecord
-from saga.core.order import OrderInput
 from saga.core.state import SagaState, StepState, evolve, fold
-from saga.definitions import ORDER_SAGA
+from saga.extensions import Extension
 from saga.settings import Settings
 
 __all__ = [
-    "ORDER_SAGA",
+    "Catalogue",
+    "Contract",
     "Decision",
     "EventRecord",
-    "OrderInput",
+    "Extension",
     "OutgoingCommand",
     "ReplyReceived",
     "SagaDefinition",

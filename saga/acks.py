@@ -21,7 +21,8 @@ from typing import Literal
 import structlog
 from aiormq.abc import DeliveredMessage
 
-from saga.transport import INFRASTRUCTURE_ERRORS
+from saga.amqp_errors import AMQP_OUTAGES
+from saga.transport import TransportUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +99,7 @@ class AckBatcher:
                 await run.channel.basic_ack(delivery_tag(run), multiple=True)
             for message in alone:
                 await message.channel.basic_ack(delivery_tag(message))
-        except INFRASTRUCTURE_ERRORS as exc:
+        except (TransportUnavailable, *AMQP_OUTAGES) as exc:
             # The channel is gone and took the deliveries back: they come again.
             log.warning("acks lost with their channel", error=repr(exc))
 

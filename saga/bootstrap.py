@@ -1,24 +1,33 @@
-"""Wiring in one place: settings -> connections -> store, transport -> the processes."""
+"""Wiring in one place: settings -> connections -> store, transport -> every process's parts.
+
+`Wiring` builds the object graph of one namespace from the settings and the loaded
+extensions; every entry point (the API, the orchestrator, a participant, the CLI's
+operator commands, the embedded demo, the bench) takes its parts from it, and tests
+build the same graph with their own parts plugged in (a Redis client, a transport,
+a clock, the extensions).
+"""
 
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Final
 
 import structlog
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
-from contracts.topology import SERVICES, Service, Topology
+from contracts.topology import Topology
 from saga import eventloop
 from saga import participant as sdk
+from saga.clock import Clock, utc_now
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
-from saga.definitions import BUILTINS
+from saga.definitions import compile_documents
+from saga.extensions import Extensions, ParticipantLike, selected
 from saga.http_participants import HttpParticipants
 from saga.metrics import Sampler
-from saga.orchestrator import Orchestrator, TimerLoop
+from saga.orchestrator import Orchestrator, SagaStarter, TimerLoop
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
 from saga.registry import DefinitionRegistry
@@ -26,11 +35,11 @@ from saga.retention import Trimmer, trim_interval
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.transport import Transport
-from services.order import order
-from services.payment import payment
-from services.stock import stock
 
 log = structlog.get_logger(__name__)
+
+# Makes the transport of a process's role (`orchestrator`, `api`, `stock`...).
+TransportFactory = Callable[[str], Transport]
 
 
 def adjust_for(settings: Settings) -> Callable[[SagaDefinition], SagaDefinition]:
@@ -48,102 +57,168 @@ def adjust_for(settings: Settings) -> Callable[[SagaDefinition], SagaDefinition]
     return adjust
 
 
-def registry_for(redis: Redis, settings: Settings) -> DefinitionRegistry:
-    """The namespace's definitions: the built-in ones and those applied, with the
-    operator's overrides."""
-    return DefinitionRegistry(
-        redis, settings.namespace, builtins=BUILTINS, adjust=adjust_for(settings)
-    )
+@dataclass
+class Loops:
+    """The orchestrator's background loops: timers, the outbox relay, retention, and the
+    HTTP participants' calls."""
+
+    timers: TimerLoop
+    relay: OutboxRelay
+    trimmer: Trimmer
+    http: HttpParticipants
+
+    def run(self, stop: asyncio.Event) -> list[Awaitable[None]]:
+        """Each loop's run until `stop` is set."""
+        return [
+            self.timers.run(stop),
+            self.relay.run(stop),
+            self.trimmer.run(stop),
+            self.http.run(stop),
+        ]
 
 
-def transport_for(settings: Settings, name: str) -> RabbitTransport:
-    """The RabbitMQ transport of the configured namespace (not yet connected); `name`
-    (the process's role) names its connection on the broker."""
-    return RabbitTransport(
-        settings.rabbitmq_url,
-        Topology(settings.namespace),
-        prefetch=settings.prefetch,
-        name=f"saga {name}",
-    )
+class Wiring:
+    """The object graph of one namespace. Made parts are shared (one store, one
+    registry); connections open only when a part is used. Close with `aclose`."""
 
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        extensions: Extensions | None = None,
+        redis: Redis | None = None,
+        transport: TransportFactory | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.extensions = selected(settings) if extensions is None else extensions
+        self.catalogue = self.extensions.catalogue
+        self.builtins = compile_documents(self.extensions.definitions, self.catalogue)
+        self._owns_redis = redis is None
+        self.redis = redis_client(settings) if redis is None else redis
+        self._transport = transport or self._rabbit
+        self.clock = clock
+        self.store = RedisSagaStore(self.redis, settings.namespace)
+        self.registry = DefinitionRegistry(
+            self.redis,
+            settings.namespace,
+            builtins=self.builtins,
+            catalogue=self.catalogue,
+            adjust=adjust_for(settings),
+        )
 
-# The shop's participants, by the name of their service.
-SHOP: Final[dict[Service, sdk.Participant]] = {"stock": stock, "payment": payment, "order": order}
+    @property
+    def topology(self) -> Topology:
+        """The namespace's names, with the queues of every participant the extensions
+        ship or their definitions name (those applied later are declared as they are)."""
+        named = [p for _, spec in self.builtins.values() for p in spec.named_participants()]
+        return Topology(self.settings.namespace).with_participants(
+            [*self.extensions.participants, *named]
+        )
 
+    def _rabbit(self, name: str) -> Transport:
+        return RabbitTransport(
+            self.settings.rabbitmq_url,
+            self.topology,
+            prefetch=self.settings.prefetch,
+            name=f"saga {name}",
+        )
 
-def participant_runtime(
-    participant: sdk.Participant, transport: Transport, redis: Redis, settings: Settings
-) -> sdk.ParticipantRuntime:
-    """An SDK participant on a transport, with its records in the configured namespace."""
-    return sdk.ParticipantRuntime(
-        participant,
-        transport,
-        redis,
-        namespace=settings.namespace,
-        retention=settings.retention,
-    )
+    def transport(self, name: str) -> Transport:
+        """A transport (not yet connected) for a process's role; `name` names its
+        connection on the broker."""
+        return self._transport(name)
+
+    def dispatcher(self, transport: Transport) -> Dispatcher:
+        """Publishes what the store's outboxes hold, on `transport`."""
+        return Dispatcher(self.store, transport)
+
+    def orchestrator(self, dispatcher: Dispatcher) -> Orchestrator:
+        """Applies replies, timers, cancels and replays to sagas."""
+        return Orchestrator(self.store, dispatcher, self.registry, clock=self.clock)
+
+    def starter(self, dispatcher: Dispatcher) -> SagaStarter:
+        """Starts sagas, durable before their first command is published."""
+        return SagaStarter(
+            self.store, dispatcher, builtin=self.registry.is_builtin, clock=self.clock
+        )
+
+    def loops(
+        self, orchestrator: Orchestrator, dispatcher: Dispatcher, transport: Transport
+    ) -> Loops:
+        """The orchestrator's background loops (the HTTP participants reply on
+        `transport`)."""
+        settings = self.settings
+        return Loops(
+            timers=TimerLoop(
+                self.store.timers,
+                orchestrator,
+                interval=settings.timer_interval,
+                lease=settings.timer_lease,
+                clock=self.clock,
+            ),
+            relay=OutboxRelay(
+                self.store,
+                dispatcher,
+                interval=settings.relay_interval,
+                grace=settings.relay_grace,
+                clock=self.clock,
+            ),
+            trimmer=Trimmer(
+                self.store,
+                retention=settings.retention,
+                interval=trim_interval(settings.retention),
+                clock=self.clock,
+            ),
+            http=HttpParticipants(self.registry, transport, clock=self.clock),
+        )
+
+    def participant(self, name: str) -> ParticipantLike:
+        """A participant the extensions ship; raises KeyError naming those there are."""
+        factories = self.extensions.participants
+        if name not in factories:
+            shipped = ", ".join(factories) or "none: no extension ships one"
+            raise KeyError(f"no participant {name!r} (shipped: {shipped})")
+        return factories[name](self.redis, self.settings)
+
+    async def aclose(self) -> None:
+        """Close the Redis client, if the wiring made it."""
+        if self._owns_redis:
+            await self.redis.aclose()
 
 
 class InProcessWorkers:
-    """The orchestrator (with its timers and relay) and the three participants in this
-    process, each on a transport of its own from `transport` (the embedded demo hands out
-    one in-memory transport; the bench a RabbitMQ connection each, as processes have)."""
+    """The orchestrator (with its loops) and every shipped participant in this process,
+    each on a transport of its own from the wiring (the embedded demo hands out one
+    in-memory transport; the bench a RabbitMQ connection each, as processes have)."""
 
-    def __init__(
-        self, settings: Settings, redis: Redis, transport: Callable[[], Transport]
-    ) -> None:
-        self.settings = settings
-        self.store = RedisSagaStore(redis, settings.namespace)
-        self.registry = registry_for(redis, settings)
-        self._redis = redis
-        self._transport = transport
+    def __init__(self, wiring: Wiring) -> None:
+        self.wiring = wiring
         self._transports: list[Transport] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._dispatcher: Dispatcher | None = None
-        self._http: HttpParticipants | None = None
+        self._loops: Loops | None = None
 
-    async def _connected(self) -> Transport:
-        transport = self._transport()
+    async def _connected(self, name: str) -> Transport:
+        transport = self.wiring.transport(name)
         if transport not in self._transports:
             await transport.connect()
             self._transports.append(transport)
         return transport
 
     async def start(self) -> None:
-        """Connect, start consuming, start the timer and relay loops."""
-        transport = await self._connected()
-        dispatcher = self._dispatcher = Dispatcher(self.store, transport)
-        await transport.declare_participants(await self.registry.participants())
-        orchestrator = Orchestrator(self.store, dispatcher, self.registry)
+        """Connect, start consuming, start the orchestrator's loops."""
+        wiring = self.wiring
+        transport = await self._connected("orchestrator")
+        dispatcher = self._dispatcher = wiring.dispatcher(transport)
+        await transport.declare_participants(await wiring.registry.participants())
+        orchestrator = wiring.orchestrator(dispatcher)
         await transport.consume(transport.topology.orchestrator_queue, orchestrator.handle)
-        for name in SERVICES:
-            own = await self._connected()
-            await participant_runtime(SHOP[name], own, self._redis, self.settings).run()
-        timers = TimerLoop(
-            self.store.timers,
-            orchestrator,
-            interval=self.settings.timer_interval,
-            lease=self.settings.timer_lease,
-        )
-        relay = OutboxRelay(
-            self.store,
-            dispatcher,
-            interval=self.settings.relay_interval,
-            grace=self.settings.relay_grace,
-        )
-        trimmer = Trimmer(
-            self.store,
-            retention=self.settings.retention,
-            interval=trim_interval(self.settings.retention),
-        )
-        http = self._http = HttpParticipants(self.registry, transport)
-        self._tasks = [
-            asyncio.create_task(http.run(self._stop)),
-            asyncio.create_task(timers.run(self._stop)),
-            asyncio.create_task(relay.run(self._stop)),
-            asyncio.create_task(trimmer.run(self._stop)),
-        ]
+        for name in wiring.extensions.participants:
+            await wiring.participant(name).start(await self._connected(name))
+        loops = self._loops = wiring.loops(orchestrator, dispatcher, transport)
+        self._tasks = [asyncio.ensure_future(run) for run in loops.run(self._stop)]
 
     async def stop(self) -> None:
         """Stop the loops and close every transport this set opened."""
@@ -153,52 +228,48 @@ class InProcessWorkers:
             await self._dispatcher.settle()
         for transport in self._transports:
             await transport.close()
-        if self._http is not None:
-            await self._http.aclose()
+        if self._loops is not None:
+            await self._loops.http.aclose()
 
 
 async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
     """Consume replies and relay outboxes until `stop` is set."""
-    redis = redis_client(settings)
-    transport = transport_for(settings, "orchestrator")
-    await transport.connect()
+    wiring = Wiring(settings)
+    transport = wiring.transport("orchestrator")
     try:
-        store = RedisSagaStore(redis, settings.namespace)
-        dispatcher = Dispatcher(store, transport)
-        registry = registry_for(redis, settings)
-        await transport.declare_participants(await registry.participants())
-        orchestrator = Orchestrator(store, dispatcher, registry)
-        relay = OutboxRelay(
-            store, dispatcher, interval=settings.relay_interval, grace=settings.relay_grace
-        )
-        timers = TimerLoop(
-            store.timers,
-            orchestrator,
-            interval=settings.timer_interval,
-            lease=settings.timer_lease,
-        )
-        trimmer = Trimmer(
-            store, retention=settings.retention, interval=trim_interval(settings.retention)
-        )
-        sampler = Sampler(store, transport, interval=5.0)
-        http = HttpParticipants(registry, transport)
+        await transport.connect()
+        dispatcher = wiring.dispatcher(transport)
+        await transport.declare_participants(await wiring.registry.participants())
+        orchestrator = wiring.orchestrator(dispatcher)
+        loops = wiring.loops(orchestrator, dispatcher, transport)
+        sampler = Sampler(wiring.store, transport, interval=5.0)
         await transport.consume(transport.topology.orchestrator_queue, orchestrator.handle)
         log.info("orchestrator running", namespace=settings.namespace)
-        await asyncio.gather(
-            relay.run(stop), timers.run(stop), trimmer.run(stop), sampler.run(stop), http.run(stop)
-        )
+        await asyncio.gather(*loops.run(stop), sampler.run(stop))
         await transport.stop_consuming()
         await dispatcher.settle()
-        await http.aclose()
+        await loops.http.aclose()
     finally:
         await transport.close()
-        await redis.aclose()
+        await wiring.aclose()
     log.info("orchestrator stopped")
 
 
-async def run_participant(name: Service, settings: Settings, stop: asyncio.Event) -> None:
-    """Consume one of the shop's participants' commands until `stop` is set."""
-    await serve_participant(SHOP[name], settings, stop)
+async def run_participant(name: str, settings: Settings, stop: asyncio.Event) -> None:
+    """Consume the participant's commands until `stop` is set."""
+    wiring = Wiring(settings)
+    transport = wiring.transport(name)
+    try:
+        participant = wiring.participant(name)
+        await transport.connect()
+        await participant.start(transport)
+        log.info("service running", service=name, namespace=settings.namespace)
+        await stop.wait()
+        await transport.stop_consuming()
+    finally:
+        await transport.close()
+        await wiring.aclose()
+    log.info("service stopped", service=name)
 
 
 async def serve_participant(
@@ -206,17 +277,24 @@ async def serve_participant(
 ) -> None:
     """Consume an SDK participant's commands until `stop` is set, then finish the ones
     in hand."""
-    redis = redis_client(settings)
-    transport = transport_for(settings, participant.name)
-    await transport.connect()
+    wiring = Wiring(settings)
+    transport = wiring.transport(participant.name)
     try:
-        await participant_runtime(participant, transport, redis, settings).run()
+        await transport.connect()
+        runtime = sdk.ParticipantRuntime(
+            participant,
+            transport,
+            wiring.redis,
+            namespace=settings.namespace,
+            retention=settings.retention,
+        )
+        await runtime.run()
         log.info("participant running", participant=participant.name, namespace=settings.namespace)
         await stop.wait()
         await transport.stop_consuming()
     finally:
         await transport.close()
-        await redis.aclose()
+        await wiring.aclose()
     log.info("participant stopped", participant=participant.name)
 
 

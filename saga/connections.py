@@ -1,14 +1,29 @@
 """Connections to Redis, built from settings; nothing connects at import."""
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from saga.settings import Settings
+
+# Redis's errors that mean it is away or cannot take the work for now, not that the work
+# is wrong: a replica that is not (or no longer) the primary (READONLY), a full memory
+# (OOM), a cluster resharding or failing over (TRYAGAIN, CLUSTERDOWN, MASTERDOWN);
+# loading its data (LOADING) is a connection error.
+REDIS_OUTAGES: Final = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    TryAgainError,
+    ClusterDownError,
+)
 
 
 def redis_client(settings: Settings) -> "Redis":

@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQu
 from pydantic import BaseModel, field_serializer
 
 from contracts.topology import Topology
+from saga.amqp_errors import AMQP_OUTAGES
 from saga.clock import utc_text
 from saga.namespaces import nothing_runs
 from saga.rabbit import encodable
@@ -28,7 +29,7 @@ from saga.transport import (
     DEAD_ID_HEADER,
     DEAD_QUEUE_HEADER,
     DEAD_REASON_HEADER,
-    INFRASTRUCTURE_ERRORS,
+    TransportUnavailable,
     is_dead_letter_id,
 )
 
@@ -240,7 +241,7 @@ class DeadLetterQueue:
                     await message.ack()
                     sent.append(letter)
                     sent_ids.add(letter.id)
-            except INFRASTRUCTURE_ERRORS as exc:
+            except (TransportUnavailable, *AMQP_OUTAGES) as exc:
                 raise ReplayInterrupted(sent, exc) from exc
         return Replay(sent, refused)
 

@@ -6,7 +6,8 @@ from contextlib import suppress
 
 import structlog
 
-from saga.transport import INFRASTRUCTURE_ERRORS, PUBLISH_ERRORS
+from saga.handling import INFRASTRUCTURE_ERRORS
+from saga.transport import PUBLISH_ERRORS
 
 log = structlog.get_logger(__name__)
 

@@ -16,6 +16,7 @@ import structlog
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
+from saga.handling import run_handler
 from saga.transport import (
     Ack,
     DeadLetter,
@@ -25,7 +26,6 @@ from saga.transport import (
     TransportUnavailable,
     Unroutable,
     parked_headers,
-    run_handler,
 )
 
 log = structlog.get_logger(__name__)
@@ -65,6 +65,10 @@ class InMemoryTransport:
             if name != self.topology.dead_letter_queue:
                 self._queues.setdefault(name, asyncio.Queue())
         self._connected = True
+
+    async def keep_connecting(self) -> None:
+        """Connect (an in-memory transport is always there to connect to)."""
+        await self.connect()
 
     async def close(self) -> None:
         """Stop the consumers; what they had not acked is back in its queue."""

@@ -27,11 +27,12 @@ from saga.core.decide import (
 from saga.core.definition import SagaDefinition
 from saga.core.events import ReplyIgnored
 from saga.core.state import SagaState
+from saga.handling import INFRASTRUCTURE_ERRORS
 from saga.loops import every
 from saga.outbox import DISPATCH_ERRORS, Dispatcher
 from saga.registry import Definitions
 from saga.store import RedisSagaStore, TimerStore, VersionConflict
-from saga.transport import ACK, INFRASTRUCTURE_ERRORS, DeadLetter, Delivery, Outcome
+from saga.transport import ACK, DeadLetter, Delivery, Outcome
 
 log = structlog.get_logger(__name__)
 

@@ -8,9 +8,10 @@ from pydantic import ValidationError
 
 from saga.clock import Clock, marker_of, utc_now
 from saga.core.decide import OutgoingCommand
+from saga.handling import INFRASTRUCTURE_ERRORS
 from saga.loops import every
 from saga.store import RedisSagaStore
-from saga.transport import INFRASTRUCTURE_ERRORS, PUBLISH_ERRORS, Transport
+from saga.transport import PUBLISH_ERRORS, Transport
 
 log = structlog.get_logger(__name__)
 

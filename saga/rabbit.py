@@ -5,7 +5,7 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -20,20 +20,22 @@ from pamqp.common import FieldTable
 from contracts.envelope import Envelope
 from contracts.topology import ORCHESTRATOR_ROUTING_KEY, Participant, Topology
 from saga.acks import AckBatcher, delivery_tag
+from saga.amqp_errors import AMQP_OUTAGES, AMQP_REFUSALS, NO_ROUTE
 from saga.core.policy import RECONNECT, Backoff, backoff_delay
+from saga.handling import run_handler
 from saga.transport import (
     DELIVERY_LIMIT,
-    INFRASTRUCTURE_ERRORS,
     PUBLISH_ERRORS,
     Ack,
     DeadLetter,
     Delivery,
     Handler,
     Outcome,
+    PublishRefused,
     Requeue,
     TransportUnavailable,
+    Unroutable,
     parked_headers,
-    run_handler,
 )
 
 log = structlog.get_logger(__name__)
@@ -49,6 +51,23 @@ def _not_a_failed_connect(record: logging.LogRecord) -> bool:
 logging.getLogger("aiormq.connection").addFilter(_not_a_failed_connect)
 
 PERSISTENT: Final = int(aio_pika.DeliveryMode.PERSISTENT)
+# What means the broker or a channel is away, in the port's words or the client's.
+_OUTAGES: Final = (TransportUnavailable, *AMQP_OUTAGES)
+
+
+@contextlib.contextmanager
+def _translated(doing: str) -> Iterator[None]:
+    """The client's errors as the port's: an outage is TransportUnavailable, a returned
+    message Unroutable, a nacked one PublishRefused (each with the client's as its cause)."""
+    try:
+        yield
+    except AMQP_REFUSALS as exc:
+        code = getattr(getattr(exc, "frame", None), "reply_code", None)
+        if code == NO_ROUTE:
+            raise Unroutable(f"{doing}: no queue takes it ({exc})") from exc
+        raise PublishRefused(f"{doing}: the broker refused it ({exc})") from exc
+    except AMQP_OUTAGES as exc:
+        raise TransportUnavailable(f"{doing}: {exc!r}") from exc
 
 
 class RabbitTransport:
@@ -169,7 +188,7 @@ class RabbitTransport:
             # The calls still under way on it fail with this, not with a CancelledError
             # (aiormq's default) that their callers would take for their own cancellation.
             lost = TransportUnavailable("the connection to RabbitMQ was closed")
-            with contextlib.suppress(*INFRASTRUCTURE_ERRORS, RuntimeError):
+            with contextlib.suppress(*_OUTAGES, RuntimeError):
                 await connection.close(lost)
 
     async def _supervise(self) -> None:
@@ -187,7 +206,7 @@ class RabbitTransport:
                     await self._open()
                     log.info("connected to RabbitMQ")
                     break
-                except INFRASTRUCTURE_ERRORS as exc:
+                except _OUTAGES as exc:
                     failed += 1
                     delay = backoff_delay(self._reconnect, failed, random.random()).total_seconds()
                     log.warning("RabbitMQ unreachable, retrying", error=repr(exc), retry_in=delay)
@@ -207,7 +226,8 @@ class RabbitTransport:
         self.topology = topology
         publisher = self._publisher
         if publisher is not None and self.connected:
-            await declare_topology(publisher, topology)
+            with _translated("declaring queues"):
+                await declare_topology(publisher, topology)
 
     async def publish_command(self, participant: Participant, envelope: Envelope) -> None:
         """Publish a command to a participant and wait for the broker's confirm."""
@@ -256,14 +276,15 @@ class RabbitTransport:
         if publisher is None or not self._up.is_set():
             raise TransportUnavailable("not connected to RabbitMQ")
         # mandatory: a message no queue would take is returned as an error, not dropped.
-        await publisher.basic_publish(
-            body,
-            exchange=exchange,
-            routing_key=routing_key,
-            properties=properties,
-            mandatory=True,
-            timeout=10,
-        )
+        with _translated(f"publishing to {exchange} ({routing_key})"):
+            await publisher.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=True,
+                timeout=10,
+            )
 
     async def _publish(
         self, exchange_name: str, routing_key: str, body: bytes, envelope: Envelope
@@ -290,7 +311,8 @@ class RabbitTransport:
         self._consumers.append(consumer)
         connection = self._connection
         if connection is not None and self.connected:
-            await consumer.start(connection, functools.partial(self._on_lost, connection))
+            with _translated(f"consuming {queue_name}"):
+                await consumer.start(connection, functools.partial(self._on_lost, connection))
 
     async def stop_consuming(self, *, grace: float = 10.0) -> None:
         """Take no new messages and let the ones in hand finish (for a clean shutdown)."""
@@ -307,12 +329,13 @@ class RabbitTransport:
         connection = self._connection
         if connection is None or not self.connected:
             raise TransportUnavailable("not connected to RabbitMQ")
-        channel = await connection.channel()
-        try:
-            declared = await channel.queue_declare(queue_name, passive=True)
-            return int(declared.message_count or 0)
-        finally:
-            await channel.close()
+        with _translated(f"counting {queue_name}"):
+            channel = await connection.channel()
+            try:
+                declared = await channel.queue_declare(queue_name, passive=True)
+                return int(declared.message_count or 0)
+            finally:
+                await channel.close()
 
     async def _settle(
         self, queue_name: str, handler: Handler, message: DeliveredMessage, acks: AckBatcher
@@ -369,11 +392,11 @@ class RabbitTransport:
                     acks.settled(message)
                 case Ack():
                     acks.done(message)  # acked within milliseconds, with its neighbours
-        except (*INFRASTRUCTURE_ERRORS, *PUBLISH_ERRORS) as exc:
+        except (*_OUTAGES, *PUBLISH_ERRORS) as exc:
             # Give it back rather than hold it: the broker delivers it again (if the
             # channel is gone too, it does so on its own).
             log.warning("message could not be settled, requeued", queue=queue_name, error=repr(exc))
-            with contextlib.suppress(*INFRASTRUCTURE_ERRORS):
+            with contextlib.suppress(*_OUTAGES):
                 await message.channel.basic_nack(tag, requeue=True)
             acks.settled(message)
 
@@ -418,7 +441,7 @@ class _Consumer:
         self._channel = self._tag = None
         if channel is None or tag is None or channel.is_closed:
             return
-        with contextlib.suppress(*INFRASTRUCTURE_ERRORS, RuntimeError):
+        with contextlib.suppress(*_OUTAGES, RuntimeError):
             await channel.basic_cancel(tag)
 
     async def _on_message(self, message: DeliveredMessage) -> None:

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from saga.connections import once_more
+from saga.core.contracts import EMPTY, Catalogue
 from saga.core.definition import SagaDefinition
 from saga.core.document import (
     ISO_DURATIONS,
@@ -145,8 +146,9 @@ class DefinitionRegistry:
     """The built-in definitions and those applied to one namespace's Redis.
 
     Compiled definitions are kept once read: a version never changes, so no reader
-    ever holds a stale one. `adjust` applies the operator's timeout and retry
-    overrides to every definition it hands out.
+    ever holds a stale one. Every definition is compiled against `catalogue`, the
+    contracts of the participants the engine was given. `adjust` applies the operator's
+    timeout and retry overrides to every definition it hands out.
     """
 
     def __init__(
@@ -155,10 +157,12 @@ class DefinitionRegistry:
         namespace: str,
         *,
         builtins: Mapping[str, tuple[SagaDefinition, DefinitionSpec]],
+        catalogue: Catalogue = EMPTY,
         adjust: Adjust = _identity,
     ) -> None:
         self._redis = redis
         self._ns = namespace
+        self._catalogue = catalogue
         self._builtins = dict(builtins)
         self._adjust = adjust
         self._compiled: dict[tuple[str, int], SagaDefinition] = {
@@ -192,7 +196,7 @@ class DefinitionRegistry:
         deleted, or reaches a participant another way than the namespace does. With
         `dry_run`, the same checks against what is registered, and nothing stored: what
         applying would do."""
-        compile_definition(spec)
+        compile_definition(spec, self._catalogue)
         document = _json(spec)
         if self.is_builtin(spec.name, spec.version):
             if document == _json(self._builtins[spec.name][1]):
@@ -251,7 +255,7 @@ class DefinitionRegistry:
         spec = await self.document(saga_type, version) or await self._retired(saga_type, version)
         if spec is None:
             return None
-        definition = self._adjust(compile_definition(spec))
+        definition = self._adjust(compile_definition(spec, self._catalogue))
         self._compiled[(saga_type, version)] = definition
         return definition
 

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 from typing import Annotated, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -62,6 +63,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     auth_url: str = "http://127.0.0.1:7002"
     namespace: str = "saga"
+    # The extensions to load, by name, comma-separated (empty: none); unset: every one
+    # installed (the entry-point group `saga.extensions`).
+    extensions: str | None = None
 
     auth_secret: SecretStr | None = Field(
         default=None,
@@ -140,12 +144,42 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("extensions")
+    @classmethod
+    def _extensions_are_names(cls, value: str | None) -> str | None:
+        return _extension_names(value)
+
     @field_validator("event_loop")
     @classmethod
     def _loop_is_installed(cls, value: EventLoop) -> EventLoop:
         if value == "uvloop" and importlib.util.find_spec("uvloop") is None:
             raise ValueError("uvloop is not installed here; use auto or asyncio")
         return value
+
+
+def _extension_names(value: str | None) -> str | None:
+    """SAGA_EXTENSIONS as names, comma-separated and trimmed (None: unset)."""
+    if value is None:
+        return None
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    for name in names:
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,47}", name):
+            raise ValueError(
+                f"{name!r} is not an extension's name; names are a-z, 0-9, '_' and '-', "
+                "comma-separated (empty: none)"
+            )
+    return ",".join(names)
+
+
+class _ExtensionsOnly(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SAGA_", extra="ignore", frozen=True)
+
+    extensions: str | None = None
+
+    @field_validator("extensions")
+    @classmethod
+    def _extensions_are_names(cls, value: str | None) -> str | None:
+        return _extension_names(value)
 
 
 class SettingsError(ValueError):
@@ -166,6 +200,16 @@ def load_settings(*, servers: bool = True) -> Settings:
     )
     try:
         return Settings(**defaults)
+    except ValidationError as exc:
+        raise SettingsError(_problems(exc)) from None
+
+
+def extensions_setting() -> str | None:
+    """SAGA_EXTENSIONS alone, checked as Settings checks it (else SettingsError): the
+    command line is made from it before the other settings are read, so that a bad one
+    of those is said by the command that reads it, with the others."""
+    try:
+        return _ExtensionsOnly().extensions
     except ValidationError as exc:
         raise SettingsError(_problems(exc)) from None
 

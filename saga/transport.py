@@ -1,29 +1,19 @@
-"""The transport port: what a transport does, the ack policy, and which errors mean what.
+"""The transport port: what a transport does, the ack policy, and its own errors.
 
 Two adapters implement it: `saga.rabbit.RabbitTransport` (production) and
 `saga.memory.InMemoryTransport` (the embedded demo and fast tests); one contract test
-suite runs against both.
+suite runs against both. The port imports no client library: each adapter translates its
+client's errors into the port's (`TransportUnavailable`, `PublishRefused`, `Unroutable`).
 """
 
-import asyncio
-import random
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-import aio_pika
-import structlog
-from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
-from saga.core.policy import OUTAGE_RETRY, backoff_delay
-
-log = structlog.get_logger(__name__)
 
 DEAD_REASON_HEADER: Final = "x-saga-dead-reason"
 DEAD_QUEUE_HEADER: Final = "x-saga-source-queue"
@@ -69,28 +59,12 @@ class Unroutable(Exception):
     """No queue takes a message published with this routing key."""
 
 
-# Errors that mean "a server is away", not "this message is bad": the handler is run
-# again, with back-off, for as long as it takes; the message is neither nacked nor lost.
-# Redis says some in an answer of its own: a replica that is not (or no longer) the
-# primary (READONLY), a full memory (OOM), a cluster resharding or failing over
-# (TRYAGAIN, CLUSTERDOWN, MASTERDOWN); loading its data (LOADING) is a connection error.
-INFRASTRUCTURE_ERRORS: Final = (
-    TransportUnavailable,
-    RedisConnectionError,
-    RedisTimeoutError,
-    ReadOnlyError,
-    OutOfMemoryError,
-    TryAgainError,
-    ClusterDownError,
-    aio_pika.exceptions.AMQPConnectionError,
-    aio_pika.exceptions.ChannelInvalidStateError,
-    aio_pika.exceptions.ChannelClosed,
-    ConnectionError,
-    asyncio.TimeoutError,
-)
+class PublishRefused(Exception):
+    """The broker refused a published message (it did not confirm it)."""
+
 
 # The broker refused or returned a published message (a nack, or no queue took it).
-PUBLISH_ERRORS: Final = (aio_pika.exceptions.DeliveryError, Unroutable)
+PUBLISH_ERRORS: Final = (PublishRefused, Unroutable)
 
 
 @dataclass(frozen=True)
@@ -144,6 +118,11 @@ class Transport(Protocol):
         """Connect and declare the namespace's queues."""
         ...
 
+    async def keep_connecting(self) -> None:
+        """Connect, trying again until it works (for a process that serves without the
+        broker meanwhile); from then on, reconnect by itself."""
+        ...
+
     async def close(self) -> None:
         """Stop everything; unacknowledged messages go back to their queues."""
         ...
@@ -172,40 +151,3 @@ class Transport(Protocol):
     async def depth(self, queue_name: str) -> int:
         """Messages waiting in a queue (not counting those in a consumer's hands)."""
         ...
-
-
-async def run_handler(
-    handler: Handler, delivery: Delivery, *, queue: str, still_held: Callable[[], bool]
-) -> Outcome | Requeue | None:
-    """Run a handler to a verdict, the same way for every transport.
-
-    A server outage is waited out (the message stays in hand, the handler runs again);
-    an exception is a requeue, until the message failed DELIVERY_LIMIT redeliveries,
-    when it is dead-lettered with the error as its reason. None: the delivery was lost
-    with its connection, and the broker will deliver it again.
-    """
-    failed = 0
-    while True:
-        if not still_held():
-            log.warning("delivery abandoned with its channel", queue=queue)
-            return None
-        try:
-            return await handler(delivery)
-        except INFRASTRUCTURE_ERRORS as exc:
-            failed += 1
-            delay = backoff_delay(OUTAGE_RETRY, failed, random.random()).total_seconds()
-            log.warning(
-                "server unavailable, retrying message",
-                queue=queue,
-                error=error_text(exc),
-                retry_in=delay,
-            )
-            await asyncio.sleep(delay)
-        except Exception as exc:
-            if delivery.delivery_count >= DELIVERY_LIMIT:
-                reason = f"handler failed {delivery.delivery_count + 1} times: {error_text(exc)}"
-                log.error("message dead-lettered", queue=queue, reason=reason)
-                return DeadLetter(reason)
-            log.exception("handler failed, message requeued", queue=queue, error=error_text(exc))
-            await asyncio.sleep(0.5)
-            return REQUEUE

@@ -24,10 +24,7 @@ class SagaView(BaseModel):
     status: SagaStatus
     reason: str | None
     steps: list[StepView]
-    # The definition's summary (what it says to show of a saga) as it stands; for
-    # orders, also as the two fields before it, as the shop's clients read them.
-    order_id: str | None
-    amount: str | None
+    # The definition's summary (what its `summary:` says to show of a saga) as it stands.
     summary: dict[str, Any]
     # The summary's values that compensations undid, as they were (not in `summary`).
     undone: dict[str, Any]
@@ -52,8 +49,6 @@ def saga_view(state: SagaState, definition: SagaDefinition | None) -> SagaView:
         status=state.status,
         reason=state.reason if state.status in ("compensated", "failed") else None,
         steps=[StepView(name=s.name, status=s.status) for s in state.steps],
-        order_id=summary.get("order_id"),
-        amount=summary.get("amount"),
         summary=summary,
         undone=undone,
         created_at=state.created_at,

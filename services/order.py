@@ -7,7 +7,9 @@ from typing import Final, Literal
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from contracts.messages import (
+from contracts.money import Money
+from saga.participant import Context, EffectScript, Participant, Refused
+from services.messages import (
     CancelOrder,
     CreateOrder,
     OrderCancelled,
@@ -15,8 +17,6 @@ from contracts.messages import (
     PaymentMethod,
     PricedItem,
 )
-from contracts.money import Money
-from saga.participant import Context, EffectScript, Participant, Refused
 
 order = Participant("order")
 

@@ -8,11 +8,11 @@ from typing import Final, Literal
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from contracts.messages import ChargePayment, PaymentCharged, PaymentRefunded, RefundPayment
 from contracts.money import MAX_MONEY, money
 from saga.participant import Context, EffectScript, Participant, Refused
 from saga.scripts import ScriptBatcher
 from services.cents import LUA_MONEY, cents, from_cents
+from services.messages import ChargePayment, PaymentCharged, PaymentRefunded, RefundPayment
 
 payment = Participant("payment")
 

@@ -7,7 +7,10 @@ from typing import Final
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from contracts.messages import (
+from contracts.money import MAX_MONEY, money
+from saga.participant import Context, EffectScript, Participant, Refused
+from services.cents import LUA_MONEY, cents, from_cents
+from services.messages import (
     ConfirmStock,
     ReleaseStock,
     ReserveStock,
@@ -15,9 +18,6 @@ from contracts.messages import (
     StockReleased,
     StockReserved,
 )
-from contracts.money import MAX_MONEY, money
-from saga.participant import Context, EffectScript, Participant, Refused
-from services.cents import LUA_MONEY, cents, from_cents
 
 stock = Participant("stock")
 

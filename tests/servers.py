@@ -16,6 +16,10 @@ from contracts.topology import Topology
 from saga.namespaces import delete_keys
 from saga.rabbit import delete_topology
 from saga.registry import participants_key
+from services.messages import CATALOGUE
+
+# The shop's participants, whose queues the shop's tests use.
+SHOP_PARTICIPANTS = tuple(CATALOGUE.participants)
 
 REDIS_URL = os.environ.get("SAGA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("SAGA_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -76,7 +80,7 @@ async def drop_namespace(
 ) -> None:
     """Delete every Redis key and AMQP queue/exchange of a test namespace (the queues of
     participants its definitions named too)."""
-    topology = Topology(namespace)
+    topology = Topology(namespace, SHOP_PARTICIPANTS)
     if redis is not None:
         named = [str(p) for p in await redis.smembers(participants_key(namespace))]
         topology = topology.with_participants(named)

@@ -1,4 +1,4 @@
-"""The front door: start order sagas, show them to their owners."""
+"""The front door: start sagas, show them to their owners; the loaded extensions' routes."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -9,10 +9,8 @@ from typing import Annotated
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from contracts.messages import OrderItem
 from saga.api import catalog
 from saga.api.auth import AuthClient, Caller
 from saga.api.deps import CallerDep, LimitedCaller, registry_of
@@ -20,15 +18,12 @@ from saga.api.idempotency import KEY_TTL, IdempotencyKeys
 from saga.api.limits import BodySizeLimit, Rate, RateLimiter
 from saga.api.media import JsonBodyRoute
 from saga.api.problems import answer_without_input
-from saga.api.schemas import CreateOrderRequest, SagaAccepted, errors
-from saga.api.starting import IdempotencyKey, start_saga
-from saga.bootstrap import registry_for, transport_for
-from saga.connections import redis_client
+from saga.api.schemas import errors
+from saga.bootstrap import Wiring
 from saga.core.decide import CancelSaga, cancellable
-from saga.core.order import OrderInput
 from saga.core.state import SagaState, SagaStatus
-from saga.orchestrator import Orchestrator, SagaStarter
-from saga.outbox import Dispatcher
+from saga.extensions import selected
+from saga.orchestrator import Orchestrator
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from saga.transport import Transport
@@ -40,30 +35,28 @@ class Parts:
     """What the API runs on, when the caller provides it (the embedded demo) rather than
     the API connecting to the servers in the settings. The caller closes them."""
 
-    redis: Redis
+    wiring: Wiring
     transport: Transport
     auth: AuthClient
 
 
 def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
-    """The API, wired from settings; connections open when the app starts."""
+    """The API, wired from settings, with the routes of the loaded extensions;
+    connections open when the app starts."""
+    extensions = parts.wiring.extensions if parts is not None else selected(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if parts is not None:
-            app.state.redis, app.state.transport = parts.redis, parts.transport
-            app.state.auth = parts.auth
-            _wire(app)
+            _wire(app, parts.wiring, parts.transport, parts.auth)
             yield
             return
-        redis = redis_client(settings)
-        transport = transport_for(settings, "api")
+        wiring = Wiring(settings, extensions=extensions)
+        transport = wiring.transport("api")
         # Serve even while RabbitMQ is away: sagas start durably in Redis, /ready says
         # what is missing, and the orchestrator's relay publishes once it is back.
         connecting = asyncio.create_task(transport.keep_connecting())
-        app.state.redis, app.state.transport = redis, transport
-        app.state.auth = AuthClient(settings.auth_url, timeout=settings.auth_timeout)
-        _wire(app)
+        _wire(app, wiring, transport, AuthClient(settings.auth_url, timeout=settings.auth_timeout))
         try:
             yield
         finally:
@@ -71,29 +64,28 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
             await app.state.dispatcher.settle()
             await app.state.auth.close()
             await transport.close()
-            await redis.aclose()
+            await wiring.aclose()
 
-    def _wire(app: FastAPI) -> None:
-        store = RedisSagaStore(app.state.redis, settings.namespace)
+    def _wire(app: FastAPI, wiring: Wiring, transport: Transport, auth: AuthClient) -> None:
+        app.state.redis, app.state.transport, app.state.auth = wiring.redis, transport, auth
         # A key must not outlive its saga: once the saga is trimmed, the key would start
         # it afresh.
         app.state.keys = IdempotencyKeys(
-            app.state.redis, settings.namespace, ttl=min(KEY_TTL, int(settings.retention))
+            wiring.redis, settings.namespace, ttl=min(KEY_TTL, int(settings.retention))
         )
         app.state.limiter = RateLimiter(
-            app.state.redis, settings.namespace, Rate.parse(settings.rate_limit)
+            wiring.redis, settings.namespace, Rate.parse(settings.rate_limit)
         )
-        dispatcher = Dispatcher(store, app.state.transport)
-        app.state.dispatcher = dispatcher
-        app.state.store = store
-        registry = app.state.registry = registry_for(app.state.redis, settings)
-        app.state.starter = SagaStarter(store, dispatcher, builtin=registry.is_builtin)
-        app.state.orchestrator = Orchestrator(store, dispatcher, registry)
+        dispatcher = app.state.dispatcher = wiring.dispatcher(transport)
+        app.state.store = wiring.store
+        app.state.registry = wiring.registry
+        app.state.starter = wiring.starter(dispatcher)
+        app.state.orchestrator = wiring.orchestrator(dispatcher)
 
     app = FastAPI(
         title="saga front door",
         version="0.1.0",
-        description="Starts sagas (orders, and any registered saga type) and shows them to their owners.",
+        description="Starts sagas of any registered type and shows them to their owners.",
         lifespan=lifespan,
     )
     app.router.route_class = JsonBodyRoute
@@ -101,52 +93,12 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
 
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.include_router(catalog.router)
+    for router in extensions.routers():
+        app.include_router(router)
 
     @app.exception_handler(RedisError)
     async def store_down(_: Request, exc: RedisError) -> JSONResponse:
         return JSONResponse({"detail": f"saga store unavailable: {type(exc).__name__}"}, 503)
-
-    @app.post(
-        "/orders/create_order",
-        status_code=202,
-        response_model=SagaAccepted,
-        responses={
-            200: {"model": SagaAccepted, "description": "seen before: the same saga"},
-            **errors(401, 403, 413, 415, 422, 429, 503),
-        },
-    )
-    async def create_order(
-        body: CreateOrderRequest,
-        caller: LimitedCaller,
-        request: Request,
-        response: Response,
-        idempotency_key: IdempotencyKey = None,
-    ) -> SagaAccepted:
-        """Start an order saga; answers once its first event and command are durable."""
-        if body.user_email is not None and body.user_email.lower() != caller.email:
-            raise HTTPException(403, "user_email must be the token owner's email")
-        order = OrderInput(
-            customer=caller.email,
-            vendor=body.vendor_email.lower(),
-            delivery_address=body.delivery_address,
-            description=body.description,
-            items=[
-                OrderItem(product_id=i.product_id, quantity=i.quantity, unit_price=i.unit_price)
-                for i in body.items
-            ],
-            payment_method=body.payment_method,
-        )
-        return await start_saga(
-            request,
-            response,
-            caller,
-            await registry_of(request).latest("order"),
-            order,
-            idempotency_key=idempotency_key,
-            body=body.model_dump(mode="json"),
-            # The order's input is made of the body's fields (under other names).
-            input_at=("body",),
-        )
 
     async def view_of(state: SagaState, request: Request) -> SagaView:
         definition = await registry_of(request).get(state.saga_type, state.definition_version)

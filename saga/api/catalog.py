@@ -13,9 +13,10 @@ from saga.api.starting import IdempotencyKey, start_saga
 from saga.core.definition import InputError
 from saga.core.document import DefinitionError, DefinitionSpec, read_definition
 from saga.core.problems import Problem
+from saga.handling import INFRASTRUCTURE_ERRORS
 from saga.registry import DefinitionConflict
 from saga.store import NoSuchDefinition
-from saga.transport import INFRASTRUCTURE_ERRORS, Transport
+from saga.transport import Transport
 from saga.views import DefinitionEntry, definition_entries
 
 router = APIRouter(route_class=JsonBodyRoute)

@@ -1,46 +1,13 @@
 """The front door's request and response bodies."""
 
 from collections.abc import Sequence
-from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import HTTPException
-from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
+from pydantic import BaseModel
 
-from contracts.messages import MAX_ITEMS, PaymentMethod, ProductId, Quantity
-from contracts.money import money
-from saga.api.media import WrittenNumber
 from saga.core import problems as found
 from saga.core.state import SagaStatus
-
-
-def _price(value: Any) -> Decimal:
-    # A JSON number is judged as it was written (12.5 is "12.5", 1e2 has an exponent),
-    # so a client sending numbers is served exactly and refused as a string would be;
-    # money is never a float.
-    return money(value.written if isinstance(value, WrittenNumber) else value)
-
-
-Price = Annotated[Decimal, BeforeValidator(_price)]
-
-
-class ItemRequest(BaseModel):
-    product_id: ProductId
-    quantity: Quantity
-    unit_price: Price | None = None
-
-
-class CreateOrderRequest(BaseModel):
-    """The seed's create-order body; the customer is always the token's owner."""
-
-    model_config = ConfigDict(str_strip_whitespace=True)
-
-    user_email: EmailStr | None = None
-    vendor_email: EmailStr
-    delivery_address: str = Field(min_length=1, max_length=500)
-    description: str | None = Field(default=None, max_length=2000)
-    items: list[ItemRequest] = Field(min_length=1, max_length=MAX_ITEMS)
-    payment_method: PaymentMethod
 
 
 class SagaLinks(BaseModel):

@@ -13,9 +13,9 @@ from saga.api.schemas import SagaAccepted, SagaLinks, unprocessable
 from saga.clock import new_id
 from saga.core.definition import InputError, SagaDefinition
 from saga.core.problems import Problem
+from saga.handling import INFRASTRUCTURE_ERRORS
 from saga.orchestrator import SagaStarter
 from saga.store import NoSuchDefinition
-from saga.transport import INFRASTRUCTURE_ERRORS
 
 IdempotencyKey = Annotated[
     str | None,

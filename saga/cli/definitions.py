@@ -6,22 +6,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from redis.asyncio import Redis
 from rich.table import Table
 
-from saga.bootstrap import registry_for, transport_for
+from saga.bootstrap import Wiring
 from saga.cli import values
-from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, with_redis
+from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, with_wiring
 from saga.core.definition import InputError
 from saga.core.document import DefinitionError
 from saga.definitions import read_file
+from saga.handling import INFRASTRUCTURE_ERRORS
 from saga.logs import configure_logging
-from saga.orchestrator import SagaStarter
-from saga.outbox import Dispatcher
 from saga.registry import DefinitionConflict, DefinitionInUse
-from saga.settings import Settings
-from saga.store import NoSuchDefinition, RedisSagaStore
-from saga.transport import INFRASTRUCTURE_ERRORS
+from saga.store import NoSuchDefinition
 from saga.views import definition_entries
 
 definitions_app = typer.Typer(help="Register saga types and their versions.", no_args_is_help=True)
@@ -32,7 +28,7 @@ REFUSED = (DefinitionError, DefinitionConflict, DefinitionInUse, NoSuchDefinitio
 
 def _run(work: Any) -> Any:
     try:
-        return with_redis(work)
+        return with_wiring(work)
     except REFUSED as exc:
         raise CliError(str(exc)) from None
 
@@ -65,11 +61,11 @@ def apply(
     except DefinitionError as exc:
         raise CliError(str(exc)) from None
 
-    async def work(redis: Redis, settings: Settings) -> str:
-        outcome = await registry_for(redis, settings).apply(spec, dry_run=dry_run)
+    async def work(wiring: Wiring) -> str:
+        outcome = await wiring.registry.apply(spec, dry_run=dry_run)
         if dry_run:
             return outcome
-        transport = transport_for(settings, "cli")
+        transport = wiring.transport("cli")
         meanwhile = "every orchestrator declares the participants' queues within seconds"
         try:  # the queues of its participants, so that commands wait there for them
             if await connect_or_warn(transport, meanwhile):
@@ -96,8 +92,8 @@ def apply(
 def list_definitions(json_out: Json = False) -> None:
     """Every saga type, with its versions (the latest is the one new sagas start on)."""
 
-    async def work(redis: Redis, settings: Settings) -> list[dict[str, Any]]:
-        registry = registry_for(redis, settings)
+    async def work(wiring: Wiring) -> list[dict[str, Any]]:
+        registry = wiring.registry
         # As GET /definitions lists them for an admin: the operator may start anything.
         return [
             entry.model_dump(mode="json")
@@ -127,8 +123,8 @@ def show(
 ) -> None:
     """Print a definition version's document (JSON)."""
 
-    async def work(redis: Redis, settings: Settings) -> dict[str, Any]:
-        registry = registry_for(redis, settings)
+    async def work(wiring: Wiring) -> dict[str, Any]:
+        registry = wiring.registry
         chosen = version
         if chosen is None:
             entry = await registry.entry(name)
@@ -151,8 +147,8 @@ def delete(
 ) -> None:
     """Delete an applied version that no saga may still need."""
 
-    async def work(redis: Redis, settings: Settings) -> None:
-        await registry_for(redis, settings).delete(name, version)
+    async def work(wiring: Wiring) -> None:
+        await wiring.registry.delete(name, version)
 
     _run(work)
     if json_out:
@@ -186,16 +182,14 @@ def start(
     if not isinstance(saga_input, dict):
         raise CliError("--input must be a JSON object", usage=True)
 
-    async def work(redis: Redis, settings: Settings) -> dict[str, Any]:
-        configure_logging(settings.model_copy(update={"log_level": "warning"}))
-        registry = registry_for(redis, settings)
-        store = RedisSagaStore(redis, settings.namespace)
-        transport = transport_for(settings, "cli")
+    async def work(wiring: Wiring) -> dict[str, Any]:
+        configure_logging(wiring.settings.model_copy(update={"log_level": "warning"}))
+        transport = wiring.transport("cli")
         try:
             await connect_or_warn(transport, "the orchestrator's relay will send the first command")
-            dispatcher = Dispatcher(store, transport)
-            starter = SagaStarter(store, dispatcher, builtin=registry.is_builtin)
-            definition = await registry.latest(saga_type)
+            dispatcher = wiring.dispatcher(transport)
+            starter = wiring.starter(dispatcher)
+            definition = await wiring.registry.latest(saga_type)
             try:
                 state = await starter.start(definition, customer=customer, saga_input=saga_input)
             except InputError as exc:  # the type's input schema refuses what was typed

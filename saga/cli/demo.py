@@ -7,7 +7,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from saga.cli.output import Json, console, print_json, settings
+from saga.cli.output import CliError, Json, console, print_json, settings
 from saga.logs import configure_logging
 
 if TYPE_CHECKING:  # the embedded system (FastAPI, fakeredis) loads only for `saga demo`
@@ -15,11 +15,13 @@ if TYPE_CHECKING:  # the embedded system (FastAPI, fakeredis) loads only for `sa
 
 
 def demo(
-    orders: Annotated[int, typer.Option(min=1, max=10_000, help="How many orders to place.")] = 20,
+    orders: Annotated[
+        int, typer.Option(min=1, max=10_000, help="How many requests (orders) to make.")
+    ] = 20,
     json_out: Json = False,
 ) -> None:
     """Run the whole system in this process, with no servers: a first look."""
-    from saga.demo import run_demo
+    from saga.demo import NothingToDemo, run_demo
 
     # The demo runs no servers: their URLs are not its business.
     config = settings(servers=False).model_copy(update={"log_level": "warning"})
@@ -35,11 +37,16 @@ def demo(
         disable=json_out or not out.is_terminal,
     ) as bar:
         task = bar.add_task("sagas", total=orders)
-        result = asyncio.run(
-            run_demo(
-                config, orders=orders, progress=lambda done, _: bar.update(task, completed=done)
+        try:
+            result = asyncio.run(
+                run_demo(
+                    config,
+                    orders=orders,
+                    progress=lambda done, _: bar.update(task, completed=done),
+                )
             )
-        )
+        except NothingToDemo as exc:
+            raise CliError(str(exc)) from None
     if json_out:
         print_json(
             {
@@ -47,11 +54,11 @@ def demo(
                 "sagas": [
                     {
                         "saga_id": s.state.saga_id,
-                        "scenario": s.scenario.name,
+                        "scenario": s.request.name,
                         "customer": s.state.customer,
                         "status": s.state.status,
                         "reason": s.state.reason,
-                        "expected": s.scenario.expect,
+                        "expected": s.request.expect,
                         "steps": {st.name: st.status for st in s.state.steps},
                     }
                     for s in result.sagas
@@ -80,7 +87,7 @@ def _table(result: "DemoResult") -> Table:
         steps = " ".join(f"{marks.get(st.status, '?')}{st.name}" for st in s.state.steps)
         table.add_row(
             s.state.saga_id[:8],
-            s.scenario.name,
+            s.request.name,
             s.state.customer,
             s.state.status,
             s.state.reason or "",

@@ -15,36 +15,13 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.envelope import first_error
-from contracts.topology import Service
-from saga.cli import bench, data, definitions, demo, dlq, ops, sagas, values
+from saga.cli import definitions, demo, dlq, ops, sagas, users, values
 from saga.cli.output import CliError, Json, fail, settings
 from saga.cli.participant import participant_app
 from saga.cli.up import up
-from saga.settings import SettingsError, without_password
+from saga.extensions import Extensions, named, selected
+from saga.settings import SettingsError, extensions_setting, without_password
 from saga.transport import TransportUnavailable
-
-app = typer.Typer(
-    help="An event-sourced saga orchestrator over RabbitMQ.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-auth_app = typer.Typer(help="Run the auth service, or manage its users.", no_args_is_help=False)
-app.add_typer(auth_app, name="auth")
-app.add_typer(data.stock_app, name="stock")
-app.add_typer(data.payment_app, name="payment")
-app.add_typer(data.order_app, name="order")
-app.command("demo", help="Run the whole system in this process, with no servers.")(demo.demo)
-app.command("list", help="List sagas, newest first.")(sagas.list_sagas)
-app.command("show", help="Show a saga's state and its event history with timings.")(sagas.show_saga)
-app.command("up", help="Run the whole system on local servers, one child process each.")(up)
-app.command("replay")(ops.replay)
-app.add_typer(dlq.dlq_app, name="dlq")
-app.command("bench", help="Measure order sagas on the real servers.")(bench.bench)
-app.add_typer(definitions.definitions_app, name="definitions")
-app.add_typer(participant_app, name="participant")
-app.command("start", help="Start a saga of any registered type.")(definitions.start)
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 PACKAGE = "saga-orchestrator"
@@ -56,7 +33,6 @@ def _print_version(wanted: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _options(
     _version: Annotated[
         bool,
@@ -85,8 +61,8 @@ def _serve(app_factory_path: str, host: str, port: int) -> None:
 
         asgi = create_app(config)
     else:
+        from saga.auth.app import create_auth_app
         from saga.connections import ping_redis
-        from services.auth.app import create_auth_app
 
         if config.auth_secret is None:
             # The signing key is kept in Redis, so the service cannot start without it:
@@ -117,7 +93,6 @@ def _exit_on_sigterm(*_: object) -> None:
     raise SystemExit(0)
 
 
-@auth_app.callback(invoke_without_command=True)
 def auth(
     ctx: typer.Context,
     host: Host = "127.0.0.1",
@@ -128,7 +103,6 @@ def auth(
         _serve("auth", host, port)
 
 
-@auth_app.command("add-user")
 def add_user(
     email: Annotated[
         str, typer.Argument(metavar="EMAIL", parser=values.email, help="The user's email.")
@@ -153,10 +127,9 @@ def add_user(
     json_out: Json = False,
 ) -> None:
     """Create a user, or reset its password (keeping its roles unless --role is given)."""
-    data.add_user(email, password, role or None, json_out)
+    users.add_user(email, password, role or None, json_out)
 
 
-@app.command()
 def api(
     host: Host = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 7001,
@@ -171,7 +144,6 @@ MetricsPort = Annotated[
 MetricsHost = Annotated[str, typer.Option(help="Address for the metrics port.")]
 
 
-@app.command()
 def orchestrator(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "127.0.0.1") -> None:
     """Run the orchestrator: apply replies, drive sagas, relay outboxes."""
     from saga.bootstrap import run_orchestrator, run_until_signalled, serve_metrics
@@ -183,26 +155,78 @@ def orchestrator(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "
     run_until_signalled(config, lambda stop: run_orchestrator(config, stop))
 
 
-@app.command()
 def service(
-    name: Annotated[Service, typer.Argument(metavar="NAME", help="stock, payment or order.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A participant an extension ships.")],
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
-    """Run a participant service: stock, payment or order."""
+    """Run a participant service that an extension ships."""
     from saga.bootstrap import run_participant, run_until_signalled, serve_metrics
     from saga.logs import configure_logging
 
     config = settings()
+    shipped = selected(config).participants
+    if name not in shipped:
+        raise CliError(
+            f"Invalid value for 'NAME': {name!r} is not a participant the loaded extensions "
+            f"ship ({', '.join(shipped) or 'none'})",
+            usage=True,
+        )
     configure_logging(config)
     serve_metrics(metrics_port, metrics_host)
     run_until_signalled(config, lambda stop: run_participant(name, config, stop))
 
 
+def build(extensions: Extensions) -> typer.Typer:
+    """The command line: the engine's commands, and those the extensions add."""
+    app = typer.Typer(
+        help="An event-sourced saga orchestrator over RabbitMQ.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    app.callback()(_options)
+    auth_app = typer.Typer(help="Run the auth service, or manage its users.")
+    auth_app.callback(invoke_without_command=True)(auth)
+    auth_app.command("add-user")(add_user)
+    app.add_typer(auth_app, name="auth")
+    app.command()(api)
+    app.command()(orchestrator)
+    shipped = ", ".join(extensions.participants) or "none: no extension ships one"
+    app.command(help=f"Run a participant service that an extension ships ({shipped}).")(service)
+    app.command("demo", help="Run the whole system in this process, with no servers.")(demo.demo)
+    app.command("list", help="List sagas, newest first.")(sagas.list_sagas)
+    app.command("show", help="Show a saga's state and its event history with timings.")(
+        sagas.show_saga
+    )
+    app.command("up", help="Run the whole system on local servers, one child process each.")(up)
+    app.command("replay")(ops.replay)
+    app.add_typer(dlq.dlq_app, name="dlq")
+    app.add_typer(definitions.definitions_app, name="definitions")
+    app.command("start", help="Start a saga of any registered type.")(definitions.start)
+    app.add_typer(participant_app, name="participant")
+    for name, commands in extensions.commands().items():
+        app.add_typer(commands, name=name)
+    return app
+
+
+def command_line() -> typer.Typer:
+    """The command line with the extensions the settings name (SAGA_EXTENSIONS)."""
+    return build(named(extensions_setting()))
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # `saga.cli.main.app`: the command line as this environment's settings make it.
+    if name == "app":
+        return command_line()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def main() -> None:
     """Entry point: known problems end in one line on stderr, never a traceback."""
     try:
-        code = app(standalone_mode=False)
+        code = command_line()(standalone_mode=False)
     except typer.Abort:
         sys.exit(130)
     except typer.TyperException as exc:  # click's usage errors, as typer raises them

@@ -5,20 +5,16 @@ from typing import Annotated, Any
 
 import typer
 
-from saga.bootstrap import registry_for, transport_for
+from saga.bootstrap import Wiring
 from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, settings
 from saga.cli.presence import refuse_if_lifeless
 from saga.clock import new_id
-from saga.connections import redis_client
 from saga.core.decide import OutgoingCommand, ReplaySaga, decide
 from saga.core.definition import SagaDefinition
 from saga.core.replay import ReplayPlan, replay_plan
 from saga.core.state import SagaState
 from saga.logs import configure_logging
-from saga.orchestrator import Orchestrator
-from saga.outbox import Dispatcher
 from saga.settings import Settings
-from saga.store import RedisSagaStore
 
 MAX_REPLAY = 100_000
 
@@ -106,10 +102,10 @@ def _known(found: dict[tuple[str, int], SagaDefinition | None], state: SagaState
 
 
 async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> list[dict[str, Any]]:
-    redis = redis_client(config)
-    transport = transport_for(config, "cli")
+    wiring = Wiring(config)
+    transport = wiring.transport("cli")
     try:
-        store = RedisSagaStore(redis, config.namespace)
+        store = wiring.store
         if saga_id is not None:
             state = await store.load(saga_id)
             if state is None:
@@ -120,9 +116,9 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
         else:
             targets = await store.find(status="failed", limit=MAX_REPLAY)
             if not targets:
-                await refuse_if_lifeless(redis, config.namespace, empty="no failed sagas")
+                await refuse_if_lifeless(wiring.redis, config, empty="no failed sagas")
                 return []
-        registry = registry_for(redis, config)
+        registry = wiring.registry
         sagas = {(s.saga_type, s.definition_version) for s in targets}
         found = {key: await registry.get(*key) for key in sagas}
         unknown = sorted(f"{t} v{v}" for (t, v), d in found.items() if d is None)
@@ -131,8 +127,8 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
         if dry_run:
             return [_dry_run(_known(found, state), state) for state in targets]
         await connect_or_warn(transport, "the orchestrator's relay will send the commands")
-        dispatcher = Dispatcher(store, transport)
-        orchestrator = Orchestrator(store, dispatcher, registry)
+        dispatcher = wiring.dispatcher(transport)
+        orchestrator = wiring.orchestrator(dispatcher)
         results = []
         for state in targets:
             plan = replay_plan(_known(found, state), state)
@@ -156,7 +152,7 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
         return results
     finally:
         await transport.close()
-        await redis.aclose()
+        await wiring.aclose()
 
 
 def _dry_run(definition: SagaDefinition, state: SagaState) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -13,8 +13,12 @@ from redis.asyncio import Redis
 from rich.console import Console
 
 from saga.connections import redis_client
+from saga.handling import INFRASTRUCTURE_ERRORS
 from saga.settings import Settings, load_settings
-from saga.transport import INFRASTRUCTURE_ERRORS, Transport
+from saga.transport import Transport
+
+if TYPE_CHECKING:
+    from saga.bootstrap import Wiring
 
 T = TypeVar("T")
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -85,5 +89,21 @@ def with_redis(work: Callable[[Redis, Settings], Awaitable[T]]) -> T:
             return await work(redis, config)
         finally:
             await redis.aclose()
+
+    return asyncio.run(run())
+
+
+def with_wiring(work: "Callable[[Wiring], Awaitable[T]]") -> T:
+    """Run one piece of async work on the object graph the settings make, then close it."""
+    from saga.bootstrap import Wiring
+
+    config = settings()
+
+    async def run() -> T:
+        wiring = Wiring(config)
+        try:
+            return await work(wiring)
+        finally:
+            await wiring.aclose()
 
     return asyncio.run(run())

@@ -11,17 +11,16 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from redis.asyncio import Redis
 from rich.table import Table
 
-from contracts.messages import COMMANDS
-from saga.bootstrap import registry_for
-from saga.cli.output import CliError, Json, console, print_json, settings, with_redis
+from saga.bootstrap import Wiring
+from saga.cli.output import CliError, Json, console, print_json, settings, with_wiring
+from saga.core.contracts import Catalogue
 from saga.core.document import TYPE_PATTERN, DefinitionSpec
+from saga.extensions import selected
 from saga.participant.check import CheckError, Report, StepSample, check_participant
-from saga.participant.check_samples import SampleError, learn_steps, named_steps
+from saga.participant.check_samples import Models, SampleError, learn_steps, named_steps
 from saga.registry import DefinitionRegistry
-from saga.settings import Settings
 
 participant_app = typer.Typer(help="Run and check participants.", no_args_is_help=True)
 
@@ -74,6 +73,13 @@ def _samples(path: Path) -> dict[str, dict[str, Any]]:
             usage=True,
         )
     return data
+
+
+def _models(catalogue: Catalogue, participant: str) -> Models:
+    """The participant's command models, where an extension registered its contract (the
+    check makes up payloads from them)."""
+    contract = catalogue.contract(participant)
+    return contract.commands if contract is not None else {}
 
 
 async def _documents(registry: DefinitionRegistry) -> list[DefinitionSpec]:
@@ -143,15 +149,17 @@ def check(
     given |= {g.command: g.payload for g in payload or []}
     config = settings()
 
-    async def steps_from_definitions(redis: Redis, config: Settings) -> list[StepSample]:
-        documents = await _documents(registry_for(redis, config))
-        return learn_steps(name, documents, payloads=given, models=COMMANDS)
+    async def steps_from_definitions(wiring: Wiring) -> list[StepSample]:
+        documents = await _documents(wiring.registry)
+        models = _models(wiring.catalogue, name)
+        return learn_steps(name, documents, payloads=given, models=models)
 
     try:
         if step:
-            steps = named_steps(step, payloads=given, models=COMMANDS)
+            models = _models(selected(config).catalogue, name)
+            steps = named_steps(step, payloads=given, models=models)
         else:
-            steps = with_redis(steps_from_definitions)
+            steps = with_wiring(steps_from_definitions)
     except SampleError as exc:
         raise CliError(str(exc), usage=True) from None
     if not steps:

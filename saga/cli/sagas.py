@@ -5,20 +5,17 @@ from datetime import datetime
 from typing import Annotated, Any, cast, get_args
 
 import typer
-from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
-from saga.bootstrap import registry_for
-from saga.cli.output import CliError, Json, console, print_json, with_redis
+from saga.bootstrap import Wiring
+from saga.cli.output import CliError, Json, console, print_json, with_wiring
 from saga.cli.presence import refuse_if_lifeless
 from saga.cli.values import one_of
 from saga.clock import utc_text
 from saga.core.events import EventRecord
 from saga.core.state import SagaState, SagaStatus
 from saga.registry import DefinitionRegistry
-from saga.settings import Settings
-from saga.store import RedisSagaStore
 from saga.timeline import timeline
 from saga.views import saga_view
 
@@ -37,16 +34,15 @@ def list_sagas(
 ) -> None:
     """List sagas, newest first."""
 
-    async def work(redis: Redis, settings: Settings) -> list[dict[str, Any]] | list[SagaState]:
-        states = await RedisSagaStore(redis, settings.namespace).find(status=status, limit=limit)
+    async def work(wiring: Wiring) -> list[dict[str, Any]] | list[SagaState]:
+        states = await wiring.store.find(status=status, limit=limit)
         if not states:
-            await refuse_if_lifeless(redis, settings.namespace, empty=_no_sagas(status))
+            await refuse_if_lifeless(wiring.redis, wiring.settings, empty=_no_sagas(status))
         if not json_out:
             return states
-        registry = registry_for(redis, settings)
-        return [await _operator_view(s, registry) for s in states]
+        return [await _operator_view(s, wiring.registry) for s in states]
 
-    found = with_redis(work)
+    found = with_wiring(work)
     if json_out:
         print_json(found)
         return
@@ -85,16 +81,15 @@ def show_saga(
     """Show a saga's state and its event history with timings."""
 
     async def work(
-        redis: Redis, settings: Settings
+        wiring: Wiring,
     ) -> tuple[SagaState | None, list[EventRecord], dict[str, Any]]:
-        store = RedisSagaStore(redis, settings.namespace)
-        state = await store.load(saga_id)
+        state = await wiring.store.load(saga_id)
         if state is None:
             return None, [], {}
-        view = await _operator_view(state, registry_for(redis, settings))
-        return state, await store.events(saga_id), view
+        view = await _operator_view(state, wiring.registry)
+        return state, await wiring.store.events(saga_id), view
 
-    state, records, view = with_redis(work)
+    state, records, view = with_wiring(work)
     if state is None:
         raise CliError(f"no saga {saga_id!r}")
     if json_out:

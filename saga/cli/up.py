@@ -10,15 +10,19 @@ from typing import Annotated, TextIO
 import typer
 
 from saga.cli.output import settings
+from saga.extensions import Extensions, selected
 
-PROCESSES: dict[str, list[str]] = {
+# The engine's own processes; every participant an extension ships runs beside them.
+ENGINE: dict[str, list[str]] = {
     "auth": ["auth"],
     "api": ["api"],
     "orchestrator": ["orchestrator"],
-    "stock": ["service", "stock"],
-    "payment": ["service", "payment"],
-    "order": ["service", "order"],
 }
+
+
+def processes(extensions: Extensions) -> dict[str, list[str]]:
+    """What `saga up` runs: the engine's processes and each shipped participant."""
+    return ENGINE | {name: ["service", name] for name in extensions.participants}
 
 
 def up(
@@ -26,12 +30,12 @@ def up(
     auth_port: Annotated[int, typer.Option(help="Port of the auth service.")] = 7002,
 ) -> None:
     """Run the whole system on local servers, one child process each."""
-    settings()  # a bad setting is said once, here, before any child starts
+    config = settings()  # a bad setting is said once, here, before any child starts
     env = {
         **os.environ,
         "SAGA_AUTH_URL": os.environ.get("SAGA_AUTH_URL", f"http://127.0.0.1:{auth_port}"),
     }
-    commands = {name: list(args) for name, args in PROCESSES.items()}
+    commands = {name: list(args) for name, args in processes(selected(config)).items()}
     commands["api"] += ["--port", str(api_port)]
     commands["auth"] += ["--port", str(auth_port)]
     code = asyncio.run(_supervise(commands, env))

@@ -9,12 +9,10 @@ from typing import Any, Final
 import typer
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from contracts.messages import ProductId
 from contracts.money import money
-from services.auth.users import ROLES
+from saga.auth.users import ROLES
 
 MIN_PASSWORD: Final = 8
-_PRODUCT_ID: Final = TypeAdapter(ProductId)
 
 
 def _money(what: str) -> Callable[[str], Decimal]:
@@ -49,16 +47,6 @@ def email(text: str) -> str:
         return str(_email().validate_python(text)).lower()
     except ValidationError:
         raise typer.BadParameter(f"{text!r} is not an email address") from None
-
-
-def product_id(text: str) -> str:
-    """A product id as the wire carries it."""
-    try:
-        return _PRODUCT_ID.validate_python(text)
-    except ValidationError:
-        raise typer.BadParameter(
-            f"{text!r} is not a product id (1 to 64 letters, digits, _ . : -)"
-        ) from None
 
 
 def password(text: str) -> str:

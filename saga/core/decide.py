@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contracts.envelope import Envelope, traceparent
-from contracts.messages import REPLIES, CommandFailed
+from contracts.messages import CommandFailed
 from contracts.topology import Participant
 from saga.core.definition import BuildError, SagaDefinition, StepDefinition
 from saga.core.events import (
@@ -515,7 +515,8 @@ def _on_reply(draft: _Draft, reply: ReplyReceived) -> None:
     executing = pending.action == "execute"
     expected = step.success if executing else step.compensated
     assert expected is not None, f"step {step.name} has no compensation"
-    outcome = _read_reply(reply, expected)
+    model = step.success_model if executing else step.compensated_model
+    outcome = _read_reply(reply, expected, model)
     if causation not in state.pending and isinstance(outcome, CommandFailed) and outcome.transient:
         # An earlier try that failed for now: the try awaited now, or its retry, answers.
         _ignore(draft, reply, EARLIER_TRY_TRANSIENT)
@@ -626,9 +627,11 @@ def cancellable(definition: SagaDefinition, state: SagaState) -> bool:
     )
 
 
-def _read_reply(reply: ReplyReceived, expected: str) -> CommandFailed | dict[str, Any]:
+def _read_reply(
+    reply: ReplyReceived, expected: str, contract: type[BaseModel] | None
+) -> CommandFailed | dict[str, Any]:
     """The reply's outcome: the failure it reports, or the result payload (validated by
-    its contract, where the reply type has one).
+    `contract`, the model the participant's registered contract gives the reply, if any).
 
     A reply of the wrong type or shape is a participant's protocol error: it is a
     failure of the step, never a success taken on trust.
@@ -637,7 +640,6 @@ def _read_reply(reply: ReplyReceived, expected: str) -> CommandFailed | dict[str
         if reply.type == CommandFailed.__name__:
             return CommandFailed.model_validate(reply.payload)
         if reply.type == expected:
-            contract = REPLIES.get(expected)
             if contract is None:
                 return dict(reply.payload)
             return contract.model_validate(reply.payload).model_dump(mode="json")

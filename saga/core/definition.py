@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel
+
 from contracts.topology import Participant
 from saga.core.policy import COMPENSATION_RETRY, STEP_RETRY, STEP_TIMEOUT, RetryPolicy
 from saga.core.problems import Place, Problem
@@ -81,6 +83,8 @@ class StepDefinition:
     success: str
     compensation: CommandBuilder | None = None
     compensated: str | None = None
+    success_model: type[BaseModel] | None = None
+    compensated_model: type[BaseModel] | None = None
     condition: Condition = _always
     timeout: timedelta = STEP_TIMEOUT
     retry: RetryPolicy = STEP_RETRY

@@ -29,9 +29,9 @@ from pydantic import (
     WrapSerializer,
 )
 
-from contracts.messages import COMMANDS, REPLIES
-from contracts.topology import SERVICES, Participant, check_participant
+from contracts.topology import Participant, check_participant
 from saga.core.conditions import Condition, ConditionError
+from saga.core.contracts import EMPTY, Catalogue, Contract, Model
 from saga.core.definition import (
     BuildError,
     Command,
@@ -269,9 +269,11 @@ def _place(loc: tuple[int | str, ...]) -> Place:
 class _Compiling:
     """What a definition's compilation has found wrong so far, and what its checks read:
     the input fields the schema allows, if it names them all (an object schema with
-    `additionalProperties: false`), so that a path into any other is a typo."""
+    `additionalProperties: false`), so that a path into any other is a typo; and the
+    participants' contracts."""
 
     input_fields: frozenset[str] | None
+    catalogue: Catalogue
     problems: list[Problem] = field(default_factory=list)
 
     def found(self, loc: Place, msg: str) -> None:
@@ -285,10 +287,11 @@ def _closed_fields(schema: dict[str, Any]) -> frozenset[str] | None:
     return None
 
 
-def compile_definition(spec: DefinitionSpec) -> SagaDefinition:
+def compile_definition(spec: DefinitionSpec, catalogue: Catalogue = EMPTY) -> SagaDefinition:
     """The definition the core runs; raises DefinitionError with every problem that one
-    pass over the document finds, each with its place."""
-    job = _Compiling(_closed_fields(spec.input))
+    pass over the document finds, each with its place. A step whose participant is in
+    `catalogue` must use its commands and replies, and its payloads are checked by them."""
+    job = _Compiling(_closed_fields(spec.input), catalogue)
     stages = spec.stages()
     names = [step.name for stage in stages for step in stage]
     groups = [s.name for s in spec.steps if isinstance(s, GroupSpec)]
@@ -300,9 +303,11 @@ def compile_definition(spec: DefinitionSpec) -> SagaDefinition:
     except jsonschema.SchemaError as exc:
         job.found(("input", *exc.path), f"not a JSON Schema: {exc.message}")
     for name in sorted(spec.participants):
-        if name in SERVICES:
+        if name in catalogue:
             job.found(
-                ("participants", name), "one of the shop's own services, not an HTTP participant"
+                ("participants", name),
+                "a participant with registered contracts takes its commands from its queue, "
+                "not over HTTP",
             )
     used = {s.participant for stage in stages for s in stage}
     for name in sorted(set(spec.participants) - used):
@@ -377,18 +382,19 @@ def _reply_of(
 ) -> str | None:
     """The reply type that means the action was done (None: a problem found)."""
     before = len(job.problems)
-    if step.participant in SERVICES:  # the shop's own: their contracts are known
-        if action.command not in COMMANDS:
+    contract = job.catalogue.contract(step.participant)
+    if contract is not None:  # a registered participant: its contracts are known
+        if action.command not in contract.commands:
             job.found(
                 (*loc, "command"),
                 f"{step.participant} takes no command {action.command!r} "
-                f"(the shop's commands: {', '.join(sorted(COMMANDS))})",
+                f"(its commands: {', '.join(sorted(contract.commands))})",
             )
-        if action.reply not in REPLIES:
+        if action.reply not in contract.replies:
             job.found(
                 (*loc, "reply"),
-                f"{action.reply!r} is not a reply of the shop's services "
-                f"({', '.join(sorted(r for r in REPLIES if r != 'CommandFailed'))})",
+                f"{action.reply!r} is not a reply of {step.participant} "
+                f"({', '.join(sorted(contract.replies))})",
             )
     if http is None:
         if action.reply is None:
@@ -401,6 +407,13 @@ def _reply_of(
             "action names none",
         )
     return HTTP_SUCCEEDED if len(job.problems) == before else None
+
+
+def _reply_model(action: ActionSpec, contract: Contract | None) -> Model | None:
+    """The model a reply that means the action was done must match, where one is known."""
+    if contract is None or action.reply is None:
+        return None
+    return contract.replies.get(action.reply)
 
 
 def _compile_step(
@@ -429,14 +442,20 @@ def _compile_step(
             f"the step's timeout ({step.timeout}) must be longer than its participant's "
             f"HTTP timeout ({http.http.timeout}), or each try times out before its call does",
         )
-    command = _builder(step.action, earlier, (*loc, "action"), job)
+    contract = job.catalogue.contract(step.participant)
+    command = _builder(step.action, contract, earlier, (*loc, "action"), job)
     success = _reply_of(step.action, http, step, (*loc, "action"), job)
     compensation = compensated = None
     if step.compensation is not None:
         # A compensation may read the step's own result, optionally: it also runs after
         # its step timed out, with no result.
         compensation = _builder(
-            step.compensation, earlier | {step.name}, (*loc, "compensation"), job, own=step.name
+            step.compensation,
+            contract,
+            earlier | {step.name},
+            (*loc, "compensation"),
+            job,
+            own=step.name,
         )
         compensated = _reply_of(step.compensation, http, step, (*loc, "compensation"), job)
     if len(job.problems) > before or command is None or success is None:
@@ -447,8 +466,12 @@ def _compile_step(
             participant=step.participant,
             command=command,
             success=success,
+            success_model=_reply_model(step.action, contract),
             compensation=compensation,
             compensated=compensated,
+            compensated_model=(
+                _reply_model(step.compensation, contract) if step.compensation else None
+            ),
             condition=_judge(condition) if condition else _always,
             timeout=step.timeout,
             retry=step.retry.policy(),
@@ -518,6 +541,7 @@ def _check_reads(
 
 def _builder(
     action: ActionSpec,
+    contract: Contract | None,
     earlier: frozenset[str],
     loc: Place,
     job: _Compiling,
@@ -527,13 +551,13 @@ def _builder(
     template = _template(action.input, earlier=earlier, loc=(*loc, "input"), job=job, own=own)
     if template is None:
         return None
-    contract = COMMANDS.get(action.command)
+    model = contract.commands.get(action.command) if contract is not None else None
 
     def build(state: SagaState) -> Command:
         try:
             payload = template.render(context_of(state))
-            if contract is not None:  # a command of the shop's contracts: checked by it
-                payload = contract.model_validate(payload).model_dump(mode="json")
+            if model is not None:  # a command of a registered contract: checked by it
+                payload = model.model_validate(payload).model_dump(mode="json")
         except (PathError, ValidationError, TypeError, ValueError) as exc:
             # Whatever this saga's data does to the template or the contract, the step
             # fails with the reason; the orchestrator never trips over it.

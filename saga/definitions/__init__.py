@@ -1,11 +1,12 @@
-"""Definition documents on disk: the ones that ship with the engine, and any file."""
+"""Definition documents as text or files: read, validated, compiled."""
 
-from importlib.resources import files
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import yaml
 
+from saga.core.contracts import EMPTY, Catalogue
 from saga.core.definition import SagaDefinition
 from saga.core.document import DefinitionError, DefinitionSpec, compile_definition, read_definition
 
@@ -39,27 +40,31 @@ def read_file(path: Path) -> DefinitionSpec:
     return read_text(text, source=str(path))
 
 
-def load_text(text: str, *, source: str = "the document") -> SagaDefinition:
-    """Read, validate and compile a definition document."""
+def load_text(
+    text: str, *, source: str = "the document", catalogue: Catalogue = EMPTY
+) -> SagaDefinition:
+    """Read, validate and compile a definition document against the participants'
+    contracts in `catalogue`."""
     spec = read_text(text, source=source)
     try:
-        return compile_definition(spec)
+        return compile_definition(spec, catalogue)
     except DefinitionError as exc:
         raise exc.within(source) from None
 
 
-def _builtin(name: str) -> tuple[SagaDefinition, DefinitionSpec]:
-    text = (files(__package__) / f"{name}.yaml").read_text(encoding="utf-8")
-    spec = read_text(text, source=f"{name}.yaml")
-    return compile_definition(spec), spec
+Builtins = Mapping[str, tuple[SagaDefinition, DefinitionSpec]]
 
 
-# The definitions that ship with the engine: name -> (definition, its document).
-BUILTINS: Final = {"order": _builtin("order")}
-ORDER_SAGA: Final = BUILTINS["order"][0]
-
-
-def is_builtin(saga_type: str, version: int) -> bool:
-    """Whether this definition version ships with the engine (no other is applied)."""
-    builtin = BUILTINS.get(saga_type)
-    return builtin is not None and builtin[0].version == version
+def compile_documents(documents: Mapping[str, str], catalogue: Catalogue) -> Builtins:
+    """Documents by source name (`order.yaml`) compiled: saga type -> (definition, its
+    document); raises DefinitionError, or ValueError for two documents of one type."""
+    compiled: dict[str, tuple[SagaDefinition, DefinitionSpec]] = {}
+    for source, text in documents.items():
+        spec = read_text(text, source=source)
+        if spec.name in compiled:
+            raise ValueError(f"{source}: saga type {spec.name} is built in twice")
+        try:
+            compiled[spec.name] = (compile_definition(spec, catalogue), spec)
+        except DefinitionError as exc:
+            raise exc.within(source) from None
+    return compiled

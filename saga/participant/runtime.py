@@ -5,7 +5,7 @@ command of a type the participant does not take is answered `unknown_command`, o
 model refuses `invalid_command`. Otherwise the handler runs under the rules of
 docs/participants.md, and its answer is published (with the broker's confirm) before
 the delivery is acked. An outage (Redis or RabbitMQ away, the errors in
-`saga.transport.INFRASTRUCTURE_ERRORS`) is not an answer: it is left to the transport,
+`saga.handling.INFRASTRUCTURE_ERRORS`) is not an answer: it is left to the transport,
 which keeps the command in hand and runs this again once the server is back.
 """
 
@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from contracts.envelope import Envelope, first_error, reply_to, trace_id_of
 from contracts.idempotency import IdempotencyKey, parse_idempotency_key
 from saga.clock import Clock, utc_now
+from saga.handling import INFRASTRUCTURE_ERRORS
 from saga.metrics import command_duration, commands_handled
 from saga.participant.context import Context, Recording
 from saga.participant.declaration import Participant, Registration
@@ -38,7 +39,7 @@ from saga.participant.outcomes import (
 )
 from saga.participant.records import GO, Records, Unit, new_token, unit_of, wait_a_little
 from saga.settings import DEFAULT_RETENTION
-from saga.transport import ACK, INFRASTRUCTURE_ERRORS, DeadLetter, Delivery, Outcome, Transport
+from saga.transport import ACK, DeadLetter, Delivery, Outcome, Transport
 
 log = structlog.get_logger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from services.auth.users import UserStore
+from saga.auth.users import UserStore
 from services.order import OrderService
 from services.payment import PaymentService
 from services.stock import StockService

@@ -16,10 +16,11 @@ from typing import Any
 import aio_pika
 import httpx
 
-from contracts.topology import SERVICES, Topology
+from contracts.topology import Topology
 from tests.servers import (
     RABBITMQ_URL,
     REDIS_URL,
+    SHOP_PARTICIPANTS,
     forget_namespace,
     free_port,
     fresh_namespace,
@@ -65,7 +66,7 @@ class System:
     @property
     def workers(self) -> list[str]:
         """The names of the orchestrator and participant processes (not auth or api)."""
-        return [n for n in self.commands if n.split("-")[0] in ("orchestrator", *SERVICES)]
+        return [n for n in self.commands if n.split("-")[0] in ("orchestrator", *SHOP_PARTICIPANTS)]
 
     @property
     def api(self) -> str:
@@ -97,7 +98,7 @@ class System:
             self.spawn(
                 f"orchestrator{suffix}", "orchestrator", *self._metrics(f"orchestrator{suffix}")
             )
-            for participant in SERVICES:
+            for participant in SHOP_PARTICIPANTS:
                 name = f"{participant}{suffix}"
                 self.spawn(name, "service", participant, *self._metrics(name))
         self.wait_ready()
@@ -166,10 +167,10 @@ class System:
         raise AssertionError(f"system not ready within {within}s: {last}; logs in {self.logs}")
 
     async def _all_consuming(self) -> bool:
-        topology = Topology(self.namespace)
+        topology = Topology(self.namespace, SHOP_PARTICIPANTS)
         queues = [
             topology.orchestrator_queue,
-            *(topology.participant_queue(p) for p in SERVICES),
+            *(topology.participant_queue(p) for p in SHOP_PARTICIPANTS),
         ]
         async with await aio_pika.connect(self.rabbitmq_url) as connection:
             channel = await connection.channel()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from services.auth.users import UserStore
+from saga.auth.users import UserStore
 from tests.e2e.shop import open_shop
 from tests.e2e.system import System, running_system
 from tests.servers import forget_namespace, fresh_namespace, redis_or_skip

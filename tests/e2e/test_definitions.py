@@ -9,7 +9,7 @@ import httpx
 import pytest
 import yaml
 
-from saga.definitions import BUILTINS
+from services.shop import BUILTINS
 from tests.e2e.shop import Shop, open_shop
 from tests.e2e.system import System
 from tests.waiting import eventually_sync

@@ -120,7 +120,7 @@ def test_the_order_workflow_ships_invoices_and_notifies_or_undoes_it_all(
     done = system.wait_terminal(shop.token, start(system, shop, "order-fulfilment", saga_input))
     assert done["status"] == "completed", done
     assert [s["status"] for s in done["steps"]] == ["succeeded"] * 8
-    assert done["summary"]["tracking"] == f"TRK-{done['order_id']}"
+    assert done["summary"]["tracking"] == f"TRK-{done['summary']['order_id']}"
     sent = tasks(order_port, "notify")
     assert {body["sent"] for key, body in sent.items() if done["saga_id"] in key} == {
         "SendEmail",

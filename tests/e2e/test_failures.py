@@ -17,7 +17,7 @@ from contracts.envelope import Envelope
 from contracts.topology import Topology
 from tests.e2e.shop import open_shop
 from tests.e2e.system import System, free_port, log_lines, running_system
-from tests.servers import RABBITMQ_URL
+from tests.servers import RABBITMQ_URL, SHOP_PARTICIPANTS
 from tests.waiting import eventually_sync
 
 FAST = {
@@ -240,7 +240,7 @@ async def publish(topology: Topology, exchange: str, routing_key: str, body: byt
 
 
 def test_poison_messages_are_parked_with_their_reason_then_replayed_or_purged(fast: System) -> None:
-    topology = Topology(fast.namespace)
+    topology = Topology(fast.namespace, SHOP_PARTICIPANTS)
     ghost = Envelope(
         message_id="ghost-reply",
         saga_id="no-such-saga",
@@ -297,7 +297,7 @@ def test_a_reply_delivered_again_changes_nothing(fast: System) -> None:
         sent_at=datetime.now(UTC),
         payload=succeeded["data"]["result"],
     )
-    topology = Topology(fast.namespace)
+    topology = Topology(fast.namespace, SHOP_PARTICIPANTS)
     for _ in range(3):
         asyncio.run(publish(topology, topology.replies_exchange, "orchestrator", again.to_bytes()))
     time.sleep(1)

@@ -18,7 +18,7 @@ def test_a_completed_order_moves_stock_money_and_records_the_order(system: Syste
     saga = shop.order([("apple", 3), ("pear", 1)])
     assert saga["status"] == "completed"
     assert saga["reason"] is None
-    assert saga["amount"] == "27.50"
+    assert saga["summary"]["amount"] == "27.50"
     assert [s["status"] for s in saga["steps"]] == ["succeeded"] * 4
     assert shop.stock("apple") | {"price": None} == {
         "product_id": shop.products["apple"],
@@ -32,7 +32,7 @@ def test_a_completed_order_moves_stock_money_and_records_the_order(system: Syste
     assert [(e["kind"], e["amount"], e["saga_id"]) for e in account["ledger"]] == [
         ("charge", "27.50", saga["saga_id"])
     ]
-    order = shop.system.cli_json("order", "show", saga["order_id"])
+    order = shop.system.cli_json("order", "show", saga["summary"]["order_id"])
     assert order["saga_id"] == saga["saga_id"]
     assert order["status"] == "created"
     assert order["customer"] == shop.customer and order["vendor"] == shop.vendor
@@ -47,7 +47,7 @@ def test_a_completed_order_moves_stock_money_and_records_the_order(system: Syste
 def test_insufficient_stock_compensates_with_nothing_taken(shop: Shop) -> None:
     saga = shop.order([("apple", 1), ("pear", 3)])
     assert (saga["status"], saga["reason"]) == ("compensated", "insufficient_stock")
-    assert saga["order_id"] is None
+    assert saga["summary"]["order_id"] is None
     assert shop.stock("apple")["available"] == 10 and shop.stock("apple")["reserved"] == 0
     assert shop.account()["ledger"] == []
 
@@ -95,7 +95,7 @@ def test_saga_show_tells_what_happened_in_time_order_and_what_was_undone(shop: S
         {"order_id": None, "amount": None},
         {"amount": "10.00"},
     )
-    assert saga["amount"] is None  # refunded: not the order's amount any more
+    assert saga["summary"]["amount"] is None  # refunded: not the order's amount any more
     shown = shop.system.cli_json("show", saga["saga_id"])
     assert (shown["summary"], shown["undone"]) == (saga["summary"], saga["undone"])
     assert [(r["step"], r["action"], r["attempts"], r["outcome"]) for r in shown["timeline"]] == [
@@ -128,7 +128,7 @@ def test_cash_on_delivery_charges_nothing(shop: Shop) -> None:
         "ledger": [],
     }
     assert shop.stock("pear")["sold"] == 2
-    order = shop.system.cli_json("order", "show", saga["order_id"])
+    order = shop.system.cli_json("order", "show", saga["summary"]["order_id"])
     assert order["payment_method"] == "Cash on Delivery"
 
 
@@ -166,5 +166,5 @@ def test_money_is_exact(shop: Shop) -> None:
         items=[{"product_id": shop.products["apple"], "quantity": 3, "unit_price": 0.1}],
     )
     assert saga["status"] == "completed"
-    assert saga["amount"] == "0.30"
+    assert saga["summary"]["amount"] == "0.30"
     assert Decimal(shop.account()["balance"]) == Decimal("99.70")

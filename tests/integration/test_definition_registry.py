@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 
 from saga.core.decide import CancelSaga, ReplyReceived
 from saga.core.document import DefinitionError, DefinitionSpec
-from saga.definitions import BUILTINS, read_text
+from saga.definitions import read_text
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher
 from saga.rabbit import RabbitTransport
@@ -19,6 +19,8 @@ from saga.registry import (
     participants_key,
 )
 from saga.store import NoSuchDefinition, RedisSagaStore, definition_field, definitions_key
+from services.messages import CATALOGUE
+from services.shop import BUILTINS
 from tests.unit.sagas import order_input
 
 ORDER_SPEC = BUILTINS["order"][1]
@@ -45,7 +47,7 @@ steps:
 
 @pytest.fixture
 def registry(redis: Redis, namespace: str) -> DefinitionRegistry:
-    return DefinitionRegistry(redis, namespace, builtins=BUILTINS)
+    return DefinitionRegistry(redis, namespace, builtins=BUILTINS, catalogue=CATALOGUE)
 
 
 async def test_a_version_is_applied_once_and_never_changes(registry: DefinitionRegistry) -> None:
@@ -141,7 +143,7 @@ async def test_a_version_a_saga_may_still_need_cannot_be_deleted(
     )
     assert (await store.load(state.saga_id)).status == "compensated"  # type: ignore[union-attr]
     await registry.delete("order", 2)
-    fresh = DefinitionRegistry(redis, namespace, builtins=BUILTINS)
+    fresh = DefinitionRegistry(redis, namespace, builtins=BUILTINS, catalogue=CATALOGUE)
     for reader in (registry, fresh):
         assert await reader.document("order", 2) is None  # gone from what can be applied
         assert (await reader.latest("order")).version == 1  # and from what starts
@@ -160,7 +162,9 @@ async def test_no_saga_starts_on_a_version_deleted_meanwhile(
     starter = SagaStarter(store, Dispatcher(store, transport), builtin=registry.is_builtin)
     await registry.apply(ping())
     definition = await registry.latest("ping")  # read, then deleted before the start
-    await DefinitionRegistry(redis, namespace, builtins=BUILTINS).delete("ping", 1)
+    await DefinitionRegistry(redis, namespace, builtins=BUILTINS, catalogue=CATALOGUE).delete(
+        "ping", 1
+    )
     with pytest.raises(NoSuchDefinition, match="ping version 1"):
         await starter.start(definition, customer="ann@example.com", saga_input={})
     assert await store.list_ids(limit=10) == []
@@ -195,7 +199,7 @@ async def test_a_participant_is_reached_one_way_in_a_namespace(
     await registry.apply(with_http("e", "couriers", None))
     with pytest.raises(DefinitionConflict, match="a queue participant"):
         await registry.apply(with_http("f", "couriers", "http://127.0.0.1:1/c"))
-    with pytest.raises(DefinitionError, match="the shop's own services"):
+    with pytest.raises(DefinitionError, match="a participant with registered contracts"):
         await registry.apply(with_http("g", "stock", "http://127.0.0.1:1/s"))
 
 

@@ -18,15 +18,16 @@ from structlog.testing import capture_logs
 from contracts.topology import Topology
 from saga.core.document import DefinitionError, compile_definition, read_definition
 from saga.core.state import SagaState
-from saga.definitions import BUILTINS
 from saga.http_participants import HttpParticipants
 from saga.orchestrator import Orchestrator, SagaStarter, TimerLoop
 from saga.outbox import Dispatcher
 from saga.rabbit import RabbitTransport
 from saga.registry import DefinitionConflict, DefinitionRegistry
 from saga.store import RedisSagaStore
+from services.messages import CATALOGUE
+from services.shop import BUILTINS
 from tests.e2e.system import free_port
-from tests.servers import RABBITMQ_URL
+from tests.servers import RABBITMQ_URL, SHOP_PARTICIPANTS
 from tests.waiting import eventually
 
 Answer = tuple[int, Any] | str  # (status, JSON body), or "slow": no answer in time
@@ -140,10 +141,10 @@ class Running:
 async def running(
     redis: Redis, namespace: str, definition: dict[str, Any]
 ) -> AsyncIterator[Running]:
-    transport = RabbitTransport(RABBITMQ_URL, Topology(namespace))
+    transport = RabbitTransport(RABBITMQ_URL, Topology(namespace, SHOP_PARTICIPANTS))
     await transport.connect()
     store = RedisSagaStore(redis, namespace)
-    registry = DefinitionRegistry(redis, namespace, builtins=BUILTINS)
+    registry = DefinitionRegistry(redis, namespace, builtins=BUILTINS, catalogue=CATALOGUE)
     await registry.apply(read_definition(definition))
     dispatcher = Dispatcher(store, transport)
     orchestrator = Orchestrator(store, dispatcher, registry)
@@ -250,7 +251,7 @@ async def test_a_participant_that_keeps_failing_is_not_called_while_its_circuit_
 async def test_an_http_participant_is_reached_one_way_in_a_namespace(
     redis: Redis, namespace: str, endpoint: Endpoint
 ) -> None:
-    registry = DefinitionRegistry(redis, namespace, builtins=BUILTINS)
+    registry = DefinitionRegistry(redis, namespace, builtins=BUILTINS, catalogue=CATALOGUE)
     await registry.apply(read_definition(pricing(endpoint.port)))
     elsewhere = pricing(endpoint.port + 1) | {"name": "repricing"}
     with pytest.raises(DefinitionConflict, match="participant holds is defined otherwise"):

@@ -12,13 +12,14 @@ from contracts.topology import Participant, Topology
 from saga.clock import utc_now
 from saga.core.decide import CancelSaga
 from saga.core.events import ReplyIgnored
-from saga.definitions import BUILTINS, ORDER_SAGA, is_builtin
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
 from saga.registry import DefinitionRegistry
 from saga.store import RedisSagaStore
 from saga.transport import ACK, PUBLISH_ERRORS, DeadLetter, Delivery
+from services.messages import CATALOGUE
+from services.shop import BUILTINS, ORDER_SAGA, is_builtin
 from tests.unit.sagas import REPLY_TYPE, SUCCESS, order_input
 
 
@@ -45,7 +46,7 @@ def orchestrator(
 
 def builtins(store: RedisSagaStore) -> DefinitionRegistry:
     """The definitions that ship with the engine, nothing applied."""
-    return DefinitionRegistry(store._redis, store._ns, builtins=BUILTINS)
+    return DefinitionRegistry(store._redis, store._ns, builtins=BUILTINS, catalogue=CATALOGUE)
 
 
 async def take(

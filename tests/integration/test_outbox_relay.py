@@ -13,11 +13,11 @@ from redis.asyncio import Redis
 from contracts.topology import Participant, Topology
 from saga.clock import utc_now
 from saga.core.policy import Backoff
-from saga.definitions import ORDER_SAGA, is_builtin
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
 from saga.store import RedisSagaStore
+from services.shop import ORDER_SAGA, is_builtin
 from tests.integration.test_orchestrator import (
     Crash,
     CrashingDispatcher,
@@ -28,7 +28,7 @@ from tests.integration.test_orchestrator import (
     take,
 )
 from tests.integration.test_transport_contract import UNREACHABLE, cut, reconnected
-from tests.servers import RABBITMQ_URL
+from tests.servers import RABBITMQ_URL, SHOP_PARTICIPANTS
 from tests.unit.sagas import order_input
 from tests.waiting import eventually
 
@@ -48,7 +48,7 @@ async def quick(
     (the `amqp` fixture removes the topology after)."""
     transport = RabbitTransport(
         RABBITMQ_URL,
-        Topology(namespace),
+        Topology(namespace, SHOP_PARTICIPANTS),
         reconnect=Backoff(backoff=0.1, max_backoff=0.1),
         name=f"test {namespace}",
     )

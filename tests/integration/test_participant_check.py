@@ -9,9 +9,7 @@ import aio_pika
 import pytest
 from redis.asyncio import Redis
 
-from contracts.messages import COMMANDS
 from saga.core.document import read_definition
-from saga.definitions import BUILTINS
 from saga.participant import Participant, ParticipantRuntime
 from saga.participant.check import (
     UNKNOWN_COMMAND,
@@ -22,8 +20,10 @@ from saga.participant.check import (
 )
 from saga.participant.check_samples import Action, StepSample, learn_steps, named_steps
 from saga.rabbit import RabbitTransport
+from services.messages import COMMANDS
 from services.order import order
 from services.payment import payment
+from services.shop import BUILTINS
 from services.stock import StockService, stock
 from tests.courier import DELIVERY, Courier, running
 from tests.servers import RABBITMQ_URL

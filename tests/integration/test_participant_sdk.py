@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 from contracts.envelope import Envelope
 from contracts.messages import CommandFailed
 from saga.connections import redis_client
+from saga.handling import run_handler
 from saga.participant import (
     Compensated,
     Context,
@@ -32,7 +33,7 @@ from saga.participant import (
 from saga.participant.records import BUSY
 from saga.rabbit import RabbitTransport
 from saga.settings import Settings
-from saga.transport import ACK, DeadLetter, Delivery, run_handler
+from saga.transport import ACK, DeadLetter, Delivery
 from tests.nodes import RedisServer
 from tests.waiting import eventually
 

@@ -9,13 +9,14 @@ from redis.asyncio import Redis
 
 from saga.api.limits import Rate, RateLimiter
 from saga.connections import redis_client
-from saga.definitions import BUILTINS, ORDER_SAGA, is_builtin
 from saga.orchestrator import SagaStarter
 from saga.outbox import Dispatcher
 from saga.rabbit import RabbitTransport
 from saga.registry import DefinitionRegistry
 from saga.settings import Settings
 from saga.store import RedisSagaStore
+from services.messages import CATALOGUE
+from services.shop import BUILTINS, ORDER_SAGA, is_builtin
 from tests.nodes import RedisServer
 from tests.unit.sagas import order_input
 
@@ -55,7 +56,7 @@ async def test_the_rate_limit_and_the_registry_answer(
     client: Redis, own_redis: RedisServer, namespace: str
 ) -> None:
     limiter = RateLimiter(client, namespace, Rate(count=100, period=1))
-    registry = DefinitionRegistry(client, namespace, builtins=BUILTINS)
+    registry = DefinitionRegistry(client, namespace, builtins=BUILTINS, catalogue=CATALOGUE)
     await restart_with_connections_pooled(client, own_redis)
     await asyncio.gather(*(limiter.take(f"c{n}@example.com") for n in range(3)))
     entries = await asyncio.gather(*(registry.entry("order") for _ in range(3)))

@@ -11,9 +11,9 @@ from fakeredis import FakeAsyncRedis
 
 from saga.clock import marker_of
 from saga.core.decide import ReplyReceived, decide
-from saga.definitions import ORDER_SAGA
 from saga.retention import Trimmer
 from saga.store import RedisSagaStore, VersionConflict, _command_json
+from services.shop import ORDER_SAGA
 from tests.servers import drop_namespace, redis_or_skip
 from tests.unit.sagas import SUCCESS, Run
 

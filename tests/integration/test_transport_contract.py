@@ -34,7 +34,7 @@ from saga.transport import (
     Transport,
     TransportUnavailable,
 )
-from tests.servers import RABBITMQ_URL, close_connections_named, rabbitmq_or_skip
+from tests.servers import RABBITMQ_URL, SHOP_PARTICIPANTS, close_connections_named, rabbitmq_or_skip
 from tests.waiting import eventually
 
 
@@ -65,7 +65,9 @@ async def connected(transport: RabbitTransport) -> AsyncIterator[RabbitTransport
 
 
 def real_transport(namespace: str) -> AsyncIterator[RabbitTransport]:
-    return connected(RabbitTransport(RABBITMQ_URL, Topology(namespace), prefetch=10))
+    return connected(
+        RabbitTransport(RABBITMQ_URL, Topology(namespace, SHOP_PARTICIPANTS), prefetch=10)
+    )
 
 
 @pytest.fixture(params=["rabbitmq", "memory"])
@@ -74,7 +76,7 @@ async def transport(request: pytest.FixtureRequest, namespace: str) -> AsyncIter
         async for real in real_transport(namespace):
             yield real
         return
-    memory = InMemoryTransport(Topology(namespace), prefetch=10)
+    memory = InMemoryTransport(Topology(namespace, SHOP_PARTICIPANTS), prefetch=10)
     await memory.connect()
     yield memory
     await memory.close()
@@ -259,7 +261,7 @@ async def rabbit(namespace: str) -> AsyncIterator[RabbitTransport]:
 async def test_a_message_held_by_a_dead_consumer_is_redelivered(
     rabbit: RabbitTransport, namespace: str
 ) -> None:
-    first = RabbitTransport(RABBITMQ_URL, Topology(namespace))
+    first = RabbitTransport(RABBITMQ_URL, Topology(namespace, SHOP_PARTICIPANTS))
     await first.connect()
     held = asyncio.Event()
 
@@ -286,7 +288,7 @@ async def test_a_message_held_by_a_dead_consumer_is_redelivered(
 
 
 async def test_namespaces_do_not_see_each_other(rabbit: RabbitTransport) -> None:
-    other = Topology(rabbit.topology.namespace + "x")
+    other = Topology(rabbit.topology.namespace + "x", SHOP_PARTICIPANTS)
     neighbour = RabbitTransport(RABBITMQ_URL, other)
     await neighbour.connect()
     try:
@@ -303,7 +305,7 @@ async def test_namespaces_do_not_see_each_other(rabbit: RabbitTransport) -> None
 async def test_acks_go_together_but_never_for_a_delivery_still_in_hand(
     rabbit: RabbitTransport, namespace: str
 ) -> None:
-    first = RabbitTransport(RABBITMQ_URL, Topology(namespace), prefetch=10)
+    first = RabbitTransport(RABBITMQ_URL, Topology(namespace, SHOP_PARTICIPANTS), prefetch=10)
     await first.connect()
     handled: list[str] = []
 
@@ -341,7 +343,7 @@ async def test_acks_go_together_but_never_for_a_delivery_still_in_hand(
     await eventually(lambda: asyncio.sleep(0, len(again)), until=lambda n: n == 11)
     await rabbit.stop_consuming()
     await rabbit.close()
-    replacement = RabbitTransport(RABBITMQ_URL, Topology(namespace))
+    replacement = RabbitTransport(RABBITMQ_URL, Topology(namespace, SHOP_PARTICIPANTS))
     await replacement.connect()
     try:
         await asyncio.sleep(0.2)
@@ -386,7 +388,7 @@ async def quick(namespace: str) -> AsyncIterator[RabbitTransport]:
     async for transport in connected(
         RabbitTransport(
             RABBITMQ_URL,
-            Topology(namespace),
+            Topology(namespace, SHOP_PARTICIPANTS),
             reconnect=Backoff(backoff=0.1, max_backoff=0.1),
             name=f"test {namespace}",
         )
@@ -475,8 +477,10 @@ async def test_a_consumer_started_while_disconnected_starts_with_the_connection(
 async def test_a_channel_the_broker_closes_is_opened_again(quick: RabbitTransport) -> None:
     # Publishing to an exchange that does not exist makes the broker close the channel.
     lost = quick._connection
-    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+    # The client's error reaches the caller as the port's own, the client's its cause.
+    with pytest.raises(TransportUnavailable) as closed:
         await quick._publish("no-such-exchange", "stock", b"{}", envelope(1))
+    assert isinstance(closed.value.__cause__, aiormq.exceptions.ChannelNotFoundEntity)
     await reconnected(quick, lost)
     seen = await consumed_ids(quick, "payment")
     await quick.publish_command("payment", envelope(2))

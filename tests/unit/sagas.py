@@ -16,9 +16,9 @@ from saga.core.decide import (
     decide,
     start_saga,
 )
-from saga.core.order import OrderInput
 from saga.core.state import SagaState
-from saga.definitions import ORDER_SAGA
+from services.orders import OrderInput
+from services.shop import ORDER_SAGA
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -5,9 +5,7 @@ from typing import Any
 
 import pytest
 
-from contracts.messages import COMMANDS
 from saga.core.document import read_definition
-from saga.definitions import BUILTINS
 from saga.participant.check_samples import (
     MADE_UP_EMAIL,
     Action,
@@ -17,6 +15,8 @@ from saga.participant.check_samples import (
     named_steps,
     sample_of_schema,
 )
+from services.messages import COMMANDS
+from services.shop import BUILTINS
 from tests.courier import DELIVERY
 
 ORDER = BUILTINS["order"][1]

@@ -7,14 +7,14 @@ from decimal import Decimal
 import pytest
 from rich.table import Table
 
-from saga.cli.data import _orders_table, _show_account, _show_product
 from saga.cli.ops import print_replay
 from saga.cli.output import console
 from saga.cli.sagas import print_saga, sagas_table
-from saga.definitions import ORDER_SAGA
 from saga.views import saga_view
+from services.cli import _orders_table, _show_account, _show_product
 from services.order import Order
 from services.payment import Account, LedgerEntry
+from services.shop import ORDER_SAGA
 from services.stock import Product
 from tests.unit.sagas import Run
 

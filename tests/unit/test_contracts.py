@@ -6,7 +6,8 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from contracts import COMMANDS, REPLIES, Envelope, OrderItem, Topology, money
+from contracts import Envelope, Topology, money
+from services.messages import CATALOGUE, COMMANDS, REPLIES, OrderItem
 
 
 @pytest.mark.parametrize(
@@ -70,12 +71,15 @@ def test_every_command_and_reply_is_registered_by_its_wire_name() -> None:
         "CreateOrder",
         "CancelOrder",
     }
-    assert "CommandFailed" in REPLIES
+    assert "CommandFailed" not in REPLIES  # the protocol's own, not the shop's
     assert all(name == model.__name__ for name, model in {**COMMANDS, **REPLIES}.items())
+    catalogued = CATALOGUE.participants.values()
+    assert {n for c in catalogued for n in c.commands} == set(COMMANDS)
+    assert {n for c in catalogued for n in c.replies} == set(REPLIES)
 
 
 def test_topology_names_are_namespaced() -> None:
-    t = Topology("shop1")
+    t = Topology("shop1", ("stock",))
     assert all(name.startswith("shop1.") for name in [*t.all_queues(), *t.all_exchanges()])
     assert t.participant_queue("stock") == "shop1.stock"
     with pytest.raises(ValueError, match="namespace"):

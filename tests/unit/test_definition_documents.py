@@ -9,11 +9,13 @@ from saga.core.decide import ReplyReceived, decide, start_saga
 from saga.core.definition import InputError, SagaDefinition
 from saga.core.document import DefinitionError, compile_definition, read_definition
 from saga.core.durations import DURATION_FORMS
-from saga.core.order import OrderInput
 from saga.core.paths import Path, PathError, Template
 from saga.core.problems import dotted
 from saga.core.reasons import INVALID_STEP_INPUT
-from saga.definitions import ORDER_SAGA, load_text
+from saga.definitions import load_text
+from services.messages import CATALOGUE
+from services.orders import OrderInput
+from services.shop import ORDER_SAGA
 from tests.unit.sagas import T0, Run, order_input
 
 CONTEXT: dict[str, Any] = {
@@ -248,12 +250,12 @@ def test_every_problem_compiling_finds_is_reported_with_its_place() -> None:
         participants={"stock": {"http": {"url": "http://127.0.0.1:1"}}},
     )
     with pytest.raises(DefinitionError) as refused:
-        compile_definition(read_definition(document))
+        compile_definition(read_definition(document), CATALOGUE)
     places = [dotted(p.loc) for p in refused.value.problems]
     found = {dotted(p.loc): p.msg for p in refused.value.problems}
     assert places == [
         "input.type",
-        "participants.stock",  # the shop's own service,
+        "participants.stock",  # a participant with registered contracts,
         "participants.stock",  # and named by no step
         "steps.0.when",
         "steps.0.action.input.a",
@@ -335,7 +337,7 @@ def test_whole_document_rules_are_checked_when_loaded() -> None:
                 "participant": "stock",
                 "action": {"command": "ConfirmStock", "reply": "StockConfirmd"},
             },
-            "'StockConfirmd' is not a reply of the shop's services",
+            "'StockConfirmd' is not a reply of stock",
         ),
         (
             {"action": {"command": "Q", "input": {"a": "{{input.amont}}"}, "reply": "R"}},
@@ -350,7 +352,7 @@ def test_typos_the_document_can_tell_are_refused_when_loaded(
     document = _document(input=closed, steps=[{**_document()["steps"][0], **change}])
     document["steps"][0].pop("compensation")
     with pytest.raises(DefinitionError, match=message):
-        compile_definition(read_definition(document))
+        compile_definition(read_definition(document), CATALOGUE)
 
 
 def test_a_duration_that_is_not_one_says_how_to_write_it() -> None:
@@ -432,13 +434,15 @@ def test_the_problems_of_an_input_never_quote_its_values() -> None:
 def test_a_command_that_cannot_be_built_fails_its_step_and_sends_nothing() -> None:
     step = {
         **_document()["steps"][0],
+        "participant": "payment",
+        "compensation": {"command": "RefundPayment", "reply": "PaymentRefunded"},
         "action": {
             "command": "ChargePayment",  # a contract: its payload is checked by it
             "input": {"customer": "{{input.customer}}", "amount": "a lot"},
             "reply": "PaymentCharged",
         },
     }
-    definition = compile_definition(read_definition(_document(steps=[step])))
+    definition = compile_definition(read_definition(_document(steps=[step])), CATALOGUE)
     decision = start_saga(
         definition,
         saga_id="s1",

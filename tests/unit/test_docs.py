@@ -32,7 +32,7 @@ CITED_TEST = re.compile(
 )
 # A file of the project named in the docs: saga/settings.py, examples/fanout/x.yaml, .ci/run.
 PROJECT_PATH = re.compile(
-    r"(?<![\w/.:-])((?:saga|contracts|services|examples|tests|\.ci)/[\w./-]*[\w])(?![\w/])"
+    r"(?<![\w/.:-])((?:saga|contracts|services|bench|examples|tests|\.ci)/[\w./-]*[\w])(?![\w/])"
 )
 SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console"}
 SHELL_OPERATORS = {"|", "||", "&", "&&", ";", "(", ")", "$(", ">", "<"}

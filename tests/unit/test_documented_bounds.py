@@ -5,9 +5,9 @@ from typing import Any
 
 from contracts.money import MAX_MONEY
 from saga.api.idempotency import MAX_KEY_LENGTH
-from saga.api.schemas import CreateOrderRequest
-from saga.definitions import BUILTINS
+from services.api import CreateOrderRequest
 from services.payment import MAX_BALANCE
+from services.shop import BUILTINS
 from services.stock import MAX_STOCK
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

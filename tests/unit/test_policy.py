@@ -19,7 +19,8 @@ from saga.core.policy import (
     RetryPolicy,
     backoff_delay,
 )
-from saga.transport import ACK, Ack, Delivery, run_handler
+from saga.handling import run_handler
+from saga.transport import ACK, Ack, Delivery
 
 ONE_TO_FIVE = Backoff(backoff=1, max_backoff=5, jitter=0.5)
 
@@ -106,8 +107,8 @@ async def test_a_message_met_by_an_outage_is_run_again_after_the_policy_s_waits(
     async def wait(seconds: float) -> None:
         waits.append(seconds)
 
-    monkeypatch.setattr("saga.transport.asyncio.sleep", wait)
-    monkeypatch.setattr("saga.transport.random.random", lambda: 0.5)
+    monkeypatch.setattr("saga.handling.asyncio.sleep", wait)
+    monkeypatch.setattr("saga.handling.random.random", lambda: 0.5)
     outages = 8
 
     async def handler(_: Delivery) -> Ack:

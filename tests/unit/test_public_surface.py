@@ -6,10 +6,11 @@ import saga.participant
 
 def test_the_public_names_are_the_agreed_ones() -> None:
     assert sorted(saga.__all__) == [
+        "Catalogue",
+        "Contract",
         "Decision",
         "EventRecord",
-        "ORDER_SAGA",
-        "OrderInput",
+        "Extension",
         "OutgoingCommand",
         "ReplyReceived",
         "SagaDefinition",

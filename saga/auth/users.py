@@ -9,7 +9,7 @@ from typing import Final
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from services.auth.passwords import hash_password, verify_password
+from saga.auth.passwords import hash_password, verify_password
 
 ROLES: Final = frozenset({"customer", "admin"})
 

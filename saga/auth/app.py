@@ -12,11 +12,11 @@ from redis.exceptions import RedisError
 
 from saga.api.media import JsonBodyRoute
 from saga.api.problems import answer_without_input
+from saga.auth.tokens import TokenIssuer
+from saga.auth.users import UserStore
 from saga.clock import utc_text
 from saga.connections import redis_client
 from saga.settings import Settings
-from services.auth.tokens import TokenIssuer
-from services.auth.users import UserStore
 
 
 class TokenRequest(BaseModel):

@@ -1,10 +1,10 @@
-"""The order saga's input as the front door takes it (the saga itself is a document:
-`saga/definitions/order.yaml`, whose input schema says the same)."""
+"""The order saga's input as the shop's route takes it (the saga itself is a document:
+`services/definitions/order.yaml`, whose input schema says the same)."""
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.email import Email
-from contracts.messages import (
+from services.messages import (
     MAX_ITEMS,
     OrderItem,
     PaymentMethod,

@@ -1,9 +1,10 @@
-"""Data commands for operators, demos and tests: stock, balances, vendors, orders, users."""
+"""The shop's data commands for operators, demos and tests: stock, balances, vendors, orders."""
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
 from rich.table import Table
 
@@ -12,7 +13,7 @@ from saga.cli.output import CliError, Json, console, print_json, with_redis
 from saga.cli.presence import refuse_if_lifeless
 from saga.clock import utc_text
 from saga.settings import Settings
-from services.auth.users import SavedUser, UserStore
+from services.messages import ProductId
 from services.order import Order, OrderService
 from services.payment import Account, PaymentService
 from services.stock import MAX_STOCK, Product, StockService
@@ -22,6 +23,19 @@ payment_app = typer.Typer(help="Customers' balances and ledgers.", no_args_is_he
 order_app = typer.Typer(help="Orders and vendors.", no_args_is_help=True)
 vendor_app = typer.Typer(help="Vendors that may receive orders.", no_args_is_help=True)
 order_app.add_typer(vendor_app, name="vendor")
+
+
+_PRODUCT_ID: Final = TypeAdapter(ProductId)
+
+
+def product_id(text: str) -> str:
+    """A product id as the wire carries it."""
+    try:
+        return _PRODUCT_ID.validate_python(text)
+    except ValidationError:
+        raise typer.BadParameter(
+            f"{text!r} is not a product id (1 to 64 letters, digits, _ . : -)"
+        ) from None
 
 
 def _email_argument(help_text: str) -> Any:
@@ -50,7 +64,7 @@ def _show_product(product: Product, json_out: bool) -> None:
 def stock_set(
     product_id: Annotated[
         str,
-        typer.Argument(metavar="PRODUCT_ID", parser=values.product_id, help="The product's id."),
+        typer.Argument(metavar="PRODUCT_ID", parser=product_id, help="The product's id."),
     ],
     quantity: Annotated[
         int,
@@ -177,7 +191,7 @@ def vendor_list(json_out: Json = False) -> None:
     async def work(redis: Redis, settings: Settings) -> list[str]:
         vendors = await OrderService(redis, settings.namespace).vendors()
         if not vendors:
-            await refuse_if_lifeless(redis, settings.namespace, empty="no vendors")
+            await refuse_if_lifeless(redis, settings, empty="no vendors")
         return vendors
 
     vendors = with_redis(work)
@@ -229,7 +243,7 @@ def order_list(
     async def work(redis: Redis, settings: Settings) -> list[Order]:
         orders = await OrderService(redis, settings.namespace).orders(limit=limit)
         if not orders:
-            await refuse_if_lifeless(redis, settings.namespace, empty="no orders")
+            await refuse_if_lifeless(redis, settings, empty="no orders")
         return orders
 
     orders = with_redis(work)
@@ -239,21 +253,3 @@ def order_list(
         console().print("no orders")
     else:
         console().print(_orders_table(orders))
-
-
-# --- users ---------------------------------------------------------------------------
-
-
-def add_user(address: str, password: str, roles: list[str] | None, json_out: bool) -> None:
-    """Create or update an auth user (`saga auth add-user`); the values are parsed. With
-    no roles given, an existing user keeps its own."""
-
-    async def work(redis: Redis, settings: Settings) -> SavedUser:
-        return await UserStore(redis, settings.namespace).add(address, password, roles)
-
-    user = with_redis(work)
-    if json_out:
-        print_json(user)
-    else:
-        done = "created" if user.created else "updated"
-        console().print(f"user {user.email} {done}, roles: {', '.join(user.roles)}")

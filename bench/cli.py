@@ -10,7 +10,7 @@ from saga.cli.output import CliError, Json, console, print_json, settings
 from saga.logs import configure_logging
 
 if TYPE_CHECKING:  # loaded only for `saga bench`
-    from saga.bench import BenchResult, Mode
+    from bench.run import BenchResult, Mode
 
 
 def bench(
@@ -37,7 +37,7 @@ def bench(
         raise CliError("--orchestrators above 1 needs --processes", usage=True)
     config = settings().model_copy(update={"log_level": "warning"})
     configure_logging(config)
-    from saga.bench import run_bench
+    from bench.run import run_bench
 
     mode: Mode = "processes" if processes else "in-process"
     try:

@@ -24,22 +24,26 @@ from urllib.parse import urlsplit
 import aio_pika
 from redis.asyncio import Redis
 
-from contracts.messages import OrderItem
-from contracts.topology import SERVICES, Topology
-from saga.baseline import run_baseline
-from saga.bootstrap import InProcessWorkers, adjust_for, transport_for
+from bench.baseline import run_baseline
+from contracts.topology import Topology
+from saga.bootstrap import InProcessWorkers, Wiring
 from saga.connections import redis_client
-from saga.core.order import OrderInput
-from saga.definitions import ORDER_SAGA, is_builtin
+from saga.core.definition import SagaDefinition
 from saga.eventloop import loop_name
+from saga.extensions import Extensions
 from saga.namespaces import delete_namespace
 from saga.orchestrator import SagaStarter
-from saga.outbox import Dispatcher
 from saga.settings import Settings
 from saga.store import RedisSagaStore
+from services.messages import OrderItem
 from services.order import OrderService
+from services.orders import OrderInput
 from services.payment import PaymentService
+from services.shop import SHOP
 from services.stock import StockService
+
+# What the bench measures runs the shop, whatever else is installed.
+EXTENSIONS = Extensions((SHOP,))
 
 Mode = Literal["in-process", "processes"]
 CUSTOMER = "bench@example.com"
@@ -142,10 +146,11 @@ async def _run_system(
 ) -> BenchResult:
     namespace = f"bench-{uuid.uuid4().hex[:10]}"
     config = settings.model_copy(update={"namespace": namespace})
-    redis = redis_client(config)
+    wiring = Wiring(config, extensions=EXTENSIONS)
+    redis = wiring.redis
     children: dict[str, subprocess.Popen[bytes]] = {}
-    workers = InProcessWorkers(config, redis, lambda: transport_for(config, "bench worker"))
-    starter_transport = transport_for(config, "bench")
+    workers = InProcessWorkers(wiring)
+    starter_transport = wiring.transport("bench")
     try:
         await _seed(redis, namespace, sagas)
         if mode == "processes":
@@ -154,9 +159,10 @@ async def _run_system(
             await workers.start()
         await starter_transport.connect()
         await _wait_for_consumers(config)
-        store = RedisSagaStore(redis, namespace)
-        dispatcher = Dispatcher(store, starter_transport)
-        starter = SagaStarter(store, dispatcher, builtin=is_builtin)
+        store = wiring.store
+        dispatcher = wiring.dispatcher(starter_transport)
+        starter = wiring.starter(dispatcher)
+        definition = await wiring.registry.latest("order")
         order = OrderInput(
             customer=CUSTOMER,
             vendor=VENDOR,
@@ -174,7 +180,7 @@ async def _run_system(
         commands_before = await _redis_commands(redis)
         cpu_before = _cpu(processes)
         started = time.monotonic()
-        ended = await _drive(starter, order, config, sagas, concurrency, store, sample)
+        ended = await _drive(starter, definition, order, sagas, concurrency, store, sample)
         seconds = time.monotonic() - started
         cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu(processes).items()}
         redis_commands = await _redis_commands(redis) - commands_before
@@ -210,7 +216,7 @@ async def _run_system(
         for child in children.values():
             child.wait(timeout=15)
         await delete_namespace(redis, config.rabbitmq_url, namespace)
-        await redis.aclose()
+        await wiring.aclose()
 
 
 async def _seed(redis: Any, namespace: str, sagas: int) -> None:
@@ -227,11 +233,12 @@ def _spawn_workers(config: Settings, orchestrators: int) -> dict[str, subprocess
         "SAGA_NAMESPACE": config.namespace,
         "SAGA_RETENTION": str(config.retention),
         "SAGA_LOG_LEVEL": "warning",
+        "SAGA_EXTENSIONS": ",".join(EXTENSIONS.names),
     }
     commands: dict[str, list[str]] = {}
     for n in range(1, orchestrators + 1):
         commands["orchestrator" if orchestrators == 1 else f"orchestrator{n}"] = ["orchestrator"]
-    commands.update({p: ["service", p] for p in SERVICES})
+    commands.update({p: ["service", p] for p in EXTENSIONS.participants})
     return {
         name: subprocess.Popen(
             [sys.executable, "-m", "saga", *args], env=env, stdout=subprocess.DEVNULL
@@ -242,7 +249,10 @@ def _spawn_workers(config: Settings, orchestrators: int) -> dict[str, subprocess
 
 async def _wait_for_consumers(config: Settings, within: float = 30) -> None:
     topology = Topology(config.namespace)
-    queues = [topology.orchestrator_queue, *(topology.participant_queue(p) for p in SERVICES)]
+    queues = [
+        topology.orchestrator_queue,
+        *(topology.participant_queue(p) for p in EXTENSIONS.participants),
+    ]
     deadline = time.monotonic() + within
     async with await aio_pika.connect(config.rabbitmq_url) as connection:
         while True:
@@ -270,8 +280,8 @@ class Ended:
 
 async def _drive(
     starter: SagaStarter,
+    definition: SagaDefinition,
     order: OrderInput,
-    config: Settings,
     sagas: int,
     concurrency: int,
     store: RedisSagaStore,
@@ -283,7 +293,6 @@ async def _drive(
     which have ended, and each that ends makes room for the next. Memory is sampled at
     every tenth of the run.
     """
-    definition = adjust_for(config)(ORDER_SAGA)
     ended: dict[str, Ended] = {}
     in_flight: set[str] = set()
     starting: set[asyncio.Task[None]] = set()

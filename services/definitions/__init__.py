@@ -1,0 +1,1 @@
+"""The shop's saga definition documents."""
