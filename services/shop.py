@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Final
 
 from redis.asyncio import Redis
 
-from saga.definitions import Builtins, compile_documents
 from saga.extensions import Extension, ParticipantLike
 from saga.participant import Participant, ParticipantRuntime
 from saga.settings import Settings
@@ -28,15 +27,6 @@ if TYPE_CHECKING:
 DEFINITIONS: Final = {
     "order.yaml": (files("services.definitions") / "order.yaml").read_text(encoding="utf-8")
 }
-BUILTINS: Final[Builtins] = compile_documents(DEFINITIONS, CATALOGUE)
-ORDER_SAGA: Final = BUILTINS["order"][0]
-ORDER_SPEC: Final = BUILTINS["order"][1]
-
-
-def is_builtin(saga_type: str, version: int) -> bool:
-    """Whether this definition version is one the shop builds in."""
-    builtin = BUILTINS.get(saga_type)
-    return builtin is not None and builtin[0].version == version
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import httpx
 import pytest
 import yaml
 
-from services.shop import BUILTINS
 from tests.e2e.shop import Shop, open_shop
 from tests.e2e.system import System
+from tests.shop_saga import BUILTINS
 from tests.waiting import eventually_sync
 
 ORDER_DOCUMENT: dict[str, Any] = BUILTINS["order"][1].model_dump(mode="json")

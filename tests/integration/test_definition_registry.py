@@ -20,7 +20,7 @@ from saga.registry import (
 )
 from saga.store import NoSuchDefinition, RedisSagaStore, definition_field, definitions_key
 from services.messages import CATALOGUE
-from services.shop import BUILTINS
+from tests.shop_saga import BUILTINS
 from tests.unit.sagas import order_input
 
 ORDER_SPEC = BUILTINS["order"][1]

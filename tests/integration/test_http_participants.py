@@ -25,9 +25,9 @@ from saga.rabbit import RabbitTransport
 from saga.registry import DefinitionConflict, DefinitionRegistry
 from saga.store import RedisSagaStore
 from services.messages import CATALOGUE
-from services.shop import BUILTINS
 from tests.e2e.system import free_port
 from tests.servers import RABBITMQ_URL, SHOP_PARTICIPANTS
+from tests.shop_saga import BUILTINS
 from tests.waiting import eventually
 
 Answer = tuple[int, Any] | str  # (status, JSON body), or "slow": no answer in time

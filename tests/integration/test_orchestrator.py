@@ -19,7 +19,7 @@ from saga.registry import DefinitionRegistry
 from saga.store import RedisSagaStore
 from saga.transport import ACK, PUBLISH_ERRORS, DeadLetter, Delivery
 from services.messages import CATALOGUE
-from services.shop import BUILTINS, ORDER_SAGA, is_builtin
+from tests.shop_saga import BUILTINS, ORDER_SAGA, is_builtin
 from tests.unit.sagas import REPLY_TYPE, SUCCESS, order_input
 
 

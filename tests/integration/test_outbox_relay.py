@@ -17,7 +17,6 @@ from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
 from saga.store import RedisSagaStore
-from services.shop import ORDER_SAGA, is_builtin
 from tests.integration.test_orchestrator import (
     Crash,
     CrashingDispatcher,
@@ -29,6 +28,7 @@ from tests.integration.test_orchestrator import (
 )
 from tests.integration.test_transport_contract import UNREACHABLE, cut, reconnected
 from tests.servers import RABBITMQ_URL, SHOP_PARTICIPANTS
+from tests.shop_saga import ORDER_SAGA, is_builtin
 from tests.unit.sagas import order_input
 from tests.waiting import eventually
 

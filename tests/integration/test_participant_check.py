@@ -23,10 +23,10 @@ from saga.rabbit import RabbitTransport
 from services.messages import COMMANDS
 from services.order import order
 from services.payment import payment
-from services.shop import BUILTINS
 from services.stock import StockService, stock
 from tests.courier import DELIVERY, Courier, running
 from tests.servers import RABBITMQ_URL
+from tests.shop_saga import BUILTINS
 
 ORDER = BUILTINS["order"][1]
 # The courier's steps named as a user without a definition would name them.

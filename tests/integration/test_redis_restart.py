@@ -16,8 +16,8 @@ from saga.registry import DefinitionRegistry
 from saga.settings import Settings
 from saga.store import RedisSagaStore
 from services.messages import CATALOGUE
-from services.shop import BUILTINS, ORDER_SAGA, is_builtin
 from tests.nodes import RedisServer
+from tests.shop_saga import BUILTINS, ORDER_SAGA, is_builtin
 from tests.unit.sagas import order_input
 
 

@@ -13,8 +13,8 @@ from saga.clock import marker_of
 from saga.core.decide import ReplyReceived, decide
 from saga.retention import Trimmer
 from saga.store import RedisSagaStore, VersionConflict, _command_json
-from services.shop import ORDER_SAGA
 from tests.servers import drop_namespace, redis_or_skip
+from tests.shop_saga import ORDER_SAGA
 from tests.unit.sagas import SUCCESS, Run
 
 

@@ -18,7 +18,7 @@ from saga.core.decide import (
 )
 from saga.core.state import SagaState
 from services.orders import OrderInput
-from services.shop import ORDER_SAGA
+from tests.shop_saga import ORDER_SAGA
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -16,8 +16,8 @@ from saga.participant.check_samples import (
     sample_of_schema,
 )
 from services.messages import COMMANDS
-from services.shop import BUILTINS
 from tests.courier import DELIVERY
+from tests.shop_saga import BUILTINS
 
 ORDER = BUILTINS["order"][1]
 

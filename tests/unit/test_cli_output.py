@@ -14,8 +14,8 @@ from saga.views import saga_view
 from services.cli import _orders_table, _show_account, _show_product
 from services.order import Order
 from services.payment import Account, LedgerEntry
-from services.shop import ORDER_SAGA
 from services.stock import Product
+from tests.shop_saga import ORDER_SAGA
 from tests.unit.sagas import Run
 
 # `:two:` became 2️⃣, `[b]x[/b]` became a bold x, `[red]` vanished.

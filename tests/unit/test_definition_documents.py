@@ -15,7 +15,7 @@ from saga.core.reasons import INVALID_STEP_INPUT
 from saga.definitions import load_text
 from services.messages import CATALOGUE
 from services.orders import OrderInput
-from services.shop import ORDER_SAGA
+from tests.shop_saga import ORDER_SAGA
 from tests.unit.sagas import T0, Run, order_input
 
 CONTEXT: dict[str, Any] = {

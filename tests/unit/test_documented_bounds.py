@@ -7,8 +7,8 @@ from contracts.money import MAX_MONEY
 from saga.api.idempotency import MAX_KEY_LENGTH
 from services.api import CreateOrderRequest
 from services.payment import MAX_BALANCE
-from services.shop import BUILTINS
 from services.stock import MAX_STOCK
+from tests.shop_saga import BUILTINS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 REFERENCE = DOCS / "http-api.md"

@@ -4,7 +4,7 @@ import pytest
 
 from saga.core.events import SagaStarted
 from saga.core.state import fold
-from services.shop import ORDER_SAGA
+from tests.shop_saga import ORDER_SAGA
 from tests.unit.sagas import T0, Run
 
 OK = "ok"

@@ -9,7 +9,7 @@ from saga.core.events import record_from_json
 from saga.core.policy import COMPENSATION_RETRY
 from saga.core.replay import ReplayPlan, replay_plan
 from saga.core.state import MAX_SUPERSEDED, SagaState, fold
-from services.shop import ORDER_SAGA
+from tests.shop_saga import ORDER_SAGA
 from tests.unit.sagas import Run
 
 OK = "ok"

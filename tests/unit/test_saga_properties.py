@@ -9,7 +9,7 @@ from saga.core.events import SagaReplayed, StepRequested
 from saga.core.policy import COMPENSATION_RETRY, STEP_RETRY
 from saga.core.replay import irreversible, replay_plan
 from saga.core.state import SagaState, evolve, fold
-from services.shop import ORDER_SAGA
+from tests.shop_saga import ORDER_SAGA
 from tests.unit.sagas import Run
 
 MOVES = ["ok", "fail", "transient", "timeout", "duplicate", "late", "first_timer", "cancel"]

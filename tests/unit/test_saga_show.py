@@ -12,7 +12,7 @@ from saga.cli.sagas import print_saga, saga_json
 from saga.core.decide import CancelSaga, ReplaySaga
 from saga.core.policy import COMPENSATION_RETRY, STEP_RETRY
 from saga.views import saga_view
-from services.shop import ORDER_SAGA
+from tests.shop_saga import ORDER_SAGA
 from tests.unit.sagas import Run
 
 

@@ -13,7 +13,7 @@ from saga.core.policy import (
     backoff_delay,
 )
 from saga.core.state import fold
-from services.shop import ORDER_SAGA
+from tests.shop_saga import ORDER_SAGA
 from tests.unit.sagas import T0, Run
 
 
