@@ -14,6 +14,7 @@ TRACEPARENT_PATTERN = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 # an orchestrator acks a reply to an unknown saga of such an id and ignores it, rather
 # than dead-lettering it as noise.
 CHECK_SAGA_PREFIX: Final = "conformance-check."
+_TRACEPARENT: Final = re.compile(TRACEPARENT_PATTERN)
 
 
 class Envelope(BaseModel):
@@ -95,7 +96,7 @@ def traceparent(trace_id: str, span_id: str) -> str:
 
 def trace_id_of(value: str | None) -> str | None:
     """The trace id of a traceparent value, or None if it is absent or malformed."""
-    if value is None or not re.fullmatch(TRACEPARENT_PATTERN, value):
+    if value is None or not _TRACEPARENT.fullmatch(value):
         return None
     trace_id = value.split("-")[1]
     return None if trace_id == "0" * 32 else trace_id

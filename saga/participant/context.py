@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from structlog.typing import FilteringBoundLogger
 
 from contracts.idempotency import KeyAction
-from saga.participant.declaration import Participant, Registration
+from saga.participant.declaration import Registration
 from saga.participant.outcomes import Answer, Refused, read_record
 from saga.participant.records import BUSY, EffectScript, Records, Unit, wait_a_little
 
@@ -60,7 +60,7 @@ class Context:
     redis: "Redis"
     _fields: dict[str, Any] = field(repr=False)
     _recording: Recording = field(repr=False)
-    _owner: Participant = field(repr=False)
+    _prefix: str = field(repr=False)  # the participant's own keys': Participant.key(namespace)
     _log: FilteringBoundLogger | None = field(default=None, repr=False)
 
     @property
@@ -74,7 +74,7 @@ class Context:
     def key(self, *parts: str) -> str:
         """A Redis key of the participant's own (`<ns>:<name>:{<name>}:<parts>`): the
         keys an EffectScript touches must be these, so they share one hash slot."""
-        return self._owner.key(self.namespace, *parts)
+        return ":".join((self._prefix, *parts))
 
     async def atomically(
         self, script: EffectScript[R], *, keys: Sequence[str] = (), args: Sequence[Any] = ()

@@ -11,15 +11,14 @@ handler (when it is not atomic), so two replicas never run it at once.
 import asyncio
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
 from contracts.idempotency import IdempotencyKey
-from saga.participant.declaration import Participant, Registration
+from saga.participant.declaration import Registration
 from saga.scripts import Script, ScriptBatcher
 
 R = TypeVar("R", bound=BaseModel)
@@ -128,8 +127,7 @@ class EffectScript(Generic[R]):
         self.reply = reply
 
 
-@dataclass(frozen=True)
-class Unit:
+class Unit(NamedTuple):
     """The Redis keys of one command's handling: its reply, and its step's marker and lease."""
 
     handled: str
@@ -142,26 +140,19 @@ class Unit:
 
 
 def unit_of(
-    participant: Participant,
-    namespace: str,
-    envelope: Envelope,
-    parsed: IdempotencyKey | None,
-    registration: Registration,
+    prefix: str, envelope: Envelope, parsed: IdempotencyKey | None, registration: Registration
 ) -> Unit:
-    """Where the command's records live. Its step is the saga's step its idempotency
-    key names (a command and its compensation share it); for a key of another shape,
-    the saga and the command type (the one a compensation undoes). `parsed`: what the
+    """Where the command's records live, under the participant's key `prefix`
+    (`Participant.key(namespace)`). Its step is the saga's step its idempotency key
+    names (a command and its compensation share it); for a key of another shape, the
+    saga and the command type (the one a compensation undoes). `parsed`: what the
     command's key names."""
     key = envelope.idempotency_key or envelope.message_id
     if parsed is not None:
         step = f"{parsed.saga_id}:{parsed.step}"
     else:
         step = f"{envelope.saga_id}:{registration.compensates or registration.type}"
-    return Unit(
-        handled=participant.key(namespace, "handled", key),
-        marker=participant.key(namespace, "compensated", step),
-        lease=participant.key(namespace, "lease", step),
-    )
+    return Unit(f"{prefix}:handled:{key}", f"{prefix}:compensated:{step}", f"{prefix}:lease:{step}")
 
 
 def new_token() -> str:

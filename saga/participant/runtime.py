@@ -67,6 +67,7 @@ class ParticipantRuntime:
         self._transport = transport
         self._redis = redis
         self._namespace = namespace
+        self._prefix = participant.key(namespace)
         self._clock = clock
         self._records = Records(redis, ttl=max(1, int(retention)), lease=participant.lease)
         # Answers a handler gave whose storing failed with an outage, by the handled key
@@ -127,7 +128,7 @@ class ParticipantRuntime:
             command = registration.command.model_validate(envelope.payload)
         except ValidationError as exc:
             return failed(INVALID_COMMAND, str(exc))
-        unit = unit_of(self.participant, self._namespace, envelope, key, registration)
+        unit = unit_of(self._prefix, envelope, key, registration)
         pending = self._unrecorded.get(unit.handled)
         if pending is not None:
             # Answered before, and the answer not yet stored: store it now.
@@ -260,5 +261,5 @@ class ParticipantRuntime:
             redis=self._redis,
             _fields=fields,
             _recording=recording,
-            _owner=self.participant,
+            _prefix=self._prefix,
         )
