@@ -292,11 +292,14 @@ class DeadLetterQueue:
 
     async def remove(self, ids: Collection[str]) -> list[ParkedMessage]:
         """Drop the parked messages of these ids (those parked now), and only those: the
-        others stay parked, in their order. The ones it dropped."""
+        others stay parked, in their order. The ones it dropped. It holds the replay lock
+        (ReplayRunning while a replay runs: the messages a replay holds are not in the
+        queue to be found)."""
         wanted = set(ids)
         removed: list[ParkedMessage] = []
         connection = await self._connect()
         async with connection:
+            await self._lock(connection)
             queue, parked = await self._parked(connection)
             # The others are held unacked until the connection closes, so none is seen
             # twice; closing gives them back.

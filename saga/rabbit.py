@@ -53,6 +53,11 @@ logging.getLogger("aiormq.connection").addFilter(_not_a_failed_connect)
 PERSISTENT: Final = int(aio_pika.DeliveryMode.PERSISTENT)
 # What means the broker or a channel is away, in the port's words or the client's.
 _OUTAGES: Final = (TransportUnavailable, *AMQP_OUTAGES)
+# The longest a connection's close waits for the broker's Close-Ok and the socket: a
+# broker that stopped answering (paused, its host gone) must not hold a process's
+# shutdown. What is still unacked goes back to its queue when the broker sees the
+# socket go, either way.
+CLOSE_WITHIN: Final = 5.0
 
 
 @contextlib.contextmanager
@@ -188,8 +193,12 @@ class RabbitTransport:
             # The calls still under way on it fail with this, not with a CancelledError
             # (aiormq's default) that their callers would take for their own cancellation.
             lost = TransportUnavailable("the connection to RabbitMQ was closed")
-            with contextlib.suppress(*_OUTAGES, RuntimeError):
-                await connection.close(lost)
+            try:
+                await asyncio.wait_for(connection.close(lost), CLOSE_WITHIN)
+            except TimeoutError:
+                log.warning("RabbitMQ did not answer the close in time", within=CLOSE_WITHIN)
+            except (*_OUTAGES, RuntimeError):
+                pass
 
     async def _supervise(self) -> None:
         """Make the connection again whenever it is lost, until the transport closes."""

@@ -1,4 +1,4 @@
-"""The `saga dlq` commands: list, replay and purge the namespace's dead letters."""
+"""The `saga dlq` commands: list, replay, drop and purge the namespace's dead letters."""
 
 import asyncio
 import sys
@@ -107,6 +107,29 @@ def dlq_replay(
     else:
         console().print(f"{len(done.sent)} message(s) sent back")
     if done.refused:
+        raise typer.Exit(1)
+
+
+@dlq_app.command("drop")
+def dlq_drop(
+    letter_ids: Annotated[
+        list[str], typer.Argument(metavar="ID", help="The parked messages to drop.")
+    ],
+    json_out: Json = False,
+) -> None:
+    """Drop the named parked messages for good; the others stay parked, in their order.
+
+    An id not parked (dropped already, or never there) is named, and the exit is 1."""
+    wanted = list(dict.fromkeys(letter_ids))
+    dropped = {letter.id for letter in _run(_dead_letters().remove(wanted))}
+    missing = [i for i in wanted if i not in dropped]
+    if json_out:
+        print_json({"dropped": [i for i in wanted if i in dropped], "missing": missing})
+    else:
+        console().print(f"{len(dropped)} message(s) dropped")
+    for letter_id in missing:
+        print(f"saga: no dead letter {letter_id!r}", file=sys.stderr)
+    if missing:
         raise typer.Exit(1)
 
 

@@ -23,6 +23,7 @@ its did, and takes out of the dead letters those it caused, by their ids.
 """
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -37,7 +38,7 @@ from contracts.envelope import CHECK_SAGA_PREFIX, Envelope, first_error
 from contracts.messages import CommandFailed
 from contracts.topology import Topology
 from contracts.topology import check_participant as valid_participant
-from saga.deadletters import DeadLetterQueue, dead_letter_id
+from saga.deadletters import DeadLetterQueue, ReplayRunning, dead_letter_id
 from saga.participant.check_samples import (
     Action,
     SampleError,
@@ -613,8 +614,9 @@ async def _take_out(dead: DeadLetterQueue, ids: list[str], within: float) -> tup
     left = set(ids)
     deadline = time.monotonic() + within
     while left:
-        removed = await dead.remove(left)
-        left -= {letter.id for letter in removed}
+        with contextlib.suppress(ReplayRunning):  # an operator's replay: try again after it
+            removed = await dead.remove(left)
+            left -= {letter.id for letter in removed}
         if not left or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.1)

@@ -2,6 +2,7 @@
 replies and dead letters they cause."""
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from contracts.envelope import Envelope, first_error
 from contracts.topology import ORCHESTRATOR_ROUTING_KEY, Topology
 from saga.namespaces import nothing_runs
+from saga.rabbit import CLOSE_WITHIN
 
 PERSISTENT: Final = aio_pika.DeliveryMode.PERSISTENT
 
@@ -97,13 +99,13 @@ class Wire:
             await dead.bind(topology.dead_letter_exchange)
             await dead.consume(wire._on_dead_letter, no_ack=True)
         except BaseException:
-            await connection.close()
+            await _close(connection)
             raise
         return wire, consumers
 
     async def close(self) -> None:
         """Close the connection: the check's queues go with it."""
-        await self._connection.close()
+        await _close(self._connection)
 
     async def send(
         self, envelope: Envelope, *, body: bytes | None = None, message_id: str | None = None
@@ -240,6 +242,12 @@ async def _consumers(connection: AbstractConnection, topology: Topology, partici
         ) from exc
     await channel.close()
     return int(queue.declaration_result.consumer_count or 0)
+
+
+async def _close(connection: aio_pika.abc.AbstractConnection) -> None:
+    """Close, waiting no longer than CLOSE_WITHIN for a broker that stopped answering."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(connection.close(), CLOSE_WITHIN)
 
 
 def _read(body: bytes) -> Received:

@@ -285,6 +285,45 @@ async def test_remove_drops_only_the_named_dead_letters_and_keeps_the_others_in_
     assert [x.preview for x in left] == ['{"n": "a"}', '{"n": "c"}']
 
 
+async def test_an_operator_drops_named_dead_letters_and_is_told_of_those_not_parked(
+    transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection, namespace: str
+) -> None:
+    bodies = {name: f'{{"n": "{name}"}}'.encode() for name in "abc"}
+    letters = await park_by_transport(transport, amqp, bodies)
+    by_body = {letter.preview: letter.id for letter in letters}
+    a, b = by_body['{"n": "a"}'], by_body['{"n": "b"}']
+    result = await saga_cli(namespace, "dlq", "drop", a, b, a, "no-such-letter", "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {"dropped": [a, b], "missing": ["no-such-letter"]}
+    assert result.stderr == "saga: no dead letter 'no-such-letter'\n"
+    left = await parked(transport.topology, 1)
+    assert [x.preview for x in left] == ['{"n": "c"}']
+    # Run twice, the second finds nothing to drop, says so, and drops nothing else.
+    again = await saga_cli(namespace, "dlq", "drop", a)
+    assert again.returncode == 1
+    assert f"no dead letter {a!r}" in again.stderr
+    assert [x.id for x in await parked(transport.topology, 1)] == [left[0].id]
+
+
+async def test_dropping_waits_for_no_replay_it_would_miss_messages_of(
+    transport: RabbitTransport, amqp: aio_pika.abc.AbstractConnection, namespace: str
+) -> None:
+    [letter] = await park_by_transport(transport, amqp, {"a": b"{}"})
+    # What a replay under way holds: the namespace's replay lock (and the messages it
+    # has in hand are not in the queue to be found and dropped).
+    other = await rabbitmq_or_skip()
+    await (await other.channel()).declare_queue(
+        replay_lock_queue(transport.topology), exclusive=True
+    )
+    with pytest.raises(ReplayRunning):
+        await dlq(transport.topology).remove([letter.id])
+    result = await saga_cli(namespace, "dlq", "drop", letter.id)
+    assert result.returncode == 1
+    assert "another dead-letter replay is running" in result.stderr
+    await other.close()
+    assert [x.id for x in await dlq(transport.topology).remove([letter.id])] == [letter.id]
+
+
 # --- replay-all -------------------------------------------------------------------
 
 
