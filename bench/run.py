@@ -77,6 +77,7 @@ class BaselineResult:
 
 @dataclass(frozen=True)
 class BenchResult:
+    namespace: str  # the run's own, removed after it
     mode: Mode
     event_loop: str
     orchestrators: int
@@ -191,6 +192,7 @@ async def _run_system(
         # Every command sent has a reply: two messages per attempt of a step or compensation.
         messages = sum(e.messages for e in ended.values())
         return BenchResult(
+            namespace=namespace,
             mode=mode,
             event_loop=loop_name(settings.event_loop),
             orchestrators=orchestrators,

@@ -49,8 +49,9 @@ _CANCEL: Final = EffectScript(
     """
 local existing = redis.call('GET', KEYS[1])
 if not existing then
-  -- Remember the cancel so a late create for this saga is refused.
-  redis.call('SET', KEYS[2], '1')
+  -- Remember the cancel so a late create for this saga is refused (for the retention,
+  -- as the SDK's own marker).
+  redis.call('SET', KEYS[2], '1', 'EX', ttl)
   return ok({order_id = cjson.null})
 end
 local o = cjson.decode(existing)

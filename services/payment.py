@@ -57,8 +57,9 @@ _REFUND: Final = EffectScript(
     + """
 local existing = redis.call('GET', KEYS[3])
 if not existing then
-  -- Remember the refund so a late charge for this saga is refused.
-  redis.call('SET', KEYS[3], cjson.encode({status = 'refunded', amount_cents = 0}))
+  -- Remember the refund so a late charge for this saga is refused (for the retention,
+  -- as the SDK's own marker: a charge record that was never a charge is not kept).
+  redis.call('SET', KEYS[3], cjson.encode({status = 'refunded', amount_cents = 0}), 'EX', ttl)
   return ok({amount = money(0)})
 end
 local c = cjson.decode(existing)

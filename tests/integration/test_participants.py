@@ -349,3 +349,21 @@ async def test_answers_and_settled_reservations_are_kept_for_the_retention(
     await stock.handle(command("ConfirmStock", {"product_ids": ["p1"]}, saga="a"))
     assert 3590 < await redis.ttl(reservation) <= 3600
     assert await redis.ttl(f"{prefix}:product:p1") == -1  # the stock itself stays
+
+
+async def test_what_a_compensation_that_came_first_leaves_is_kept_for_the_retention(
+    redis: Redis, namespace: str
+) -> None:
+    payment = running(
+        payment_participant, PaymentService(redis, namespace), redis, namespace, retention=3600
+    )
+    orders = running(
+        order_participant, OrderService(redis, namespace), redis, namespace, retention=3600
+    )
+    refund = command("RefundPayment", {"customer": "ann@example.com"}, saga="early")
+    assert (await payment.handle(refund))[0] == "PaymentRefunded"
+    assert (await orders.handle(command("CancelOrder", {}, saga="early")))[0] == "OrderCancelled"
+    left = [key async for key in redis.scan_iter(match=f"{namespace}:*")]
+    # The answers, the SDK's markers and the services' own: nothing kept for ever.
+    assert len(left) >= 6
+    assert {key: 3590 < await redis.ttl(key) <= 3600 for key in left} == dict.fromkeys(left, True)
