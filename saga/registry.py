@@ -361,9 +361,15 @@ class DefinitionRegistry:
 
 
 def participants_key(namespace: str) -> str:
-    """Every participant the namespace's applied definitions name (never shrinks: a
-    queue outlives the definition that named it)."""
+    """Every participant the namespace's applied definitions name, or that ran there on
+    the SDK (never shrinks: a queue outlives the definition that named it)."""
     return f"{namespace}:participants"
+
+
+async def remember_participant(redis: "Redis", namespace: str, name: str) -> None:
+    """Count a participant among the namespace's (its queue is the namespace's: listed,
+    and removed with it)."""
+    await redis.sadd(participants_key(namespace), name)
 
 
 def _json(model: BaseModel) -> str:

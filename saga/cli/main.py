@@ -16,6 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.envelope import first_error
 from saga.cli import definitions, demo, dlq, ops, sagas, users, values
+from saga.cli.namespace import namespace_app
 from saga.cli.output import CliError, Json, fail, settings
 from saga.cli.participant import participant_app
 from saga.cli.up import up
@@ -206,6 +207,7 @@ def build(extensions: Extensions) -> typer.Typer:
     app.add_typer(definitions.definitions_app, name="definitions")
     app.command("start", help="Start a saga of any registered type.")(definitions.start)
     app.add_typer(participant_app, name="participant")
+    app.add_typer(namespace_app, name="namespace")
     for name, commands in extensions.commands().items():
         app.add_typer(commands, name=name)
     return app

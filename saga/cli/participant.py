@@ -13,6 +13,7 @@ import typer
 import yaml
 from rich.table import Table
 
+from contracts.topology import check_participant as valid_participant
 from saga.bootstrap import Wiring
 from saga.cli.output import CliError, Json, console, print_json, settings, with_wiring
 from saga.core.contracts import Catalogue
@@ -62,8 +63,12 @@ def _samples(path: Path) -> dict[str, dict[str, Any]]:
     """A file of sample payloads: a YAML or JSON object of command type -> payload."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"Invalid value for '--samples': {path}: {exc}", usage=True) from None
+    except yaml.YAMLError as exc:
+        raise CliError(
+            f"Invalid value for '--samples': {path}: {_yaml_problem(exc)}", usage=True
+        ) from None
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, dict) for k, v in data.items()
     ):
@@ -73,6 +78,27 @@ def _samples(path: Path) -> dict[str, dict[str, Any]]:
             usage=True,
         )
     return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: where, and what (PyYAML's own text spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "not YAML"
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+def _unused(given: list[Given], steps: list[StepSample], name: str) -> None:
+    """A --payload for a command no step sends is a mistyped name: said, not ignored."""
+    sent = {a.command for s in steps for a in (s.action, s.compensation) if a is not None}
+    for g in given:
+        if g.command not in sent:
+            raise CliError(
+                f"Invalid value for '--payload': no step of {name} takes {g.command} "
+                f"(it is sent: {', '.join(sorted(sent))})",
+                usage=True,
+            )
 
 
 def _models(catalogue: Catalogue, participant: str) -> Models:
@@ -145,6 +171,10 @@ def check(
     retries, a compensation first, an unknown command, bad bodies, ids.
 
     Exits 1 if any case fails."""
+    try:
+        valid_participant(name)
+    except ValueError as exc:
+        raise CliError(f"Invalid value for 'NAME': {exc}", usage=True) from None
     given = _samples(samples) if samples else {}
     given |= {g.command: g.payload for g in payload or []}
     config = settings()
@@ -168,6 +198,7 @@ def check(
             "name its commands with --step COMMAND[:COMPENSATION]",
             usage=True,
         )
+    _unused(payload or [], steps, name)
     try:
         report = asyncio.run(
             check_participant(

@@ -145,6 +145,11 @@ class Participant:
         taken). `after_compensation`: the refusal a late command gets when its step's
         compensation came first (by default `compensated_first`).
         """
+        if after_compensation is not None and not isinstance(after_compensation, Refused):
+            raise TypeError(
+                "after_compensation is the Refused a late command gets (stored, never "
+                f"transient), not {type(after_compensation).__name__}"
+            )
         late_record = refusal_record(
             after_compensation
             or Refused(COMPENSATED_FIRST, "the compensation of this step came before it")

@@ -38,6 +38,7 @@ from saga.participant.outcomes import (
     record_of,
 )
 from saga.participant.records import GO, Records, Unit, new_token, unit_of, wait_a_little
+from saga.registry import remember_participant
 from saga.settings import DEFAULT_RETENTION
 from saga.transport import ACK, DeadLetter, Delivery, Outcome, Transport
 
@@ -79,6 +80,10 @@ class ParticipantRuntime:
     async def run(self) -> None:
         """Declare the participant's queue and start consuming it."""
         name = self.participant.name
+        try:
+            await remember_participant(self._redis, self._namespace, name)
+        except INFRASTRUCTURE_ERRORS as exc:  # Redis away: the commands wait for it anyway
+            log.warning("participant not recorded in its namespace", error=repr(exc))
         await self._transport.declare_participants([name])
         await self._transport.consume(self._transport.topology.participant_queue(name), self.handle)
 

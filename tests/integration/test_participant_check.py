@@ -3,6 +3,7 @@ participant pass it; a participant that breaks one rule fails that rule's case, 
 only that one."""
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -245,3 +246,18 @@ async def test_a_participant_nobody_runs_is_one_error(transport: RabbitTransport
         await check(transport, "stock", named_steps(["CancelOrder"], models=COMMANDS))
     with pytest.raises(CheckError, match=r"no queue t\w+\.nobody: no definition names nobody"):
         await check(transport, "nobody", [StepSample(Action("Ping"))])
+
+
+async def test_the_documented_test_passes_against_the_example_carrier(
+    transport: RabbitTransport, redis: Redis, namespace: str
+) -> None:
+    from examples.shipping.participant import carrier
+
+    text = (Path(__file__).parents[2] / "docs" / "wire-protocol.md").read_text()
+    after = text.split("**From a test.**", 1)[1]
+    code = after.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace('"amqp://guest:guest@127.0.0.1:5672/"', repr(RABBITMQ_URL))
+    scope: dict[str, Any] = {}
+    exec(compile(code, "docs/wire-protocol.md", "exec"), scope)
+    await ParticipantRuntime(carrier, transport, redis, namespace=namespace).run()
+    await scope["test_the_carrier_keeps_the_wire_protocol"](namespace)

@@ -3,6 +3,7 @@
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -95,7 +96,37 @@ BAD_VALUES = [
     (["replay", "--status", "running"], "'--status'"),
     (["definitions", "apply", "no/such/file.yaml"], "'FILE'"),
     (["definitions", "show", "order", "--version", "0"], "'--version'"),
+    (["participant", "check", "Bad Name"], "'NAME'"),
+    (["namespace", "drop", "Prod!", "--yes"], "'NAME'"),
+    (["participant", "check", "orchestrator"], "'NAME'"),
+    (
+        [
+            "participant",
+            "check",
+            "carrier",
+            "--step",
+            "ShipOrder",
+            "--payload",
+            'ShipOrder={"order_id": "o-1"}',
+            "--payload",
+            "ShipOrdr={}",
+        ],
+        "no step of carrier takes ShipOrdr",
+    ),
 ]
+
+
+def test_a_samples_file_that_is_not_yaml_is_one_line_saying_where(
+    saga: Saga, tmp_path: Path
+) -> None:
+    samples = tmp_path / "samples.yaml"
+    samples.write_text("BookRoom: [1, 2\nCancelRoom: {}\n")
+    ran = saga("participant", "check", "hotel", "--step", "BookRoom", "--samples", str(samples))
+    assert ran.code == 2, ran
+    assert ran.err.strip().splitlines() == [
+        f"saga: error: Invalid value for '--samples': {samples}: line 2, column 11: "
+        "expected ',' or ']', but got ':'"
+    ], ran.err
 
 
 @pytest.mark.parametrize(("args", "named"), BAD_VALUES)

@@ -181,6 +181,13 @@ def test_a_late_command_is_refused_compensated_first_unless_the_command_says_oth
     assert late("Cancelled")["payload"] == {"reason": "reservation_released", "detail": "gone"}
     with pytest.raises(ValueError, match="a refusal's reason: String should have at most 64"):
         participant.command(Shipped, reply=Shipped, after_compensation=Refused("x" * 65))
+    # A late command's answer is stored for every repeat: never a transient one.
+    with pytest.raises(TypeError, match=r"the Refused a late command gets .* not Transient"):
+        participant.command(
+            Shipped,
+            reply=Shipped,
+            after_compensation=Transient("later"),  # type: ignore[arg-type]
+        )
 
 
 async def test_a_declared_handler_is_still_the_function_it_wraps() -> None:
