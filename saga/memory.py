@@ -48,6 +48,7 @@ class InMemoryTransport:
         self._queues: dict[str, asyncio.Queue[_Message]] = {}
         self._parked: list[_Message] = []
         self._workers: list[asyncio.Task[None]] = []
+        self._consumers: dict[str, int] = {}
         self._in_flight = 0
         self._hands_empty = asyncio.Event()
         self._hands_empty.set()
@@ -107,9 +108,14 @@ class InMemoryTransport:
             return len(self._parked)
         return self._queue(queue_name).qsize()
 
+    async def consumers(self, queue_name: str) -> int:
+        """How many consumers read a queue now (each `consume` is one)."""
+        return self._consumers.get(queue_name, 0)
+
     async def consume(self, queue_name: str, handler: Handler) -> None:
         """Start `prefetch` workers taking messages from the queue."""
         queue = self._queue(queue_name)
+        self._consumers[queue_name] = self._consumers.get(queue_name, 0) + 1
         for _ in range(self._prefetch):
             self._workers.append(asyncio.create_task(self._work(queue_name, queue, handler)))
 
@@ -124,6 +130,7 @@ class InMemoryTransport:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         self._workers.clear()
+        self._consumers.clear()
         self._stopping = False
 
     def _queue(self, name: str) -> asyncio.Queue[_Message]:

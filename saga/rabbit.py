@@ -346,6 +346,20 @@ class RabbitTransport:
             finally:
                 await channel.close()
 
+    async def consumers(self, queue_name: str) -> int:
+        """How many consumers read a queue now (0 for a queue that does not exist)."""
+        connection = self._connection
+        if connection is None or not self.connected:
+            raise TransportUnavailable("not connected to RabbitMQ")
+        with _translated(f"counting the consumers of {queue_name}"):
+            channel = await connection.channel()  # a missing queue closes it
+            try:
+                declared = await channel.queue_declare(queue_name, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return 0
+            await channel.close()
+            return int(declared.consumer_count or 0)
+
     async def _settle(
         self, queue_name: str, handler: Handler, message: DeliveredMessage, acks: AckBatcher
     ) -> None:

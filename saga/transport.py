@@ -151,3 +151,7 @@ class Transport(Protocol):
     async def depth(self, queue_name: str) -> int:
         """Messages waiting in a queue (not counting those in a consumer's hands)."""
         ...
+
+    async def consumers(self, queue_name: str) -> int:
+        """How many consumers read a queue now (0 for a queue that does not exist)."""
+        ...

@@ -12,12 +12,13 @@ from saga.bootstrap import Wiring
 from saga.cli import values
 from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, with_wiring
 from saga.core.definition import InputError
-from saga.core.document import DefinitionError
+from saga.core.document import DefinitionError, DefinitionSpec
 from saga.definitions import read_file
 from saga.handling import INFRASTRUCTURE_ERRORS
 from saga.logs import configure_logging
 from saga.registry import DefinitionConflict, DefinitionInUse
 from saga.store import NoSuchDefinition
+from saga.transport import Transport
 from saga.views import definition_entries
 
 definitions_app = typer.Typer(help="Register saga types and their versions.", no_args_is_help=True)
@@ -70,6 +71,7 @@ def apply(
         try:  # the queues of its participants, so that commands wait there for them
             if await connect_or_warn(transport, meanwhile):
                 await transport.declare_participants(spec.named_participants())
+                await _warn_of_unread_queues(transport, spec)
         except INFRASTRUCTURE_ERRORS:
             print(f"saga: RabbitMQ went away; {meanwhile}", file=sys.stderr)
         finally:
@@ -86,6 +88,21 @@ def apply(
     else:
         what = "would be registered (dry run: nothing registered)" if dry_run else "registered"
     console().print(f"{spec.name} version {spec.version}: {what}")
+
+
+async def _warn_of_unread_queues(transport: Transport, spec: DefinitionSpec) -> None:
+    """Say which participant's queue nothing reads yet: not started, or a mistyped name
+    (whose commands would wait there until their steps time out)."""
+    for name in spec.named_participants():
+        if name in spec.participants:
+            continue  # reached over HTTP: no queue to read
+        queue = transport.topology.participant_queue(name)
+        if await transport.consumers(queue) == 0:
+            print(
+                f"saga: nothing reads {queue} yet: start participant {name!r} "
+                "(or check the name: its steps time out until something answers)",
+                file=sys.stderr,
+            )
 
 
 @definitions_app.command("list")
@@ -189,7 +206,11 @@ def start(
             await connect_or_warn(transport, "the orchestrator's relay will send the first command")
             dispatcher = wiring.dispatcher(transport)
             starter = wiring.starter(dispatcher)
-            definition = await wiring.registry.latest(saga_type)
+            try:
+                definition = await wiring.registry.latest(saga_type)
+            except NoSuchDefinition as exc:
+                known = ", ".join(e.name for e in await wiring.registry.entries()) or "none"
+                raise CliError(f"{exc} (the types: {known})") from None
             try:
                 state = await starter.start(definition, customer=customer, saga_input=saga_input)
             except InputError as exc:  # the type's input schema refuses what was typed

@@ -243,3 +243,31 @@ def test_the_cli_applies_lists_shows_starts_and_deletes(
     assert refused.returncode == 2, refused.stderr
     assert refused.stderr.startswith("saga: error: Invalid value for '--input': input.")
     assert "input.vendor: 'vendor' is a required property" in refused.stderr
+
+
+def test_applying_a_definition_says_which_participant_nothing_reads_yet(
+    system: System, tmp_path: Path
+) -> None:
+    running = tmp_path / "boxed.yaml"
+    running.write_text(yaml.safe_dump(gift(1) | {"name": "boxed"}))
+    applied = system.cli("definitions", "apply", str(running))
+    assert applied.returncode == 0 and "nothing reads" not in applied.stderr, applied.stderr
+    steps = json.loads(json.dumps(ORDER_DOCUMENT["steps"]))
+    steps[0]["participant"] = "stok"  # a typo: its commands would wait for a timeout
+    mistyped = tmp_path / "typo.yaml"
+    mistyped.write_text(yaml.safe_dump(gift(1) | {"name": "typo", "steps": steps}))
+    applied = system.cli("definitions", "apply", str(mistyped))
+    assert applied.returncode == 0, applied.stderr  # registered: it may start later
+    assert applied.stderr.splitlines() == [
+        f"saga: nothing reads {system.namespace}.stok yet: start participant 'stok' "
+        "(or check the name: its steps time out until something answers)"
+    ]
+
+
+def test_starting_a_type_that_is_not_registered_names_the_types_there_are(system: System) -> None:
+    started = system.cli(
+        "start", "ordr", "--input", "{}", "--customer", "ann@example.com", check=False
+    )
+    assert started.returncode == 1
+    assert started.stderr.startswith("saga: error: no saga definition ordr (the types: ")
+    assert "order" in started.stderr.split("(the types: ")[1]

@@ -112,6 +112,22 @@ async def test_a_published_command_is_consumed_and_acked(transport: Transport) -
     assert await transport.depth(transport.topology.participant_queue("stock")) == 0
 
 
+async def test_it_counts_the_consumers_of_a_queue(transport: Transport) -> None:
+    queue = transport.topology.participant_queue("stock")
+    assert await transport.consumers(transport.topology.participant_queue("nobody")) == 0
+    assert await transport.consumers(queue) == 0  # declared, read by nothing yet
+
+    async def handler(delivery: Delivery) -> Outcome:
+        return ACK
+
+    await transport.consume(queue, handler)
+    assert await transport.consumers(queue) == 1
+    await transport.stop_consuming()
+    assert await transport.consumers(queue) == 0
+    # The transport still works after asking of a queue that does not exist.
+    assert await transport.depth(queue) == 0
+
+
 async def test_a_participant_of_ones_own_gets_a_queue_that_keeps_its_commands(
     transport: Transport,
 ) -> None:
