@@ -11,6 +11,7 @@ from rich.table import Table
 from saga.bootstrap import Wiring
 from saga.cli import values
 from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, with_wiring
+from saga.cli.verify import verify_definition
 from saga.core.definition import InputError
 from saga.core.document import DefinitionError
 from saga.definitions import read_file
@@ -86,6 +87,9 @@ def apply(
     else:
         what = "would be registered (dry run: nothing registered)" if dry_run else "registered"
     console().print(f"{spec.name} version {spec.version}: {what}")
+
+
+definitions_app.command("verify")(verify_definition)
 
 
 @definitions_app.command("list")
