@@ -2,19 +2,18 @@
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from saga.cli.output import CliError, Json, console, print_json, settings
 from saga.core.definition import InputError
-from saga.core.document import DefinitionError, compile_definition
-from saga.definitions import read_file
+from saga.core.document import DefinitionError
 from saga.extensions import selected
 from saga.participant.check_samples import SampleError
-from saga.verify.samples import SampleInput, sample_inputs, sample_replies
-from saga.verify.verdict import Verdict, verify
+from saga.verify.testing import DefinitionPaths
+from saga.verify.verdict import Verdict
 
 # Exit codes: the definition holds; an invariant breaks or a failed end is not accepted;
 # the definition (or what was given with it) cannot be verified at all.
@@ -52,17 +51,14 @@ def verify_definition(
     """Walk every path of a definition (each answer each participant can give, timers on
     a simulated clock) and check the invariants on each; print the end states."""
     try:
-        spec = read_file(file)
-        definition = compile_definition(spec, selected(settings(servers=False)).catalogue)
-        replies = sample_replies(spec, definition)
-        given = [_given(text, n) for n, text in enumerate(inputs or [], 1)]
-        for sample in given:
-            definition.check_input(sample.value)
-        samples = given or sample_inputs(spec, definition)
+        catalogue = selected(settings(servers=False)).catalogue
+        given = [_given(text) for text in inputs or []]
+        walker = DefinitionPaths.from_file(file, catalogue, inputs=given)
     except (DefinitionError, SampleError) as exc:
         raise CliError(str(exc), usage=True) from None
     except InputError as exc:
         raise CliError(f"Invalid value for '--input': {exc}", usage=True) from None
+    definition = walker.definition
     steps = {s.name for s in definition.steps}
     unknown = sorted(set(accept_failed or []) - steps)
     if unknown:
@@ -70,7 +66,7 @@ def verify_definition(
             f"--accept-failed: {', '.join(unknown)}: no such step of {definition.name}",
             usage=True,
         )
-    verdict = verify(definition, samples, replies, accept_failed=accept_failed or (), seed=seed)
+    verdict = walker.verify(accept_failed=accept_failed or (), seed=seed)
     if json_out:
         print_json(verdict.to_json())
     else:
@@ -79,7 +75,7 @@ def verify_definition(
         raise typer.Exit(BREAKS)
 
 
-def _given(text: str, number: int) -> SampleInput:
+def _given(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -88,7 +84,7 @@ def _given(text: str, number: int) -> SampleInput:
         ) from None
     if not isinstance(value, dict):
         raise CliError("--input must be a JSON object", usage=True)
-    return SampleInput(f"input {number}", value)
+    return value
 
 
 def _show(verdict: Verdict) -> None:

@@ -39,6 +39,16 @@ class SagaPath:
     blamed: frozenset[str]
     violations: tuple[str, ...]
     inputs: int
+    # What the participants did: the steps that took effect (or may have: `maybe`), and
+    # those whose compensation took effect.
+    took_effect: frozenset[str] = frozenset()
+    maybe: frozenset[str] = frozenset()
+    undone: frozenset[str] = frozenset()
+
+    @property
+    def events(self) -> list[str]:
+        """The types of the saga's events, in order."""
+        return [r.event.type for r in self.records]
 
     @property
     def faults(self) -> int:
@@ -207,6 +217,9 @@ def _path(world: World, input_name: str) -> SagaPath:
         blamed=frozenset(blamed_steps(world)) if world.state.status == "failed" else frozenset(),
         violations=tuple(violations),
         inputs=world.inputs,
+        took_effect=frozenset(n for n, e in world.effects.items() if e == "done"),
+        maybe=frozenset(n for n, e in world.effects.items() if e == "maybe"),
+        undone=frozenset(world.undone),
     )
 
 
