@@ -78,8 +78,8 @@ class Coverage:
         if self.exhaustive:
             return f"[{self.input_name}] every path walked: {self.walked}"
         return (
-            f"[{self.input_name}] too many paths to walk whole (some {self.estimate} with "
-            f"{(self.fault_bound or 0) + 1} faults alone): every path with at most "
+            f"[{self.input_name}] too many paths to walk whole (about {self.estimate} with up "
+            f"to {(self.fault_bound or 0) + 1} faults): every path with at most "
             f"{self.fault_bound} faults walked ({self.walked}), {self.sampled} more sampled "
             f"at random (seed {self.seed})"
         )

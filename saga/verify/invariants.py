@@ -2,14 +2,18 @@
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from saga.core.events import EventRecord, StepCompensated
+from saga.core.definition import SagaDefinition
+from saga.core.events import EventRecord, StepCompensated, StepRequested
 from saga.core.replay import irreversible
-from saga.core.state import FoldError, SagaState, fold
-from saga.verify.world import World
+from saga.core.state import FoldError, SagaState, evolve, fold
+
+if TYPE_CHECKING:
+    from saga.verify.world import World
 
 
-def end_of(world: World) -> str:
+def end_of(world: "World") -> str:
     """The end state a path reached: `completed`, `compensated`, or `failed: ...` naming
     why (each compensation that failed, each step that did not finish past the pivot)."""
     state = world.state
@@ -18,7 +22,7 @@ def end_of(world: World) -> str:
     return "failed: " + "; ".join(failed_because(world))
 
 
-def failed_because(world: World) -> list[str]:
+def failed_because(world: "World") -> list[str]:
     """Why a failed saga failed, one phrase a cause."""
     causes = [
         f"compensation of {s.name} failed"
@@ -37,7 +41,7 @@ def failed_because(world: World) -> list[str]:
     return causes or ["no cause found"]
 
 
-def blamed_steps(world: World) -> set[str]:
+def blamed_steps(world: "World") -> set[str]:
     """The steps a failed end is put down to (what `--accept-failed` names)."""
     state = world.state
     named = {s.name for s in state.steps if s.status == "compensation_failed"}
@@ -51,6 +55,25 @@ def blamed_steps(world: World) -> set[str]:
     return named
 
 
+def undone_past_the_pivot(
+    definition: SagaDefinition, records: Sequence[EventRecord], before: SagaState | None = None
+) -> list[str]:
+    """Each compensation requested (in `records`, which follow `before`) while a step that
+    cannot be undone had, or may have, taken effect."""
+    broken: list[str] = []
+    state = before
+    for record in records:
+        event = record.event
+        if isinstance(event, StepRequested) and event.action == "compensate" and state:
+            past = irreversible(definition, state)
+            if past:
+                broken.append(
+                    f"{event.step} was undone past the pivot ({past[0].step} may have taken effect)"
+                )
+        state = evolve(state, record)
+    return broken
+
+
 def check_fold(records: Sequence[EventRecord], state: SagaState) -> list[str]:
     """The saga's log folds to the state its decisions reached (or why not)."""
     try:
@@ -59,7 +82,7 @@ def check_fold(records: Sequence[EventRecord], state: SagaState) -> list[str]:
         return [f"the log does not fold: {exc}"]
 
 
-def check_end(world: World) -> list[str]:
+def check_end(world: "World") -> list[str]:
     """Every invariant the path's end breaks, each in a sentence (but the fold's: it costs
     as much as the path, see check_fold)."""
     state, definition = world.state, world.definition

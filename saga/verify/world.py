@@ -25,8 +25,8 @@ from saga.core.decide import (
 )
 from saga.core.definition import SagaDefinition
 from saga.core.events import Action, EventRecord, ReplyIgnored, StepRequested
-from saga.core.replay import irreversible
-from saga.core.state import SagaState, evolve
+from saga.core.state import SagaState
+from saga.verify.invariants import undone_past_the_pivot
 from saga.verify.script import PROCESSED, Behaviour, Try
 
 T0: Final = datetime(2026, 1, 1, tzinfo=UTC)
@@ -169,7 +169,7 @@ class World:
             isinstance(r.event, StepRequested) and r.event.action == "compensate"
             for r in decision.records
         ):
-            self._check_pivot(decision, before)
+            self.violations += undone_past_the_pivot(self.definition, decision.records, before)
         self._waiting.extend(decision.commands)
         gone = set(decision.cancelled_timers)
         if gone:
@@ -177,20 +177,6 @@ class World:
             heapq.heapify(self._queue)
         for timer in decision.timers:
             self._push(timer.due_at, TimerFired(timer), timer_id=timer.timer_id)
-
-    def _check_pivot(self, decision: Decision, before: SagaState | None) -> None:
-        state = before
-        for record in decision.records:
-            event = record.event
-            if isinstance(event, StepRequested) and event.action == "compensate":
-                assert state is not None  # SagaStarted comes first
-                past = irreversible(self.definition, state)
-                if past:
-                    self.violations.append(
-                        f"{event.step} was undone past the pivot ({past[0].step} may have "
-                        "taken effect)"
-                    )
-            state = evolve(state, record)
 
     def _try(self, command: OutgoingCommand, step: str, action: Action) -> None:
         """The participant gets (or not) one try of a command, and answers (or not)."""

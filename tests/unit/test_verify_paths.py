@@ -8,7 +8,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from saga.verify import DefinitionPaths, SagaPath, Try
+from saga.core.events import StepFailed
+from saga.verify import Behaviour, DefinitionPaths, SagaPath, Try
+from saga.verify.invariants import check_end
+from saga.verify.script import OK
+from saga.verify.world import World
 from services.messages import CATALOGUE
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -74,6 +78,29 @@ def test_a_broken_core_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("saga.core.decide.irreversible", lambda *_: [])
     path = ORDER.walk({"confirm_stock": [Try.EFFECT_UNKNOWN, Try.REFUSED]}, on=CASH)
     assert any("undone past the pivot" in v for v in path.violations), path.violations
+
+
+def test_a_core_that_forgets_an_unknown_effect_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A core that takes every failed step to have done nothing leaves a charge whose reply
+    # was lost in place, and calls the saga compensated: the walk says so.
+    real = StepFailed
+    monkeypatch.setattr(
+        "saga.core.decide.StepFailed", lambda **kw: real(**{**kw, "effect_unknown": False})
+    )
+    path = ORDER.walk({"take_payment": [Try.LOST_REPLY] * 3})
+    assert path.violations == (
+        "take_payment took effect and was left undone, yet the saga ended compensated",
+    )
+
+
+def test_a_compensation_done_twice_is_caught() -> None:
+    # Two compensations under two keys: the participants' record says so, whatever the log.
+    world = World.start(ORDER.definition, ORDER.inputs[CARD].value, ORDER.replies)
+    while (need := world.run()) is not None:
+        world.choose(need, Behaviour((Try.REFUSED,)) if need.step == "create_order" else OK)
+    assert world.state.status == "compensated" and not check_end(world)
+    world.undone["reserve_stock"].add("verify-1:reserve_stock:compensate:replay1")
+    assert check_end(world) == ["reserve_stock was undone twice"]
 
 
 def test_a_failed_end_is_put_down_to_the_step_it_comes_from() -> None:
