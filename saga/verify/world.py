@@ -141,14 +141,15 @@ class World:
                 return None
             self._deliver(heapq.heappop(self._queue))
 
-    def _deliver(self, delivery: _Delivery) -> None:
-        self.now = max(self.now, delivery.at)
+    def apply(self, saga_input: SagaInput) -> Decision:
+        """Decide one input now (an operator's cancel or replay, a reply of one's own):
+        what it sends is answered as its actions' behaviours say."""
         self.inputs += 1
         before = self.state
         decision = decide(
             self.definition,
             before,
-            delivery.saga_input,
+            saga_input,
             now=self.now,
             new_id=self._new_id,
             rng=lambda: 0.5,
@@ -156,6 +157,11 @@ class World:
         self.state = decision.state
         self.records.extend(decision.records)
         self._took(decision, before=before)
+        return decision
+
+    def _deliver(self, delivery: _Delivery) -> None:
+        self.now = max(self.now, delivery.at)
+        self.apply(delivery.saga_input)
 
     def _took(self, decision: Decision, *, before: SagaState | None) -> None:
         """Queue what a decision asks for, and check what may be checked at once."""
