@@ -12,6 +12,7 @@ from saga.core.definition import InputError
 from saga.core.document import DefinitionError
 from saga.extensions import selected
 from saga.participant.check_samples import SampleError
+from saga.verify.explore import MAX_PATHS, SAMPLES
 from saga.verify.testing import DefinitionPaths
 from saga.verify.verdict import Verdict
 
@@ -45,6 +46,17 @@ def verify_definition(
             "input schema, one for each value of an enumerated field a condition reads.",
         ),
     ] = None,
+    max_paths: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Walk every path if there are at most this many (shared between the "
+            "inputs); else every path with as many faults as fit, and a sample.",
+        ),
+    ] = MAX_PATHS,
+    samples: Annotated[
+        int, typer.Option(min=0, help="Paths sampled where not every path is walked.")
+    ] = SAMPLES,
     seed: Annotated[int, typer.Option(help="The seed of the sampled paths.")] = 0,
     json_out: Json = False,
 ) -> None:
@@ -54,8 +66,10 @@ def verify_definition(
         catalogue = selected(settings(servers=False)).catalogue
         given = [_given(text) for text in inputs or []]
         walker = DefinitionPaths.from_file(file, catalogue, inputs=given)
-    except (DefinitionError, SampleError) as exc:
+    except DefinitionError as exc:
         raise CliError(str(exc), usage=True) from None
+    except SampleError as exc:
+        raise CliError(f"{exc} (--input JSON)", usage=True) from None
     except InputError as exc:
         raise CliError(f"Invalid value for '--input': {exc}", usage=True) from None
     definition = walker.definition
@@ -66,7 +80,9 @@ def verify_definition(
             f"--accept-failed: {', '.join(unknown)}: no such step of {definition.name}",
             usage=True,
         )
-    verdict = walker.verify(accept_failed=accept_failed or (), seed=seed)
+    verdict = walker.verify(
+        accept_failed=accept_failed or (), max_paths=max_paths, samples=samples, seed=seed
+    )
     if json_out:
         print_json(verdict.to_json())
     else:

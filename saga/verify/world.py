@@ -98,6 +98,11 @@ class World:
         world._took(decision, before=None)
         return world
 
+    @property
+    def _moment(self) -> timedelta:
+        shortest = min(s.timeout for s in self.definition.steps)
+        return min(timedelta(milliseconds=1), shortest / 2)
+
     def clone(self) -> "World":
         """An independent copy: what happens to one does not happen to the other."""
         twin = copy.copy(self)
@@ -209,7 +214,7 @@ class World:
         if outcome is Try.LOST_REPLY:
             return
         timeout = self.definition.step(step).timeout
-        self._reply(command, reply_type, payload, after=timeout if outcome is Try.LATE else None)
+        self._reply(command, reply_type, payload, late=timeout if outcome is Try.LATE else None)
         if outcome is Try.DUPLICATE:
             self._reply(command, reply_type, payload)
 
@@ -234,11 +239,11 @@ class World:
         reply_type: str,
         payload: dict[str, Any],
         *,
-        after: timedelta | None = None,
+        late: timedelta | None = None,
     ) -> None:
-        # A reply comes a moment after its command; a late one a moment after its timeout.
-        moment = timedelta(milliseconds=1)
-        at = self.now + (after or timedelta(0)) + moment
+        # A reply comes a moment after its command (before any timeout: half the shortest
+        # at most); a late one, that moment after its timeout.
+        at = self.now + (late or timedelta(0)) + self._moment
         reply = ReplyReceived(
             message_id=self._new_id(),
             causation_id=command.envelope.message_id,
