@@ -46,7 +46,7 @@ class DefinitionPaths:
         made-up ones. Raises DefinitionError, SampleError, InputError."""
         definition = compile_definition(spec, catalogue)
         made = dict(sample_replies(spec, definition))
-        made.update(script_keys(replies or {}))
+        made.update(_keys(replies or {}))
         given = [SampleInput(f"input {n}", v) for n, v in enumerate(inputs, 1)]
         for sample in given:
             definition.check_input(sample.value)
@@ -110,7 +110,7 @@ class DefinitionPaths:
         )
 
 
-def script_keys(replies: Mapping[str, Mapping[str, Any]]) -> Replies:
+def _keys(replies: Mapping[str, Mapping[str, Any]]) -> Replies:
     """Replies by `NAME` / `undo NAME` as the explorer keys them."""
     return {
         (name.removeprefix("undo "), "compensate" if name.startswith("undo ") else "execute"): dict(

@@ -12,7 +12,7 @@ only to add a history, never to make a failing golden test pass.
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Final
@@ -75,7 +75,6 @@ class History:
     next_input: Next
     stop_at: tuple[str, str] | None = None
     replayed: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 HISTORIES: Final = {

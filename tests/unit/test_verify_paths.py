@@ -93,6 +93,14 @@ def test_a_core_that_forgets_an_unknown_effect_is_caught(monkeypatch: pytest.Mon
     )
 
 
+def test_a_saga_left_waiting_for_nothing_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A core that lets its timers pass unheeded never retries the charge: the walk says the
+    # saga stopped without ending.
+    monkeypatch.setattr("saga.core.decide._on_timer", lambda draft, timer: None)
+    path = ORDER.walk({"take_payment": Try.TRANSIENT})
+    assert path.violations == ("the saga stopped running with nothing to wait for",)
+
+
 def test_a_compensation_done_twice_is_caught() -> None:
     # Two compensations under two keys: the participants' record says so, whatever the log.
     world = World.start(ORDER.definition, ORDER.inputs[CARD].value, ORDER.replies)
