@@ -89,9 +89,6 @@ def apply(
     console().print(f"{spec.name} version {spec.version}: {what}")
 
 
-definitions_app.command("verify")(verify_definition)
-
-
 @definitions_app.command("list")
 def list_definitions(json_out: Json = False) -> None:
     """Every saga type, with its versions (the latest is the one new sagas start on)."""
@@ -216,3 +213,6 @@ def start(
             f"saga {result['saga_id']} ({result['type']} v{result['definition_version']}): "
             f"{result['status']}"
         )
+
+
+definitions_app.command("verify")(verify_definition)
