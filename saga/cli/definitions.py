@@ -11,6 +11,7 @@ from rich.table import Table
 from saga.bootstrap import Wiring
 from saga.cli import values
 from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, with_wiring
+from saga.cli.verify import verify_definition
 from saga.core.definition import InputError
 from saga.core.document import DefinitionError, DefinitionSpec
 from saga.definitions import read_file
@@ -233,3 +234,6 @@ def start(
             f"saga {result['saga_id']} ({result['type']} v{result['definition_version']}): "
             f"{result['status']}"
         )
+
+
+definitions_app.command("verify")(verify_definition)

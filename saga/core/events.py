@@ -3,7 +3,9 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from saga.core.schema import EVENT_SCHEMA, known_version
 
 Action = Literal["execute", "compensate"]
 
@@ -198,9 +200,16 @@ class EventRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # The record's shape (saga.core.schema): not written while it is 1.
+    schema_version: int = Field(default=EVENT_SCHEMA, ge=1, exclude=True)
     seq: int = Field(ge=1)
     at: datetime
     event: AnyEvent
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, data: Any) -> Any:
+        return known_version(data, what="a saga event record", reads=EVENT_SCHEMA)
 
     def to_wire(self) -> dict[str, Any]:
         """The public shape: {seq, type, at, data}, times written as pydantic writes them

@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from saga.core.events import (
     Action,
@@ -27,6 +27,7 @@ from saga.core.events import (
     StepSucceeded,
     StepTimedOut,
 )
+from saga.core.schema import SNAPSHOT_SCHEMA, known_version
 
 SagaStatus = Literal["running", "compensating", "completed", "compensated", "failed"]
 StepStatus = Literal[
@@ -88,6 +89,9 @@ class ScheduledRetry(BaseModel):
 class SagaState(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # The snapshot's shape (saga.core.schema): not written while it is 1.
+    schema_version: int = Field(default=SNAPSHOT_SCHEMA, ge=1, exclude=True)
+
     saga_id: str
     saga_type: str
     definition_version: int
@@ -110,6 +114,11 @@ class SagaState(BaseModel):
     failed_step: str | None = None
     created_at: datetime
     updated_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, data: Any) -> Any:
+        return known_version(data, what="a saga state snapshot", reads=SNAPSHOT_SCHEMA)
 
     @property
     def terminal(self) -> bool:

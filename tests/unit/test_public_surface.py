@@ -84,3 +84,19 @@ def test_the_core_does_no_io() -> None:
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
+
+
+def test_the_verifier_s_public_names_are_the_agreed_ones() -> None:
+    import saga.verify
+
+    assert sorted(saga.verify.__all__) == [
+        "Behaviour",
+        "Broken",
+        "Coverage",
+        "DefinitionPaths",
+        "EndState",
+        "SagaPath",
+        "Try",
+        "Verdict",
+    ]
+    assert all(hasattr(saga.verify, name) for name in saga.verify.__all__)
