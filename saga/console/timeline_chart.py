@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
-from saga.core.durations import duration_text
 from saga.core.events import (
     Action,
     AttemptFailed,
@@ -312,7 +311,7 @@ class _Scale:
         spacing = next((s for s in _SPACINGS if self.span / s <= MAX_TICKS), _SPACINGS[-1])
         count = int(self.span / spacing)
         return tuple(
-            Tick(self.x(self.start + n * spacing), duration_text(n * spacing))
+            Tick(self.x(self.start + n * spacing), duration_words(n * spacing))
             for n in range(count + 1)
         )
 
@@ -339,7 +338,7 @@ def _bar(attempt: _Attempt, x: float, width: float, row_top: float) -> Bar:
         if attempt.outcome == "skipped"
         else f"{attempt.step} {attempt.action}, attempt {attempt.attempt}: "
         f"{attempt.outcome.replace('_', ' ')}\n{_clock(attempt.start)} to {_clock(end)} "
-        f"({duration_text(end - attempt.start)})"
+        f"({duration_words(end - attempt.start)})"
     )
     round_ = f"\nround of replay {attempt.replay}" if attempt.replay else ""
     return Bar(
@@ -372,9 +371,22 @@ def _gap(wait: _Wait, scale: _Scale, row_top: float) -> Gap:
         height=GAP_HEIGHT,
         title=(
             f"{wait.step} {wait.action}: waiting to retry ({wait.why}), attempt "
-            f"{wait.attempt} at {_clock(wait.end)} ({duration_text(wait.end - wait.start)})"
+            f"{wait.attempt} at {_clock(wait.end)} ({duration_words(wait.end - wait.start)})"
         ),
     )
+
+
+def duration_words(span: timedelta) -> str:
+    """A duration as a person reads it: `250ms`, `14.9s`, `2m 5s`, `3h 20m`."""
+    ms = max(round(span / timedelta(milliseconds=1)), 0)
+    if ms < 1000:
+        return f"{ms}ms" if ms else "0s"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f}s".replace(".0s", "s")
+    seconds = ms // 1000
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60}s".replace(" 0s", "")
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m".replace(" 0m", "")
 
 
 def _clock(at: datetime) -> str:

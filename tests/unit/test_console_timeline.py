@@ -11,7 +11,7 @@ from typing import Final
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from saga.console.timeline_chart import Bar, TimelineChart, timeline_chart
+from saga.console.timeline_chart import Bar, TimelineChart, duration_words, timeline_chart
 from saga.core.events import EventRecord, StepRequested, record_from_json
 from saga.verify import DefinitionPaths, Try
 from services.messages import CATALOGUE
@@ -178,6 +178,13 @@ def test_an_empty_history_is_an_empty_chart() -> None:
     chart = timeline_chart([], LATER)
     assert (chart.rows, chart.bars, chart.gaps) == ((), (), ())
     render("console/_timeline.html", chart=chart)
+
+
+def test_durations_read_as_people_say_them() -> None:
+    spans = [0, 0.25, 1, 14.8843, 60, 125, 12_000, 7200]
+    assert [duration_words(timedelta(seconds=s)) for s in spans] == [
+        *("0s", "250ms", "1s", "14.9s", "1m", "2m 5s", "3h 20m", "2h"),
+    ]
 
 
 ACTIONS: Final = [
