@@ -180,8 +180,16 @@ class _Fold:
 
     def last(self, step: str, action: Action) -> _Attempt | None:
         """The attempt awaiting its reply, else the latest one (a late reply is its)."""
-        mine = [a for a in self.attempts if (a.step, a.action) == (step, action)]
+        mine = [a for a in self.sent() if (a.step, a.action) == (step, action)]
         return next((a for a in reversed(mine) if a.end is None), mine[-1] if mine else None)
+
+    def latest(self, step: str) -> _Attempt | None:
+        """The step's latest attempt, of either action (or its skipped marker)."""
+        return next((a for a in reversed(self.attempts) if a.step == step), None)
+
+    def sent(self) -> list[_Attempt]:
+        """The attempts, without the skipped steps' markers (no reply is theirs)."""
+        return [a for a in self.attempts if a.outcome != "skipped"]
 
     def waiting(self, step: str, action: Action) -> _Wait | None:
         return next(
@@ -205,7 +213,7 @@ class _Fold:
         if attempt.end is None:
             attempt.end, attempt.outcome, attempt.detail = at, outcome, detail
             self.close_wait(step, action, at)
-        elif outcome in ("succeeded", "compensated"):
+        elif outcome in ("succeeded", "compensated") and attempt is self.latest(step):
             late = (
                 f"{attempt.outcome.replace('_', ' ')} at {_clock(attempt.end)}, its reply came late"
             )
@@ -213,6 +221,13 @@ class _Fold:
             wait = self.waiting(step, action)
             if wait is not None:
                 self.waits.remove(wait)
+
+    def supersede(self, step: str, at: datetime) -> None:
+        """Something new of a step while a command of it is still awaited (a log the core
+        does not write): the command is drawn up to it, still pending."""
+        for earlier in self.attempts:
+            if earlier.step == step and earlier.end is None:
+                earlier.end, earlier.detail = at, "no reply recorded before what came next"
 
     def read(self, record: EventRecord) -> None:
         event, at = record.event, record.at
@@ -224,8 +239,10 @@ class _Fold:
                 self.marks.append(("cancel", at, f"cancel asked by {by}"))
             case StepRequested(step=step, action=action, attempt=attempt):
                 self.close_wait(step, action, at)
+                self.supersede(step, at)
                 self.attempts.append(_Attempt(step, action, attempt, self.replays, at))
             case StepSkipped(step=step):
+                self.supersede(step, at)
                 skipped = _Attempt(step, "execute", 0, self.replays, at, at, "skipped")
                 skipped.detail = "its condition did not hold"
                 self.attempts.append(skipped)

@@ -8,15 +8,33 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from saga.console.timeline_chart import Bar, TimelineChart, duration_words, timeline_chart
-from saga.core.events import EventRecord, StepRequested, record_from_json
+from saga.core.decide import CancelSaga
+from saga.core.events import (
+    Action,
+    AttemptFailed,
+    CompensationFailed,
+    Event,
+    EventRecord,
+    RetryScheduled,
+    SagaReplayed,
+    StepCompensated,
+    StepFailed,
+    StepRequested,
+    StepSkipped,
+    StepSucceeded,
+    StepTimedOut,
+    record_from_json,
+)
 from saga.verify import DefinitionPaths, Try
 from services.messages import CATALOGUE
-from tests.golden.histories import GOLDEN
+from tests.golden.histories import GOLDEN, names
 from tests.unit.console_markup import classes, elements, render, title
+from tests.unit.sagas import Run
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 ORDER: Final = DefinitionPaths.from_file(ROOT / "services/definitions/order.yaml", CATALOGUE)
@@ -159,6 +177,28 @@ def test_the_partial_draws_each_bar_with_its_data_and_class() -> None:
     assert not [e for e in svg.iter() if e.get("style") is not None]
 
 
+@pytest.mark.parametrize("name", names())
+def test_every_golden_history_draws_a_bar_per_attempt_inside_its_chart(name: str) -> None:
+    records = golden(name)
+    check_chart(records, timeline_chart(records, records[-1].at + timedelta(seconds=1)))
+
+
+def test_a_cancel_while_a_step_runs_is_marked_and_undoes_what_was_done() -> None:
+    run = Run.start()
+    run.succeed()
+    run.apply(CancelSaga(by="ops@example.com"))
+    run.succeed()  # the charge that was under way when the cancel came
+    while run.outbox:
+        run.succeed()
+    records = [r for d in run.decisions for r in d.records]
+    chart = timeline_chart(records, run.now)
+    (marker,) = chart.markers
+    assert (marker.kind, marker.label) == ("cancel", "cancel asked by ops@example.com")
+    undo = [(b.step, b.outcome) for b in chart.bars if b.action == "compensate"]
+    assert undo == [("take_payment", "compensated"), ("reserve_stock", "compensated")]
+    check_chart(records, chart)
+
+
 def test_what_a_saga_carries_is_drawn_as_text() -> None:
     hostile = "<script>alert(1)</script>"
     path = ORDER.walk({"create_order": Try.REFUSED})
@@ -216,6 +256,9 @@ def check_chart(records: Sequence[EventRecord], chart: TimelineChart) -> None:
     on=st.sampled_from([0, 1]),
     waited=st.integers(min_value=0, max_value=10_000),
 )
+# Two bars of a row a millisecond apart at the chart's end: the second is moved after the
+# first's 2 units rather than overlap it.
+@example(answers={"reserve_stock": [Try.LOST_COMMAND, Try.REFUSED]}, on=0, waited=0)
 def test_any_path_of_the_order_saga_draws_a_bar_per_attempt_inside_the_chart(
     answers: dict[str, list[Try]], on: int, waited: int
 ) -> None:
@@ -223,3 +266,62 @@ def test_any_path_of_the_order_saga_draws_a_bar_per_attempt_inside_the_chart(
     records = path.records
     chart = timeline_chart(records, records[-1].at + timedelta(milliseconds=waited))
     check_chart(records, chart)
+
+
+STEPS: Final = st.sampled_from(["a", "b"])
+ACTION: Final = st.sampled_from(["execute", "compensate"])
+T0: Final = datetime(2026, 1, 1, tzinfo=UTC)
+# Any step event in any order: logs the core would not write (a reply with no command, a
+# retry never sent, a replay anywhere) still draw.
+ANY_EVENT: Final = st.one_of(
+    st.builds(StepRequested, step=STEPS, action=ACTION, participant=st.just("p"),
+              command_id=st.just("c"), command_type=st.just("C"),
+              attempt=st.integers(1, 3)),
+    st.builds(StepSkipped, step=STEPS),
+    st.builds(StepSucceeded, step=STEPS, reply_id=st.just("r"), result=st.just({})),
+    st.builds(StepCompensated, step=STEPS, reply_id=st.just("r"), result=st.just({})),
+    st.builds(StepFailed, step=STEPS, reason=st.just("no")),
+    st.builds(CompensationFailed, step=STEPS, reason=st.just("no")),
+    st.builds(AttemptFailed, step=STEPS, action=ACTION, command_id=st.just("c"),
+              reply_id=st.just("r"), reason=st.just("later")),
+    st.builds(StepTimedOut, step=STEPS, action=ACTION, command_id=st.just("c"),
+              attempt=st.integers(1, 3)),
+    st.builds(RetryScheduled, step=STEPS, action=ACTION, attempt=st.integers(2, 3),
+              due_at=st.just(T0 + timedelta(seconds=5)), timer_id=st.just("t"),
+              why=st.just("timeout")),
+    st.builds(SagaReplayed, by=st.just("ops")),
+)  # fmt: skip
+
+
+def sent(action: Action = "execute") -> StepRequested:
+    return StepRequested(step="a", action=action, participant="p", command_id="c", command_type="C")
+
+
+SKIP: Final = StepSkipped(step="a")
+DONE: Final = StepSucceeded(step="a", reply_id="r", result={})
+UNDONE: Final = StepCompensated(step="a", reply_id="r", result={})
+
+
+@given(
+    events=st.lists(
+        st.tuples(ANY_EVENT, st.integers(min_value=0, max_value=3000)), min_size=1, max_size=30
+    ),
+    waited=st.integers(min_value=-1000, max_value=5000),
+)
+# What the property found: a command sent again, or its step skipped, while one is
+# awaited; a late reply after the step was skipped.
+@example(events=[(sent(), 0), (sent(), 1)], waited=0)
+@example(events=[(sent(), 0), (SKIP, 0)], waited=0)
+@example(events=[(sent(), 0), (SKIP, 0), (DONE, 1)], waited=0)
+@example(events=[(sent("compensate"), 0), (SKIP, 0), (UNDONE, 1)], waited=0)
+def test_any_history_draws_without_error_and_inside_the_chart(
+    events: list[tuple[Event, int]], waited: int
+) -> None:
+    at, records = T0, []
+    for seq, (event, step) in enumerate(events, 1):
+        at += timedelta(milliseconds=step)
+        records.append(EventRecord(seq=seq, at=at, event=event))
+    chart = timeline_chart(records, at + timedelta(milliseconds=waited))
+    check_chart(records, chart)
+    assert all(b.start <= b.end for b in chart.bars) and all(g.start <= g.end for g in chart.gaps)
+    render("console/_timeline.html", chart=chart)
