@@ -189,7 +189,8 @@ def overview_figures(sagas: Sequence[SagaOutcome], now: datetime) -> OverviewFig
         + [counts[m, "started"] for m in range(MINUTES)]
     )
     top = _round_up(tallest)
-    durations = sorted(s.ended - s.started for s in ended if s.ended is not None)
+    # A saga's clock may say it ended before it started (processes' clocks differ): 0.
+    durations = sorted(max(s.ended - s.started, timedelta(0)) for s in ended if s.ended)
     failing = Counter(s.failed_step for s in ended if s.failed_step is not None)
     by_outcome = Counter(s.status for s in ended)
     return OverviewFigures(

@@ -41,6 +41,7 @@ ROW_HEIGHT: Final = 26.0
 BAR_HEIGHT: Final = 16.0
 GAP_HEIGHT: Final = 4.0
 AXIS_HEIGHT: Final = 24.0
+MAX_LABEL: Final = 24  # characters of a row's label
 # The most text of a reply or a reason a bar's title shows.
 MAX_DETAIL: Final = 300
 # Tick spacings to choose from: the smallest that gives at most MAX_TICKS ticks.
@@ -302,7 +303,7 @@ def _rows(events: Sequence[EventRecord]) -> tuple[Row, ...]:
     steps = list(dict.fromkeys(r.step for r in shown))
     status = {r.step: r.outcome for r in shown if r.action == "execute"}
     return tuple(
-        Row(step, step, TOP + i * ROW_HEIGHT, ROW_HEIGHT, status.get(step, "not run"))
+        Row(step, _cut(step), TOP + i * ROW_HEIGHT, ROW_HEIGHT, status.get(step, "not run"))
         for i, step in enumerate(steps)
     )
 
@@ -409,6 +410,12 @@ def duration_words(span: timedelta) -> str:
 def _clock(at: datetime) -> str:
     """A time as the title shows it: `12:00:01.250 UTC` (the date is the page's)."""
     return at.strftime("%H:%M:%S.%f")[:-3] + (" UTC" if at.utcoffset() == timedelta(0) else "")
+
+
+def _cut(name: str) -> str:
+    """A step's name as its row's label shows it: cut to what fits left of the plot (its
+    row's title holds it whole)."""
+    return name if len(name) <= MAX_LABEL else name[: MAX_LABEL - 1] + "…"
 
 
 def _data(result: object) -> str:

@@ -325,3 +325,14 @@ def test_any_history_draws_without_error_and_inside_the_chart(
     check_chart(records, chart)
     assert all(b.start <= b.end for b in chart.bars) and all(g.start <= g.end for g in chart.gaps)
     render("console/_timeline.html", chart=chart)
+
+
+def test_a_long_step_name_is_cut_in_its_label_and_whole_in_its_title() -> None:
+    name = "a" + "_long" * 12
+    record = EventRecord(seq=1, at=T0, event=sent().model_copy(update={"step": name}))
+    chart = timeline_chart([record], T0 + timedelta(seconds=1))
+    (row,) = chart.rows
+    assert (row.step, len(row.label), row.label[-1]) == (name, 24, "…")
+    svg = render("console/_timeline.html", chart=chart)
+    (band,) = [r for r in elements(svg, "rect") if "row-band" in classes(r)]
+    assert title(band) == f"{name}: running"
