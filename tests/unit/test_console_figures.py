@@ -175,3 +175,9 @@ def test_the_minutes_add_up_to_the_sagas_ended_in_the_hour(sagas: list[SagaOutco
         assert figures.plot_left <= m.x and m.x + m.width <= figures.plot_right
     if figures.p50 is not None and figures.p99 is not None:
         assert figures.p50 <= figures.p99
+
+
+def test_a_saga_that_ended_before_it_started_took_no_time() -> None:
+    at = NOW - timedelta(minutes=1)
+    figures = overview_figures([saga(1, "completed", at + timedelta(seconds=5), at)], NOW)
+    assert (figures.ended, figures.p50, figures.p99) == (1, timedelta(0), timedelta(0))
