@@ -207,14 +207,19 @@ class _Fold:
         self, step: str, action: Action, at: datetime, outcome: Outcome, detail: str
     ) -> None:
         """The step's (or compensation's) end: the attempt awaited ends so; a late reply
-        ends the last one, whose retry (if scheduled) is never sent."""
+        ends the last one, whose retry (if scheduled) is never sent; a failure after the
+        last attempt ended (its retries used up, or given up as the saga is undone) ends
+        the wait for a retry and is told in the attempt's title."""
         attempt = self.last(step, action)
         if attempt is None:  # failed before any command was sent (a cancel, a build error)
             return
         if attempt.end is None:
             attempt.end, attempt.outcome, attempt.detail = at, outcome, detail
             self.close_wait(step, action, at)
-        elif outcome in ("succeeded", "compensated") and attempt is self.latest(step):
+        elif outcome not in ("succeeded", "compensated"):
+            attempt.detail += f"; then {outcome.replace('_', ' ')}: {detail}"
+            self.close_wait(step, action, at)
+        elif attempt is self.latest(step):
             late = (
                 f"{attempt.outcome.replace('_', ' ')} at {_clock(attempt.end)}, its reply came late"
             )

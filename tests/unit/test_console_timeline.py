@@ -159,6 +159,19 @@ def test_the_steps_of_a_parallel_group_overlap_in_time_each_on_its_row() -> None
     assert max(b.x for b in bars) < min(b.x + b.width for b in bars)
 
 
+def test_a_retry_given_up_when_the_saga_is_undone_ends_its_wait_then() -> None:
+    path = REVIEW.walk({"rebates": [Try.TRANSIENT, Try.TRANSIENT], "specialty": Try.REFUSED})
+    chart = timeline_chart(path.records, LATER)
+    (abandoned,) = [
+        r for r in path.records if r.event.type == "StepFailed" and r.event.step == "rebates"
+    ]
+    (gap,) = chart.gaps
+    assert (gap.step, gap.end) == ("rebates", abandoned.at)
+    (rebates,) = of(chart, "rebates")
+    assert rebates.outcome == "failed" and rebates.title.endswith("; then failed: abandoned")
+    assert chart.end == path.records[-1].at
+
+
 def test_the_partial_draws_each_bar_with_its_data_and_class() -> None:
     chart = timeline_chart(golden("compensated"), LATER)
     svg = render("console/_timeline.html", chart=chart)
