@@ -33,6 +33,7 @@ from saga.handling import INFRASTRUCTURE_ERRORS
 from saga.loops import every
 from saga.outbox import DISPATCH_ERRORS, Dispatcher
 from saga.registry import Definitions
+from saga.scripts import ReplicasBehind
 from saga.store import RedisSagaStore, TimerStore, VersionConflict
 from saga.transport import ACK, DeadLetter, Delivery, Outcome
 
@@ -206,6 +207,8 @@ class SagaStarter:
         with tracing.saga_started(saga_id, definition.name, decision.state.trace_id, now):
             try:
                 await self._dispatcher.dispatch(saga_id, decision.commands, marker=marker)
+            except ReplicasBehind:
+                raise  # not durable enough yet to publish: the input is tried again
             except DISPATCH_ERRORS as exc:
                 log.warning(
                     "first command left to the outbox relay", saga_id=saga_id, error=repr(exc)
@@ -358,6 +361,8 @@ class Orchestrator:
                 _log_decision(bound, decision)
                 metrics.observe(state, decision)
                 await self._dispatcher.dispatch(saga_id, decision.commands, marker=marker)
+            except ReplicasBehind:
+                raise  # not durable enough yet to publish: the input is tried again
             except DISPATCH_ERRORS as exc:
                 # The decision is durable and its commands are in the outbox: the relay
                 # publishes them once the broker takes them again.

@@ -20,11 +20,11 @@ import asyncio
 import functools
 import hashlib
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from hiredis import pack_command
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 # A bound on one pipeline, so a burst is written and answered in pieces.
 MAX_BATCH: Final = 256
@@ -32,9 +32,10 @@ MAX_BATCH: Final = 256
 _Call = tuple["Script", Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 
 
-class ReplicasBehind(ConnectionError):
+class ReplicasBehind(RedisError, ConnectionError):
     """Fewer replicas than asked for confirmed a write in time: it is on the primary
-    only, and what depends on it must wait (the input is tried again later)."""
+    only, and what depends on it must wait (the input is tried again later). A Redis
+    error to the front door (503) and an outage to a handler (tried again)."""
 
     def __init__(self, acked: int, wanted: int, timeout_ms: int) -> None:
         super().__init__(
@@ -49,10 +50,12 @@ class ScriptBatcher:
     next one. Under a light load a call goes at once, alone; under a heavy one the
     pipelines grow with it, and the round trips per call fall.
 
-    With `wait_replicas`, a pipeline holding a call of a `durable` script ends with
-    `WAIT`: those calls answer only once that many replicas have the pipeline's writes
-    (one WAIT for the whole pipeline), and raise ReplicasBehind if they do not within
-    `wait_timeout_ms`.
+    With `wait_replicas`, a pipeline holding a call of a `durable` script ends with a
+    write to `probe_key` and `WAIT`: those calls answer only once that many replicas
+    have everything written on the primary up to then (one WAIT for the whole pipeline;
+    the probe makes it so even for a call that wrote nothing, such as a duplicate whose
+    first write came from another connection), and raise ReplicasBehind if they do not
+    within `wait_timeout_ms`.
     """
 
     def __init__(
@@ -62,11 +65,13 @@ class ScriptBatcher:
         in_flight: int = 2,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
+        probe_key: str = "replication-probe",
     ) -> None:
         self._redis = redis
         self._in_flight = in_flight
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
+        self._wait_commands = _packed(("INCR", probe_key), ("WAIT", wait_replicas, wait_timeout_ms))
         self._queued: list[_Call] = []
         self._scheduled = False
         self._flushing: set[asyncio.Task[None]] = set()
@@ -142,8 +147,7 @@ class ScriptBatcher:
             for script, keys, args, _ in calls
         )
         if wait:
-            wait_command: Any = ("WAIT", self._wait_replicas, self._wait_timeout_ms)
-            packed += pack_command(wait_command)
+            packed += self._wait_commands
         pool = self._redis.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         self.round_trips += 1
@@ -156,6 +160,7 @@ class ScriptBatcher:
                 except ResponseError as exc:  # this call's own error; the others stand
                     results.append(exc)
             if wait:
+                await connection.read_response()  # the probe's count
                 acked = int(await connection.read_response())
                 if acked < self._wait_replicas:
                     behind = ReplicasBehind(acked, self._wait_replicas, self._wait_timeout_ms)
@@ -170,6 +175,11 @@ class ScriptBatcher:
             raise
         finally:
             await pool.release(connection)
+
+
+def _packed(*commands: tuple[str | int, ...]) -> bytes:
+    """Commands packed for the wire, one after another."""
+    return b"".join(pack_command(cast(Any, command)) for command in commands)
 
 
 def _settle(calls: list[_Call], results: list[Any]) -> None:

@@ -15,7 +15,7 @@ from saga.connections import once_more
 from saga.core.decide import Decision, OutgoingCommand, Timer
 from saga.core.events import EventRecord, record_from_json
 from saga.core.state import SagaState
-from saga.scripts import ReplicasBehind, ScriptBatcher
+from saga.scripts import ScriptBatcher
 
 # One atomic step per input: the saga's events, state, applied id and outbox, its
 # timers, its outbox marker and its place in the indexes, all or nothing.
@@ -123,6 +123,11 @@ return claimed
 # relay (this one's next round, or another orchestrator's) takes it again before the
 # grace has passed once more, and a claimer that dies lets it come due again.
 # KEYS: the outbox index. ARGV: cutoff, now, limit. Returns the saga ids.
+_MARK_OUTBOX: Final = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
 _CLAIM_OUTBOXES: Final = """
 local left = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
 for _, saga in ipairs(left) do
@@ -216,13 +221,19 @@ class RedisSagaStore:
     ) -> None:
         self._redis = redis
         self._ns = namespace
-        # With wait_replicas, an append (and an outbox marked again before its commands
-        # are published once more) answers only once that many replicas have it.
-        self._wait = (wait_replicas, wait_timeout_ms)
-        scripts = ScriptBatcher(redis, wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms)
+        # With wait_replicas, whatever may lead to a command being published answers
+        # only once that many replicas have it: an append, an outbox marked again by a
+        # duplicate before it publishes, and the relay's claim of an outbox.
+        scripts = ScriptBatcher(
+            redis,
+            wait_replicas=wait_replicas,
+            wait_timeout_ms=wait_timeout_ms,
+            probe_key=f"{namespace}:replication-probe",
+        )
         self._append = scripts.register(_APPEND, durable=True)
+        self._mark_outbox = scripts.register(_MARK_OUTBOX, durable=True)
         self._clear_outbox = scripts.register(_CLEAR_OUTBOX)
-        self._claim_outboxes = scripts.register(_CLAIM_OUTBOXES)
+        self._claim_outboxes = scripts.register(_CLAIM_OUTBOXES, durable=True)
         self._load = scripts.register(_LOAD)
         self.index_key = f"{namespace}:sagas"
         # Sagas not yet terminal: for `saga list --status running`, and the in-flight gauge.
@@ -450,19 +461,9 @@ class RedisSagaStore:
 
     async def mark_outbox(self, saga_id: str, marker: int) -> None:
         """Note that the saga's outbox may hold commands (before they are stored, or
-        before an append found a duplicate publishes them again). With wait_replicas it
-        returns once the replicas have this write, and so everything written before it:
-        a duplicate's commands are not published before their append is replicated."""
-        replicas, timeout_ms = self._wait
-        if not replicas:
-            await self._redis.zadd(self.outbox_index_key, {saga_id: marker})
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.outbox_index_key, {saga_id: marker})
-            pipe.execute_command("WAIT", replicas, timeout_ms)
-            _, acked = await pipe.execute()
-        if int(acked) < replicas:
-            raise ReplicasBehind(int(acked), replicas, timeout_ms)
+        before a duplicate publishes them again: with wait_replicas, that waits until
+        the replicas have the outbox)."""
+        await self._mark_outbox(keys=[self.outbox_index_key], args=[marker, saga_id])
 
     async def outbox(self, saga_id: str) -> list[OutgoingCommand]:
         """The commands in the saga's outbox, not yet known to be published."""

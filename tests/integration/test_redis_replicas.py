@@ -3,14 +3,16 @@ answers once the replica has it, and while the replica lags nothing it decided i
 published (the input waits, and goes through once the replica is back)."""
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import aio_pika
 import pytest
 from redis.asyncio import Redis
 
+from saga.clock import utc_now
 from saga.orchestrator import Orchestrator, SagaStarter
-from saga.outbox import Dispatcher
+from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
 from saga.scripts import ReplicasBehind
 from saga.store import RedisSagaStore
@@ -79,27 +81,58 @@ async def test_while_the_replica_lags_nothing_decided_is_published_and_the_input
     )
     await dispatcher.settle()
     (reserve,) = await take(amqp, transport.topology, "stock")
-    orchestrator = Orchestrator(store, dispatcher, builtins(store))
     _, replica = pair
     replica.pause()
     try:
         with pytest.raises(ReplicasBehind, match="0 of 1 Redis replicas"):
-            await orchestrator.handle(reply_to(reserve))
+            await Orchestrator(store, dispatcher, builtins(store)).handle(reply_to(reserve))
         # Decided and on the primary, but not published: the reply is not acked either
         # (the transport runs the handler again, as for any outage).
         assert [c.envelope.type for c in await store.outbox(reserve.saga_id)] == ["ChargePayment"]
         assert await take(amqp, transport.topology, "payment") == []
-        # Delivered again while the replica still lags: a duplicate, still not published.
+        # Delivered again to another orchestrator (connections of its own, none of which
+        # wrote the decision) while the replica still lags: a duplicate, still unpublished.
+        async with Redis.from_url(pair[0].url, decode_responses=True) as other:
+            again = waiting_store(other, namespace, timeout_ms=300)
+            with pytest.raises(ReplicasBehind):
+                await Orchestrator(again, Dispatcher(again, transport), builtins(again)).handle(
+                    reply_to(reserve)
+                )
+        assert await take(amqp, transport.topology, "payment") == []
+        # Nor does the outbox relay publish it, however old it is.
+        relay = OutboxRelay(
+            store, dispatcher, interval=1, grace=0, clock=lambda: utc_now() + timedelta(seconds=60)
+        )
         with pytest.raises(ReplicasBehind):
-            await orchestrator.handle(reply_to(reserve))
+            await relay.run_once()
         assert await take(amqp, transport.topology, "payment") == []
     finally:
         replica.resume()
     # Once the replica is back, the same reply goes through and the charge is sent once.
-    await orchestrator.handle(reply_to(reserve))
+    await Orchestrator(store, dispatcher, builtins(store)).handle(reply_to(reserve))
     await dispatcher.settle()
     (charge,) = await take(amqp, transport.topology, "payment")
     assert charge.type == "ChargePayment"
+
+
+async def test_a_start_asked_again_while_the_replica_lags_is_not_answered_as_done(
+    pair: tuple[RedisServer, RedisServer], namespace: str
+) -> None:
+    _, replica = pair
+    replica.pause()
+    try:
+        for _ in range(2):  # the client's retry finds the start made: it still waits
+            async with Redis.from_url(pair[0].url, decode_responses=True) as fresh:
+                store = waiting_store(fresh, namespace, timeout_ms=300)
+                with pytest.raises(ReplicasBehind):
+                    await SagaStarter(store, _Nowhere(), builtin=is_builtin).start(
+                        ORDER_SAGA,
+                        customer="ann@example.com",
+                        saga_input=order_input(),
+                        saga_id="started-once",
+                    )
+    finally:
+        replica.resume()
 
 
 class _Nowhere(Dispatcher):
