@@ -137,9 +137,10 @@ def observe(before: SagaState, decision: Decision) -> None:
             case SagaCompleted() | SagaCompensated() | SagaFailed():
                 status = decision.state.status
                 _child(SAGAS_ENDED, kind, status).inc()
-                _child(SAGA_DURATION, kind, status).observe(
-                    (record.at - before.created_at).total_seconds()
-                )
+                if not before.replays:  # a replayed saga's time is the operator's too
+                    _child(SAGA_DURATION, kind, status).observe(
+                        (record.at - before.created_at).total_seconds()
+                    )
             case RetryScheduled():
                 _child(RETRIES, kind, event.step, event.action, event.why).inc()
             case StepSucceeded() | StepFailed() | StepCompensated() | CompensationFailed():
@@ -195,16 +196,17 @@ class Sampler:
         await self._sample_oldest(gauges.oldest_running, now)
 
     async def _sample_oldest(self, gauge: Gauge, now: float) -> None:
-        """The age of the oldest running saga of each type; a type with none shows 0."""
+        """The age of the oldest running saga of each type among the oldest sampled; a
+        type with none among them has no value (not 0: it may have younger ones)."""
         oldest: dict[str, float] = {}
         for state in await self._store.oldest_active(OLDEST_SAMPLED):
             if not state.terminal:
                 oldest.setdefault(state.saga_type, now - state.created_at.timestamp())
         for saga_type in self._types_seen - oldest.keys():
-            gauge.labels(saga_type).set(0)
+            gauge.remove(saga_type)
         for saga_type, age in oldest.items():
             gauge.labels(saga_type).set(age)
-        self._types_seen |= oldest.keys()
+        self._types_seen = set(oldest)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sample until `stop` is set; gauges are best effort: a failed round leaves the

@@ -338,8 +338,19 @@ def _consumer(body: bytes, headers: Mapping[str, Any], *, queue: str) -> Iterato
         yield None
         return
     fields = _peek(body)
-    value = headers.get("traceparent") or fields.get("traceparent")
-    parent = _PROPAGATOR.extract({"traceparent": value}) if isinstance(value, str) else None
+    parent: Context | None = None
+    links: list[Link] = []
+    header, envelope = headers.get("traceparent"), fields.get("traceparent")
+    if isinstance(header, str):  # the producer span's own context
+        parent = _PROPAGATOR.extract({"traceparent": header})
+    elif isinstance(envelope, str) and isinstance(fields.get("saga_id"), str):
+        # A sender that does not copy the header: its span is unknown, so under the
+        # saga's start, linked to what the envelope names.
+        sent = trace.get_current_span(_PROPAGATOR.extract({"traceparent": envelope}))
+        context = sent.get_span_context()
+        if context.is_valid:
+            parent = _saga_root(format(context.trace_id, "032x"), fields["saga_id"])
+            links = [Link(context)]
     attributes: dict[str, AttributeValue | None] = {
         "messaging.system": "rabbitmq",
         "messaging.operation.type": "process",
@@ -355,6 +366,7 @@ def _consumer(body: bytes, headers: Mapping[str, Any], *, queue: str) -> Iterato
     with tracer.start_as_current_span(
         f"process {queue}",
         context=parent,
+        links=links,
         kind=SpanKind.CONSUMER,
         attributes={k: v for k, v in attributes.items() if v is not None},
     ) as span:

@@ -2,6 +2,7 @@
 (the demo's: every process's code in this one, fakeredis, in-memory queues)."""
 
 import asyncio
+import json
 from collections.abc import Iterator
 from io import StringIO
 
@@ -180,3 +181,27 @@ async def test_an_operator_s_action_hangs_under_the_saga_s_start(
     assert undo and all(
         s.parent is not None and s.parent.span_id == cancel.context.span_id for s in undo
     )
+
+
+def test_a_message_without_the_header_hangs_under_the_saga_s_start_linked_to_its_envelope(
+    spans: InMemorySpanExporter,
+) -> None:
+    trace_id, sent = "ab" * 16, "cd" * 8
+    body = json.dumps({"saga_id": "s1", "traceparent": f"00-{trace_id}-{sent}-01"}).encode()
+    with tracing.consumer(body, {}, queue="ns.orchestrator"):
+        pass
+    [span] = spans.get_finished_spans()
+    assert span.parent is not None and span.parent.span_id == tracing.root_span_id("s1")
+    assert hexed(span.context.trace_id, 32) == trace_id
+    assert [hexed(link.context.span_id, 16) for link in span.links] == [sent]
+
+
+def test_a_message_with_the_header_is_a_child_of_the_span_it_names(
+    spans: InMemorySpanExporter,
+) -> None:
+    trace_id, producer = "ab" * 16, "ef" * 8
+    headers = {"traceparent": f"00-{trace_id}-{producer}-01"}
+    with tracing.consumer(b"not json", headers, queue="ns.stock"):
+        pass
+    [span] = spans.get_finished_spans()
+    assert span.parent is not None and hexed(span.parent.span_id, 16) == producer
