@@ -32,7 +32,10 @@ from contracts.envelope import Envelope
 from contracts.idempotency import parse_idempotency_key
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
@@ -104,12 +107,12 @@ def shutdown() -> None:
         _state.provider.shutdown()
 
 
-def id_generator() -> Any:
+def id_generator() -> "IdGenerator":
     """The SDK id generator this module needs (it can give the saga's start its id)."""
     return _ids()
 
 
-def _ids() -> Any:
+def _ids() -> "IdGenerator":
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
     class ForcedIds(RandomIdGenerator):
@@ -124,7 +127,7 @@ def _ids() -> Any:
     return ForcedIds()
 
 
-def _exporter(name: str) -> Any:
+def _exporter(name: str) -> "SpanExporter":
     if name == "otlp":
         protocol = os.environ.get(
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
@@ -151,7 +154,7 @@ def _instrument_libraries() -> None:
     RedisInstrumentor().instrument()
 
 
-def instrument_app(app: Any) -> None:
+def instrument_app(app: "FastAPI") -> None:
     """Server spans for a FastAPI app, continuing a caller's `traceparent`."""
     if _state.tracer is None:
         return
