@@ -6,7 +6,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 from fastapi import Header, HTTPException, Request
@@ -46,7 +46,8 @@ class AuthClient:
         *,
         timeout: float,
         transport: httpx.AsyncBaseTransport | None = None,
-        cache_ttl: float = 30.0,
+        # A revoked token is honoured by this front door for at most this long.
+        cache_ttl: float = 5.0,
         cache_size: int = 10_000,
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.time,
@@ -90,10 +91,7 @@ class AuthClient:
         return caller
 
     async def _ask(self, token: str) -> tuple[Caller | None, float]:
-        try:
-            response = await self._client.post("/auth/verify", json={"token": token})
-        except httpx.HTTPError as exc:
-            raise AuthUnavailable(f"auth service unreachable: {type(exc).__name__}") from exc
+        response = await self._post("/auth/verify", json={"token": token})
         if response.status_code == 401:
             return None, 0.0
         if response.status_code != 200:
@@ -104,6 +102,23 @@ class AuthClient:
             return caller, _epoch(data.get("expires_at", 0))
         except (ValueError, KeyError, TypeError) as exc:
             raise AuthUnavailable("auth service gave a malformed answer") from exc
+
+    async def _post(self, path: str, **request: Any) -> httpx.Response:
+        try:
+            return await self._client.post(path, **request)
+        except httpx.HTTPError as exc:
+            raise AuthUnavailable(f"auth service unreachable: {type(exc).__name__}") from exc
+
+    async def revoke(self, token: str) -> bool:
+        """Revoke the token (a sign-out) and forget it here; False if the auth service
+        calls it invalid, expired or already revoked. AuthUnavailable if it cannot say."""
+        self._cache.pop(token, None)
+        response = await self._post(
+            "/auth/revoke", json={}, headers={"Authorization": f"Bearer {token}"}
+        )
+        if response.status_code not in (200, 401):
+            raise AuthUnavailable(f"auth service answered {response.status_code}")
+        return response.status_code == 200
 
     async def healthy(self) -> bool:
         """Whether the auth service answers its health check."""

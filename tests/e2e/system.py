@@ -112,8 +112,21 @@ class System:
     @contextmanager
     def extra_api(self, name: str, **settings: str) -> Iterator[str]:
         """A second front door on this namespace with other settings; its base URL."""
+        with self.extra(name, "api", **settings) as base:
+            yield base
+
+    @contextmanager
+    def extra_auth(self, name: str, **settings: str) -> Iterator[str]:
+        """A second auth service on this namespace with other settings; its base URL."""
+        with self.extra(name, "auth", **settings) as base:
+            yield base
+
+    @contextmanager
+    def extra(self, name: str, command: str, **settings: str) -> Iterator[str]:
+        """Another `saga <command>` server on this namespace with other settings, on a
+        port of its own; its base URL."""
         port = free_port()
-        proc = self.spawn(name, "api", "--port", str(port), env={**self.env, **settings})
+        proc = self.spawn(name, command, "--port", str(port), env={**self.env, **settings})
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 20
