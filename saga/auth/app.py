@@ -1,5 +1,6 @@
 """The auth service's HTTP API: issue tokens (throttled), verify and revoke them."""
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -20,11 +21,11 @@ from saga.api.problems import answer_without_input
 from saga.auth.addresses import client_address
 from saga.auth.hashing import HashPool, HashPoolFull
 from saga.auth.keys import FixedKey, KeyRing, SigningKeys
-from saga.auth.metrics import REVOCATIONS, SIGN_INS
+from saga.auth.metrics import SIGN_INS, read_counts
 from saga.auth.revocations import Revocations
 from saga.auth.throttle import SignInThrottle, ThrottlePolicy, retry_after
 from saga.auth.tokens import Claims, TokenIssuer, key_id
-from saga.auth.users import UserStore
+from saga.auth.users import UserStore, dummy_hash
 from saga.clock import utc_text
 from saga.connections import redis_client
 from saga.settings import Settings, proxy_networks
@@ -87,6 +88,7 @@ def create_auth_app(settings: Settings, *, redis: Redis | None = None) -> FastAP
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.auth_secret is None:
             await ring.ensure()
+        await asyncio.to_thread(dummy_hash)  # not on the first unknown account's time
         yield
         pool.close()
         if own_redis:
@@ -192,13 +194,13 @@ def create_auth_app(settings: Settings, *, redis: Redis | None = None) -> FastAP
                 raise HTTPException(403, "only an admin revokes another user's tokens")
             await revocations.revoke_user(email, now=time.time())
             scope = "all"
-        REVOCATIONS.labels(scope).inc()
         log.info("token revoked", scope=scope, email=email, by=claims.email)
         return RevokeResponse(revoked=scope, email=email)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        """Prometheus metrics of this process."""
+        """Prometheus metrics of this process, and the namespace's counts in Redis."""
+        await read_counts(redis, namespace)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")

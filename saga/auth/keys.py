@@ -7,6 +7,8 @@ from typing import Final, Protocol
 
 from redis.asyncio import Redis
 
+from saga.auth.metrics import ROTATED, counts_key
+
 # A rotation keeps the key it retires this long past the longest token's life: a
 # replica may sign with it a moment after, and clocks differ a little.
 RETIRE_GRACE: Final = 60.0
@@ -28,8 +30,8 @@ if not kid then return false end
 return {kid, cjson.decode(redis.call('HGET', KEYS[1], kid)).secret}
 """
 
-# KEYS as _FIRST. ARGV: the new kid and secret, now, when the current key retires (both
-# seconds since the epoch). Drops the keys already retired, marks the current one to
+# KEYS as _FIRST, and the namespace's counts. ARGV: the new kid and secret, now, when
+# the current key retires (both seconds since the epoch), the count of rotations' field. Drops the keys already retired, marks the current one to
 # retire, makes the new one current. Answers the kid it retired (false: none) and those
 # it dropped.
 _ROTATE = """
@@ -51,6 +53,7 @@ if previous then
 end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({secret = ARGV[2]}))
 redis.call('SET', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
 return {previous, dropped}
 """
 
@@ -87,6 +90,7 @@ class KeyRing:
         self._redis = redis
         prefix = f"{namespace}:auth"
         self.keys = [f"{prefix}:keys", f"{prefix}:key"]
+        self._counts = counts_key(namespace)
         self._first = redis.register_script(_FIRST)
         self._current = redis.register_script(_CURRENT)
         self._rotate = redis.register_script(_ROTATE)
@@ -116,7 +120,9 @@ class KeyRing:
         longer. (the new kid, the retired kid or None, the kids dropped as past use)."""
         kid, secret = _new_key()
         retire_at = now + token_ttl + RETIRE_GRACE
-        retired, dropped = await self._rotate(keys=self.keys, args=[kid, secret, now, retire_at])
+        retired, dropped = await self._rotate(
+            keys=[*self.keys, self._counts], args=[kid, secret, now, retire_at, ROTATED]
+        )
         return kid, (str(retired) if retired else None), [str(d) for d in dropped]
 
 

@@ -16,8 +16,9 @@ ROLES: Final = frozenset({"customer", "admin"})
 
 
 @functools.cache
-def _dummy_hash() -> str:
-    """Verifying against this when the user is unknown keeps both answers equally slow."""
+def dummy_hash() -> str:
+    """Verifying against this when the user is unknown keeps both answers equally slow
+    (made once per process, before the first sign-in)."""
     return hash_password(secrets.token_urlsafe(16))
 
 
@@ -70,7 +71,7 @@ class UserStore:
         has no free slot."""
         raw = await self._redis.hgetall(self._key(email))
         stored = raw.get("password")
-        ok = await pool.run(lambda: verify_password(password, str(stored or _dummy_hash())))
+        ok = await pool.run(lambda: verify_password(password, str(stored or dummy_hash())))
         if not raw or not ok:
             return None
         return User(email=email.lower(), roles=json.loads(raw["roles"]))

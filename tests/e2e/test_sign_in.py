@@ -80,8 +80,11 @@ def test_saga_auth_revoke_refuses_every_token_of_the_user(system: System) -> Non
     tokens = [shop.token, system.token(shop.customer)]
     for token in tokens:
         assert system.api_get(token, "/sagas").status_code == 200
+    counted = 'saga_auth_revocations{scope="all"}'
+    before = metric(system.auth, counted)
     done = system.cli_json("auth", "revoke", shop.customer.upper())
     assert done == {"revoked": "all", "email": shop.customer}
+    assert metric(system.auth, counted) == before + 1  # the command's, on the service's
     for token in tokens:
         refused_by_the_api_within_the_bound(system, token)
 
@@ -89,7 +92,9 @@ def test_saga_auth_revoke_refuses_every_token_of_the_user(system: System) -> Non
 def test_tokens_of_both_keys_are_taken_across_a_rotation(system: System) -> None:
     shop = open_shop(system)
     before = shop.token
+    rotations = metric(system.auth, "saga_auth_key_rotations")
     rotated = system.cli_json("auth", "rotate-key")
+    assert metric(system.auth, "saga_auth_key_rotations") == rotations + 1
     after = system.token(shop.customer)
     assert jwt.get_unverified_header(before)["kid"] == rotated["retired"]
     assert jwt.get_unverified_header(after)["kid"] == rotated["kid"]

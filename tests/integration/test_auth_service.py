@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from saga.auth.app import create_auth_app
 from saga.auth.keys import KeyRing
+from saga.auth.revocations import Revocations
 from saga.auth.throttle import SignInThrottle, ThrottlePolicy
 from saga.auth.users import UserStore
 from saga.settings import Settings
@@ -302,3 +303,20 @@ async def test_a_fixed_key_from_the_environment_signs_and_verifies(
         assert await verify(client, token) == 200
     async with auth_service(redis, namespace, auth_secret="y" * 48) as changed:
         assert await verify(changed, token) == 401
+
+
+async def test_revocations_and_rotations_are_counted_alike_on_every_replica(
+    redis: Redis, namespace: str, users: UserStore
+) -> None:
+    async with (
+        auth_service(redis, namespace) as one,
+        auth_service(redis, namespace) as other,
+    ):
+        await revoke(one, await token_of(one, ANN))
+        await Revocations(redis, namespace).revoke_user(BOB, now=time.time())  # the CLI's
+        await KeyRing(redis, namespace).rotate(now=time.time(), token_ttl=3600)
+        for replica in (one, other):
+            text = (await replica.get("/metrics")).text
+            assert 'saga_auth_revocations{scope="token"} 1.0' in text
+            assert 'saga_auth_revocations{scope="all"} 1.0' in text
+            assert "saga_auth_key_rotations 1.0" in text
