@@ -59,6 +59,10 @@ class System:
             # Tests place orders faster than a customer should; the limit itself is
             # tested on a front door of its own (test_front_door).
             "SAGA_RATE_LIMIT": "1000/second",
+            # Every test signs in from 127.0.0.1: failures of one must not make the
+            # others wait. Throttling by address is tested in
+            # tests/integration/test_auth_service.py.
+            "SAGA_AUTH_ADDRESS_FAILURES": "100000",
             "NO_COLOR": "1",
             **self.settings,
         }
