@@ -33,10 +33,14 @@ def add_user(address: str, password: str, roles: list[str] | None, json_out: boo
 def revoke(address: str, json_out: bool) -> None:
     """Revoke every token of a user issued up to now (`saga auth revoke`)."""
 
-    async def work(redis: Redis, settings: Settings) -> None:
+    async def work(redis: Redis, settings: Settings) -> bool:
+        if await UserStore(redis, settings.namespace).get(address) is None:
+            return False
         await Revocations(redis, settings.namespace).revoke_user(address, now=time.time())
+        return True
 
-    with_redis(work)
+    if not with_redis(work):
+        raise CliError(f"no user {address.lower()} (saga auth add-user makes one)")
     _audit().info("token revoked", scope="all", email=address.lower(), by="saga auth revoke")
     if json_out:
         print_json({"revoked": "all", "email": address.lower()})

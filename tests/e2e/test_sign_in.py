@@ -89,6 +89,12 @@ def test_saga_auth_revoke_refuses_every_token_of_the_user(system: System) -> Non
         refused_by_the_api_within_the_bound(system, token)
 
 
+def test_saga_auth_revoke_names_an_unknown_user(system: System) -> None:
+    result = system.cli("auth", "revoke", "nobody@example.com", check=False)
+    assert result.returncode == 1
+    assert "no user nobody@example.com" in result.stderr
+
+
 def test_tokens_of_both_keys_are_taken_across_a_rotation(system: System) -> None:
     shop = open_shop(system)
     before = shop.token
