@@ -14,6 +14,7 @@ import structlog
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from saga.api.auth import AuthClient
 from saga.auth.app import create_auth_app
 from saga.auth.keys import KeyRing
 from saga.auth.revocations import Revocations
@@ -320,3 +321,23 @@ async def test_revocations_and_rotations_are_counted_alike_on_every_replica(
             assert 'saga_auth_revocations{scope="token"} 1.0' in text
             assert 'saga_auth_revocations{scope="all"} 1.0' in text
             assert "saga_auth_key_rotations 1.0" in text
+
+
+async def test_the_api_s_auth_client_signs_out_and_forgets_the_token_at_once(
+    redis: Redis, namespace: str, users: UserStore
+) -> None:
+    app = create_auth_app(Settings(namespace=namespace), redis=redis)
+    async with app.router.lifespan_context(app):
+        client = AuthClient("http://auth", timeout=10, transport=httpx.ASGITransport(app=app))
+        try:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://auth"
+            ) as http:
+                token = await token_of(http, ANN)
+            caller = await client.verify(token)  # cached from now on
+            assert caller is not None and caller.email == ANN
+            assert await client.revoke(token) is True
+            assert await client.verify(token) is None  # not the cached answer
+            assert await client.revoke(token) is False  # already revoked: nothing to do
+        finally:
+            await client.close()
