@@ -1,5 +1,7 @@
 """The auth client: verifies bearer tokens with the auth service over httpx."""
 
+import asyncio
+import functools
 import math
 import time
 from collections import OrderedDict
@@ -26,6 +28,10 @@ class Caller:
     def is_admin(self) -> bool:
         """Admins see every saga, not only their own."""
         return "admin" in self.roles
+
+
+# The auth service's verdict on a token: its caller (None: invalid) and when it expires.
+Answer = tuple[Caller | None, float]
 
 
 class AuthUnavailable(Exception):
@@ -62,6 +68,7 @@ class AuthClient:
             reset_after=AUTH_BREAKER_RESET_AFTER.total_seconds(),
         )
         self._clock = clock
+        self._asking: dict[str, asyncio.Future[Answer]] = {}
 
     async def verify(self, token: str) -> Caller | None:
         """The caller a token belongs to; None if the token is invalid or expired."""
@@ -70,6 +77,26 @@ class AuthClient:
         if cached is not None and cached[1] > now:
             self._cache.move_to_end(token)
             return cached[0]
+        # Requests with one token that come together ask the auth service once.
+        asking = self._asking.get(token)
+        if asking is None:
+            asking = self._asking[token] = asyncio.ensure_future(self._ask_guarded(token))
+            asking.add_done_callback(functools.partial(self._asked, token))
+        caller, expires_at = await asyncio.shield(asking)
+        if caller is not None:
+            # Never kept longer than the token lives.
+            self._cache[token] = (caller, min(now + self._cache_ttl, expires_at))
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return caller
+
+    def _asked(self, token: str, asking: "asyncio.Future[Answer]") -> None:
+        self._asking.pop(token, None)
+        if not asking.cancelled():
+            asking.exception()  # retrieved, should every waiter have gone
+
+    async def _ask_guarded(self, token: str) -> "Answer":
+        """The auth service's answer, through the circuit breaker."""
         try:
             self._breaker.before_call()
         except CircuitOpen as exc:
@@ -78,19 +105,14 @@ class AuthClient:
                 retry_after=exc.retry_after,
             ) from None
         try:
-            caller, expires_at = await self._ask(token)
+            answer = await self._ask(token)
         except AuthUnavailable:
             self._breaker.failed()
             raise
         self._breaker.succeeded()
-        if caller is not None:
-            # Never kept longer than the token lives.
-            self._cache[token] = (caller, min(now + self._cache_ttl, expires_at))
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return caller
+        return answer
 
-    async def _ask(self, token: str) -> tuple[Caller | None, float]:
+    async def _ask(self, token: str) -> "Answer":
         response = await self._post("/auth/verify", json={"token": token})
         if response.status_code == 401:
             return None, 0.0

@@ -13,6 +13,9 @@ from saga.auth.metrics import ROTATED, counts_key
 # replica may sign with it a moment after, and clocks differ a little.
 RETIRE_GRACE: Final = 60.0
 FIXED_KID: Final = "env"
+# How long a replica trusts what it read of a key. A rotation marks the previous key to
+# retire RETIRE_GRACE (and a token's life) later, so a replica learns of it in time.
+KEY_READ_FOR: Final = RETIRE_GRACE / 2
 
 # KEYS: the keys (a hash: kid -> {"secret", "retire_at"}), the current kid. ARGV: a
 # new kid and secret. Makes them the first key unless there is a current one already.
@@ -91,6 +94,8 @@ class KeyRing:
         prefix = f"{namespace}:auth"
         self.keys = [f"{prefix}:keys", f"{prefix}:key"]
         self._counts = counts_key(namespace)
+        # kid -> (secret, retire_at or None, when read): verifying asks Redis once a while.
+        self._read: dict[str, tuple[str, float | None, float]] = {}
         self._first = redis.register_script(_FIRST)
         self._current = redis.register_script(_CURRENT)
         self._rotate = redis.register_script(_ROTATE)
@@ -108,12 +113,15 @@ class KeyRing:
 
     async def secret(self, kid: str, *, now: float) -> str | None:
         """The secret of a current or retiring key; None once it retired or if unknown."""
-        raw = await self._redis.hget(self.keys[0], kid)
-        if raw is None:
-            return None
-        key = json.loads(raw)
-        retire_at = key.get("retire_at")
-        return None if retire_at is not None and retire_at <= now else str(key["secret"])
+        read = self._read.get(kid)
+        if read is None or now - read[2] > KEY_READ_FOR:
+            raw = await self._redis.hget(self.keys[0], kid)
+            if raw is None:
+                return None
+            key = json.loads(raw)
+            read = self._read[kid] = (str(key["secret"]), key.get("retire_at"), now)
+        secret, retire_at, _ = read
+        return None if retire_at is not None and retire_at <= now else secret
 
     async def rotate(self, *, now: float, token_ttl: float) -> tuple[str, str | None, list[str]]:
         """Make a new key current; the current one verifies `token_ttl` (and a grace)

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from saga.api.auth import AuthClient
 from saga.auth.app import create_auth_app
-from saga.auth.keys import KeyRing
+from saga.auth.keys import RETIRE_GRACE, KeyRing
 from saga.auth.revocations import Revocations
 from saga.auth.throttle import SignInThrottle, ThrottlePolicy
 from saga.auth.users import UserStore
@@ -260,25 +260,28 @@ async def test_an_admin_revokes_every_token_of_a_user(
 async def test_tokens_of_the_previous_key_verify_across_a_rotation_until_it_retires(
     redis: Redis, namespace: str, users: UserStore
 ) -> None:
-    ring = KeyRing(redis, namespace)
+    ring = KeyRing(redis, namespace)  # as another replica
     async with auth_service(redis, namespace, token_ttl=600) as client:
         old = await token_of(client, ANN)
         now = time.time()
+        old_kid = jwt.get_unverified_header(old)["kid"]
+        assert await ring.secret(old_kid, now=now) is not None  # read before the rotation
         new_kid, retired, dropped = await ring.rotate(now=now, token_ttl=600)
         new = await token_of(client, ANN)
-        assert jwt.get_unverified_header(old)["kid"] == retired
+        assert old_kid == retired
         assert jwt.get_unverified_header(new)["kid"] == new_kid != retired
         assert dropped == []
         assert [await verify(client, t) for t in (old, new)] == [200, 200]
-        assert retired is not None
-        # Past the longest life of a token it signed, the old key is refused, then dropped.
-        later = now + 600 + 61
+        # Past the longest life of a token it signed (and the grace), the old key is
+        # refused, even by a replica that read it before the rotation; then dropped.
+        later = now + 600 + RETIRE_GRACE + 1
         assert await ring.secret(retired, now=later) is None
         assert await ring.secret(new_kid, now=later) is not None
         newest, retired_now, dropped = await ring.rotate(now=later, token_ttl=600)
         assert (retired_now, dropped) == (new_kid, [retired])
-        assert [await verify(client, t) for t in (old, new)] == [401, 200]
-        assert jwt.get_unverified_header(await token_of(client, ANN))["kid"] == newest
+    async with auth_service(redis, namespace, token_ttl=600) as replica:
+        assert [await verify(replica, t) for t in (old, new)] == [401, 200]
+        assert jwt.get_unverified_header(await token_of(replica, ANN))["kid"] == newest
 
 
 async def test_replicas_share_the_first_key_and_see_a_rotation_at_once(
