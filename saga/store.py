@@ -3,6 +3,7 @@
 import asyncio
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, Literal, cast
 
 from redis.asyncio import Redis
@@ -14,7 +15,7 @@ from saga.connections import once_more
 from saga.core.decide import Decision, OutgoingCommand, Timer
 from saga.core.events import EventRecord, record_from_json
 from saga.core.state import SagaState
-from saga.scripts import ScriptBatcher
+from saga.scripts import ReplicasBehind, ScriptBatcher
 
 # One atomic step per input: the saga's events, state, applied id and outbox, its
 # timers, its outbox marker and its place in the indexes, all or nothing.
@@ -205,11 +206,21 @@ class SagaKeys:
 class RedisSagaStore:
     """Sagas in Redis under one namespace."""
 
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(
+        self,
+        redis: "Redis",
+        namespace: str,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
+    ) -> None:
         self._redis = redis
         self._ns = namespace
-        scripts = ScriptBatcher(redis)
-        self._append = scripts.register(_APPEND)
+        # With wait_replicas, an append (and an outbox marked again before its commands
+        # are published once more) answers only once that many replicas have it.
+        self._wait = (wait_replicas, wait_timeout_ms)
+        scripts = ScriptBatcher(redis, wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms)
+        self._append = scripts.register(_APPEND, durable=True)
         self._clear_outbox = scripts.register(_CLEAR_OUTBOX)
         self._claim_outboxes = scripts.register(_CLAIM_OUTBOXES)
         self._load = scripts.register(_LOAD)
@@ -386,6 +397,12 @@ class RedisSagaStore:
         """How many sagas are not yet terminal (as the active index says)."""
         return int(await self._redis.zcard(self.active_key))
 
+    async def oldest_active(self, limit: int) -> list[SagaState]:
+        """The states of the `limit` sagas longest in the active index, oldest first (one
+        may have ended since: the index is tidied after)."""
+        ids = await self._redis.zrange(self.active_key, 0, limit - 1)
+        return await self.load_many([str(i) for i in ids])
+
     async def forget_finished(self, *, now: float, limit: int = 200) -> int:
         """Drop from the active index the sagas that ended (a crash came between their
         last append and the removal) or never began (a crash before their first append,
@@ -432,8 +449,20 @@ class RedisSagaStore:
     # --- outbox ---------------------------------------------------------------------
 
     async def mark_outbox(self, saga_id: str, marker: int) -> None:
-        """Note that the saga's outbox may hold commands (before they are stored)."""
-        await self._redis.zadd(self.outbox_index_key, {saga_id: marker})
+        """Note that the saga's outbox may hold commands (before they are stored, or
+        before an append found a duplicate publishes them again). With wait_replicas it
+        returns once the replicas have this write, and so everything written before it:
+        a duplicate's commands are not published before their append is replicated."""
+        replicas, timeout_ms = self._wait
+        if not replicas:
+            await self._redis.zadd(self.outbox_index_key, {saga_id: marker})
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.outbox_index_key, {saga_id: marker})
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            _, acked = await pipe.execute()
+        if int(acked) < replicas:
+            raise ReplicasBehind(int(acked), replicas, timeout_ms)
 
     async def outbox(self, saga_id: str) -> list[OutgoingCommand]:
         """The commands in the saga's outbox, not yet known to be published."""
@@ -456,6 +485,20 @@ class RedisSagaStore:
     async def outbox_pending(self) -> int:
         """How many sagas' outboxes may hold unpublished commands."""
         return int(await self._redis.zcard(self.outbox_index_key))
+
+    async def outbox_oldest(self, limit: int = 100) -> datetime | None:
+        """When the oldest command still in an outbox was decided, looking at the `limit`
+        outboxes marked longest ago (the relay marks an outbox anew on each claim, so
+        the mark alone does not tell how long a command has waited)."""
+        saga_ids = await self._redis.zrange(self.outbox_index_key, 0, limit - 1)
+        if not saga_ids:
+            return None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for saga_id in saga_ids:
+                pipe.hvals(self.keys(str(saga_id)).outbox)
+            outboxes = await pipe.execute()
+        sent = [_command_from_json(raw).envelope.sent_at for box in outboxes for raw in box]
+        return min(sent, default=None)
 
     async def claim_outboxes(self, *, cutoff: int, now: int, limit: int) -> list[str]:
         """Claim the sagas whose outbox may hold commands left since before `cutoff`:
@@ -562,3 +605,8 @@ class TimerStore:
     async def count(self) -> int:
         """How many timers are waiting."""
         return int(await self._redis.zcard(self.key))
+
+    async def due(self, *, now: int) -> int:
+        """How many timers are due by `now` (microseconds) and not taken (a taken one is
+        hidden until its lease ends)."""
+        return int(await self._redis.zcount(self.key, "-inf", now))

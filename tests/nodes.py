@@ -241,13 +241,21 @@ class RabbitNode:
 
 
 class RedisServer:
-    """A Redis of the test's own, with an append-only file synced on every write; with
-    certificates, it listens with TLS only (clients are not asked for theirs)."""
+    """A Redis of the test's own, with an append-only file synced on every write, or a
+    replica of another; with certificates, it listens with TLS only (clients are not
+    asked for theirs)."""
 
-    def __init__(self, data: Path, *, tls: Certificates | None = None) -> None:
+    def __init__(
+        self,
+        data: Path,
+        *,
+        replica_of: "RedisServer | None" = None,
+        tls: Certificates | None = None,
+    ) -> None:
         self.port, self.data, self.tls = free_port(), data, tls
         self.log = data / "redis.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.primary = replica_of
         data.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -284,6 +292,11 @@ class RedisServer:
                 str(self.data),
                 "--logfile",
                 str(self.log),
+                *(
+                    ()
+                    if self.primary is None
+                    else ("--replicaof", "127.0.0.1", str(self.primary.port))
+                ),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -305,6 +318,15 @@ class RedisServer:
             )
         finally:
             client.close()
+
+    def pause(self) -> None:
+        """SIGSTOP: alive, connected, silent (a replica that falls behind)."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
 
     def kill(self) -> None:
         """kill -9: Redis ends where it is, with what its append-only file holds."""

@@ -1,0 +1,1 @@
+"""The web console's drawing parts: timelines, definition diagrams, overview figures."""
