@@ -89,3 +89,37 @@ def _print(result: "BenchResult") -> None:
             rss,
         )
     console().print(memory)
+
+
+def flood(
+    attempts: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Wrong-password sign-ins to send.")
+    ] = 500,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=1000, help="Of them in flight at once.")
+    ] = 50,
+    accounts: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Accounts they go round (1: one victim).")
+    ] = 1,
+    json_out: Json = False,
+) -> None:
+    """Flood the auth service of a system started here with wrong passwords from one
+    client; print what kept working."""
+    config = settings().model_copy(update={"log_level": "warning"})
+    configure_logging(config)
+    from bench.flood import run_flood
+
+    try:
+        result = eventloop.run(
+            run_flood(config, attempts=attempts, concurrency=concurrency, accounts=accounts),
+            config.event_loop,
+        )
+    except (RuntimeError, TimeoutError) as exc:
+        raise CliError(f"bench-flood stopped: {exc}") from None
+    if json_out:
+        print_json(result.as_dict())
+        return
+    table = Table("figure", "value", title="saga bench-flood (wrong passwords from one client)")
+    for key, value in result.as_dict().items():
+        table.add_row(key, str(value))
+    console().print(table)

@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import re
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from saga.core.durations import DURATION_FORMS, parse_seconds
 from saga.eventloop import EventLoop
 
 DEFAULT_RETENTION: Final = 7 * 86400
+MAX_TOKEN_TTL: Final = 7 * 24 * 3600
 
 
 def _lower(value: object) -> object:
@@ -71,8 +73,27 @@ class Settings(BaseSettings):
         default=None,
         description="HMAC key for tokens; when unset the auth service keeps one in Redis",
     )
-    token_ttl: Duration = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    token_ttl: Duration = Field(default=3600, ge=60, le=MAX_TOKEN_TTL)
     auth_timeout: Duration = Field(default=2.0, gt=0, le=30)
+    # How long the API may keep a verified token before asking again: a revoked token
+    # is refused by every front door within this bound.
+    auth_cache_ttl: Duration = Field(default=5.0, ge=0, le=60)
+
+    # Sign-in throttling (the auth service): after this many failed sign-ins in a row
+    # for one account, or from one client address, each further try must wait, the
+    # first wait `auth_delay`, doubling with each failure up to `auth_max_delay`.
+    auth_account_failures: int = Field(default=5, ge=1, le=1000)
+    auth_address_failures: int = Field(default=20, ge=1, le=100_000)
+    auth_delay: Duration = Field(default=1.0, gt=0, le=3600)
+    auth_max_delay: Duration = Field(default=900.0, gt=0, le=86400)
+    # A count of failures is forgotten this long after its last failure.
+    auth_failure_window: Duration = Field(default=3600.0, ge=1, le=30 * 86400)
+    # Passwords hashed at once (each holds a core for ~50 ms); a sign-in past them is
+    # answered 503 at once.
+    auth_hash_slots: int = Field(default=2, ge=1, le=64)
+    # Proxies whose X-Forwarded-For names the client: addresses or networks,
+    # comma-separated (empty: the socket's peer is the client).
+    auth_trusted_proxies: str | None = None
     rate_limit: str = Field(default="20/second", description="per customer: 20/second, 600/minute")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
@@ -139,6 +160,12 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    @field_validator("auth_trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str | None) -> str | None:
+        proxy_networks(value)  # reading them checks them
+        return value
+
     @field_validator("namespace")
     @classmethod
     def _namespace_is_safe(cls, value: str) -> str:
@@ -159,6 +186,22 @@ class Settings(BaseSettings):
         if value == "uvloop" and importlib.util.find_spec("uvloop") is None:
             raise ValueError("uvloop is not installed here; use auto or asyncio")
         return value
+
+
+def proxy_networks(value: str | None) -> list[IPv4Network | IPv6Network]:
+    """SAGA_AUTH_TRUSTED_PROXIES as networks (an address is a network of one)."""
+    networks = []
+    for item in (v.strip() for v in (value or "").split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{item!r} is not an address or network; give them comma-separated, "
+                "as in 127.0.0.1,10.0.0.0/8"
+            ) from None
+    return networks
 
 
 def _extension_names(value: str | None) -> str | None:

@@ -17,6 +17,7 @@ import aio_pika
 import redis
 
 from tests.servers import absent, free_port
+from tests.tls import Certificates
 
 # Debian, Ubuntu and the RPMs put RabbitMQ's own scripts here; `rabbitmq-server` on the
 # PATH there is a wrapper that runs them as the `rabbitmq` user with its cookie and home.
@@ -99,9 +100,11 @@ class RabbitNode:
     ones pin port 5672 and the node name) and Erlang cookie, and no plugins (so no
     management or Prometheus listener). Blocking: from async code call it in a thread."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, tls: Certificates | None = None) -> None:
         self.root = root
         self.port = amqp_port = free_port()
+        # With certificates, a TLS listener too (clients are not asked for theirs).
+        self.tls_port = free_port() if tls else None
         dist_port = free_port()
         self.name = f"saga-test-{uuid.uuid4().hex[:10]}@localhost"
         self.log = root / "server.log"
@@ -115,6 +118,16 @@ class RabbitNode:
             cookie.chmod(0o400)
         config = root / "rabbitmq.conf"
         config.write_text(f"listeners.tcp.local = 127.0.0.1:{amqp_port}\n")
+        if tls is not None:
+            with config.open("a") as conf:
+                conf.write(
+                    f"listeners.ssl.local = 127.0.0.1:{self.tls_port}\n"
+                    f"ssl_options.cacertfile = {tls.ca}\n"
+                    f"ssl_options.certfile = {tls.cert}\n"
+                    f"ssl_options.keyfile = {tls.key}\n"
+                    "ssl_options.verify = verify_none\n"
+                    "ssl_options.fail_if_no_peer_cert = false\n"
+                )
         conf_env = root / "rabbitmq-env.conf"
         # The distribution listens on loopback only, as the system node's does here.
         conf_env.write_text(
@@ -228,10 +241,18 @@ class RabbitNode:
 
 
 class RedisServer:
-    """A Redis of the test's own, with an append-only file synced on every write."""
+    """A Redis of the test's own, with an append-only file synced on every write, or a
+    replica of another; with certificates, it listens with TLS only (clients are not
+    asked for theirs)."""
 
-    def __init__(self, data: Path, *, replica_of: "RedisServer | None" = None) -> None:
-        self.port, self.data = free_port(), data
+    def __init__(
+        self,
+        data: Path,
+        *,
+        replica_of: "RedisServer | None" = None,
+        tls: Certificates | None = None,
+    ) -> None:
+        self.port, self.data, self.tls = free_port(), data, tls
         self.log = data / "redis.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.primary = replica_of
@@ -239,7 +260,16 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+
+    def _listening(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port", "0", "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key),
+            "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no",
+        ]  # fmt: skip
 
     def start(self, *, within: float = 20.0) -> None:
         """Start Redis (on the same data if it ran before) and wait until it answers."""
@@ -249,8 +279,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [
                 str(binary),
-                "--port",
-                str(self.port),
+                *self._listening(),
                 "--bind",
                 "127.0.0.1",
                 "--appendonly",
@@ -273,7 +302,12 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             start_new_session=True,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        client = redis.Redis(
+            port=self.port,
+            socket_connect_timeout=1,
+            ssl=self.tls is not None,
+            ssl_ca_certs=str(self.tls.ca) if self.tls else None,
+        )
         try:
             wait_started(
                 self.proc,

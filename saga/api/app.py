@@ -56,7 +56,16 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         # Serve even while RabbitMQ is away: sagas start durably in Redis, /ready says
         # what is missing, and the orchestrator's relay publishes once it is back.
         connecting = asyncio.create_task(transport.keep_connecting())
-        _wire(app, wiring, transport, AuthClient(settings.auth_url, timeout=settings.auth_timeout))
+        _wire(
+            app,
+            wiring,
+            transport,
+            AuthClient(
+                settings.auth_url,
+                timeout=settings.auth_timeout,
+                cache_ttl=settings.auth_cache_ttl,
+            ),
+        )
         try:
             yield
         finally:

@@ -1,12 +1,14 @@
 """The auth client: verifies bearer tokens with the auth service over httpx."""
 
+import asyncio
+import functools
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 from fastapi import Header, HTTPException, Request
@@ -28,6 +30,10 @@ class Caller:
         return "admin" in self.roles
 
 
+# The auth service's verdict on a token: its caller (None: invalid) and when it expires.
+Answer = tuple[Caller | None, float]
+
+
 class AuthUnavailable(Exception):
     """The auth service did not give an answer: neither yes nor no."""
 
@@ -46,7 +52,8 @@ class AuthClient:
         *,
         timeout: float,
         transport: httpx.AsyncBaseTransport | None = None,
-        cache_ttl: float = 30.0,
+        # A revoked token is honoured by this front door for at most this long.
+        cache_ttl: float = 5.0,
         cache_size: int = 10_000,
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.time,
@@ -61,6 +68,7 @@ class AuthClient:
             reset_after=AUTH_BREAKER_RESET_AFTER.total_seconds(),
         )
         self._clock = clock
+        self._asking: dict[str, asyncio.Future[Answer]] = {}
 
     async def verify(self, token: str) -> Caller | None:
         """The caller a token belongs to; None if the token is invalid or expired."""
@@ -69,6 +77,26 @@ class AuthClient:
         if cached is not None and cached[1] > now:
             self._cache.move_to_end(token)
             return cached[0]
+        # Requests with one token that come together ask the auth service once.
+        asking = self._asking.get(token)
+        if asking is None:
+            asking = self._asking[token] = asyncio.ensure_future(self._ask_guarded(token))
+            asking.add_done_callback(functools.partial(self._asked, token))
+        caller, expires_at = await asyncio.shield(asking)
+        if caller is not None:
+            # Never kept longer than the token lives.
+            self._cache[token] = (caller, min(now + self._cache_ttl, expires_at))
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return caller
+
+    def _asked(self, token: str, asking: "asyncio.Future[Answer]") -> None:
+        self._asking.pop(token, None)
+        if not asking.cancelled():
+            asking.exception()  # retrieved, should every waiter have gone
+
+    async def _ask_guarded(self, token: str) -> "Answer":
+        """The auth service's answer, through the circuit breaker."""
         try:
             self._breaker.before_call()
         except CircuitOpen as exc:
@@ -77,23 +105,15 @@ class AuthClient:
                 retry_after=exc.retry_after,
             ) from None
         try:
-            caller, expires_at = await self._ask(token)
+            answer = await self._ask(token)
         except AuthUnavailable:
             self._breaker.failed()
             raise
         self._breaker.succeeded()
-        if caller is not None:
-            # Never kept longer than the token lives.
-            self._cache[token] = (caller, min(now + self._cache_ttl, expires_at))
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return caller
+        return answer
 
-    async def _ask(self, token: str) -> tuple[Caller | None, float]:
-        try:
-            response = await self._client.post("/auth/verify", json={"token": token})
-        except httpx.HTTPError as exc:
-            raise AuthUnavailable(f"auth service unreachable: {type(exc).__name__}") from exc
+    async def _ask(self, token: str) -> "Answer":
+        response = await self._post("/auth/verify", json={"token": token})
         if response.status_code == 401:
             return None, 0.0
         if response.status_code != 200:
@@ -104,6 +124,23 @@ class AuthClient:
             return caller, _epoch(data.get("expires_at", 0))
         except (ValueError, KeyError, TypeError) as exc:
             raise AuthUnavailable("auth service gave a malformed answer") from exc
+
+    async def _post(self, path: str, **request: Any) -> httpx.Response:
+        try:
+            return await self._client.post(path, **request)
+        except httpx.HTTPError as exc:
+            raise AuthUnavailable(f"auth service unreachable: {type(exc).__name__}") from exc
+
+    async def revoke(self, token: str) -> bool:
+        """Revoke the token (a sign-out) and forget it here; False if the auth service
+        calls it invalid, expired or already revoked. AuthUnavailable if it cannot say."""
+        self._cache.pop(token, None)
+        response = await self._post(
+            "/auth/revoke", json={}, headers={"Authorization": f"Bearer {token}"}
+        )
+        if response.status_code not in (200, 401):
+            raise AuthUnavailable(f"auth service answered {response.status_code}")
+        return response.status_code == 200
 
     async def healthy(self) -> bool:
         """Whether the auth service answers its health check."""

@@ -9,14 +9,16 @@ from typing import Final
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
+from saga.auth.hashing import HashPool
 from saga.auth.passwords import hash_password, verify_password
 
 ROLES: Final = frozenset({"customer", "admin"})
 
 
 @functools.cache
-def _dummy_hash() -> str:
-    """Verifying against this when the user is unknown keeps both answers equally slow."""
+def dummy_hash() -> str:
+    """Verifying against this when the user is unknown keeps both answers equally slow
+    (made once per process, before the first sign-in)."""
     return hash_password(secrets.token_urlsafe(16))
 
 
@@ -63,28 +65,13 @@ class UserStore:
         raw = await self._redis.hgetall(self._key(email))
         return User(email=email.lower(), roles=json.loads(raw["roles"])) if raw else None
 
-    async def authenticate(self, email: str, password: str) -> User | None:
-        """The user if the password is right; None otherwise (equally slow either way)."""
+    async def authenticate(self, email: str, password: str, pool: HashPool) -> User | None:
+        """The user if the password is right; None otherwise (equally slow either way:
+        an unknown account's is checked against a dummy hash). HashPoolFull if `pool`
+        has no free slot."""
         raw = await self._redis.hgetall(self._key(email))
-        stored = str(raw.get("password") or _dummy_hash())
-        ok = await asyncio.to_thread(verify_password, password, stored)
+        stored = raw.get("password")
+        ok = await pool.run(lambda: verify_password(password, str(stored or dummy_hash())))
         if not raw or not ok:
             return None
         return User(email=email.lower(), roles=json.loads(raw["roles"]))
-
-    def presence_keys(self) -> list[str]:
-        """Keys of which one exists once the auth service ran (unless its token key is
-        set in the environment)."""
-        return [self._secret_key]
-
-    @property
-    def _secret_key(self) -> str:
-        return f"{self._prefix}:secret"
-
-    async def secret(self) -> str:
-        """The namespace's token key: made once, kept in Redis, shared by every replica."""
-        key = self._secret_key
-        await self._redis.set(key, secrets.token_urlsafe(48), nx=True)
-        value = await self._redis.get(key)
-        assert value is not None
-        return str(value)

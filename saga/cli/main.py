@@ -135,6 +135,21 @@ def add_user(
     users.add_user(email, password, role or None, json_out)
 
 
+def revoke(
+    email: Annotated[
+        str, typer.Argument(metavar="EMAIL", parser=values.email, help="The user's email.")
+    ],
+    json_out: Json = False,
+) -> None:
+    """Revoke every token of a user issued until now (they must sign in again)."""
+    users.revoke(email, json_out)
+
+
+def rotate_key(json_out: Json = False) -> None:
+    """Make a new token signing key current; the previous one verifies until its tokens expire."""
+    users.rotate_key(json_out)
+
+
 def api(
     host: Host = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 7001,
@@ -197,6 +212,8 @@ def build(extensions: Extensions) -> typer.Typer:
     auth_app = typer.Typer(help="Run the auth service, or manage its users.")
     auth_app.callback(invoke_without_command=True)(auth)
     auth_app.command("add-user")(add_user)
+    auth_app.command("revoke")(revoke)
+    auth_app.command("rotate-key")(rotate_key)
     app.add_typer(auth_app, name="auth")
     app.command()(api)
     app.command()(orchestrator)

@@ -7,7 +7,7 @@ check would call it mistyped."""
 
 from redis.asyncio import Redis
 
-from saga.auth.users import UserStore
+from saga.auth.keys import KeyRing
 from saga.cli.output import CliError
 from saga.extensions import selected
 from saga.namespaces import nothing_runs
@@ -22,7 +22,7 @@ def _presence_keys(redis: Redis, settings: Settings) -> list[str]:
         RedisSagaStore(redis, namespace).index_key,  # a saga ever started (and not trimmed)
         definitions_key(namespace),  # a definition applied
         participants_key(namespace),  # ... and never shrinks, even once it is deleted
-        *UserStore(redis, namespace).presence_keys(),  # the auth service ever ran
+        *KeyRing(redis, namespace).keys,  # the auth service ever ran
         *selected(settings).presence_keys(redis, namespace),
     ]
 

@@ -59,6 +59,10 @@ class System:
             # Tests place orders faster than a customer should; the limit itself is
             # tested on a front door of its own (test_front_door).
             "SAGA_RATE_LIMIT": "1000/second",
+            # Every test signs in from 127.0.0.1: failures of one must not make the
+            # others wait. Throttling by address is tested in
+            # tests/integration/test_auth_service.py.
+            "SAGA_AUTH_ADDRESS_FAILURES": "100000",
             "NO_COLOR": "1",
             **self.settings,
         }
@@ -112,8 +116,21 @@ class System:
     @contextmanager
     def extra_api(self, name: str, **settings: str) -> Iterator[str]:
         """A second front door on this namespace with other settings; its base URL."""
+        with self.extra(name, "api", **settings) as base:
+            yield base
+
+    @contextmanager
+    def extra_auth(self, name: str, **settings: str) -> Iterator[str]:
+        """A second auth service on this namespace with other settings; its base URL."""
+        with self.extra(name, "auth", **settings) as base:
+            yield base
+
+    @contextmanager
+    def extra(self, name: str, command: str, **settings: str) -> Iterator[str]:
+        """Another `saga <command>` server on this namespace with other settings, on a
+        port of its own; its base URL."""
         port = free_port()
-        proc = self.spawn(name, "api", "--port", str(port), env={**self.env, **settings})
+        proc = self.spawn(name, command, "--port", str(port), env={**self.env, **settings})
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 20

@@ -16,9 +16,9 @@ async def keys_of(redis: Redis, namespace: str) -> list[str]:
     return [k async for k in redis.scan_iter(match=f"{namespace}:*", count=1000)]
 
 
-def bench(*args: str) -> dict[str, Any]:
+def bench(*args: str, command: str = "bench") -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, "-m", "saga", "bench", *args, "--json"],
+        [sys.executable, "-m", "saga", command, *args, "--json"],
         env={**os.environ, "SAGA_REDIS_URL": REDIS_URL, "SAGA_RABBITMQ_URL": RABBITMQ_URL},
         capture_output=True,
         text=True,
@@ -73,3 +73,21 @@ def test_two_orchestrators_need_processes() -> None:
     )
     assert result.returncode == 2
     assert "--orchestrators above 1 needs --processes" in result.stderr
+
+
+async def test_the_flood_bench_counts_what_kept_working_and_cleans_up() -> None:
+    redis = await redis_or_skip()
+    await (await rabbitmq_or_skip()).close()
+    try:
+        report = bench("--attempts", "60", "--concurrency", "5", command="bench-flood")
+        answers, bystander = report["answers"], report["bystander_sign_ins"]
+        assert sum(answers.values()) == 60 and set(answers) <= {"401", "429", "503"}
+        # Refused before hashing: throttled (429) or no free hashing slot (503).
+        assert answers.get("401", 0) < 60
+        # Only the wrong passwords answered 401 and the bystander's sign-ins were hashed.
+        assert report["hashes_computed"] == answers.get("401", 0) + bystander.get("200", 0)
+        assert report["verify_failed"] == report["health_failed"] == 0
+        assert report["orders_completed"] == report["orders_placed"] > 0
+        assert await keys_of(redis, report["namespace"]) == []
+    finally:
+        await redis.aclose()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from saga.auth.users import UserStore
+from saga.auth.keys import KeyRing
 from tests.e2e.shop import open_shop
 from tests.e2e.system import System, running_system
 from tests.servers import forget_namespace, fresh_namespace, redis_or_skip
@@ -139,7 +139,7 @@ async def _auth_key(namespace: str) -> None:
     """What the auth service does as it starts (with no SAGA_AUTH_SECRET)."""
     redis = await redis_or_skip()
     try:
-        await UserStore(redis, namespace).secret()
+        await KeyRing(redis, namespace).ensure()
     finally:
         await redis.aclose()
 

@@ -45,9 +45,10 @@ def test_no_valid_token_is_401(system: System, shop: Shop, headers: dict[str, st
 
 def test_an_expired_token_is_401(system: System, shop: Shop) -> None:
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    secret = client.get(f"{system.namespace}:auth:secret")
+    kid = client.get(f"{system.namespace}:auth:key")
+    keys = client.hgetall(f"{system.namespace}:auth:keys")
     client.close()
-    assert secret, "the auth service keeps its key in Redis"
+    assert kid, "the auth service keeps its keys in Redis"
     now = int(time.time())
     expired = jwt.encode(
         {
@@ -56,9 +57,11 @@ def test_an_expired_token_is_401(system: System, shop: Shop) -> None:
             "iss": f"saga-auth:{system.namespace}",
             "iat": now - 7200,
             "exp": now - 3600,
+            "jti": uuid.uuid4().hex,
         },
-        secret,
+        json.loads(keys[kid])["secret"],
         algorithm="HS256",
+        headers={"kid": kid},
     )
     response = post(system, shop.body([("apple", 1)]), bearer(expired))
     assert (response.status_code, response.json()["detail"]) == (401, "invalid or expired token")

@@ -1,5 +1,6 @@
 """The front door's parts without servers: circuit breaker, token cache, rate parsing."""
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -147,3 +148,37 @@ def test_rates_parse(text: str, rate: Rate) -> None:
 def test_bad_rates_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="a rate is like"):
         Rate.parse(text)
+
+
+async def test_requests_with_one_token_that_come_together_ask_the_auth_service_once() -> None:
+    clock = Clock()
+    calls = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        body = {"email": "ann@example.com", "roles": ["customer"], "expires_at": iso(2000.0)}
+        return httpx.Response(200, json=body)
+
+    client = auth_client(httpx.MockTransport(answer), clock)
+    callers = await asyncio.gather(*(client.verify("token") for _ in range(20)))
+    assert len(calls) == 1
+    assert {c.email for c in callers if c is not None} == {"ann@example.com"}
+    await client.verify("another")
+    assert len(calls) == 2
+
+
+async def test_requests_that_come_together_share_the_auth_service_s_failure() -> None:
+    calls = []
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(500)
+
+    client = auth_client(httpx.MockTransport(fail), Clock())
+    answers = await asyncio.gather(
+        *(client.verify("token") for _ in range(5)), return_exceptions=True
+    )
+    assert len(calls) == 1 and all(isinstance(a, AuthUnavailable) for a in answers)
+    with pytest.raises(AuthUnavailable):
+        await client.verify("token")  # asked again: a failure is not kept
+    assert len(calls) == 2
