@@ -86,7 +86,7 @@ def test_prometheus_scrapes_every_process_compose_runs_where_it_serves_metrics()
         command = service.get("command", [])
         if "--metrics-port" in command:
             expected.add(f"{name}:{command[command.index('--metrics-port') + 1]}")
-        elif command[:1] == ["api"]:
+        elif command[:1] in (["api"], ["auth"]):  # /metrics on their own port
             expected.add(f"{name}:{command[command.index('--port') + 1]}")
     assert targets == expected
     jobs = {job["job_name"] for job in config["scrape_configs"]}
