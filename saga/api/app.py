@@ -20,6 +20,8 @@ from saga.api.media import JsonBodyRoute
 from saga.api.problems import answer_without_input
 from saga.api.schemas import errors
 from saga.bootstrap import Wiring
+from saga.console.app import mount_console
+from saga.console.sessions import SessionStore
 from saga.core.decide import CancelSaga, cancellable
 from saga.core.state import SagaState, SagaStatus
 from saga.extensions import selected
@@ -81,6 +83,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         app.state.registry = wiring.registry
         app.state.starter = wiring.starter(dispatcher)
         app.state.orchestrator = wiring.orchestrator(dispatcher)
+        app.state.console_sessions = SessionStore(wiring.redis, settings.namespace)
 
     app = FastAPI(
         title="saga front door",
@@ -95,6 +98,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     app.include_router(catalog.router)
     for router in extensions.routers():
         app.include_router(router)
+    mount_console(app)
 
     @app.exception_handler(RedisError)
     async def store_down(_: Request, exc: RedisError) -> JSONResponse:

@@ -28,6 +28,15 @@ class Caller:
         return "admin" in self.roles
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """A token the auth service issued for an email and password: whose, until when."""
+
+    token: str
+    caller: Caller
+    expires_at: float  # seconds since the epoch
+
+
 class AuthUnavailable(Exception):
     """The auth service did not give an answer: neither yes nor no."""
 
@@ -104,6 +113,28 @@ class AuthClient:
             return caller, _epoch(data.get("expires_at", 0))
         except (ValueError, KeyError, TypeError) as exc:
             raise AuthUnavailable("auth service gave a malformed answer") from exc
+
+    async def sign_in(self, email: str, password: str) -> SignedIn | None:
+        """A fresh token for an email and password (as `POST /auth/token` gives one),
+        with whom it names and when it expires; None if the auth service refuses them."""
+        try:
+            response = await self._client.post(
+                "/auth/token", json={"email": email, "password": password}
+            )
+        except httpx.HTTPError as exc:
+            raise AuthUnavailable(f"auth service unreachable: {type(exc).__name__}") from exc
+        if response.status_code in (401, 422):
+            return None
+        if response.status_code != 200:
+            raise AuthUnavailable(f"auth service answered {response.status_code}")
+        try:
+            token = str(response.json()["access_token"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AuthUnavailable("auth service gave a malformed answer") from exc
+        caller, expires_at = await self._ask(token)
+        if caller is None:
+            raise AuthUnavailable("auth service refused a token it had just issued")
+        return SignedIn(token, caller, expires_at)
 
     async def healthy(self) -> bool:
         """Whether the auth service answers its health check."""
