@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from saga.api import catalog
 from saga.api.auth import AuthClient, Caller
-from saga.api.deps import CallerDep, LimitedCaller, registry_of
+from saga.api.deps import CallerDep, LimitedCaller, plausible_id, registry_of
 from saga.api.idempotency import KEY_TTL, IdempotencyKeys
 from saga.api.limits import BodySizeLimit, Rate, RateLimiter
 from saga.api.media import JsonBodyRoute
@@ -22,9 +22,10 @@ from saga.api.schemas import errors
 from saga.bootstrap import Wiring
 from saga.console.app import mount_console
 from saga.console.sessions import SessionStore
-from saga.core.decide import CancelSaga, cancellable
 from saga.core.state import SagaState, SagaStatus
+from saga.deadletters import DeadLetterQueue
 from saga.extensions import selected
+from saga.operations import NotCancellable, cancel
 from saga.orchestrator import Orchestrator
 from saga.settings import Settings
 from saga.store import RedisSagaStore
@@ -51,6 +52,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if parts is not None:
             _wire(app, parts.wiring, parts.transport, parts.auth)
+            app.state.dead_letters = None  # no RabbitMQ: nothing is parked
             yield
             return
         wiring = Wiring(settings, extensions=extensions)
@@ -59,6 +61,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         # what is missing, and the orchestrator's relay publishes once it is back.
         connecting = asyncio.create_task(transport.keep_connecting())
         _wire(app, wiring, transport, AuthClient(settings.auth_url, timeout=settings.auth_timeout))
+        app.state.dead_letters = DeadLetterQueue(settings.rabbitmq_url, wiring.topology)
         try:
             yield
         finally:
@@ -110,7 +113,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
 
     async def visible_saga(saga_id: str, caller: Caller, request: Request) -> SagaState:
         store: RedisSagaStore = request.app.state.store
-        state = await store.load(saga_id) if _plausible_id(saga_id) else None
+        state = await store.load(saga_id) if plausible_id(saga_id) else None
         # Someone else's saga is "not found", not "forbidden": ids are not confirmed.
         if state is None or not (caller.is_admin or state.customer == caller.email):
             raise HTTPException(404, f"no saga {saga_id}")
@@ -154,14 +157,11 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         """Stop a running saga: what it did is undone, and it ends `compensated`."""
         state = await visible_saga(saga_id, caller, request)
         definition = await registry_of(request).get(state.saga_type, state.definition_version)
-        if definition is None or not cancellable(definition, state):
-            raise HTTPException(409, _not_cancellable(state))
         orchestrator: Orchestrator = request.app.state.orchestrator
-        applied = await orchestrator.apply(
-            saga_id, CancelSaga(by=caller.email), applied_id=f"cancel:{saga_id}"
-        )
-        if applied.outcome == "nothing_to_do" and applied.state is not None:
-            raise HTTPException(409, _not_cancellable(applied.state))
+        try:
+            await cancel(orchestrator, definition, state, by=caller.email)
+        except NotCancellable as exc:
+            raise HTTPException(409, str(exc)) from None
         after = await visible_saga(saga_id, caller, request)
         return await view_of(after, request)
 
@@ -193,19 +193,9 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     return app
 
 
-def _not_cancellable(state: SagaState) -> str:
-    if state.status != "running":
-        return f"saga {state.saga_id} is already {state.status}"
-    return f"saga {state.saga_id} has begun a step that cannot be undone; it will complete"
-
-
 async def _redis_ok(request: Request) -> str:
     try:
         await asyncio.wait_for(request.app.state.redis.ping(), timeout=2)
     except (RedisError, OSError, TimeoutError):
         return "unreachable"
     return "ok"
-
-
-def _plausible_id(saga_id: str) -> bool:
-    return 0 < len(saga_id) <= 128 and saga_id.replace("-", "").replace("_", "").isalnum()

@@ -1,5 +1,6 @@
 """The console's pages from Jinja templates, every value autoescaped."""
 
+import json
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -15,6 +16,15 @@ _TEMPLATES: Final = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def _pretty(value: Any) -> str:
+    """A value as indented JSON text, to be escaped like any other text (not `tojson`,
+    which writes `<` as `\\u003c`: people read the text as it was written)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+_TEMPLATES.filters["pretty"] = _pretty
 
 
 def fragment(name: str, **context: Any) -> str:

@@ -10,7 +10,11 @@ from typing import Any, TypeVar
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -54,7 +58,11 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[WebDriver]:
 
 def until(driver: WebDriver, what: str, check: Callable[[WebDriver], T]) -> T:
     """Wait (bounded) until `check` gives something true; fail naming `what` if not."""
-    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(check, message=what)
+    # A live page swaps its parts in while they are read: read them again.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, WAIT, poll_frequency=0.1, ignored_exceptions=ignored).until(
+        check, message=what
+    )
 
 
 def screenshot(driver: WebDriver, name: str) -> Path:
@@ -81,3 +89,11 @@ def rows(driver: WebDriver) -> dict[str, str]:
         " r => [r.dataset.sagaId, r.dataset.status]);"
     )
     return {saga_id: status for saga_id, status in found}
+
+
+def saga_status(driver: WebDriver) -> str | None:
+    """The status a saga's page shows (its element with data-status)."""
+    found: Any = driver.execute_script(
+        "const e = document.querySelector('[data-status]'); return e ? e.dataset.status : null;"
+    )
+    return None if found is None else str(found)

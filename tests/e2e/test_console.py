@@ -1,16 +1,22 @@
 """The web console in a real browser (headless Chromium) on the real processes: sign-in,
 the live sagas list and its filters, rights, CSRF and the security headers."""
 
+import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.e2e.browser import chromium, rows, screenshot, sign_in, until
+from contracts.envelope import Envelope
+from contracts.topology import Topology
+from tests.e2e.browser import chromium, rows, saga_status, screenshot, sign_in, until
 from tests.e2e.shop import Shop, open_shop
-from tests.e2e.system import System
+from tests.e2e.system import System, running_system
+from tests.e2e.test_failures import FAST, publish, wait_status
+from tests.servers import SHOP_PARTICIPANTS
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -29,6 +35,14 @@ def fresh(browser: WebDriver, system: System) -> WebDriver:
     """The browser with no session (signed out: its cookies cleared)."""
     browser.delete_all_cookies()
     browser.get(f"{system.api}/console/login")
+    browser.delete_all_cookies()
+    return browser
+
+
+@pytest.fixture
+def fresh_fast(browser: WebDriver, fast: System) -> WebDriver:
+    """The browser with no session, on the fast system."""
+    browser.get(f"{fast.api}/console/login")
     browser.delete_all_cookies()
     return browser
 
@@ -217,3 +231,207 @@ def test_signing_out_ends_the_session(system: System, shop: Shop) -> None:
     again = httpx.get(f"{system.api}/console/sagas", cookies=cookie)
     assert again.status_code == 303
     assert again.headers["location"].startswith("/console/login")
+
+
+def test_a_compensated_saga_shows_its_compensation_bars_and_its_reason(
+    fresh: WebDriver, system: System
+) -> None:
+    poor = open_shop(system, balance="1.00")
+    saga_id = poor.order([("apple", 1)])["saga_id"]
+    sign_in(fresh, system.api, poor.customer)
+    fresh.get(f"{system.api}/console/sagas/{saga_id}")
+    assert saga_status(fresh) == "compensated"
+    undo = fresh.find_elements(By.CSS_SELECTOR, '[data-action="compensate"]')
+    assert [(b.get_attribute("data-step"), b.get_attribute("data-outcome")) for b in undo] == [
+        ("reserve_stock", "compensated")
+    ]
+    failed = fresh.find_elements(
+        By.CSS_SELECTOR, '[data-step="take_payment"][data-action="execute"]'
+    )
+    assert [b.get_attribute("data-outcome") for b in failed] == ["failed"]
+    assert fresh.find_element(By.CSS_SELECTOR, ".reason").text == "insufficient_funds"
+    commands = fresh.find_elements(By.CSS_SELECTOR, "tr[data-command-id]")
+    assert len(commands) == 3  # reserve, charge, release: each with its reply
+    screenshot(fresh, "saga-compensated")
+
+
+def test_a_running_saga_s_page_follows_it_live_to_its_end(
+    fresh: WebDriver, system: System, shop: Shop
+) -> None:
+    system.pause("payment")  # the saga waits at its second step
+    try:
+        saga_id = shop.place([("apple", 1)])
+        sign_in(fresh, system.api, shop.customer)
+        fresh.get(f"{system.api}/console/sagas/{saga_id}")
+        fresh.execute_script("window.notReloaded = true;")
+        assert saga_status(fresh) == "running"
+        screenshot(fresh, "saga-running")
+    finally:
+        system.resume("payment")
+    until(
+        fresh,
+        "the saga completed on its page",
+        lambda d: saga_status(d) == "completed",
+    )
+    assert fresh.execute_script("return window.notReloaded === true;")
+    outcomes = fresh.find_elements(By.CSS_SELECTOR, '[data-action="execute"]')
+    assert {b.get_attribute("data-outcome") for b in outcomes} == {"succeeded"}
+    screenshot(fresh, "saga-timeline")
+
+
+def test_a_customer_cannot_open_another_customer_s_saga_or_the_dead_letters(
+    fresh: WebDriver, system: System, shop: Shop, admin: Shop
+) -> None:
+    theirs = admin.order([("apple", 1)])["saga_id"]
+    client = console_session(system, shop.customer)
+    other = client.get(f"/console/sagas/{theirs}")
+    missing = client.get("/console/sagas/no-such-saga")
+    assert (other.status_code, missing.status_code) == (404, 404)
+    assert f"no saga {theirs}" in other.text
+    assert client.get(f"/console/sagas/{theirs}/live").status_code == 404
+    assert client.get("/console/dead-letters").status_code == 404
+    sign_in(fresh, system.api, shop.customer)
+    fresh.get(f"{system.api}/console/sagas/{theirs}")
+    assert fresh.find_element(By.CSS_SELECTOR, ".problem").text == f"no saga {theirs}"
+    assert not fresh.find_elements(By.CSS_SELECTOR, "[data-status]")
+    screenshot(fresh, "saga-not-found")
+    fresh.get(f"{system.api}/console/dead-letters")
+    assert fresh.find_element(By.CSS_SELECTOR, ".problem").text == "no such page"
+
+
+def test_free_text_holding_markup_is_shown_as_text_and_runs_nothing(
+    fresh: WebDriver, system: System, shop: Shop
+) -> None:
+    description = "<script>window.pwned = 'description';</script>"
+    address = "<img src=x onerror=\"window.pwned = 'address'\">1 Main Street"
+    saga_id = shop.order([("apple", 1)], description=description, delivery_address=address)[
+        "saga_id"
+    ]
+    sign_in(fresh, system.api, shop.customer)
+    fresh.get(f"{system.api}/console/sagas/{saga_id}")
+    shown = fresh.find_element(By.CSS_SELECTOR, "pre.document").text
+    assert description in shown and address.replace('"', '\\"') in shown
+    assert fresh.execute_script("return typeof window.pwned;") == "undefined"
+    assert not fresh.find_elements(By.CSS_SELECTOR, "main img, main script")
+    screenshot(fresh, "saga-markup-as-text")
+
+
+@pytest.fixture(scope="module")
+def fast(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """A system of its own, with one-second timeouts and small retry budgets."""
+    with running_system(tmp_path_factory.mktemp("console-fast"), settings=FAST) as running:
+        yield running
+
+
+def test_a_failed_saga_is_replayed_from_the_console_after_a_dry_run_preview(
+    fresh_fast: WebDriver, fast: System
+) -> None:
+    shop, admin = open_shop(fast), open_shop(fast, role="admin")
+    fast.kill("order")  # CreateOrder and then CancelOrder get no reply: the saga fails
+    try:
+        saga_id = shop.place([("apple", 1)])
+        wait_status(fast, shop.token, saga_id, "failed")
+    finally:
+        fast.restart("order")
+    browser = fresh_fast
+    sign_in(browser, fast.api, admin.customer)
+    browser.get(f"{fast.api}/console/sagas/{saga_id}")
+    assert saga_status(browser) == "failed"
+    screenshot(browser, "saga-failed")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "replay").click()
+    preview = until(
+        browser, "the preview", lambda d: d.find_elements(By.CSS_SELECTOR, "[data-preview]")
+    )
+    assert preview[0].get_attribute("data-preview") == "CancelOrder"
+    screenshot(browser, "replay-preview")
+    assert fast.saga(shop.token, saga_id).json()["status"] == "failed"  # a preview changes nothing
+    browser.find_element(By.CSS_SELECTOR, "button[name=confirm]").click()
+    until(
+        browser,
+        "the replayed saga compensated on its page",
+        lambda d: saga_status(d) == "compensated",
+    )
+    replayed = [e for e in fast.cli_json("show", saga_id)["events"] if e["type"] == "SagaReplayed"]
+    assert [e["data"]["by"] for e in replayed] == [admin.customer]
+    screenshot(browser, "saga-replayed")
+
+
+def test_a_running_saga_is_cancelled_from_the_console_by_its_owner(
+    fresh_fast: WebDriver, fast: System
+) -> None:
+    shop = open_shop(fast)
+    fast.pause("stock")  # the saga waits at its first step
+    try:
+        saga_id = shop.place([("apple", 1)])
+        sign_in(fresh_fast, fast.api, shop.customer)
+        fresh_fast.get(f"{fast.api}/console/sagas/{saga_id}")
+        fresh_fast.find_element(By.CSS_SELECTOR, "button[name=cancel]").click()
+        fresh_fast.switch_to.alert.accept()
+        until(fresh_fast, "back on the saga", lambda d: d.current_url.endswith(saga_id))
+    finally:
+        fast.resume("stock")
+    until(
+        fresh_fast,
+        "the cancelled saga compensated",
+        lambda d: saga_status(d) == "compensated",
+    )
+    cancels = [
+        e for e in fast.cli_json("show", saga_id)["events"] if e["type"] == "CancelRequested"
+    ]
+    assert [e["data"]["by"] for e in cancels] == [shop.customer]
+
+
+def parked(browser: WebDriver) -> dict[str, str]:
+    """The dead letters on the page: each one's id and its body's preview as shown."""
+    found: dict[str, str] = {}
+    for row in browser.find_elements(By.CSS_SELECTOR, "tr[data-letter-id]"):
+        found[str(row.get_attribute("data-letter-id"))] = row.find_element(
+            By.CSS_SELECTOR, "pre"
+        ).text
+    return found
+
+
+def test_dead_letters_show_a_safe_preview_and_are_replayed_and_purged(
+    fresh_fast: WebDriver, fast: System
+) -> None:
+    admin = open_shop(fast, role="admin")
+    topology = Topology(fast.namespace, SHOP_PARTICIPANTS)
+    ghost = Envelope(
+        message_id="ghost-reply",
+        saga_id="no-such-saga",
+        correlation_id="no-such-saga",
+        causation_id="c1",
+        type="StockReleased",
+        sent_at=datetime.now(UTC),
+        payload={"note": "<script>window.pwned = 1;</script>"},
+    )
+    garbage = b"\x00\xff<img src=x onerror='window.pwned = 2'>{not json"
+    asyncio.run(publish(topology, topology.replies_exchange, "orchestrator", garbage))
+    asyncio.run(publish(topology, topology.replies_exchange, "orchestrator", ghost.to_bytes()))
+    browser = fresh_fast
+    sign_in(browser, fast.api, admin.customer)
+
+    def both_parked(d: WebDriver) -> dict[str, str] | None:
+        d.get(f"{fast.api}/console/dead-letters")
+        letters = parked(d)
+        return letters if len(letters) >= 2 else None
+
+    letters = until(browser, "two dead letters", both_parked)
+    previews = list(letters.values())
+    assert any("<script>window.pwned = 1;</script>" in p for p in previews)
+    assert any("<img src=x onerror='window.pwned = 2'>" in p for p in previews)
+    assert browser.execute_script("return typeof window.pwned;") == "undefined"
+    screenshot(browser, "dead-letters")
+    ghost_id = next(i for i, p in letters.items() if "StockReleased" in p)
+    row = browser.find_element(By.CSS_SELECTOR, f'tr[data-letter-id="{ghost_id}"]')
+    row.find_element(By.CSS_SELECTOR, "button").click()
+    done = until(browser, "the replay said", lambda d: d.find_elements(By.CSS_SELECTOR, ".done"))
+    assert done[0].text == "1 message(s) sent back"
+    # Poison still: it comes back, under the same id.
+    until(browser, "the replayed letter parked again", lambda d: ghost_id in (both_parked(d) or {}))
+    count = len(parked(browser))
+    browser.find_element(By.PARTIAL_LINK_TEXT, "purge").click()
+    browser.find_element(By.CSS_SELECTOR, "button[name=purge]").click()
+    done = until(browser, "the purge said", lambda d: d.find_elements(By.CSS_SELECTOR, ".done"))
+    assert done[0].text == f"{count} message(s) purged"
+    assert parked(browser) == {}
