@@ -467,6 +467,31 @@ class RedisSagaStore:
         )
         return cast(list[tuple[str, float]], entries)
 
+    async def recent(
+        self, *, since: float, customer: str | None = None, limit: int = PAGE_SCAN
+    ) -> list[SagaState]:
+        """The sagas that started at or after `since` (epoch seconds), those that completed
+        or were compensated since, and those still running: at most `limit` of each kind.
+        A customer's: only theirs (from their index, of those started since)."""
+        if customer is not None:
+            ids = [
+                i
+                for i, _ in await self._scored(
+                    self.customer_key(customer), "+inf", since, count=limit
+                )
+            ]
+        else:
+            started = await self._scored(self.index_key, "+inf", since, count=limit)
+            ended = await self._scored(self.ended_key, "+inf", since, count=limit)
+            running = await self._scored(self.active_key, "+inf", "-inf", count=limit)
+            ids = list(dict.fromkeys(i for i, _ in [*started, *ended, *running]))
+        return await self.load_many(ids)
+
+    async def on_version(self, saga_type: str, version: int) -> int:
+        """How many sagas still run on one definition version (not completed or
+        compensated: running, compensating, or failed and awaiting a replay)."""
+        return int(await self._redis.scard(definition_sagas_key(self._ns, saga_type, version)))
+
     async def list_ids(self, index: str | None = None, *, limit: int, offset: int = 0) -> list[str]:
         """Saga ids, newest first, of all sagas or of one index (`active_key`)."""
         raw = await self._redis.zrevrange(index or self.index_key, offset, offset + limit - 1)

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from saga.console import dead_letters, login, saga_page, sagas
+from saga.console import dead_letters, definitions, login, overview, saga_page, sagas
 from saga.console.guard import ConsoleHeaders, ConsoleProblem, SignInNeeded, sign_in_url
 from saga.console.rendering import page
 
@@ -18,7 +18,7 @@ def mount_console(app: FastAPI) -> None:
     client and the console's sessions)."""
     app.add_middleware(ConsoleHeaders)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
-    for module in (login, sagas, saga_page, dead_letters):
+    for module in (login, overview, sagas, saga_page, dead_letters, definitions):
         app.include_router(module.router, include_in_schema=False)
 
     @app.exception_handler(ConsoleProblem)

@@ -435,3 +435,46 @@ def test_dead_letters_show_a_safe_preview_and_are_replayed_and_purged(
     done = until(browser, "the purge said", lambda d: d.find_elements(By.CSS_SELECTOR, ".done"))
     assert done[0].text == f"{count} message(s) purged"
     assert parked(browser) == {}
+
+
+def figure(browser: WebDriver, name: str) -> str:
+    element = browser.find_element(By.CSS_SELECTOR, f'[data-figure="{name}"] strong')
+    return str(element.text)
+
+
+def test_the_overview_counts_the_last_hour_and_links_each_figure_to_its_list(
+    fresh: WebDriver, system: System
+) -> None:
+    buyer = open_shop(system, balance="5.00")
+    completed = buyer.order([("apple", 1)])["saga_id"]
+    compensated = buyer.order([("apple", 1)])["saga_id"]  # no money left
+    sign_in(fresh, system.api, buyer.customer)
+    fresh.get(f"{system.api}/console")
+    assert (figure(fresh, "completed"), figure(fresh, "compensated")) == ("1", "1")
+    assert figure(fresh, "failed") == "0"
+    assert not fresh.find_elements(By.CSS_SELECTOR, '[data-figure="dead-letters"]')  # admins'
+    screenshot(fresh, "overview")
+    fresh.find_element(By.CSS_SELECTOR, '[data-figure="compensated"]').click()
+    until(fresh, "the compensated list", lambda d: "status=compensated" in d.current_url)
+    assert rows(fresh) == {compensated: "compensated"}
+    assert completed not in rows(fresh)
+
+
+def test_definitions_show_each_type_s_versions_and_a_version_s_steps(
+    fresh: WebDriver, system: System, admin: Shop
+) -> None:
+    sign_in(fresh, system.api, admin.customer)
+    fresh.get(f"{system.api}/console/definitions")
+    order = fresh.find_element(By.CSS_SELECTOR, 'tr[data-type="order"]')
+    latest = order.find_element(By.CSS_SELECTOR, "a[data-latest]")
+    screenshot(fresh, "definitions")
+    latest.click()
+    steps = until(fresh, "the steps", lambda d: d.find_elements(By.CSS_SELECTOR, "[data-step]"))
+    assert [s.get_attribute("data-step") for s in steps][:2] == ["reserve_stock", "take_payment"]
+    assert '"name": "order"' in fresh.find_element(By.CSS_SELECTOR, "pre.document").text
+    screenshot(fresh, "definition")
+    fresh.get(f"{system.api}/console/definitions/order/999")
+    assert (
+        fresh.find_element(By.CSS_SELECTOR, ".problem").text
+        == "no saga definition order version 999"
+    )
