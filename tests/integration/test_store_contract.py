@@ -357,3 +357,39 @@ async def test_newer_sagas_are_those_started_after_a_position(store: RedisSagaSt
     assert Position.parse(top.text()) == top
     with pytest.raises(ValueError):
         Position.parse("nonsense")
+
+
+async def test_recent_sagas_are_those_started_since_and_those_still_running(
+    store: RedisSagaStore,
+) -> None:
+    await _start_sagas(store, 3)  # at T0, T0+1s, T0+2s, all running
+    await _start_sagas_after(store, "saga-late")  # bob's, an hour later
+    late = (T0 + timedelta(hours=1)).timestamp()
+    assert {s.saga_id for s in await store.recent(since=late)} == {
+        "saga0",
+        "saga1",
+        "saga2",
+        "saga-late",
+    }
+    # A customer's recent sagas are theirs, of those started since.
+    assert await store.recent(since=late, customer="ann@example.com") == []
+    assert [s.saga_id for s in await store.recent(since=0, customer="ann@example.com")] == [
+        "saga2",
+        "saga1",
+        "saga0",
+    ]
+    assert await store.on_version("order", 1) == 4
+    assert await store.on_version("order", 2) == 0
+
+
+async def test_recent_sagas_include_those_that_ended_since_though_they_started_before(
+    store: RedisSagaStore,
+) -> None:
+    completed = Run.start()
+    for _ in range(4):
+        completed.succeed()
+    await stored(store, "done", completed)
+    started, ended = completed.state.created_at, completed.state.updated_at
+    since = (started + (ended - started) / 2).timestamp()
+    assert [s.saga_id for s in await store.recent(since=since)] == ["done"]
+    assert await store.recent(since=ended.timestamp() + 1) == []
