@@ -1,7 +1,6 @@
 """A headless Chromium driven by Selenium for the console's browser tests, and the
 screenshots it leaves as the tests' artefacts."""
 
-import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,10 +18,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-CHROMIUM = os.environ.get("SAGA_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("SAGA_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
-# Where each page visited is saved as a PNG (git-ignored).
-ARTIFACTS = Path(os.environ.get("SAGA_CONSOLE_ARTIFACTS", "artifacts/console"))
+from tests.servers import CHROMEDRIVER, CHROMIUM, CONSOLE_ARTIFACTS, IN_CI
+
+# Where each page visited is saved as a PNG.
+ARTIFACTS = Path(CONSOLE_ARTIFACTS)
 WAIT = 30.0
 T = TypeVar("T")
 
@@ -46,7 +45,7 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[WebDriver]:
         )
     except (WebDriverException, OSError) as exc:
         message = f"Chromium cannot start ({CHROMIUM}, {CHROMEDRIVER}): {exc}"
-        if os.environ.get("CI") == "true":
+        if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
     driver.set_page_load_timeout(WAIT)
