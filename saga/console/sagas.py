@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from saga.console.guard import SessionDep
@@ -16,9 +16,18 @@ router = APIRouter(prefix="/console")
 # A live list updates at most this many of the rows it shows.
 MAX_LIVE_ROWS = 200
 
-StatusQuery = Annotated[str | None, Query()]
-TypeQuery = Annotated[str | None, Query(alias="type")]
-CustomerQuery = Annotated[str | None, Query()]
+
+async def list_filter(
+    session: SessionDep,
+    status: str | None = None,
+    saga_type: Annotated[str | None, Query(alias="type")] = None,
+    customer: str | None = None,
+) -> ListFilter:
+    """FastAPI dependency: the list's filters, as the query asks (400 if it cannot)."""
+    return ListFilter.of(session, status=status, saga_type=saga_type, customer=customer)
+
+
+FilterDep = Annotated[ListFilter, Depends(list_filter)]
 
 
 def _store(request: Request) -> RedisSagaStore:
@@ -30,13 +39,10 @@ def _store(request: Request) -> RedisSagaStore:
 async def sagas_page(
     request: Request,
     session: SessionDep,
-    status: StatusQuery = None,
-    saga_type: TypeQuery = None,
-    customer: CustomerQuery = None,
+    wanted: FilterDep,
     before: Annotated[str | None, Query()] = None,
 ) -> Response:
     """One page of sagas, the filters applied."""
-    wanted = ListFilter.of(session, status=status, saga_type=saga_type, customer=customer)
     store = _store(request)
     start = cursor(before)
     found = await store.page(wanted.keep, index=wanted.index(store), before=start, limit=PAGE_SIZE)
@@ -62,17 +68,13 @@ async def sagas_page(
 @router.get("/sagas/live")
 async def sagas_live(
     request: Request,
-    session: SessionDep,
-    status: StatusQuery = None,
-    saga_type: TypeQuery = None,
-    customer: CustomerQuery = None,
+    wanted: FilterDep,
     top: Annotated[str | None, Query()] = None,
     ids: Annotated[str, Query(max_length=MAX_LIVE_ROWS * 130)] = "",
 ) -> JSONResponse:
     """What changed for a list on screen: its rows as they are now (`rows`), those that
     no longer pass its filters (`gone`), and, for a first page (`top` given), the sagas
     started since its newest (`new`, newest first) and its new `top`."""
-    wanted = ListFilter.of(session, status=status, saga_type=saga_type, customer=customer)
     store = _store(request)
     now = datetime.now(UTC)
     shown = [i for i in ids.split(",") if i][:MAX_LIVE_ROWS]

@@ -3,19 +3,17 @@ the live sagas list and its filters, rights, CSRF and the security headers."""
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from contracts.envelope import Envelope
 from contracts.topology import Topology
 from tests.e2e.browser import chromium, rows, saga_status, screenshot, sign_in, until
 from tests.e2e.shop import Shop, open_shop
 from tests.e2e.system import System, running_system
-from tests.e2e.test_failures import FAST, publish, wait_status
+from tests.e2e.test_failures import FAST, ghost_reply, publish, wait_status
 from tests.servers import SHOP_PARTICIPANTS
 
 CSP = (
@@ -403,15 +401,7 @@ def test_dead_letters_show_a_safe_preview_and_are_replayed_and_purged(
 ) -> None:
     admin = open_shop(fast, role="admin")
     topology = Topology(fast.namespace, SHOP_PARTICIPANTS)
-    ghost = Envelope(
-        message_id="ghost-reply",
-        saga_id="no-such-saga",
-        correlation_id="no-such-saga",
-        causation_id="c1",
-        type="StockReleased",
-        sent_at=datetime.now(UTC),
-        payload={"note": "<script>window.pwned = 1;</script>"},
-    )
+    ghost = ghost_reply({"note": "<script>window.pwned = 1;</script>"})
     garbage = b"\x00\xff<img src=x onerror='window.pwned = 2'>{not json"
     asyncio.run(publish(topology, topology.replies_exchange, "orchestrator", garbage))
     asyncio.run(publish(topology, topology.replies_exchange, "orchestrator", ghost.to_bytes()))
@@ -424,6 +414,7 @@ def test_dead_letters_show_a_safe_preview_and_are_replayed_and_purged(
         return letters if len(letters) >= 2 else None
 
     letters = until(browser, "two dead letters", both_parked)
+    assert letters is not None
     previews = list(letters.values())
     assert any("<script>window.pwned = 1;</script>" in p for p in previews)
     assert any("<img src=x onerror='window.pwned = 2'>" in p for p in previews)
