@@ -476,3 +476,24 @@ def test_definitions_show_each_type_s_versions_and_a_version_s_steps(
         fresh.find_element(By.CSS_SELECTOR, ".problem").text
         == "no saga definition order version 999"
     )
+
+
+def test_the_pages_fit_a_phone_s_width(fresh: WebDriver, system: System, shop: Shop) -> None:
+    saga_id = shop.order([("apple", 1)])["saga_id"]
+    sign_in(fresh, system.api, shop.customer)
+    fresh.set_window_size(390, 844)
+    try:
+        for name, path in (
+            ("phone-sagas", "/console/sagas"),
+            ("phone-saga", f"/console/sagas/{saga_id}"),
+            ("phone-overview", "/console"),
+        ):
+            fresh.get(f"{system.api}{path}")
+            # Wide tables scroll inside their own box; the page itself does not.
+            overflow = fresh.execute_script(
+                "return document.documentElement.scrollWidth - window.innerWidth;"
+            )
+            assert overflow <= 0, (path, overflow)
+            screenshot(fresh, name)
+    finally:
+        fresh.set_window_size(1280, 900)
