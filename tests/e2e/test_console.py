@@ -497,3 +497,30 @@ def test_the_pages_fit_a_phone_s_width(fresh: WebDriver, system: System, shop: S
             screenshot(fresh, name)
     finally:
         fresh.set_window_size(1280, 900)
+
+
+def test_sagas_of_another_type_are_filtered_apart_and_their_parallel_steps_shown(
+    fresh: WebDriver, system: System, admin: Shop
+) -> None:
+    system.cli("definitions", "apply", "examples/fanout/account-review.yaml")
+    started = httpx.post(
+        f"{system.api}/sagas",
+        json={"type": "account-review", "input": {"account": "acme", "period": "2026-11"}},
+        headers={"Authorization": f"Bearer {admin.token}"},
+        timeout=10,
+    )
+    assert started.status_code == 202, started.text
+    review = started.json()["saga_id"]
+    order = admin.order([("apple", 1)])["saga_id"]
+    sign_in(fresh, system.api, admin.customer)
+    fresh.get(f"{system.api}/console/sagas?type=account-review")
+    assert review in rows(fresh) and order not in rows(fresh)
+    fresh.get(f"{system.api}/console/sagas?type=order&customer={admin.customer}")
+    assert order in rows(fresh) and review not in rows(fresh)
+    fresh.get(f"{system.api}/console/sagas/{review}")
+    steps = {
+        b.get_attribute("data-step")
+        for b in fresh.find_elements(By.CSS_SELECTOR, '[data-action="execute"]')
+    }
+    assert {"revenue", "rebates", "specialty"} <= steps
+    screenshot(fresh, "saga-parallel")
