@@ -13,6 +13,7 @@ from typing import Final
 
 import structlog
 
+from saga import tracing
 from saga.connections import REDIS_OUTAGES
 from saga.core.policy import OUTAGE_RETRY, backoff_delay
 from saga.transport import (
@@ -49,6 +50,27 @@ async def run_handler(
     when it is dead-lettered with the error as its reason. None: the delivery was lost
     with its connection, and the broker will deliver it again.
     """
+    with tracing.consumer(delivery.body, delivery.headers, queue=queue) as span:
+        verdict = await _run(handler, delivery, queue=queue, still_held=still_held)
+        tracing.annotate(span, {"saga.verdict": _verdict_word(verdict)})
+        return verdict
+
+
+def _verdict_word(verdict: Outcome | Requeue | None) -> str:
+    match verdict:
+        case DeadLetter():
+            return "dead-lettered"
+        case Requeue():
+            return "requeued"
+        case None:
+            return "abandoned"
+        case _:
+            return "acked"
+
+
+async def _run(
+    handler: Handler, delivery: Delivery, *, queue: str, still_held: Callable[[], bool]
+) -> Outcome | Requeue | None:
     failed = 0
     while True:
         if not still_held():

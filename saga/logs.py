@@ -6,6 +6,7 @@ from typing import TextIO
 
 import structlog
 
+from saga import tracing
 from saga.settings import Settings
 
 
@@ -23,6 +24,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        tracing.log_fields,  # trace_id and span_id of the span in progress, when traced
     ]
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     structlog.configure(

@@ -15,7 +15,8 @@ from typing import Any
 import structlog
 
 from contracts.envelope import Envelope
-from contracts.topology import Participant, Topology
+from contracts.topology import ORCHESTRATOR_ROUTING_KEY, Participant, Topology
+from saga import tracing
 from saga.handling import run_handler
 from saga.transport import (
     Ack,
@@ -86,11 +87,18 @@ class InMemoryTransport:
         """Route a command to its participant's queue."""
         if participant not in self.topology.participants:
             raise Unroutable(f"no queue for routing key {participant!r}")
-        self._put(self.topology.participant_queue(participant), _Message(envelope.to_bytes()))
+        exchange = self.topology.commands_exchange
+        self._publish(exchange, participant, self.topology.participant_queue(participant), envelope)
 
     async def publish_reply(self, envelope: Envelope) -> None:
         """Route a reply to the orchestrator's queue."""
-        self._put(self.topology.orchestrator_queue, _Message(envelope.to_bytes()))
+        exchange, queue = self.topology.replies_exchange, self.topology.orchestrator_queue
+        self._publish(exchange, ORCHESTRATOR_ROUTING_KEY, queue, envelope)
+
+    def _publish(self, exchange: str, routing_key: str, queue: str, envelope: Envelope) -> None:
+        with tracing.producer(envelope, exchange=exchange, routing_key=routing_key, queue=queue):
+            headers = tracing.message_headers() or {}
+            self._put(queue, _Message(envelope.to_bytes(), dict(headers)))
 
     async def dead_letter(
         self, body: bytes, *, reason: str, queue: str, headers: dict[str, Any]

@@ -12,11 +12,13 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from contracts.envelope import Envelope, first_error, is_check_saga
-from saga import metrics
+from saga import metrics, tracing
 from saga.clock import Clock, marker_of, new_id, utc_now
 from saga.core.decide import (
+    CancelSaga,
     Decision,
     OutgoingCommand,
+    ReplaySaga,
     ReplyReceived,
     SagaInput,
     Timer,
@@ -170,6 +172,9 @@ class SagaStarter:
         """
         now = self._clock()
         saga_id = saga_id or self._ids()
+        if trace_id is None and tracing.enabled():
+            # Traced, every saga is a trace: the span's in progress, or a new one.
+            trace_id = tracing.current_trace_id() or new_id()
         decision = start_saga(
             definition,
             saga_id=saga_id,
@@ -198,10 +203,13 @@ class SagaStarter:
             trace_id=trace_id,
         )
         metrics.SAGAS_STARTED.labels(definition.name).inc()
-        try:
-            await self._dispatcher.dispatch(saga_id, decision.commands, marker=marker)
-        except DISPATCH_ERRORS as exc:
-            log.warning("first command left to the outbox relay", saga_id=saga_id, error=repr(exc))
+        with tracing.saga_started(saga_id, definition.name, decision.state.trace_id, now):
+            try:
+                await self._dispatcher.dispatch(saga_id, decision.commands, marker=marker)
+            except DISPATCH_ERRORS as exc:
+                log.warning(
+                    "first command left to the outbox relay", saga_id=saga_id, error=repr(exc)
+                )
         return decision.state
 
 
@@ -276,7 +284,26 @@ class Orchestrator:
         `applied_id` names the input: the same id is applied at most once.
         """
         async with self._locks.hold(saga_id):
-            return await self._apply(saga_id, saga_input, applied_id)
+            if isinstance(saga_input, ReplyReceived) or not tracing.enabled():
+                applied = await self._apply(saga_id, saga_input, applied_id)
+                _annotate(applied)  # the reply's consumer span
+                return applied
+            return await self._apply_traced(saga_id, saga_input, applied_id)
+
+    async def _apply_traced(self, saga_id: str, saga_input: SagaInput, applied_id: str) -> Applied:
+        """Apply a timer, a cancel or a replay in a span of the saga's trace."""
+        state = self._cache.get(saga_id) or await self._store.load(saga_id)
+        name, attributes = _span_of(saga_input)
+        with tracing.saga_span(
+            name,
+            saga_id=saga_id,
+            trace_id=None if state is None else state.trace_id,
+            saga_type=None if state is None else state.saga_type,
+            attributes=attributes,
+        ):
+            applied = await self._apply(saga_id, saga_input, applied_id)
+            _annotate(applied)
+            return applied
 
     async def _apply(self, saga_id: str, saga_input: SagaInput, applied_id: str) -> Applied:
         bound = log.bind(saga_id=saga_id, message_id=applied_id, input=type(saga_input).__name__)
@@ -400,6 +427,30 @@ class TimerLoop:
         """Fire timers until `stop` is set; claimed timers of a failed round come due
         again after their lease."""
         await every(self._interval, stop, self.run_once, name="timer")
+
+
+def _span_of(saga_input: SagaInput) -> tuple[str, dict[str, str | None]]:
+    """The name and attributes of the span of an input other than a reply."""
+    match saga_input:
+        case TimerFired(timer=timer):
+            return f"timer {timer.kind}", {"saga.step": timer.step}
+        case CancelSaga(by=by):
+            return "cancel saga", {"saga.by": by}
+        case ReplaySaga(by=by):
+            return "replay saga", {"saga.by": by}
+        case _:
+            return type(saga_input).__name__, {}
+
+
+def _annotate(applied: Applied) -> None:
+    state = applied.state
+    tracing.annotate_current(
+        {
+            "saga.outcome": applied.outcome,
+            "saga.type": None if state is None else state.saga_type,
+            "saga.status": None if state is None else state.status,
+        }
+    )
 
 
 def _only_recorded(decision: Decision) -> bool:

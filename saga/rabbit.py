@@ -19,6 +19,7 @@ from pamqp.common import FieldTable
 
 from contracts.envelope import Envelope
 from contracts.topology import ORCHESTRATOR_ROUTING_KEY, Participant, Topology
+from saga import tracing
 from saga.acks import AckBatcher, delivery_tag
 from saga.amqp_errors import AMQP_OUTAGES, AMQP_REFUSALS, NO_ROUTE
 from saga.core.policy import RECONNECT, Backoff, backoff_delay
@@ -241,13 +242,21 @@ class RabbitTransport:
     async def publish_command(self, participant: Participant, envelope: Envelope) -> None:
         """Publish a command to a participant and wait for the broker's confirm."""
         await self._publish(
-            self.topology.commands_exchange, participant, envelope.to_bytes(), envelope
+            self.topology.commands_exchange,
+            participant,
+            envelope.to_bytes(),
+            envelope,
+            queue=self.topology.participant_queue(participant),
         )
 
     async def publish_reply(self, envelope: Envelope) -> None:
         """Publish a reply to the orchestrator and wait for the broker's confirm."""
         await self._publish(
-            self.topology.replies_exchange, ORCHESTRATOR_ROUTING_KEY, envelope.to_bytes(), envelope
+            self.topology.replies_exchange,
+            ORCHESTRATOR_ROUTING_KEY,
+            envelope.to_bytes(),
+            envelope,
+            queue=self.topology.orchestrator_queue,
         )
 
     async def dead_letter(
@@ -296,16 +305,20 @@ class RabbitTransport:
             )
 
     async def _publish(
-        self, exchange_name: str, routing_key: str, body: bytes, envelope: Envelope
+        self, exchange_name: str, routing_key: str, body: bytes, envelope: Envelope, *, queue: str
     ) -> None:
-        properties = Basic.Properties(
-            message_id=envelope.message_id,
-            correlation_id=envelope.correlation_id,
-            message_type=envelope.type,
-            content_type="application/json",
-            delivery_mode=PERSISTENT,
-        )
-        await self._send(body, exchange_name, routing_key, properties)
+        with tracing.producer(
+            envelope, exchange=exchange_name, routing_key=routing_key, queue=queue
+        ):
+            properties = Basic.Properties(
+                message_id=envelope.message_id,
+                correlation_id=envelope.correlation_id,
+                message_type=envelope.type,
+                content_type="application/json",
+                delivery_mode=PERSISTENT,
+                headers=_headers(tracing.message_headers()),
+            )
+            await self._send(body, exchange_name, routing_key, properties)
 
     async def consume(self, queue_name: str, handler: Handler) -> None:
         """Deliver the queue's messages to `handler`; its Outcome decides ack or dead letter.
@@ -527,3 +540,8 @@ async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
         await channel.queue_delete(name)
     for name in topology.all_exchanges():
         await channel.exchange_delete(name)
+
+
+def _headers(values: Mapping[str, str] | None) -> FieldTable | None:
+    """AMQP headers of a message we publish (none: the usual case)."""
+    return dict(values) if values else None

@@ -4,6 +4,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, Literal, cast
 
 from redis.asyncio import Redis
@@ -507,6 +508,12 @@ class RedisSagaStore:
         """How many sagas are not yet terminal (as the active index says)."""
         return int(await self._redis.zcard(self.active_key))
 
+    async def oldest_active(self, limit: int) -> list[SagaState]:
+        """The states of the `limit` sagas longest in the active index, oldest first (one
+        may have ended since: the index is tidied after)."""
+        ids = await self._redis.zrange(self.active_key, 0, limit - 1)
+        return await self.load_many([str(i) for i in ids])
+
     async def forget_finished(self, *, now: float, limit: int = 200) -> int:
         """Drop from the active index the sagas that ended (a crash came between their
         last append and the removal) or never began (a crash before their first append,
@@ -577,6 +584,20 @@ class RedisSagaStore:
     async def outbox_pending(self) -> int:
         """How many sagas' outboxes may hold unpublished commands."""
         return int(await self._redis.zcard(self.outbox_index_key))
+
+    async def outbox_oldest(self, limit: int = 100) -> datetime | None:
+        """When the oldest command still in an outbox was decided, looking at the `limit`
+        outboxes marked longest ago (the relay marks an outbox anew on each claim, so
+        the mark alone does not tell how long a command has waited)."""
+        saga_ids = await self._redis.zrange(self.outbox_index_key, 0, limit - 1)
+        if not saga_ids:
+            return None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for saga_id in saga_ids:
+                pipe.hvals(self.keys(str(saga_id)).outbox)
+            outboxes = await pipe.execute()
+        sent = [_command_from_json(raw).envelope.sent_at for box in outboxes for raw in box]
+        return min(sent, default=None)
 
     async def claim_outboxes(self, *, cutoff: int, now: int, limit: int) -> list[str]:
         """Claim the sagas whose outbox may hold commands left since before `cutoff`:
@@ -683,3 +704,8 @@ class TimerStore:
     async def count(self) -> int:
         """How many timers are waiting."""
         return int(await self._redis.zcard(self.key))
+
+    async def due(self, *, now: int) -> int:
+        """How many timers are due by `now` (microseconds) and not taken (a taken one is
+        hidden until its lease ends)."""
+        return int(await self._redis.zcount(self.key, "-inf", now))

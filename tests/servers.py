@@ -76,6 +76,26 @@ def free_port() -> int:
             return port
 
 
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free ports, none handed out before in this run."""
+    while True:
+        first = free_port()
+        run = range(first, first + count)
+        if any(port in _handed_out for port in run[1:]) or not all(map(_bindable, run[1:])):
+            continue
+        _handed_out.update(run)
+        return first
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def fresh_namespace() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 

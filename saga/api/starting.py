@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Header, HTTPException, Request, Response
 
 from contracts.envelope import trace_id_of, traceparent
+from saga import tracing
 from saga.api.auth import Caller
 from saga.api.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, KeyReused
 from saga.api.schemas import SagaAccepted, SagaLinks, unprocessable
@@ -54,7 +55,10 @@ async def start_saga(
         if not claim.first:
             response.status_code = 200
     starter: SagaStarter = request.app.state.starter
-    trace_id = trace_id_of(request.headers.get("traceparent")) or new_id()
+    # The request's span's trace when traced (it continues the caller's), else the caller's.
+    trace_id = (
+        tracing.current_trace_id() or trace_id_of(request.headers.get("traceparent")) or new_id()
+    )
     try:
         state = await starter.start(
             definition,

@@ -17,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from contracts.envelope import first_error
 from saga.cli import definitions, demo, dlq, ops, sagas, users, values
 from saga.cli.namespace import namespace_app
-from saga.cli.output import CliError, Json, fail, settings
+from saga.cli.output import CliError, Json, fail, settings, traced
 from saga.cli.participant import participant_app
 from saga.cli.up import up
 from saga.extensions import Extensions, named, selected
@@ -57,6 +57,7 @@ def _serve(app_factory_path: str, host: str, port: int) -> None:
 
     config = settings()
     configure_logging(config)
+    traced(f"saga-{app_factory_path}")
     if app_factory_path == "api":
         from saga.api.app import create_app
 
@@ -70,6 +71,9 @@ def _serve(app_factory_path: str, host: str, port: int) -> None:
             # said here in one line, not in the traceback of a failed startup.
             asyncio.run(ping_redis(config))
         asgi = create_auth_app(config)
+    from saga import tracing
+
+    tracing.instrument_app(asgi)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again to the
     # handler it found: that handler ends the process with 0, a requested stop. Outside
     # uvicorn's serving (starting, or a failed start) SIGTERM ends the process too.
@@ -152,6 +156,7 @@ def orchestrator(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "
 
     config = settings()
     configure_logging(config)
+    traced("saga-orchestrator")
     serve_metrics(metrics_port, metrics_host)
     run_until_signalled(config, lambda stop: run_orchestrator(config, stop))
 
@@ -174,6 +179,7 @@ def service(
             usage=True,
         )
     configure_logging(config)
+    traced(f"saga-{name}")
     serve_metrics(metrics_port, metrics_host)
     run_until_signalled(config, lambda stop: run_participant(name, config, stop))
 

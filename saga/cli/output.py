@@ -107,3 +107,14 @@ def with_wiring(work: "Callable[[Wiring], Awaitable[T]]") -> T:
             await wiring.aclose()
 
     return asyncio.run(run())
+
+
+def traced(service: str) -> None:
+    """Trace this process as the OTEL_* variables say (`service` unless
+    OTEL_SERVICE_NAME names it); a setting it cannot follow is one line."""
+    from saga import tracing
+
+    try:
+        tracing.configure(service)
+    except tracing.TracingError as exc:
+        raise CliError(str(exc)) from None

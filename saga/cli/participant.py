@@ -15,7 +15,7 @@ from rich.table import Table
 
 from contracts.topology import check_participant as valid_participant
 from saga.bootstrap import Wiring
-from saga.cli.output import CliError, Json, console, print_json, settings, with_wiring
+from saga.cli.output import CliError, Json, console, print_json, settings, traced, with_wiring
 from saga.core.contracts import Catalogue
 from saga.core.document import TYPE_PATTERN, DefinitionSpec
 from saga.extensions import selected
@@ -260,5 +260,6 @@ def run(
     except LoadError as exc:
         raise CliError(str(exc), usage=True) from None
     configure_logging(config)
+    traced(f"saga-{participant.name}")
     serve_metrics(metrics_port, metrics_host)
     run_until_signalled(config, lambda stop: serve_participant(participant, config, stop))

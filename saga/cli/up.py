@@ -25,9 +25,22 @@ def processes(extensions: Extensions) -> dict[str, list[str]]:
     return ENGINE | {name: ["service", name] for name in extensions.participants}
 
 
+def metrics_ports(commands: dict[str, list[str]], first: int) -> dict[str, int]:
+    """Each worker's metrics port, from `first` on, in the order they run (the API
+    serves its metrics on its own port)."""
+    workers = [name for name in commands if name not in ("api", "auth")]
+    return {name: first + i for i, name in enumerate(workers)}
+
+
 def up(
     api_port: Annotated[int, typer.Option(help="Port of the front door.")] = 7001,
     auth_port: Annotated[int, typer.Option(help="Port of the auth service.")] = 7002,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            help="Metrics port of the first worker; each next worker takes the next port (0: none)."
+        ),
+    ] = 9101,
 ) -> None:
     """Run the whole system on local servers, one child process each."""
     config = settings()  # a bad setting is said once, here, before any child starts
@@ -38,6 +51,12 @@ def up(
     commands = {name: list(args) for name, args in processes(selected(config)).items()}
     commands["api"] += ["--port", str(api_port)]
     commands["auth"] += ["--port", str(auth_port)]
+    if metrics_port:
+        ports = metrics_ports(commands, metrics_port)
+        for name, port in ports.items():
+            commands[name] += ["--metrics-port", str(port)]
+        listed = ", ".join(f"{name} :{port}" for name, port in ports.items())
+        _show(f"saga up: metrics on api :{api_port}/metrics, {listed}")
     code = asyncio.run(_supervise(commands, env))
     raise typer.Exit(code)
 

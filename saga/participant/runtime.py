@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from contracts.envelope import Envelope, first_error, reply_to, trace_id_of
 from contracts.idempotency import IdempotencyKey, parse_idempotency_key
+from saga import tracing
 from saga.clock import Clock, utc_now
 from saga.handling import INFRASTRUCTURE_ERRORS
 from saga.metrics import command_duration, commands_handled
@@ -114,6 +115,15 @@ class ParticipantRuntime:
             reply_to(envelope, answer.type, answer.payload, at=self._clock())
         )
         command = envelope.type if registration is not None else UNKNOWN_TYPE
+        tracing.annotate_current(
+            {
+                "saga.participant": self.participant.name,
+                "saga.step": fields["step"],
+                "saga.action": fields["action"],
+                "saga.outcome": answer.type,
+                "saga.reason": answer.reason,
+            }
+        )
         commands_handled(self.participant.name, command, answer.type).inc()
         command_duration(self.participant.name, command).observe(time.perf_counter() - started)
         log.info("command handled", **fields, outcome=answer.type, reason=answer.reason)
@@ -189,7 +199,11 @@ class ParticipantRuntime:
         is raised on (the transport waits it out)."""
         registration = recording.registration
         try:
-            result = await registration.handler(command, ctx)
+            with tracing.handling(
+                f"handle {type(command).__name__}",
+                {"saga.id": ctx.saga_id, "saga.step": ctx.step, "saga.action": ctx.action},
+            ):
+                result = await registration.handler(command, ctx)
         except INFRASTRUCTURE_ERRORS:
             raise
         except Exception as exc:

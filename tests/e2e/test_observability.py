@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.shop import Shop, open_shop
 from tests.e2e.system import System, log_lines, running_system
+from tests.promql import alert_rules, dashboard_expressions, selectors
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +88,25 @@ def test_the_orchestrator_samples_what_waits(
         if {
             "saga_in_flight",
             "saga_outbox_pending",
+            "saga_outbox_oldest_seconds",
             "saga_timers_waiting",
+            "saga_timers_due",
             "saga_dead_letters",
+            "saga_queue_messages",
+            "saga_queue_consumers",
         } <= names and gauges.get("saga_in_flight") == 0:
             break
         assert time.monotonic() < deadline, gauges
         time.sleep(0.5)
     assert gauges["saga_dead_letters"] == 0
+    assert gauges["saga_outbox_oldest_seconds"] == 0
+    ns = observed.namespace
+    for queue in ("orchestrator", "stock", "payment", "order"):
+        assert sample(gauges, "saga_queue_consumers", queue=f"{ns}.{queue}") == 1, queue
+    assert sample(gauges, "saga_queue_messages", queue=f"{ns}.dead-letters") == 0
+    # Both sagas ended: each is in the histogram of saga durations by how it ended.
+    assert sample(gauges, "saga_duration_seconds_count", status="completed") == 1
+    assert sample(gauges, "saga_duration_seconds_count", status="compensated") == 1
 
 
 def test_a_trace_runs_from_the_request_through_every_command_and_reply(observed: System) -> None:
@@ -147,3 +160,25 @@ def test_log_lines_about_messages_say_which_saga_message_step_and_outcome(
     ]
     assert {line["saga_event"] for line in applied} >= {"StepSucceeded", "SagaCompleted"}
     assert all(line["message_id"] for line in applied)
+
+
+def test_the_dashboard_and_alerts_read_only_series_the_processes_export(
+    observed: System, two_sagas: tuple[Shop, dict[str, Any], dict[str, Any]]
+) -> None:
+    urls = [f"{observed.api}/metrics"] + [
+        f"http://127.0.0.1:{port}/metrics" for port in observed.metrics_ports.values()
+    ]
+    kinds: dict[str, str] = {}
+    for url in urls:
+        for line in httpx.get(url, timeout=5).text.splitlines():
+            if line.startswith("# TYPE "):
+                _, _, name, kind = line.split()
+                kinds[name] = kind
+    series = {"up"}  # Prometheus's own, per target
+    for name, kind in kinds.items():
+        series |= (
+            {f"{name}{s}" for s in ("_bucket", "_count", "_sum")} if kind == "histogram" else {name}
+        )
+    expressions = dashboard_expressions() + [rule["expr"] for rule in alert_rules()]
+    read = {name for expr in expressions for name, _ in selectors(expr)}
+    assert read <= series, read - series

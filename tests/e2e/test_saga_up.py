@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.servers import (
@@ -19,6 +20,7 @@ from tests.servers import (
     REDIS_URL,
     forget_namespace,
     free_port,
+    free_ports,
     fresh_namespace,
     rabbitmq_or_skip,
     redis_or_skip,
@@ -44,8 +46,11 @@ def namespace() -> Iterator[str]:
     forget_namespace(name)
 
 
-def saga_up(namespace: str, *, auth_port: int | None = None) -> subprocess.Popen[str]:
-    """`saga up` on free ports, its output (stdout and stderr) on a pipe."""
+def saga_up(
+    namespace: str, *, auth_port: int | None = None, metrics_port: int = 0
+) -> subprocess.Popen[str]:
+    """`saga up` on free ports, its output (stdout and stderr) on a pipe; its workers
+    serve metrics from `metrics_port` on (0: none)."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -56,6 +61,8 @@ def saga_up(namespace: str, *, auth_port: int | None = None) -> subprocess.Popen
             str(free_port()),
             "--auth-port",
             str(auth_port or free_port()),
+            "--metrics-port",
+            str(metrics_port),
         ],
         env={
             **os.environ,
@@ -148,10 +155,12 @@ def gone(children: dict[str, Child]) -> None:
 
 
 @contextmanager
-def running_up(namespace: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, Child]]]:
+def running_up(
+    namespace: str, *, metrics_port: int = 0
+) -> Iterator[tuple[subprocess.Popen[str], dict[str, Child]]]:
     """`saga up` with every worker running, and its six children; afterwards, whatever
     the test found, none of them is left running."""
-    up = saga_up(namespace)
+    up = saga_up(namespace, metrics_port=metrics_port)
     children: dict[str, Child] = {}
     try:
         wait_running(up)
@@ -175,6 +184,19 @@ def test_saga_up_runs_everything_and_stops_on_ctrl_c(namespace: str) -> None:
         rest, _ = up.communicate(timeout=30)
         assert up.returncode == 0, rest
         gone(children)
+
+
+@LINUX
+def test_every_worker_serves_its_metrics_on_a_port_of_its_own(namespace: str) -> None:
+    first = free_ports(len(WORKERS))
+    with running_up(namespace, metrics_port=first) as (up, _):
+        for port in range(first, first + len(WORKERS)):
+            page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            assert "# TYPE python_info gauge" in page, port
+        orchestrator = httpx.get(f"http://127.0.0.1:{first}/metrics", timeout=5).text
+        assert "# TYPE saga_queue_consumers gauge" in orchestrator
+        up.send_signal(signal.SIGINT)
+        up.communicate(timeout=30)
 
 
 @LINUX

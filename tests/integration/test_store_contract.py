@@ -3,6 +3,7 @@ atomic appends, one named conflict, duplicates, the outbox and timers."""
 
 import asyncio
 import itertools
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -136,6 +137,47 @@ async def test_an_outbox_is_claimed_once_until_its_new_marker_is_past_the_cutoff
     await store.clear_outboxes([("saga1", [command.envelope.message_id], 130)])
     assert await store.claim_outboxes(cutoff=200, now=140, limit=10) == ["saga2"]
     assert await store.outbox_pending() == 1
+
+
+async def test_the_oldest_waiting_command_is_found_though_the_relay_marks_anew(
+    store: RedisSagaStore,
+) -> None:
+    assert await store.outbox_oldest() is None
+    run = Run.start()
+    await store.create(run.decisions[0], marker=10)
+    # The relay's claim marks the outbox as of now: the command is as old as before.
+    await store.claim_outboxes(cutoff=20, now=1_000, limit=10)
+    assert await store.outbox_oldest() == run.pending.envelope.sent_at
+    await store.clear_outboxes([("saga1", [run.pending.envelope.message_id], 1_000)])
+    assert await store.outbox_oldest() is None
+
+
+async def test_timers_due_count_those_past_their_time_and_not_taken(
+    store: RedisSagaStore,
+) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    due = marker_of(run.decisions[0].timers[0].due_at)
+    assert await store.timers.due(now=due - 1) == 0
+    assert await store.timers.due(now=due) == 1
+    await store.timers.claim(now=due, lease=10, limit=10)  # taken: hidden for the lease
+    assert await store.timers.due(now=due + 5) == 0
+    assert await store.timers.due(now=due + 10) == 1
+
+
+async def test_the_oldest_running_sagas_come_oldest_first(store: RedisSagaStore) -> None:
+    for saga_id, seconds in (("later", 5), ("first", 0)):
+        decision = start_saga(
+            ORDER_SAGA,
+            saga_id=saga_id,
+            customer="ann@example.com",
+            saga_input=order_input().model_dump(mode="json"),
+            now=T0 + timedelta(seconds=seconds),
+            new_id=lambda: uuid.uuid4().hex,
+        )
+        await store.create(decision, marker=1)
+    assert [s.saga_id for s in await store.oldest_active(10)] == ["first", "later"]
+    assert [s.saga_id for s in await store.oldest_active(1)] == ["first"]
 
 
 async def test_keys_of_one_saga_share_a_hash_tag(store: RedisSagaStore, namespace: str) -> None:

@@ -495,7 +495,7 @@ async def test_a_channel_the_broker_closes_is_opened_again(quick: RabbitTranspor
     lost = quick._connection
     # The client's error reaches the caller as the port's own, the client's its cause.
     with pytest.raises(TransportUnavailable) as closed:
-        await quick._publish("no-such-exchange", "stock", b"{}", envelope(1))
+        await quick._publish("no-such-exchange", "stock", b"{}", envelope(1), queue="stock")
     assert isinstance(closed.value.__cause__, aiormq.exceptions.ChannelNotFoundEntity)
     await reconnected(quick, lost)
     seen = await consumed_ids(quick, "payment")
