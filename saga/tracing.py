@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -52,6 +52,8 @@ class _State:
 
 
 _state = _State()
+# What every span function gives when tracing is off: one shared, reusable no-op.
+_OFF: Final[AbstractContextManager[None]] = nullcontext()
 
 
 def enabled() -> bool:
@@ -199,13 +201,21 @@ def _saga_attributes(
     return attributes
 
 
-@contextmanager
 def saga_started(
     saga_id: str, saga_type: str, trace_id: str | None, began: datetime
-) -> Iterator[Span | None]:
+) -> AbstractContextManager[Span | None]:
     """The span of a saga's start (made once its first events are durable), with the id
     every later span without a parent at hand hangs under: a child of the span in
     progress if that is of the saga's trace (the HTTP request), else the trace's root."""
+    if _state.tracer is None:
+        return _OFF
+    return _saga_started(saga_id, saga_type, trace_id, began)
+
+
+@contextmanager
+def _saga_started(
+    saga_id: str, saga_type: str, trace_id: str | None, began: datetime
+) -> Iterator[Span | None]:
     tracer = _state.tracer
     if tracer is None or trace_id is None:
         yield None
@@ -225,7 +235,6 @@ def saga_started(
         yield span
 
 
-@contextmanager
 def saga_span(
     name: str,
     *,
@@ -233,8 +242,24 @@ def saga_span(
     trace_id: str | None,
     saga_type: str | None = None,
     attributes: Attributes | None = None,
-) -> Iterator[Span | None]:
+) -> AbstractContextManager[Span | None]:
     """A span of the saga's work (a timer firing, a replay, a cancel) in its trace."""
+    if _state.tracer is None:
+        return _OFF
+    return _saga_span(
+        name, saga_id=saga_id, trace_id=trace_id, saga_type=saga_type, attributes=attributes
+    )
+
+
+@contextmanager
+def _saga_span(
+    name: str,
+    *,
+    saga_id: str,
+    trace_id: str | None,
+    saga_type: str | None = None,
+    attributes: Attributes | None = None,
+) -> Iterator[Span | None]:
     tracer = _state.tracer
     if tracer is None or trace_id is None:
         yield None
@@ -249,7 +274,6 @@ def saga_span(
         yield span
 
 
-@contextmanager
 def producer(
     envelope: Envelope,
     *,
@@ -257,9 +281,25 @@ def producer(
     routing_key: str,
     queue: str,
     attributes: Attributes | None = None,
-) -> Iterator[Span | None]:
+) -> AbstractContextManager[Span | None]:
     """The span of publishing one message (current while it is published, so that the
     transport puts it in the message's `traceparent` header)."""
+    if _state.tracer is None:
+        return _OFF
+    return _producer(
+        envelope, exchange=exchange, routing_key=routing_key, queue=queue, attributes=attributes
+    )
+
+
+@contextmanager
+def _producer(
+    envelope: Envelope,
+    *,
+    exchange: str,
+    routing_key: str,
+    queue: str,
+    attributes: Attributes | None = None,
+) -> Iterator[Span | None]:
     tracer = _state.tracer
     if tracer is None:
         yield None
@@ -280,11 +320,19 @@ def producer(
         yield span
 
 
-@contextmanager
-def consumer(body: bytes, headers: Mapping[str, Any], *, queue: str) -> Iterator[Span | None]:
+def consumer(
+    body: bytes, headers: Mapping[str, Any], *, queue: str
+) -> AbstractContextManager[Span | None]:
     """The span of processing one delivered message, under its producer's span (the
     `traceparent` header), else under the one its envelope names; a body that is not
     an envelope gets a span all the same, with what could be read."""
+    if _state.tracer is None:
+        return _OFF
+    return _consumer(body, headers, queue=queue)
+
+
+@contextmanager
+def _consumer(body: bytes, headers: Mapping[str, Any], *, queue: str) -> Iterator[Span | None]:
     tracer = _state.tracer
     if tracer is None:
         yield None
@@ -331,9 +379,17 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-@contextmanager
-def handling(name: str, attributes: Attributes | None = None) -> Iterator[Span | None]:
+def handling(
+    name: str, attributes: Attributes | None = None
+) -> AbstractContextManager[Span | None]:
     """A span of the work in progress's own (a participant's handler)."""
+    if _state.tracer is None:
+        return _OFF
+    return _handling(name, attributes)
+
+
+@contextmanager
+def _handling(name: str, attributes: Attributes | None = None) -> Iterator[Span | None]:
     tracer = _state.tracer
     if tracer is None:
         yield None

@@ -1,2 +1,2 @@
-"""The web console: sagas, their timelines, operator actions and dead letters, served by
-the front door under /console."""
+"""The web console: sagas, their timelines, operator actions, dead letters, definitions
+and the overview, served by the front door under /console."""
