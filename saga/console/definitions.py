@@ -6,6 +6,7 @@ from fastapi.responses import HTMLResponse
 
 from saga.api.catalog import may_start
 from saga.api.deps import registry_of
+from saga.console.diagram import definition_diagram
 from saga.console.guard import ConsoleProblem, SessionDep
 from saga.console.rendering import page
 from saga.core.document import DefinitionError
@@ -44,7 +45,7 @@ async def definition(request: Request, session: SessionDep, name: str, version: 
         "definition.html",
         session=session,
         spec=spec,
-        definition=compiled,
+        diagram=definition_diagram(compiled, spec),
         latest=entry.latest if entry else version,
         running=await store.on_version(name, version),
         document=spec.model_dump(mode="json", exclude_none=True),

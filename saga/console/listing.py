@@ -21,20 +21,29 @@ class ListFilter:
     status: str | None = None
     saga_type: str | None = None
     customer: str | None = None
+    failed_step: str | None = None  # the step whose failure ended the saga
 
     @classmethod
     def of(
-        cls, session: Session, *, status: str | None, saga_type: str | None, customer: str | None
+        cls,
+        session: Session,
+        *,
+        status: str | None,
+        saga_type: str | None,
+        customer: str | None,
+        failed_step: str | None = None,
     ) -> "ListFilter":
         """The filter a query asks for; a customer's is always their own sagas."""
         if status and status not in STATUSES:
             raise ConsoleProblem(400, f"no status {status!r}: one of {', '.join(STATUSES)}")
-        if saga_type is not None and len(saga_type) > 200:
-            raise ConsoleProblem(400, "a saga type is at most 200 characters")
-        own = customer.strip().lower() if customer and customer.strip() else None
+        if any(len(v or "") > 200 for v in (saga_type, customer, failed_step)):
+            raise ConsoleProblem(400, "a filter is at most 200 characters")
+        own = _given(customer)
         if not session.caller.is_admin:
             own = session.email
-        return cls(status or None, saga_type.strip() or None if saga_type else None, own)
+        return cls(
+            status or None, _given(saga_type, lower=False), own, _given(failed_step, lower=False)
+        )
 
     def keep(self, state: SagaState) -> bool:
         """Whether a saga passes the filter."""
@@ -42,6 +51,7 @@ class ListFilter:
             self.status in (None, state.status)
             and self.saga_type in (None, state.saga_type)
             and self.customer in (None, state.customer.lower())
+            and self.failed_step in (None, state.failed_step)
         )
 
     def index(self, store: RedisSagaStore) -> str:
@@ -52,10 +62,21 @@ class ListFilter:
 
     def query(self, *, before: Position | None = None) -> str:
         """The filter (and a cursor) as a URL query."""
-        fields = {"status": self.status, "type": self.saga_type, "customer": self.customer}
+        fields = {
+            "status": self.status,
+            "type": self.saga_type,
+            "customer": self.customer,
+            "failed_step": self.failed_step,
+        }
         if before is not None:
             fields["before"] = before.text()
         return urlencode({k: v for k, v in fields.items() if v})
+
+
+def _given(value: str | None, *, lower: bool = True) -> str | None:
+    """A filter's value as asked, None if it was left empty."""
+    value = (value or "").strip()
+    return (value.lower() if lower else value) or None
 
 
 def cursor(text: str | None) -> Position | None:

@@ -9,12 +9,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from saga import operations
 from saga.api.deps import plausible_id, registry_of
-from saga.console.bars import bar
 from saga.console.guard import ConsoleProblem, SessionDep, checked_form
 from saga.console.messages import exchanges
 from saga.console.rendering import fragment, page
 from saga.console.rows import span
 from saga.console.sessions import Session
+from saga.console.timeline_chart import timeline_chart
 from saga.core.decide import cancellable
 from saga.core.definition import SagaDefinition
 from saga.core.state import SagaState
@@ -56,7 +56,8 @@ async def _saga_context(request: Request, session: Session, state: SagaState) ->
         "duration": span(
             ((state.updated_at if state.terminal else now) - state.created_at).total_seconds()
         ),
-        "bars": [bar(row) for row in timeline(records)],
+        "chart": timeline_chart(records, now),
+        "rows": timeline(records),
         "records": [(r, r.to_wire()["data"]) for r in records],
         "exchanges": sent,
         "ignored": ignored,

@@ -22,9 +22,12 @@ async def list_filter(
     status: str | None = None,
     saga_type: Annotated[str | None, Query(alias="type")] = None,
     customer: str | None = None,
+    failed_step: str | None = None,
 ) -> ListFilter:
     """FastAPI dependency: the list's filters, as the query asks (400 if it cannot)."""
-    return ListFilter.of(session, status=status, saga_type=saga_type, customer=customer)
+    return ListFilter.of(
+        session, status=status, saga_type=saga_type, customer=customer, failed_step=failed_step
+    )
 
 
 FilterDep = Annotated[ListFilter, Depends(list_filter)]

@@ -454,8 +454,16 @@ def test_the_overview_counts_the_last_hour_and_links_each_figure_to_its_list(
     assert figure(fresh, "failed") == "0"
     assert not fresh.find_elements(By.CSS_SELECTOR, '[data-figure="dead-letters"]')  # admins'
     screenshot(fresh, "overview")
+    minutes = fresh.find_elements(By.CSS_SELECTOR, "svg.overview [data-outcome]")
+    drawn = {m.get_attribute("data-outcome") for m in minutes}
+    assert drawn == {"completed", "compensated"}
     fresh.find_element(By.CSS_SELECTOR, '[data-figure="compensated"]').click()
     until(fresh, "the compensated list", lambda d: "status=compensated" in d.current_url)
+    assert rows(fresh) == {compensated: "compensated"}
+    fresh.get(f"{system.api}/console")
+    failing = fresh.find_element(By.CSS_SELECTOR, '[data-failing-step="take_payment"] a')
+    failing.click()
+    until(fresh, "the list of its failures", lambda d: "failed_step=take_payment" in d.current_url)
     assert rows(fresh) == {compensated: "compensated"}
     assert completed not in rows(fresh)
 

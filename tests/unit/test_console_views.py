@@ -1,11 +1,10 @@
-"""What the console shows, as pure functions: rows, spans, messages, bars, filters, and
-every value escaped in its templates."""
+"""What the console shows, as pure functions: rows, spans, messages, filters, and every
+value escaped in its templates."""
 
 from datetime import timedelta
 
 import pytest
 
-from saga.console.bars import bar
 from saga.console.guard import ConsoleProblem
 from saga.console.listing import ListFilter, cursor
 from saga.console.messages import exchanges
@@ -13,7 +12,6 @@ from saga.console.rendering import fragment
 from saga.console.rows import saga_row, span
 from saga.console.sessions import Session
 from saga.core.events import EventRecord
-from saga.timeline import timeline
 from tests.unit.sagas import Run
 
 
@@ -68,21 +66,6 @@ def test_each_command_is_paired_with_its_reply_or_its_timeout() -> None:
     assert sent[0].reply_id == f"reply-{sent[0].command_id}"
     assert sent[1].reply_id is None
     assert ignored == []
-
-
-def test_a_bar_says_its_outcome_in_the_console_s_words() -> None:
-    run = Run.start()
-    run.succeed()
-    run.fail("insufficient_funds")
-    run.succeed()
-    outcomes = [(b.row.step, b.row.action, b.outcome) for b in map(bar, timeline(records(run)))]
-    assert outcomes == [
-        ("reserve_stock", "execute", "succeeded"),
-        ("take_payment", "execute", "failed"),
-        ("reserve_stock", "compensate", "compensated"),
-        ("create_order", "execute", "pending"),
-        ("confirm_stock", "execute", "pending"),
-    ]
 
 
 def session(*roles: str) -> Session:
