@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 shots=$(mktemp -d)
 trap 'rm -rf "$shots"' EXIT
 SAGA_TEST_CONSOLE_ARTIFACTS="$shots" .venv/bin/pytest -q -p no:cacheprovider tests/e2e/test_console.py
-for name in sagas saga-timeline saga-compensated overview; do
+for name in sagas saga-replayed overview; do
   cp "$shots/$name.png" "docs/screenshots/$name.png"
 done
 echo "screenshots copied to docs/screenshots/"
