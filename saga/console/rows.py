@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from saga.console.timeline_chart import duration_words
 from saga.core.state import SagaState
 
 _DONE = frozenset({"succeeded", "skipped"})
@@ -34,20 +35,6 @@ def saga_row(state: SagaState, now: datetime) -> SagaRow:
         customer=state.customer,
         steps_done=sum(1 for s in state.steps if s.status in _DONE),
         steps=len(state.steps),
-        age=span((now - state.created_at).total_seconds()),
-        duration=span((ended - state.created_at).total_seconds()),
+        age=duration_words(now - state.created_at),
+        duration=duration_words(ended - state.created_at),
     )
-
-
-def span(seconds: float) -> str:
-    """A length of time for people: `850 ms`, `12 s`, `4 min`, `3 h`, `2 d`."""
-    seconds = max(0.0, seconds)
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 86400:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} d"

@@ -12,9 +12,8 @@ from saga.api.deps import plausible_id, registry_of
 from saga.console.guard import ConsoleProblem, SessionDep, checked_form
 from saga.console.messages import exchanges
 from saga.console.rendering import fragment, page
-from saga.console.rows import span
 from saga.console.sessions import Session
-from saga.console.timeline_chart import timeline_chart
+from saga.console.timeline_chart import duration_words, timeline_chart
 from saga.core.decide import cancellable
 from saga.core.definition import SagaDefinition
 from saga.core.state import SagaState
@@ -53,8 +52,8 @@ async def _saga_context(request: Request, session: Session, state: SagaState) ->
         "session": session,
         "state": state,
         "ended": state.updated_at if state.terminal else None,
-        "duration": span(
-            ((state.updated_at if state.terminal else now) - state.created_at).total_seconds()
+        "duration": duration_words(
+            (state.updated_at if state.terminal else now) - state.created_at
         ),
         "chart": timeline_chart(records, now),
         "rows": timeline(records),

@@ -1,5 +1,5 @@
-"""What the console shows, as pure functions: rows, spans, messages, filters, and every
-value escaped in its templates."""
+"""What the console shows, as pure functions: rows, messages, filters, and every value
+escaped in its templates."""
 
 from datetime import timedelta
 
@@ -9,7 +9,7 @@ from saga.console.guard import ConsoleProblem
 from saga.console.listing import ListFilter, cursor
 from saga.console.messages import exchanges
 from saga.console.rendering import fragment
-from saga.console.rows import saga_row, span
+from saga.console.rows import saga_row
 from saga.console.sessions import Session
 from saga.core.events import EventRecord
 from tests.unit.sagas import Run
@@ -19,33 +19,17 @@ def records(run: Run) -> list[EventRecord]:
     return [r for d in run.decisions for r in d.records]
 
 
-@pytest.mark.parametrize(
-    ("seconds", "shown"),
-    [
-        (0.25, "250 ms"),
-        (3.25, "3.2 s"),
-        (42, "42 s"),
-        (600, "10 min"),
-        (7200, "2 h"),
-        (2 * 86400, "2 d"),
-        (-1, "0 ms"),
-    ],
-)
-def test_a_span_is_shown_in_the_unit_that_reads_best(seconds: float, shown: str) -> None:
-    assert span(seconds) == shown
-
-
 def test_a_row_counts_the_steps_done_and_the_duration_to_the_end_or_to_now() -> None:
     run = Run.start()
     run.succeed()
     running = saga_row(run.state, run.state.created_at + timedelta(seconds=90))
     assert (running.steps_done, running.steps, running.status) == (1, 4, "running")
-    assert (running.age, running.duration) == ("2 min", "2 min")
+    assert (running.age, running.duration) == ("1m 30s", "1m 30s")
     run.fail("insufficient_funds")
     run.succeed()  # the stock released
     assert run.state.status == "compensated"
     ended = saga_row(run.state, run.state.created_at + timedelta(hours=1))
-    assert (ended.age, ended.duration) == ("1 h", "3.0 s")
+    assert (ended.age, ended.duration) == ("1h", "3s")
 
 
 def test_each_command_is_paired_with_its_reply_or_its_timeout() -> None:
