@@ -98,7 +98,12 @@ class Wiring:
         self.redis = redis_client(settings) if redis is None else redis
         self._transport = transport or self._rabbit
         self.clock = clock
-        self.store = RedisSagaStore(self.redis, settings.namespace)
+        self.store = RedisSagaStore(
+            self.redis,
+            settings.namespace,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=int(settings.redis_wait_timeout * 1000),
+        )
         self.registry = DefinitionRegistry(
             self.redis,
             settings.namespace,

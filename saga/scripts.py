@@ -32,25 +32,50 @@ MAX_BATCH: Final = 256
 _Call = tuple["Script", Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 
 
+class ReplicasBehind(ConnectionError):
+    """Fewer replicas than asked for confirmed a write in time: it is on the primary
+    only, and what depends on it must wait (the input is tried again later)."""
+
+    def __init__(self, acked: int, wanted: int, timeout_ms: int) -> None:
+        super().__init__(
+            f"{acked} of {wanted} Redis replicas confirmed the write within {timeout_ms} ms"
+        )
+
+
 class ScriptBatcher:
     """Runs the scripts registered on it, batching calls into pipelines.
 
     At most `in_flight` pipelines are out at once; calls made meanwhile wait for the
     next one. Under a light load a call goes at once, alone; under a heavy one the
     pipelines grow with it, and the round trips per call fall.
+
+    With `wait_replicas`, a pipeline holding a call of a `durable` script ends with
+    `WAIT`: those calls answer only once that many replicas have the pipeline's writes
+    (one WAIT for the whole pipeline), and raise ReplicasBehind if they do not within
+    `wait_timeout_ms`.
     """
 
-    def __init__(self, redis: "Redis", *, in_flight: int = 2) -> None:
+    def __init__(
+        self,
+        redis: "Redis",
+        *,
+        in_flight: int = 2,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
+    ) -> None:
         self._redis = redis
         self._in_flight = in_flight
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
         self._queued: list[_Call] = []
         self._scheduled = False
         self._flushing: set[asyncio.Task[None]] = set()
         self.round_trips = 0  # pipelines sent, for tests and curiosity
 
-    def register(self, lua: str) -> "Script":
-        """A script to call as `await script(keys=[...], args=[...])`."""
-        return Script(self, lua)
+    def register(self, lua: str, *, durable: bool = False) -> "Script":
+        """A script to call as `await script(keys=[...], args=[...])`; a `durable` one's
+        writes are on the replicas asked for when it answers."""
+        return Script(self, lua, durable=durable)
 
     def call(
         self, script: "Script", keys: Sequence[Any], args: Sequence[Any]
@@ -111,10 +136,14 @@ class ScriptBatcher:
 
     async def _send(self, calls: list[_Call]) -> list[Any]:
         """One write of every call (packed by hiredis, in C), then their replies in order."""
+        wait = self._wait_replicas > 0 and any(script.durable for script, *_ in calls)
         packed = b"".join(
             pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
             for script, keys, args, _ in calls
         )
+        if wait:
+            wait_command: Any = ("WAIT", self._wait_replicas, self._wait_timeout_ms)
+            packed += pack_command(wait_command)
         pool = self._redis.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         self.round_trips += 1
@@ -126,6 +155,14 @@ class ScriptBatcher:
                     results.append(await connection.read_response())
                 except ResponseError as exc:  # this call's own error; the others stand
                     results.append(exc)
+            if wait:
+                acked = int(await connection.read_response())
+                if acked < self._wait_replicas:
+                    behind = ReplicasBehind(acked, self._wait_replicas, self._wait_timeout_ms)
+                    results = [
+                        behind if script.durable and not isinstance(r, Exception) else r
+                        for (script, *_), r in zip(calls, results, strict=True)
+                    ]
             return results
         except BaseException:
             # Replies may be left unread on the socket: it must not serve anyone else.
@@ -149,9 +186,10 @@ def _settle(calls: list[_Call], results: list[Any]) -> None:
 class Script:
     """One Lua script, called through its batcher."""
 
-    def __init__(self, batcher: ScriptBatcher, lua: str) -> None:
+    def __init__(self, batcher: ScriptBatcher, lua: str, *, durable: bool = False) -> None:
         self._batcher = batcher
         self.lua = lua
+        self.durable = durable
         self.sha = hashlib.sha1(lua.encode()).hexdigest()
 
     def __call__(

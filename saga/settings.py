@@ -78,6 +78,10 @@ class Settings(BaseSettings):
 
     prefetch: int = Field(default=32, ge=1, le=1000)
     redis_max_connections: int = Field(default=64, ge=1, le=10_000)
+    # Replicas that must have a saga's append before its commands are published and its
+    # input acknowledged (WAIT); 0: the primary's word is enough.
+    redis_wait_replicas: int = Field(default=0, ge=0, le=16)
+    redis_wait_timeout: Duration = Field(default=1.0, gt=0, le=60)
     relay_interval: Duration = Field(default=1.0, gt=0, le=60)
     relay_grace: Duration = Field(default=5.0, ge=0, le=600)
 

@@ -16,7 +16,7 @@ from saga.connections import once_more
 from saga.core.decide import Decision, OutgoingCommand, Timer
 from saga.core.events import EventRecord, record_from_json
 from saga.core.state import SagaState
-from saga.scripts import ScriptBatcher
+from saga.scripts import ReplicasBehind, ScriptBatcher
 
 # One atomic step per input: the saga's events, state, applied id and outbox, its
 # timers, its outbox marker and its place in the indexes, all or nothing.
@@ -238,11 +238,21 @@ class SagaKeys:
 class RedisSagaStore:
     """Sagas in Redis under one namespace."""
 
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(
+        self,
+        redis: "Redis",
+        namespace: str,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
+    ) -> None:
         self._redis = redis
         self._ns = namespace
-        scripts = ScriptBatcher(redis)
-        self._append = scripts.register(_APPEND)
+        # With wait_replicas, an append (and an outbox marked again before its commands
+        # are published once more) answers only once that many replicas have it.
+        self._wait = (wait_replicas, wait_timeout_ms)
+        scripts = ScriptBatcher(redis, wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms)
+        self._append = scripts.register(_APPEND, durable=True)
         self._clear_outbox = scripts.register(_CLEAR_OUTBOX)
         self._claim_outboxes = scripts.register(_CLAIM_OUTBOXES)
         self._load = scripts.register(_LOAD)
@@ -560,8 +570,20 @@ class RedisSagaStore:
     # --- outbox ---------------------------------------------------------------------
 
     async def mark_outbox(self, saga_id: str, marker: int) -> None:
-        """Note that the saga's outbox may hold commands (before they are stored)."""
-        await self._redis.zadd(self.outbox_index_key, {saga_id: marker})
+        """Note that the saga's outbox may hold commands (before they are stored, or
+        before an append found a duplicate publishes them again). With wait_replicas it
+        returns once the replicas have this write, and so everything written before it:
+        a duplicate's commands are not published before their append is replicated."""
+        replicas, timeout_ms = self._wait
+        if not replicas:
+            await self._redis.zadd(self.outbox_index_key, {saga_id: marker})
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.outbox_index_key, {saga_id: marker})
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            _, acked = await pipe.execute()
+        if int(acked) < replicas:
+            raise ReplicasBehind(int(acked), replicas, timeout_ms)
 
     async def outbox(self, saga_id: str) -> list[OutgoingCommand]:
         """The commands in the saga's outbox, not yet known to be published."""

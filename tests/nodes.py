@@ -230,10 +230,11 @@ class RabbitNode:
 class RedisServer:
     """A Redis of the test's own, with an append-only file synced on every write."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, *, replica_of: "RedisServer | None" = None) -> None:
         self.port, self.data = free_port(), data
         self.log = data / "redis.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.primary = replica_of
         data.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -262,6 +263,11 @@ class RedisServer:
                 str(self.data),
                 "--logfile",
                 str(self.log),
+                *(
+                    ()
+                    if self.primary is None
+                    else ("--replicaof", "127.0.0.1", str(self.primary.port))
+                ),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -278,6 +284,15 @@ class RedisServer:
             )
         finally:
             client.close()
+
+    def pause(self) -> None:
+        """SIGSTOP: alive, connected, silent (a replica that falls behind)."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
 
     def kill(self) -> None:
         """kill -9: Redis ends where it is, with what its append-only file holds."""

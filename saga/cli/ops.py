@@ -7,7 +7,15 @@ import typer
 
 from saga import operations
 from saga.bootstrap import Wiring
-from saga.cli.output import CliError, Json, connect_or_warn, console, print_json, settings
+from saga.cli.output import (
+    CliError,
+    Json,
+    connect_or_warn,
+    console,
+    print_json,
+    settings,
+    traced,
+)
 from saga.cli.presence import refuse_if_lifeless
 from saga.core.definition import SagaDefinition
 from saga.core.state import SagaState
@@ -43,6 +51,7 @@ def replay(
     config = settings()
     # The orchestrator's own log lines (a command left to the relay) go to stderr.
     configure_logging(config.model_copy(update={"log_level": "warning"}))
+    traced("saga-cli")  # a replay is a span of each saga's trace, when traced
     results = asyncio.run(_replay(config, saga_id, dry_run=dry_run))
     if json_out:
         print_json(results)

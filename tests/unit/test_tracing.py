@@ -7,15 +7,20 @@ from io import StringIO
 
 import pytest
 import structlog
+from fakeredis import FakeAsyncRedis
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from saga import tracing
+from saga.bootstrap import Wiring
+from saga.core.decide import CancelSaga
 from saga.demo import DemoResult, run_demo
 from saga.logs import configure_logging
+from saga.memory import InMemoryTransport
 from saga.settings import Settings
+from tests.unit.sagas import order_input
 
 
 @pytest.fixture
@@ -143,3 +148,35 @@ def test_off_nothing_is_recorded_and_no_header_is_added() -> None:
     with tracing.handling("nothing") as span:
         assert span is None
         assert tracing.message_headers() is None
+
+
+async def test_an_operator_s_action_hangs_under_the_saga_s_start(
+    spans: InMemorySpanExporter,
+) -> None:
+    redis = FakeAsyncRedis(decode_responses=True)
+    transports: list[InMemoryTransport] = []
+    wiring = Wiring(Settings(namespace="traced"), redis=redis, transport=lambda _: transports[0])
+    transports.append(InMemoryTransport(wiring.topology))
+    dispatcher = wiring.dispatcher(transports[0])
+    try:
+        definition = await wiring.registry.latest("order")
+        state = await wiring.starter(dispatcher).start(
+            definition, customer="ann@example.com", saga_input=order_input().model_dump()
+        )
+        # Nobody answers the reservation: the saga is cancelled (a replay goes the same way).
+        applied = await wiring.orchestrator(dispatcher).apply(
+            state.saga_id, CancelSaga(by="ann@example.com"), applied_id="cancel:1"
+        )
+        assert applied.outcome == "appended"
+    finally:
+        await wiring.aclose()
+        await redis.aclose()
+    finished = spans.get_finished_spans()
+    [cancel] = [s for s in finished if s.name == "cancel saga"]
+    assert cancel.parent is not None
+    assert cancel.parent.span_id == tracing.root_span_id(state.saga_id)
+    assert hexed(cancel.context.trace_id, 32) == state.trace_id
+    undo = [s for s in finished if (s.attributes or {}).get("saga.action") == "compensate"]
+    assert undo and all(
+        s.parent is not None and s.parent.span_id == cancel.context.span_id for s in undo
+    )
