@@ -343,6 +343,9 @@ def test_a_failed_saga_is_replayed_from_the_console_after_a_dry_run_preview(
         wait_status(fast, shop.token, saga_id, "failed")
     finally:
         fast.restart("order")
+    # The replayed undo has a one-second timeout: the order service must be consuming
+    # again before it is sent, or the undo times out once more.
+    fast.wait_ready()
     browser = fresh_fast
     sign_in(browser, fast.api, admin.customer)
     browser.get(f"{fast.api}/console/sagas/{saga_id}")
