@@ -195,6 +195,13 @@ class DeadLetterQueue:
         declared = queue.declaration_result
         return queue, int(declared.message_count or 0)
 
+    async def depth(self) -> int:
+        """How many messages are parked now."""
+        connection = await self._connect()
+        async with connection:
+            _, parked = await self._parked(connection)
+        return parked
+
     async def peek(self, *, limit: int) -> list[ParkedMessage]:
         """Up to `limit` parked messages, in the queue's order; they stay parked."""
         connection = await self._connect()

@@ -27,6 +27,8 @@ from saga.settings import Settings
 from saga.store import RedisSagaStore
 
 PASSWORD: Final = "demo-password"
+# `saga demo --serve`'s admin, to sign in to the console with.
+ADMIN: Final = "admin@example.com"
 
 
 class NothingToDemo(Exception):
@@ -165,3 +167,52 @@ async def _wait_terminal(
         if done == len(ids) or time.monotonic() > deadline:
             return states
         await asyncio.sleep(0.02)
+
+
+async def serve_demo(
+    settings: Settings,
+    *,
+    port: int,
+    orders: int,
+    serving: Callable[[str], None],
+    extensions: Extensions | None = None,
+) -> None:
+    """Run the embedded system with the front door (and its console) on a local port,
+    make `orders` requests through it, call `serving` with its URL, and keep serving
+    until interrupted (Ctrl-C)."""
+    import uvicorn
+
+    system = EmbeddedSystem(settings, extensions)
+    await system.start()
+    try:
+        await system.seed()
+        await UserStore(system.redis, settings.namespace).add(ADMIN, PASSWORD, ["admin"])
+        auth_app = create_auth_app(settings, redis=system.redis)
+        auth_client = AuthClient(
+            "http://auth", timeout=10, transport=httpx.ASGITransport(app=auth_app)
+        )
+        api_app = create_app(settings, parts=Parts(system.wiring, system.transport, auth_client))
+        server = uvicorn.Server(
+            uvicorn.Config(api_app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        )
+        base = f"http://127.0.0.1:{port}"
+        async with auth_app.router.lifespan_context(auth_app):
+            serve = asyncio.create_task(server.serve())
+            # uvicorn tells that it listens by a flag only.
+            while not server.started and not serve.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            if serve.done():
+                await serve  # it could not start: its error
+                return
+            async with (
+                httpx.AsyncClient(base_url=base) as api,
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=auth_app), base_url="http://auth"
+                ) as auth,
+            ):
+                await _place(api, auth, system.requests, orders)
+            serving(f"{base}/console")
+            await serve
+        await auth_client.close()
+    finally:
+        await system.stop()

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal, cast
@@ -192,6 +193,37 @@ def definition_sagas_key(namespace: str, saga_type: str, version: int) -> str:
 
 
 AppendOutcome = Literal["appended", "duplicate"]
+# Of an index, at most this many sagas are read for one page of a filtered list.
+PAGE_SCAN: Final = 5_000
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A saga's place in an index, newest last: its score (when it was created), then its
+    id, as Redis orders members of one score."""
+
+    score: float
+    saga_id: str
+
+    def text(self) -> str:
+        """The position as a cursor in a URL."""
+        return f"{self.score!r}~{self.saga_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Position":
+        """The position a cursor names; ValueError if it names none."""
+        score, sep, saga_id = text.partition("~")
+        if not sep or not saga_id:
+            raise ValueError(f"not a cursor: {text!r}")
+        return cls(float(score), saga_id)
+
+
+@dataclass(frozen=True)
+class SagaPage:
+    """One page of a list of sagas, and where the next one starts (None: no more)."""
+
+    sagas: list[tuple[Position, SagaState]]
+    next: Position | None
 
 
 @dataclass(frozen=True)
@@ -392,6 +424,95 @@ class RedisSagaStore:
             found += [s for s in await self.load_many(ids) if status in (None, s.status)]
             offset += page
         return found[:limit]
+
+    async def page(
+        self,
+        keep: Callable[[SagaState], bool],
+        *,
+        index: str | None = None,
+        before: Position | None = None,
+        limit: int,
+        scan: int = PAGE_SCAN,
+    ) -> SagaPage:
+        """Sagas of an index (all sagas by default) that `keep` accepts, newest first,
+        strictly older than `before`: at most `limit`, and where the next page starts.
+
+        A cursor, not an offset: sagas started meanwhile do not shift the pages. At most
+        `scan` sagas are read for one page; a page that filters out that many ends early,
+        its `next` saying where to go on."""
+        key = index or self.index_key
+        top: float | str = "+inf" if before is None else before.score
+        found: list[tuple[Position, SagaState]] = []
+        offset, last = 0, None
+        while len(found) <= limit and offset < scan:
+            batch = min(200, scan - offset)
+            entries = await self._scored(key, top, "-inf", offset=offset, count=batch)
+            offset += len(entries)
+            positions = [Position(float(s), str(i)) for i, s in entries]
+            positions = [p for p in positions if before is None or p < before]
+            states = {s.saga_id: s for s in await self.load_many([p.saga_id for p in positions])}
+            for position in positions:
+                last = position
+                state = states.get(position.saga_id)
+                if state is not None and keep(state):
+                    found.append((position, state))
+            if len(entries) < batch:
+                return SagaPage(found[:limit], found[limit - 1][0] if len(found) > limit else None)
+        if len(found) > limit:
+            return SagaPage(found[:limit], found[limit - 1][0])
+        return SagaPage(found, last)
+
+    async def newer(
+        self,
+        keep: Callable[[SagaState], bool],
+        *,
+        index: str | None = None,
+        after: Position,
+        limit: int,
+        scan: int = PAGE_SCAN,
+    ) -> list[tuple[Position, SagaState]]:
+        """Sagas of an index that `keep` accepts, strictly newer than `after`, newest
+        first: the `limit` newest of those started since, of the `scan` newest read (for
+        a list that stays live)."""
+        entries = await self._scored(index or self.index_key, "+inf", after.score, count=scan)
+        positions = [p for p in (Position(float(s), str(i)) for i, s in entries) if after < p]
+        states = {s.saga_id: s for s in await self.load_many([p.saga_id for p in positions])}
+        kept = [(p, states[p.saga_id]) for p in positions if p.saga_id in states]
+        return [(p, s) for p, s in kept if keep(s)][:limit]
+
+    async def _scored(
+        self, key: str, top: float | str, bottom: float | str, *, count: int, offset: int = 0
+    ) -> list[tuple[str, float]]:
+        """Members of a sorted set from score `top` down to `bottom`, with their scores."""
+        entries = await self._redis.zrevrangebyscore(
+            key, top, bottom, start=offset, num=count, withscores=True
+        )
+        return cast(list[tuple[str, float]], entries)
+
+    async def recent(
+        self, *, since: float, customer: str | None = None, limit: int = PAGE_SCAN
+    ) -> list[SagaState]:
+        """The sagas that started at or after `since` (epoch seconds), those that completed
+        or were compensated since, and those still running: at most `limit` of each kind.
+        A customer's: only theirs (from their index, of those started since)."""
+        if customer is not None:
+            ids = [
+                i
+                for i, _ in await self._scored(
+                    self.customer_key(customer), "+inf", since, count=limit
+                )
+            ]
+        else:
+            started = await self._scored(self.index_key, "+inf", since, count=limit)
+            ended = await self._scored(self.ended_key, "+inf", since, count=limit)
+            running = await self._scored(self.active_key, "+inf", "-inf", count=limit)
+            ids = list(dict.fromkeys(i for i, _ in [*started, *ended, *running]))
+        return await self.load_many(ids)
+
+    async def on_version(self, saga_type: str, version: int) -> int:
+        """How many sagas still run on one definition version (not completed or
+        compensated: running, compensating, or failed and awaiting a replay)."""
+        return int(await self._redis.scard(definition_sagas_key(self._ns, saga_type, version)))
 
     async def list_ids(self, index: str | None = None, *, limit: int, offset: int = 0) -> list[str]:
         """Saga ids, newest first, of all sagas or of one index (`active_key`)."""

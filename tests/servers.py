@@ -23,6 +23,11 @@ SHOP_PARTICIPANTS = tuple(CATALOGUE.participants)
 
 REDIS_URL = os.environ.get("SAGA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("SAGA_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+# The console's browser tests: Debian's Chromium and its driver, and where the pictures
+# of the pages they visit go (git-ignored).
+CHROMIUM = os.environ.get("SAGA_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("SAGA_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
+CONSOLE_ARTIFACTS = os.environ.get("SAGA_TEST_CONSOLE_ARTIFACTS", "artifacts/console")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

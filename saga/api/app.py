@@ -13,16 +13,19 @@ from redis.exceptions import RedisError
 
 from saga.api import catalog
 from saga.api.auth import AuthClient, Caller
-from saga.api.deps import CallerDep, LimitedCaller, registry_of
+from saga.api.deps import CallerDep, LimitedCaller, plausible_id, registry_of
 from saga.api.idempotency import KEY_TTL, IdempotencyKeys
 from saga.api.limits import BodySizeLimit, Rate, RateLimiter
 from saga.api.media import JsonBodyRoute
 from saga.api.problems import answer_without_input
 from saga.api.schemas import errors
 from saga.bootstrap import Wiring
-from saga.core.decide import CancelSaga, cancellable
+from saga.console.app import mount_console
+from saga.console.sessions import SessionStore
 from saga.core.state import SagaState, SagaStatus
+from saga.deadletters import DeadLetterQueue
 from saga.extensions import selected
+from saga.operations import NotCancellable, cancel
 from saga.orchestrator import Orchestrator
 from saga.settings import Settings
 from saga.store import RedisSagaStore
@@ -49,6 +52,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if parts is not None:
             _wire(app, parts.wiring, parts.transport, parts.auth)
+            app.state.dead_letters = None  # no RabbitMQ: nothing is parked
             yield
             return
         wiring = Wiring(settings, extensions=extensions)
@@ -66,6 +70,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
                 cache_ttl=settings.auth_cache_ttl,
             ),
         )
+        app.state.dead_letters = DeadLetterQueue(settings.rabbitmq_url, wiring.topology)
         try:
             yield
         finally:
@@ -90,6 +95,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         app.state.registry = wiring.registry
         app.state.starter = wiring.starter(dispatcher)
         app.state.orchestrator = wiring.orchestrator(dispatcher)
+        app.state.console_sessions = SessionStore(wiring.redis, settings.namespace)
 
     app = FastAPI(
         title="saga front door",
@@ -104,6 +110,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     app.include_router(catalog.router)
     for router in extensions.routers():
         app.include_router(router)
+    mount_console(app)
 
     @app.exception_handler(RedisError)
     async def store_down(_: Request, exc: RedisError) -> JSONResponse:
@@ -115,7 +122,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
 
     async def visible_saga(saga_id: str, caller: Caller, request: Request) -> SagaState:
         store: RedisSagaStore = request.app.state.store
-        state = await store.load(saga_id) if _plausible_id(saga_id) else None
+        state = await store.load(saga_id) if plausible_id(saga_id) else None
         # Someone else's saga is "not found", not "forbidden": ids are not confirmed.
         if state is None or not (caller.is_admin or state.customer == caller.email):
             raise HTTPException(404, f"no saga {saga_id}")
@@ -159,14 +166,11 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         """Stop a running saga: what it did is undone, and it ends `compensated`."""
         state = await visible_saga(saga_id, caller, request)
         definition = await registry_of(request).get(state.saga_type, state.definition_version)
-        if definition is None or not cancellable(definition, state):
-            raise HTTPException(409, _not_cancellable(state))
         orchestrator: Orchestrator = request.app.state.orchestrator
-        applied = await orchestrator.apply(
-            saga_id, CancelSaga(by=caller.email), applied_id=f"cancel:{saga_id}"
-        )
-        if applied.outcome == "nothing_to_do" and applied.state is not None:
-            raise HTTPException(409, _not_cancellable(applied.state))
+        try:
+            await cancel(orchestrator, definition, state, by=caller.email)
+        except NotCancellable as exc:
+            raise HTTPException(409, str(exc)) from None
         after = await visible_saga(saga_id, caller, request)
         return await view_of(after, request)
 
@@ -198,19 +202,9 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     return app
 
 
-def _not_cancellable(state: SagaState) -> str:
-    if state.status != "running":
-        return f"saga {state.saga_id} is already {state.status}"
-    return f"saga {state.saga_id} has begun a step that cannot be undone; it will complete"
-
-
 async def _redis_ok(request: Request) -> str:
     try:
         await asyncio.wait_for(request.app.state.redis.ping(), timeout=2)
     except (RedisError, OSError, TimeoutError):
         return "unreachable"
     return "ok"
-
-
-def _plausible_id(saga_id: str) -> bool:
-    return 0 < len(saga_id) <= 128 and saga_id.replace("-", "").replace("_", "").isalnum()

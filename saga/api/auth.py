@@ -34,6 +34,15 @@ class Caller:
 Answer = tuple[Caller | None, float]
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """A token the auth service issued for an email and password: whose, until when."""
+
+    token: str
+    caller: Caller
+    expires_at: float  # seconds since the epoch
+
+
 class AuthUnavailable(Exception):
     """The auth service did not give an answer: neither yes nor no."""
 
@@ -142,6 +151,27 @@ class AuthClient:
             raise AuthUnavailable(f"auth service answered {response.status_code}")
         return response.status_code == 200
 
+    async def sign_in(self, email: str, password: str) -> SignedIn | None:
+        """A fresh token for an email and password (as `POST /auth/token` gives one),
+        with whom it names and when it expires; None if the auth service refuses them.
+        Throttled (429) or busy (503), AuthUnavailable with the service's Retry-After."""
+        response = await self._post("/auth/token", json={"email": email, "password": password})
+        if response.status_code in (401, 422):
+            return None
+        if response.status_code != 200:
+            raise AuthUnavailable(
+                f"auth service answered {response.status_code}",
+                retry_after=_retry_after(response),
+            )
+        try:
+            token = str(response.json()["access_token"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AuthUnavailable("auth service gave a malformed answer") from exc
+        caller, expires_at = await self._ask(token)
+        if caller is None:
+            raise AuthUnavailable("auth service refused a token it had just issued")
+        return SignedIn(token, caller, expires_at)
+
     async def healthy(self) -> bool:
         """Whether the auth service answers its health check."""
         try:
@@ -184,3 +214,11 @@ async def current_caller(
     if caller is None:
         raise HTTPException(401, "invalid or expired token", headers=_UNAUTHORIZED)
     return caller
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """The answer's Retry-After in seconds (5 when it has none that reads)."""
+    try:
+        return max(1.0, float(response.headers.get("Retry-After", "5")))
+    except ValueError:
+        return 5.0

@@ -30,3 +30,8 @@ def registry_of(request: Request) -> DefinitionRegistry:
     """The app's saga definitions."""
     registry: DefinitionRegistry = request.app.state.registry
     return registry
+
+
+def plausible_id(saga_id: str) -> bool:
+    """Whether a saga id is one worth looking up (the store is not asked about garbage)."""
+    return 0 < len(saga_id) <= 128 and saga_id.replace("-", "").replace("_", "").isalnum()

@@ -12,6 +12,7 @@ from saga.logs import configure_logging
 
 if TYPE_CHECKING:  # the embedded system (FastAPI, fakeredis) loads only for `saga demo`
     from saga.demo import DemoResult
+    from saga.settings import Settings
 
 
 def demo(
@@ -19,6 +20,13 @@ def demo(
         int, typer.Option(min=1, max=10_000, help="How many requests (orders) to make.")
     ] = 20,
     json_out: Json = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Keep the system running with the web console on a local port."
+        ),
+    ] = False,
+    port: Annotated[int, typer.Option(help="The console's port, with --serve.")] = 8080,
 ) -> None:
     """Run the whole system in this process, with no servers: a first look."""
     from saga.demo import NothingToDemo, run_demo
@@ -27,6 +35,9 @@ def demo(
     config = settings(servers=False).model_copy(update={"log_level": "warning"})
     configure_logging(config)
     out = console()
+    if serve:
+        _serve(config, port=port, orders=orders)
+        return
     with Progress(
         TextColumn("sagas ending"),
         BarColumn(),
@@ -106,3 +117,18 @@ def _summary(result: "DemoResult") -> str:
     verdict = "every saga ended as expected" if result.all_as_expected else "NOT as expected"
     sagas = "saga" if len(statuses) == 1 else "sagas"
     return f"{len(statuses)} {sagas} in {result.seconds:.2f}s: {counts}; {verdict}"
+
+
+def _serve(config: "Settings", *, port: int, orders: int) -> None:
+    from saga.demo import ADMIN, PASSWORD, serve_demo
+
+    def serving(url: str) -> None:
+        console().print(
+            f"the console: {url}\nsign in as {ADMIN}, password {PASSWORD}\n(Ctrl-C stops it)",
+            soft_wrap=True,
+        )
+
+    try:
+        asyncio.run(serve_demo(config, port=port, orders=orders, serving=serving))
+    except KeyboardInterrupt:  # Ctrl-C: the way it is meant to stop
+        console().print("stopped")

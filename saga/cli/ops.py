@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 import typer
 
+from saga import operations
 from saga.bootstrap import Wiring
 from saga.cli.output import (
     CliError,
@@ -16,10 +17,7 @@ from saga.cli.output import (
     traced,
 )
 from saga.cli.presence import refuse_if_lifeless
-from saga.clock import new_id
-from saga.core.decide import OutgoingCommand, ReplaySaga, decide
 from saga.core.definition import SagaDefinition
-from saga.core.replay import ReplayPlan, replay_plan
 from saga.core.state import SagaState
 from saga.logs import configure_logging
 from saga.settings import Settings
@@ -134,73 +132,19 @@ async def _replay(config: Settings, saga_id: str | None, *, dry_run: bool) -> li
         if unknown:
             raise CliError(f"no saga definition {', '.join(unknown)}")
         if dry_run:
-            return [_dry_run(_known(found, state), state) for state in targets]
+            return [
+                operations.replay_preview(_known(found, state), state, by="operator")
+                for state in targets
+            ]
         await connect_or_warn(transport, "the orchestrator's relay will send the commands")
         dispatcher = wiring.dispatcher(transport)
         orchestrator = wiring.orchestrator(dispatcher)
-        results = []
-        for state in targets:
-            plan = replay_plan(_known(found, state), state)
-            assert plan is not None, "a failed saga can be replayed"
-            applied = await orchestrator.apply(
-                state.saga_id,
-                ReplaySaga(by="operator"),
-                applied_id=f"replay:{state.saga_id}:{state.version}",
-            )
-            results.append(
-                _result(
-                    applied.state or state,
-                    plan,
-                    applied.commands,
-                    published=applied.published,
-                    # Another replay (or anything else) moved the saga on since it was read.
-                    replayed=applied.outcome == "appended",
-                )
-            )
+        results = [
+            await operations.replay(orchestrator, _known(found, state), state, by="operator")
+            for state in targets
+        ]
         await dispatcher.settle()
         return results
     finally:
         await transport.close()
         await wiring.aclose()
-
-
-def _dry_run(definition: SagaDefinition, state: SagaState) -> dict[str, Any]:
-    plan = replay_plan(definition, state)
-    assert plan is not None, "a failed saga can be replayed"
-    decision = decide(
-        definition,
-        state,
-        ReplaySaga(by="operator"),
-        now=state.updated_at,
-        new_id=new_id,  # ids of commands that will not be sent
-        rng=lambda: 0.0,
-    )
-    return _result(state, plan, decision.commands, published=False, replayed=True)
-
-
-def _result(
-    state: SagaState,
-    plan: ReplayPlan,
-    commands: tuple[OutgoingCommand, ...],
-    *,
-    published: bool,
-    replayed: bool,
-) -> dict[str, Any]:
-    return {
-        "saga_id": state.saga_id,
-        "outcome": "replayed" if replayed else "not_replayed",
-        "status": state.status,
-        "direction": plan.direction,
-        "ask": list(plan.ask),
-        "retry": list(plan.retry),
-        "published": published and bool(commands),
-        "commands": [
-            {
-                "type": c.envelope.type,
-                "participant": c.participant,
-                "idempotency_key": c.envelope.idempotency_key,
-                "payload": c.envelope.payload,
-            }
-            for c in commands
-        ],
-    }

@@ -1,1 +1,2 @@
-"""The web console's drawing parts: timelines, definition diagrams, overview figures."""
+"""The web console: sagas, their timelines, operator actions, dead letters, definitions
+and the overview, served by the front door under /console."""

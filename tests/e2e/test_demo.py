@@ -4,14 +4,16 @@ settings point at real ones."""
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 
 import aio_pika
+import httpx
 import redis
 
 from contracts.topology import Topology
-from tests.servers import RABBITMQ_URL, REDIS_URL, fresh_namespace, missing
+from tests.servers import RABBITMQ_URL, REDIS_URL, free_port, fresh_namespace, missing
 
 
 def run_demo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -86,3 +88,32 @@ def _queue_exists(name: str) -> bool:
             return True
 
     return asyncio.run(probe())
+
+
+def test_the_demo_serves_the_console_until_interrupted() -> None:
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "saga", "demo", "--serve", "--port", str(port), "--orders", "4"],
+        env={**os.environ, "SAGA_REDIS_URL": "redis://127.0.0.1:1/0", "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        said = [demo.stdout.readline() for _ in range(2)]  # bounded: the process ends or says
+        assert said[0].strip() == f"the console: http://127.0.0.1:{port}/console", said
+        assert said[1].strip() == "sign in as admin@example.com, password demo-password"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            signed_in = client.post(
+                "/console/login",
+                data={"email": "admin@example.com", "password": "demo-password"},
+            )
+            assert signed_in.status_code == 303
+            assert client.get("/console/sagas").text.count("data-saga-id=") == 4
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=30) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()

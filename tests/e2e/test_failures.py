@@ -239,17 +239,22 @@ async def publish(topology: Topology, exchange: str, routing_key: str, body: byt
         await target.publish(aio_pika.Message(body, delivery_mode=2), routing_key=routing_key)
 
 
-def test_poison_messages_are_parked_with_their_reason_then_replayed_or_purged(fast: System) -> None:
-    topology = Topology(fast.namespace, SHOP_PARTICIPANTS)
-    ghost = Envelope(
+def ghost_reply(payload: dict[str, Any]) -> Envelope:
+    """A reply for a saga that does not exist: poison to the orchestrator."""
+    return Envelope(
         message_id="ghost-reply",
         saga_id="no-such-saga",
         correlation_id="no-such-saga",
         causation_id="c1",
         type="StockReleased",
         sent_at=datetime.now(UTC),
-        payload={"released": True},
+        payload=payload,
     )
+
+
+def test_poison_messages_are_parked_with_their_reason_then_replayed_or_purged(fast: System) -> None:
+    topology = Topology(fast.namespace, SHOP_PARTICIPANTS)
+    ghost = ghost_reply({"released": True})
     asyncio.run(publish(topology, topology.replies_exchange, "orchestrator", b"\x00garbage"))
     asyncio.run(publish(topology, topology.replies_exchange, "orchestrator", ghost.to_bytes()))
     asyncio.run(publish(topology, topology.commands_exchange, "stock", b'{"type": 1}'))

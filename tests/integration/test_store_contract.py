@@ -2,6 +2,7 @@
 atomic appends, one named conflict, duplicates, the outbox and timers."""
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -13,7 +14,7 @@ from fakeredis import FakeAsyncRedis
 from saga.clock import marker_of
 from saga.core.decide import ReplyReceived, decide, start_saga
 from saga.retention import Trimmer
-from saga.store import RedisSagaStore, VersionConflict, _command_json
+from saga.store import Position, RedisSagaStore, VersionConflict, _command_json
 from tests.servers import drop_namespace, redis_or_skip
 from tests.shop_saga import ORDER_SAGA
 from tests.unit.sagas import SUCCESS, T0, Run, order_input
@@ -321,3 +322,116 @@ async def test_a_reply_only_recorded_is_checked_as_a_duplicate_but_its_id_not_ke
     assert await store._redis.smembers(store.keys("saga1").applied) == {"start:saga1"}
     await store.create(run.decisions[0], marker=1)  # the start's id is kept: a duplicate
     assert await store.load("saga1") == run.state
+
+
+async def _start_sagas(store: RedisSagaStore, count: int, *, same_time: bool = False) -> list[str]:
+    """`count` sagas of ann's, saga0 the oldest; each a second after the one before (all at
+    one time if `same_time`)."""
+    for n in range(count):
+        ids = (f"s{n}-cmd{k}" for k in itertools.count())
+        decision = start_saga(
+            ORDER_SAGA,
+            saga_id=f"saga{n}",
+            customer="ann@example.com",
+            saga_input=order_input().model_dump(mode="json"),
+            now=T0 + timedelta(seconds=0 if same_time else n),
+            new_id=lambda ids=ids: next(ids),
+        )
+        await store.create(decision, marker=1)
+    return [f"saga{n}" for n in reversed(range(count))]
+
+
+@pytest.mark.parametrize("same_time", [False, True])
+async def test_pages_of_sagas_follow_a_cursor_newest_first_each_saga_once(
+    store: RedisSagaStore, same_time: bool
+) -> None:
+    newest_first = await _start_sagas(store, 7, same_time=same_time)
+    seen: list[str] = []
+    before = None
+    for _ in range(4):
+        page = await store.page(lambda _: True, before=before, limit=3)
+        seen += [s.saga_id for _, s in page.sagas]
+        before = page.next
+        if before is None:
+            break
+    assert seen == newest_first
+    # A saga started meanwhile does not shift the later pages.
+    first = await store.page(lambda _: True, limit=3)
+    await _start_sagas_after(store, "saga-late")
+    second = await store.page(lambda _: True, before=first.next, limit=3)
+    assert [s.saga_id for _, s in second.sagas] == newest_first[3:6]
+
+
+async def _start_sagas_after(store: RedisSagaStore, saga_id: str) -> None:
+    decision = start_saga(
+        ORDER_SAGA,
+        saga_id=saga_id,
+        customer="bob@example.com",
+        saga_input=order_input().model_dump(mode="json"),
+        now=T0 + timedelta(hours=1),
+        new_id=lambda: f"{saga_id}-cmd",
+    )
+    await store.create(decision, marker=1)
+
+
+async def test_a_filtered_page_keeps_only_what_the_filter_accepts_and_stops_at_its_scan(
+    store: RedisSagaStore,
+) -> None:
+    await _start_sagas(store, 6)
+    even = await store.page(lambda s: int(s.saga_id[4:]) % 2 == 0, limit=2)
+    assert [s.saga_id for _, s in even.sagas] == ["saga4", "saga2"]
+    rest = await store.page(lambda s: int(s.saga_id[4:]) % 2 == 0, before=even.next, limit=2)
+    assert ([s.saga_id for _, s in rest.sagas], rest.next) == (["saga0"], None)
+    # Past its scan, a page ends early and says where to go on.
+    none = await store.page(lambda _: False, limit=2, scan=3)
+    assert none.sagas == [] and none.next is not None
+    assert none.next.saga_id == "saga3"
+
+
+async def test_newer_sagas_are_those_started_after_a_position(store: RedisSagaStore) -> None:
+    await _start_sagas(store, 3)
+    top = (await store.page(lambda _: True, limit=1)).sagas[0][0]
+    assert await store.newer(lambda _: True, after=top, limit=5) == []
+    await _start_sagas_after(store, "saga-late")
+    newer = await store.newer(lambda _: True, after=top, limit=5)
+    assert [s.saga_id for _, s in newer] == ["saga-late"]
+    assert await store.newer(lambda s: s.customer == "ann@example.com", after=top, limit=5) == []
+    assert Position.parse(top.text()) == top
+    with pytest.raises(ValueError):
+        Position.parse("nonsense")
+
+
+async def test_recent_sagas_are_those_started_since_and_those_still_running(
+    store: RedisSagaStore,
+) -> None:
+    await _start_sagas(store, 3)  # at T0, T0+1s, T0+2s, all running
+    await _start_sagas_after(store, "saga-late")  # bob's, an hour later
+    late = (T0 + timedelta(hours=1)).timestamp()
+    assert {s.saga_id for s in await store.recent(since=late)} == {
+        "saga0",
+        "saga1",
+        "saga2",
+        "saga-late",
+    }
+    # A customer's recent sagas are theirs, of those started since.
+    assert await store.recent(since=late, customer="ann@example.com") == []
+    assert [s.saga_id for s in await store.recent(since=0, customer="ann@example.com")] == [
+        "saga2",
+        "saga1",
+        "saga0",
+    ]
+    assert await store.on_version("order", 1) == 4
+    assert await store.on_version("order", 2) == 0
+
+
+async def test_recent_sagas_include_those_that_ended_since_though_they_started_before(
+    store: RedisSagaStore,
+) -> None:
+    completed = Run.start()
+    for _ in range(4):
+        completed.succeed()
+    await stored(store, "done", completed)
+    started, ended = completed.state.created_at, completed.state.updated_at
+    since = (started + (ended - started) / 2).timestamp()
+    assert [s.saga_id for s in await store.recent(since=since)] == ["done"]
+    assert await store.recent(since=ended.timestamp() + 1) == []
