@@ -3,11 +3,13 @@ the live sagas list and its filters, a saga's page, the operator's actions, dead
 definitions, the overview, rights, CSRF and the security headers."""
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -229,15 +231,25 @@ def test_a_form_without_its_csrf_token_is_refused(
     screenshot(fresh, "csrf-refused")
 
 
-def test_signing_out_ends_the_session(system: System, shop: Shop) -> None:
+def test_signing_out_ends_the_session_and_revokes_its_token(system: System, shop: Shop) -> None:
     client = console_session(system, shop.customer)
     token = csrf_of(client.get("/console/sagas").text)
     cookie = dict(client.cookies)
+    session = redis.Redis.from_url(system.redis_url, decode_responses=True)
+    try:
+        stored = session.get(f"{system.namespace}:console:session:{cookie['saga_console']}")
+    finally:
+        session.close()
+    assert stored is not None
+    bearer = json.loads(stored)["token"]
+    assert httpx.post(f"{system.auth}/auth/verify", json={"token": bearer}).status_code == 200
     out = client.post("/console/logout", data={"csrf_token": token})
     assert (out.status_code, out.headers["location"]) == (303, "/console/login")
     again = httpx.get(f"{system.api}/console/sagas", cookies=cookie)
     assert again.status_code == 303
     assert again.headers["location"].startswith("/console/login")
+    # The token the session held is no good any more, to the console or the API.
+    assert httpx.post(f"{system.auth}/auth/verify", json={"token": bearer}).status_code == 401
 
 
 def test_a_compensated_saga_shows_its_compensation_bars_and_its_reason(
