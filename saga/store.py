@@ -14,7 +14,7 @@ from contracts.topology import Participant
 from saga.clock import marker_of
 from saga.connections import once_more
 from saga.core.decide import Decision, OutgoingCommand, Timer
-from saga.core.events import EventRecord, record_from_json
+from saga.core.events import EventRecord, SagaReplayed, record_from_json
 from saga.core.state import SagaState
 from saga.scripts import ScriptBatcher
 
@@ -30,6 +30,9 @@ from saga.scripts import ScriptBatcher
 #   end               absent while the saga runs; 'kept' when it ended for good and stays;
 #                     else the time it ended: it joins the ended index, trimmed after
 #                     the retention
+#   failed            when it failed (absent: it did not): it joins the failed index
+#   replayed          its creation time, when a replay takes it up again: it leaves the
+#                     failed index and is running again (the active index)
 #   marker            the outbox marker (a score)
 #   created           when it was created: only in its start
 #   definition        the definition version's field in the applied definitions, which
@@ -45,7 +48,7 @@ from saga.scripts import ScriptBatcher
 _APPEND: Final = """
 local state_key, events_key, applied_key, outbox_key, active_key, ended_key,
   outbox_index, timers_key, timer_data_key, sagas_key, customer_key,
-  definition_sagas_key, definitions_key = unpack(KEYS)
+  definition_sagas_key, definitions_key, failed_key = unpack(KEYS)
 local a = cjson.decode(ARGV[1])
 local current = tonumber(redis.call('HGET', state_key, 'version') or '0')
 if a.applied_id and redis.call('SISMEMBER', applied_key, a.applied_id) == 1 then
@@ -89,6 +92,13 @@ if a.created then
     redis.call('ZADD', active_key, a.created, saga)
   end
   redis.call('SADD', definition_sagas_key, saga)
+end
+if a.replayed then
+  redis.call('ZREM', failed_key, saga)
+  redis.call('ZADD', active_key, a.replayed, saga)
+end
+if a.failed then
+  redis.call('ZADD', failed_key, a.failed, saga)
 end
 if a['end'] then
   redis.call('ZREM', active_key, saga)
@@ -272,6 +282,8 @@ class RedisSagaStore:
         self.active_key = f"{namespace}:active"
         # Sagas that completed or were compensated, by when: trimmed after the retention.
         self.ended_key = f"{namespace}:ended"
+        # Sagas that failed, by when, until a replay takes them up again.
+        self.failed_key = f"{namespace}:failed"
         self.outbox_index_key = f"{namespace}:outbox-pending"
         self.timers = TimerStore(redis, namespace)
 
@@ -378,6 +390,7 @@ class RedisSagaStore:
             self.customer_key(state.customer),
             definition_sagas_key(self._ns, state.saga_type, state.definition_version),
             definitions_key(self._ns),
+            self.failed_key,
         ]
 
     async def load(self, saga_id: str) -> SagaState | None:
@@ -492,8 +505,9 @@ class RedisSagaStore:
     async def recent(
         self, *, since: float, customer: str | None = None, limit: int = PAGE_SCAN
     ) -> list[SagaState]:
-        """The sagas that started at or after `since` (epoch seconds), those that completed
-        or were compensated since, and those still running: at most `limit` of each kind.
+        """The sagas that started at or after `since` (epoch seconds), those that ended
+        since (completed, compensated or failed), and those still running: at most
+        `limit` of each kind.
         A customer's: only theirs (from their index, of those started since)."""
         if customer is not None:
             ids = [
@@ -505,6 +519,7 @@ class RedisSagaStore:
         else:
             started = await self._scored(self.index_key, "+inf", since, count=limit)
             ended = await self._scored(self.ended_key, "+inf", since, count=limit)
+            ended += await self._scored(self.failed_key, "+inf", since, count=limit)
             running = await self._scored(self.active_key, "+inf", "-inf", count=limit)
             ids = list(dict.fromkeys(i for i, _ in [*started, *ended, *running]))
         return await self.load_many(ids)
@@ -664,6 +679,14 @@ def _append_args(
     optional = [
         ("applied_id", applied_id),
         ("end", _end_of(state)),
+        ("failed", repr(state.updated_at.timestamp()) if state.status == "failed" else None),
+        # A replay takes a failed saga up again: running, by when it was created.
+        (
+            "replayed",
+            repr(state.created_at.timestamp())
+            if any(isinstance(r.event, SagaReplayed) for r in decision.records)
+            else None,
+        ),
         ("created", created),
         ("definition", definition),
     ]

@@ -12,7 +12,7 @@ import pytest
 from fakeredis import FakeAsyncRedis
 
 from saga.clock import marker_of
-from saga.core.decide import ReplyReceived, decide, start_saga
+from saga.core.decide import ReplaySaga, ReplyReceived, decide, start_saga
 from saga.retention import Trimmer
 from saga.store import Position, RedisSagaStore, VersionConflict, _command_json
 from tests.servers import drop_namespace, redis_or_skip
@@ -422,6 +422,39 @@ async def test_recent_sagas_are_those_started_since_and_those_still_running(
     ]
     assert await store.on_version("order", 1) == 4
     assert await store.on_version("order", 2) == 0
+
+
+async def test_a_failed_saga_is_recent_by_when_it_failed_until_a_replay_takes_it_up(
+    store: RedisSagaStore,
+) -> None:
+    run = Run.start()
+    run.succeed()
+    run.fail("card_declined")
+    while not run.state.terminal:  # the release is refused until its tries run out
+        run.fail("warehouse_locked") if run.outbox else run.retry_due()
+    await stored(store, "stuck", run)
+    failed_at = run.state.updated_at.timestamp()
+    assert run.state.status == "failed"
+    # Started long before `since`, failed after it: recent all the same.
+    assert [s.saga_id for s in await store.recent(since=failed_at - 0.5)] == ["stuck"]
+    assert await store.recent(since=failed_at + 1) == []
+    replaying = len(run.decisions)
+    run.apply(ReplaySaga(by="operator"))
+    await stored_from(store, "stuck", run, replaying)
+    assert await store.recent(since=failed_at - 0.5) != []  # running now: still listed
+    assert await store._redis.zscore(store.failed_key, "stuck") is None
+
+
+async def stored_from(store: RedisSagaStore, saga_id: str, run: Run, first: int) -> None:
+    """Store the decisions of `run` from the `first` on, as saga `saga_id`."""
+    for decision in run.decisions[first:]:
+        state = decision.state.model_copy(update={"saga_id": saga_id})
+        await store.append(
+            replace(decision, state=state),
+            expected_version=state.version - len(decision.records),
+            applied_id=None,
+            marker=1,
+        )
 
 
 async def test_recent_sagas_include_those_that_ended_since_though_they_started_before(
