@@ -21,6 +21,11 @@ def mount_console(app: FastAPI) -> None:
     for module in (login, overview, sagas, saga_page, dead_letters, definitions):
         app.include_router(module.router, include_in_schema=False)
 
+    @app.api_route("/console/{rest:path}", methods=["GET", "POST"], include_in_schema=False)
+    async def no_such_page(rest: str) -> Response:
+        """Any other path under /console: a page saying so, not the API's JSON."""
+        raise ConsoleProblem(404, f"no page /console/{rest}")
+
     @app.exception_handler(ConsoleProblem)
     async def problem(request: Request, exc: ConsoleProblem) -> Response:
         return page(request, "problem.html", session=None, status=exc.status, reason=exc.reason)

@@ -556,3 +556,11 @@ def test_sagas_of_another_type_are_filtered_apart_and_their_parallel_steps_shown
     }
     assert {"revenue", "rebates", "specialty"} <= steps
     screenshot(fresh, "saga-parallel")
+
+
+def test_a_path_the_console_does_not_have_is_a_page_saying_so(system: System) -> None:
+    answer = httpx.get(f"{system.api}/console/no/such/page", timeout=10)
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "no page /console/no/such/page" in answer.text
+    assert "Content-Security-Policy" in answer.headers
