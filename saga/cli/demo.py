@@ -1,6 +1,7 @@
 """`saga demo`: run the embedded system, show the sagas as they end, then a table."""
 
 import asyncio
+import socket
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -121,6 +122,12 @@ def _summary(result: "DemoResult") -> str:
 
 def _serve(config: "Settings", *, port: int, orders: int) -> None:
     from saga.demo import ADMIN, PASSWORD, serve_demo
+
+    with socket.socket() as probe:  # said in one line here, not in uvicorn's words
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise CliError(f"cannot serve the console on port {port}: {exc.strerror}") from None
 
     def serving(url: str) -> None:
         console().print(

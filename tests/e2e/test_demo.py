@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -117,3 +118,14 @@ def test_the_demo_serves_the_console_until_interrupted() -> None:
         if demo.poll() is None:
             demo.kill()
             demo.wait()
+
+
+def test_the_demo_says_in_one_line_when_its_port_is_taken() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_demo({}, "--serve", "--port", str(port))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot serve the console on port {port}" in lines[0], lines
