@@ -284,6 +284,8 @@ def test_a_running_saga_s_page_follows_it_live_to_its_end(
         fresh.get(f"{system.api}/console/sagas/{saga_id}")
         fresh.execute_script("window.notReloaded = true;")
         assert saga_status(fresh) == "running"
+        # The reader opened the first event's data: the updates keep it open.
+        fresh.execute_script("document.querySelector('tr[data-seq=\"1\"] details').open = true;")
         screenshot(fresh, "saga-running")
     finally:
         system.resume("payment")
@@ -293,6 +295,10 @@ def test_a_running_saga_s_page_follows_it_live_to_its_end(
         lambda d: saga_status(d) == "completed",
     )
     assert fresh.execute_script("return window.notReloaded === true;")
+    assert fresh.execute_script("return document.querySelector('tr[data-seq=\"1\"] details').open;")
+    assert not fresh.execute_script(
+        "return document.querySelector('tr[data-seq=\"2\"] details').open;"
+    )
     outcomes = fresh.find_elements(By.CSS_SELECTOR, '[data-action="execute"]')
     assert {b.get_attribute("data-outcome") for b in outcomes} == {"succeeded"}
     screenshot(fresh, "saga-timeline")

@@ -74,10 +74,20 @@
       return false;
     }
     if (String(data.version) !== section.dataset.version) {
+      const open = new Set(Array.from(section.querySelectorAll("details[open]"), detailsKey));
       section.replaceChildren(parse(data.html));
+      for (const details of section.querySelectorAll("details")) {
+        details.open = open.has(detailsKey(details));
+      }
       section.dataset.version = String(data.version);
     }
     return !data.final;
+  }
+
+  // What a <details> is across updates: its event's seq, else its class.
+  function detailsKey(details) {
+    const row = details.closest("[data-seq]");
+    return row ? "seq:" + row.dataset.seq : "class:" + details.className;
   }
 
   function keepPolling(update) {
