@@ -210,19 +210,16 @@ def saga_started(
     """The span of a saga's start (made once its first events are durable), with the id
     every later span without a parent at hand hangs under: a child of the span in
     progress if that is of the saga's trace (the HTTP request), else the trace's root."""
-    if _state.tracer is None:
+    tracer = _state.tracer
+    if tracer is None or trace_id is None:
         return _OFF
-    return _saga_started(saga_id, saga_type, trace_id, began)
+    return _saga_started(tracer, saga_id, saga_type, trace_id, began)
 
 
 @contextmanager
 def _saga_started(
-    saga_id: str, saga_type: str, trace_id: str | None, began: datetime
-) -> Iterator[Span | None]:
-    tracer = _state.tracer
-    if tracer is None or trace_id is None:
-        yield None
-        return
+    tracer: trace.Tracer, saga_id: str, saga_type: str, trace_id: str, began: datetime
+) -> Iterator[Span]:
     tokens = _FORCED_SPAN_ID.set(root_span_id(saga_id)), _FORCED_TRACE_ID.set(int(trace_id, 16))
     try:
         span = tracer.start_span(
@@ -247,34 +244,16 @@ def saga_span(
     attributes: Attributes | None = None,
 ) -> AbstractContextManager[Span | None]:
     """A span of the saga's work (a timer firing, a replay, a cancel) in its trace."""
-    if _state.tracer is None:
-        return _OFF
-    return _saga_span(
-        name, saga_id=saga_id, trace_id=trace_id, saga_type=saga_type, attributes=attributes
-    )
-
-
-@contextmanager
-def _saga_span(
-    name: str,
-    *,
-    saga_id: str,
-    trace_id: str | None,
-    saga_type: str | None = None,
-    attributes: Attributes | None = None,
-) -> Iterator[Span | None]:
     tracer = _state.tracer
     if tracer is None or trace_id is None:
-        yield None
-        return
+        return _OFF
     parent, links = _in_saga(trace_id, saga_id)
-    with tracer.start_as_current_span(
+    return tracer.start_as_current_span(
         name,
         context=parent,
         links=links,
         attributes=_saga_attributes(saga_id, saga_type, attributes or {}),
-    ) as span:
-        yield span
+    )
 
 
 def producer(
@@ -287,40 +266,22 @@ def producer(
 ) -> AbstractContextManager[Span | None]:
     """The span of publishing one message (current while it is published, so that the
     transport puts it in the message's `traceparent` header)."""
-    if _state.tracer is None:
-        return _OFF
-    return _producer(
-        envelope, exchange=exchange, routing_key=routing_key, queue=queue, attributes=attributes
-    )
-
-
-@contextmanager
-def _producer(
-    envelope: Envelope,
-    *,
-    exchange: str,
-    routing_key: str,
-    queue: str,
-    attributes: Attributes | None = None,
-) -> Iterator[Span | None]:
     tracer = _state.tracer
     if tracer is None:
-        yield None
-        return
+        return _OFF
     trace_id = _trace_of(envelope)
     parent, links = _in_saga(trace_id, envelope.saga_id)
     key = parse_idempotency_key(envelope.idempotency_key)
     if key is not None:
         attributes = {"saga.step": key.step, "saga.action": key.action, **(attributes or {})}
-    with tracer.start_as_current_span(
+    return tracer.start_as_current_span(
         f"publish {queue}",
         context=parent,
         kind=SpanKind.PRODUCER,
         links=links,
         attributes=_message_attributes(envelope, exchange, routing_key, "send", "publish")
         | _saga_attributes(envelope.saga_id, None, attributes or {}),
-    ) as span:
-        yield span
+    )
 
 
 def consumer(
@@ -329,17 +290,9 @@ def consumer(
     """The span of processing one delivered message, under its producer's span (the
     `traceparent` header), else under the one its envelope names; a body that is not
     an envelope gets a span all the same, with what could be read."""
-    if _state.tracer is None:
-        return _OFF
-    return _consumer(body, headers, queue=queue)
-
-
-@contextmanager
-def _consumer(body: bytes, headers: Mapping[str, Any], *, queue: str) -> Iterator[Span | None]:
     tracer = _state.tracer
     if tracer is None:
-        yield None
-        return
+        return _OFF
     fields = _peek(body)
     parent: Context | None = None
     links: list[Link] = []
@@ -366,14 +319,13 @@ def _consumer(body: bytes, headers: Mapping[str, Any], *, queue: str) -> Iterato
         "saga.id": _text(fields.get("saga_id")),
         "saga.message.type": _text(fields.get("type")),
     }
-    with tracer.start_as_current_span(
+    return tracer.start_as_current_span(
         f"process {queue}",
         context=parent,
         links=links,
         kind=SpanKind.CONSUMER,
         attributes={k: v for k, v in attributes.items() if v is not None},
-    ) as span:
-        yield span
+    )
 
 
 def annotate_current(attributes: Attributes) -> None:
@@ -398,20 +350,11 @@ def handling(
     name: str, attributes: Attributes | None = None
 ) -> AbstractContextManager[Span | None]:
     """A span of the work in progress's own (a participant's handler)."""
-    if _state.tracer is None:
-        return _OFF
-    return _handling(name, attributes)
-
-
-@contextmanager
-def _handling(name: str, attributes: Attributes | None = None) -> Iterator[Span | None]:
     tracer = _state.tracer
     if tracer is None:
-        yield None
-        return
+        return _OFF
     clean = {k: v for k, v in (attributes or {}).items() if v is not None}
-    with tracer.start_as_current_span(name, attributes=clean) as span:
-        yield span
+    return tracer.start_as_current_span(name, attributes=clean)
 
 
 def annotate(span: Span | None, attributes: Attributes) -> None:
