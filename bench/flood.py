@@ -14,7 +14,6 @@ import multiprocessing
 import os
 import re
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any, Final
 
 import httpx
 
+from bench.run import percentile
 from saga.auth.users import UserStore
 from saga.connections import redis_client
 from saga.namespaces import delete_namespace
@@ -149,13 +149,13 @@ async def _flood(
         flood_seconds=seconds,
         answers=statuses,
         hashes_computed=int(await _hashes(http, auth) - hashes_before),
-        idle_verify_p50_ms=_percentile(ok_idle, 50),
-        idle_verify_p99_ms=_percentile(ok_idle, 99),
-        verify_p50_ms=_percentile(ok_verify, 50),
-        verify_p99_ms=_percentile(ok_verify, 99),
+        idle_verify_p50_ms=round(percentile(ok_idle, 50), 2),
+        idle_verify_p99_ms=round(percentile(ok_idle, 99), 2),
+        verify_p50_ms=round(percentile(ok_verify, 50), 2),
+        verify_p99_ms=round(percentile(ok_verify, 99), 2),
         verify_failed=verify.count(None),
-        health_p50_ms=_percentile(ok_health, 50),
-        health_p99_ms=_percentile(ok_health, 99),
+        health_p50_ms=round(percentile(ok_health, 50), 2),
+        health_p99_ms=round(percentile(ok_health, 99), 2),
         health_failed=health.count(None),
         orders_placed=len(placed),
         orders_completed=completed,
@@ -314,11 +314,3 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _percentile(values: list[float], p: int) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return round(statistics.quantiles(values, n=100, method="inclusive")[p - 1], 2)

@@ -127,9 +127,9 @@ async def run_bench(
         await redis.aclose()
     floor = BaselineResult(
         sagas_per_s=round(run.completed / run.seconds, 1),
-        p50_ms=round(_percentile(run.latencies_ms, 50), 1),
-        p95_ms=round(_percentile(run.latencies_ms, 95), 1),
-        p99_ms=round(_percentile(run.latencies_ms, 99), 1),
+        p50_ms=round(percentile(run.latencies_ms, 50), 1),
+        p95_ms=round(percentile(run.latencies_ms, 95), 1),
+        p99_ms=round(percentile(run.latencies_ms, 99), 1),
         completed=run.completed,
         failed=sagas - run.completed,
         cpu_seconds=round(run.cpu_seconds, 2),
@@ -202,9 +202,9 @@ async def _run_system(
             failed=sagas - completed,
             seconds=round(seconds, 3),
             sagas_per_s=round(sagas / seconds, 1),
-            p50_ms=round(_percentile(latencies, 50), 1),
-            p95_ms=round(_percentile(latencies, 95), 1),
-            p99_ms=round(_percentile(latencies, 99), 1),
+            p50_ms=round(percentile(latencies, 50), 1),
+            p95_ms=round(percentile(latencies, 95), 1),
+            p99_ms=round(percentile(latencies, 99), 1),
             messages_per_s=round(messages / seconds, 1),
             redis_commands_per_saga=round(redis_commands / sagas, 1),
             cpu_seconds={k: round(v, 2) for k, v in cpu.items()},
@@ -423,7 +423,8 @@ async def _sample(redis: "Redis", namespace: str, processes: dict[str, int], don
     )
 
 
-def _percentile(values: list[float], p: int) -> float:
+def percentile(values: list[float], p: int) -> float:
+    """The p-th percentile (inclusive method); NaN of no values."""
     if not values:
         return float("nan")
     if len(values) == 1:
