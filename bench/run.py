@@ -22,12 +22,11 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aio_pika
-from redis.asyncio import Redis
 
 from bench.baseline import run_baseline
 from contracts.topology import Topology
 from saga.bootstrap import InProcessWorkers, Wiring
-from saga.connections import redis_client
+from saga.connections import AnyRedis, redis_client
 from saga.core.definition import SagaDefinition
 from saga.eventloop import loop_name
 from saga.extensions import Extensions
@@ -406,7 +405,7 @@ def _rss_mb(pid: int) -> float | None:
     return round(kb / 1024, 1)
 
 
-async def _sample(redis: "Redis", namespace: str, processes: dict[str, int], done: int) -> Sample:
+async def _sample(redis: AnyRedis, namespace: str, processes: dict[str, int], done: int) -> Sample:
     """Redis's memory and the run's keys, and every process's resident set, now."""
     memory = await redis.info("memory")
     keys = saga_keys = 0

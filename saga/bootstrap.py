@@ -15,13 +15,12 @@ from datetime import timedelta
 
 import structlog
 from prometheus_client import start_http_server
-from redis.asyncio import Redis
 
 from contracts.topology import Topology
 from saga import eventloop
 from saga import participant as sdk
 from saga.clock import Clock, utc_now
-from saga.connections import redis_client
+from saga.connections import AnyRedis, redis_client
 from saga.core.definition import SagaDefinition
 from saga.definitions import compile_documents
 from saga.extensions import Extensions, ParticipantLike, selected
@@ -86,7 +85,7 @@ class Wiring:
         settings: Settings,
         *,
         extensions: Extensions | None = None,
-        redis: Redis | None = None,
+        redis: AnyRedis | None = None,
         transport: TransportFactory | None = None,
         clock: Clock = utc_now,
     ) -> None:
@@ -101,6 +100,7 @@ class Wiring:
         self.store = RedisSagaStore(
             self.redis,
             settings.namespace,
+            buckets=settings.redis_buckets,
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=int(settings.redis_wait_timeout * 1000),
         )
@@ -110,6 +110,7 @@ class Wiring:
             builtins=self.builtins,
             catalogue=self.catalogue,
             adjust=adjust_for(settings),
+            buckets=settings.redis_buckets,
         )
 
     @property

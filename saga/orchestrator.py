@@ -395,7 +395,7 @@ class TimerLoop:
     async def run_once(self, *, limit: int = 100) -> int:
         """Fire every due timer (up to `limit`); returns how many were dealt with."""
         due = await self._timers.claim(now=marker_of(self._clock()), lease=self._lease, limit=limit)
-        for timer_id, timer in due:
+        for _, timer in due:
             try:
                 applied = await self._orchestrator.fire(timer)
             except INFRASTRUCTURE_ERRORS:
@@ -425,7 +425,7 @@ class TimerLoop:
             )
             if applied.outcome in ("unknown_saga", "unknown_type"):
                 log.warning("timer of an unknown saga dropped", saga_id=timer.saga_id)
-            await self._timers.delete(timer_id)
+            await self._timers.delete(timer)
         return len(due)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -7,21 +7,33 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal, cast
 
-from redis.asyncio import Redis
-
 from contracts.envelope import Envelope
 from contracts.topology import Participant
 from saga.clock import marker_of
-from saga.connections import once_more
+from saga.connections import AnyRedis, once_more
 from saga.core.decide import Decision, OutgoingCommand, Timer
 from saga.core.events import EventRecord, SagaReplayed, record_from_json
 from saga.core.state import SagaState
+from saga.keyspace import (
+    ACTIVE,
+    ALL,
+    DEFAULT_BUCKETS,
+    ENDED,
+    FAILED,
+    SAGA_PARTS,
+    Bucket,
+    Index,
+    Keyspace,
+    customer_index,
+    keyspace_of,
+)
 from saga.scripts import ScriptBatcher
 
 # One atomic step per input: the saga's events, state, applied id and outbox, its
 # timers, its outbox marker and its place in the indexes, all or nothing.
-# KEYS, by name below: the saga's four keys (SagaKeys), then the namespace's indexes and
-# those the saga's own entries are in (see RedisSagaStore._append_keys).
+# KEYS, by name below: the saga's four keys (SagaKeys), then its bucket's indexes and
+# those the saga's own entries are in (see RedisSagaStore._append_keys): all in the
+# saga's bucket, so on a Redis Cluster one slot (saga/keyspace.py).
 # ARGV[1]: the append as a JSON object, each field by name (see _append_args):
 #   expected_version  the version the decision was made on; version: the version after it
 #   saga              the saga id
@@ -35,8 +47,9 @@ from saga.scripts import ScriptBatcher
 #                     failed index and is running again (the active index)
 #   marker            the outbox marker (a score)
 #   created           when it was created: only in its start
-#   definition        the definition version's field in the applied definitions, which
-#                     must be there for the saga to start (absent: a built-in definition)
+#   definition        the definition version's field (`type:version`), which must not be
+#                     closed in the bucket (being deleted) for the saga to start (absent:
+#                     a built-in definition)
 #   events            how many events
 #   commands          the ids of the commands to put in the outbox
 #   timers            [{due, id}]: the timers to schedule, each's due time (a score) and id
@@ -48,7 +61,7 @@ from saga.scripts import ScriptBatcher
 _APPEND: Final = """
 local state_key, events_key, applied_key, outbox_key, active_key, ended_key,
   outbox_index, timers_key, timer_data_key, sagas_key, customer_key,
-  definition_sagas_key, definitions_key, failed_key = unpack(KEYS)
+  definition_sagas_key, closed_key, failed_key = unpack(KEYS)
 local a = cjson.decode(ARGV[1])
 local current = tonumber(redis.call('HGET', state_key, 'version') or '0')
 if a.applied_id and redis.call('SISMEMBER', applied_key, a.applied_id) == 1 then
@@ -57,7 +70,7 @@ end
 if current ~= a.expected_version then
   return {'conflict', current}
 end
-if a.created and a.definition and redis.call('HEXISTS', definitions_key, a.definition) == 0 then
+if a.created and a.definition and redis.call('SISMEMBER', closed_key, a.definition) == 1 then
   return {'no_definition', current}
 end
 local saga, text = a.saga, 3
@@ -186,20 +199,9 @@ class NoSuchDefinition(LookupError):
         self.saga_type, self.version = saga_type, version
 
 
-def definitions_key(namespace: str) -> str:
-    """The applied definition documents: `name:version` -> JSON."""
-    return f"{namespace}:definitions"
-
-
 def definition_field(saga_type: str, version: int) -> str:
     """One definition version's field in the applied definitions."""
     return f"{saga_type}:{version}"
-
-
-def definition_sagas_key(namespace: str, saga_type: str, version: int) -> str:
-    """The sagas that may still need one definition version (not completed or
-    compensated): while it has any, the version cannot be deleted."""
-    return f"{namespace}:definition:{saga_type}:{version}:sagas"
 
 
 AppendOutcome = Literal["appended", "duplicate"]
@@ -251,18 +253,21 @@ class SagaKeys:
 
 
 class RedisSagaStore:
-    """Sagas in Redis under one namespace."""
+    """Sagas in Redis under one namespace: on one Redis, or spread over the buckets of a
+    Redis Cluster (saga/keyspace.py)."""
 
     def __init__(
         self,
-        redis: "Redis",
+        redis: AnyRedis,
         namespace: str,
         *,
+        buckets: int = DEFAULT_BUCKETS,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
     ) -> None:
         self._redis = redis
         self._ns = namespace
+        self.keyspace = keyspace_of(redis, namespace, buckets=buckets)
         # With wait_replicas, whatever may lead to a command being published answers
         # only once that many replicas have it: an append, an outbox marked again by a
         # duplicate before it publishes, and the relay's claim of an outbox.
@@ -270,31 +275,19 @@ class RedisSagaStore:
             redis,
             wait_replicas=wait_replicas,
             wait_timeout_ms=wait_timeout_ms,
-            probe_key=f"{namespace}:replication-probe",
+            probe_key=self.keyspace.shared("replication-probe"),
         )
         self._append = scripts.register(_APPEND, durable=True)
         self._mark_outbox = scripts.register(_MARK_OUTBOX, durable=True)
         self._clear_outbox = scripts.register(_CLEAR_OUTBOX)
         self._claim_outboxes = scripts.register(_CLAIM_OUTBOXES, durable=True)
         self._load = scripts.register(_LOAD)
-        self.index_key = f"{namespace}:sagas"
-        # Sagas not yet terminal: for `saga list --status running`, and the in-flight gauge.
-        self.active_key = f"{namespace}:active"
-        # Sagas that completed or were compensated, by when: trimmed after the retention.
-        self.ended_key = f"{namespace}:ended"
-        # Sagas that failed, by when, until a replay takes them up again.
-        self.failed_key = f"{namespace}:failed"
-        self.outbox_index_key = f"{namespace}:outbox-pending"
-        self.timers = TimerStore(redis, namespace)
-
-    def customer_key(self, customer: str) -> str:
-        """The index of one customer's sagas."""
-        return f"{self._ns}:customer:{customer.lower()}:sagas"
+        self.timers = TimerStore(scripts, self.keyspace)
 
     def keys(self, saga_id: str) -> SagaKeys:
         """The keys of one saga."""
-        base = f"{self._ns}:saga:{{{saga_id}}}"
-        return SagaKeys(f"{base}:state", f"{base}:events", f"{base}:applied", f"{base}:outbox")
+        bucket = self.keyspace.bucket(saga_id)
+        return SagaKeys(*(bucket.saga(saga_id, part) for part in SAGA_PARTS))
 
     async def create(self, decision: Decision, *, marker: int, applied: bool = False) -> bool:
         """Store a new saga's first events and commands, and index it; raises SagaExists,
@@ -378,19 +371,20 @@ class RedisSagaStore:
         return "duplicate" if status == "duplicate" else "appended"
 
     def _append_keys(self, state: SagaState) -> list[str]:
-        """The append script's KEYS, in the order it names them."""
+        """The append script's KEYS, in the order it names them: all in the saga's bucket."""
+        bucket = self.keyspace.bucket(state.saga_id)
         return [
             *self.keys(state.saga_id).all(),
-            self.active_key,
-            self.ended_key,
-            self.outbox_index_key,
-            self.timers.key,
-            self.timers.data_key,
-            self.index_key,
-            self.customer_key(state.customer),
-            definition_sagas_key(self._ns, state.saga_type, state.definition_version),
-            definitions_key(self._ns),
-            self.failed_key,
+            bucket.active,
+            bucket.ended,
+            bucket.outbox_index,
+            bucket.timers,
+            bucket.timer_data,
+            bucket.sagas,
+            bucket.customer(state.customer),
+            bucket.definition_sagas(state.saga_type, state.definition_version),
+            bucket.closed_definitions,
+            bucket.failed,
         ]
 
     async def load(self, saga_id: str) -> SagaState | None:
@@ -423,26 +417,31 @@ class RedisSagaStore:
     async def find(
         self, *, status: str | None = None, customer: str | None = None, limit: int = 50
     ) -> list[SagaState]:
-        """Sagas newest first, only those in `status` if given.
-
-        Running and compensating sagas come from the index of active ones; the terminal
-        ones are a scan of all sagas (fine for thousands, slow for millions).
-        """
-        index = self.active_key if status in ("running", "compensating") else self.index_key
+        """Sagas newest first, only those in `status` if given (of one customer's, if
+        given): from the smallest index that holds them all."""
         if customer is not None:
-            index = self.customer_key(customer)
+            index = customer_index(customer)
+        else:
+            index = {"running": ACTIVE, "compensating": ACTIVE, "failed": FAILED}.get(
+                status or "", ALL
+            )
         found: list[SagaState] = []
-        offset, page = 0, 500
-        while len(found) < limit and (ids := await self.list_ids(index, limit=page, offset=offset)):
-            found += [s for s in await self.load_many(ids) if status in (None, s.status)]
-            offset += page
+        before: Position | None = None
+        while len(found) < limit:
+            page = await self.page(
+                lambda s: status in (None, s.status), index=index, before=before, limit=limit
+            )
+            found += [state for _, state in page.sagas]
+            if page.next is None:
+                break
+            before = page.next
         return found[:limit]
 
     async def page(
         self,
         keep: Callable[[SagaState], bool],
         *,
-        index: str | None = None,
+        index: Index = ALL,
         before: Position | None = None,
         limit: int,
         scan: int = PAGE_SCAN,
@@ -453,33 +452,49 @@ class RedisSagaStore:
         A cursor, not an offset: sagas started meanwhile do not shift the pages. At most
         `scan` sagas are read for one page; a page that filters out that many ends early,
         its `next` saying where to go on."""
-        key = index or self.index_key
-        top: float | str = "+inf" if before is None else before.score
         found: list[tuple[Position, SagaState]] = []
-        offset, last = 0, None
-        while len(found) <= limit and offset < scan:
-            batch = min(200, scan - offset)
-            entries = await self._scored(key, top, "-inf", offset=offset, count=batch)
-            offset += len(entries)
-            positions = [Position(float(s), str(i)) for i, s in entries]
-            positions = [p for p in positions if before is None or p < before]
+        read, last = 0, before
+        while len(found) <= limit and read < scan:
+            batch = min(200, scan - read)
+            positions = await self._older(index, last, batch)
+            read += len(positions)
             states = {s.saga_id: s for s in await self.load_many([p.saga_id for p in positions])}
             for position in positions:
                 last = position
                 state = states.get(position.saga_id)
                 if state is not None and keep(state):
                     found.append((position, state))
-            if len(entries) < batch:
+            if len(positions) < batch:
                 return SagaPage(found[:limit], found[limit - 1][0] if len(found) > limit else None)
         if len(found) > limit:
             return SagaPage(found[:limit], found[limit - 1][0])
         return SagaPage(found, last)
 
+    async def _older(self, index: Index, before: Position | None, count: int) -> list[Position]:
+        """The `count` newest positions of an index, across its buckets, strictly older
+        than `before` (all, if None), newest first."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in self.keyspace.buckets:
+                key = index(bucket)
+                if before is None:
+                    pipe.zrevrangebyscore(key, "+inf", "-inf", start=0, num=count, withscores=True)
+                    continue
+                # Older: a lower score, or the same score and a lower id (as Redis
+                # orders the members of one score).
+                top = f"({before.score!r}"
+                pipe.zrevrangebyscore(key, top, "-inf", start=0, num=count, withscores=True)
+                pipe.zrangebyscore(key, before.score, before.score, withscores=True)
+            replies = await pipe.execute()
+        positions = [Position(float(score), str(i)) for reply in replies for i, score in reply]
+        if before is not None:
+            positions = [p for p in positions if p < before]
+        return sorted(set(positions), reverse=True)[:count]
+
     async def newer(
         self,
         keep: Callable[[SagaState], bool],
         *,
-        index: str | None = None,
+        index: Index = ALL,
         after: Position,
         limit: int,
         scan: int = PAGE_SCAN,
@@ -487,20 +502,25 @@ class RedisSagaStore:
         """Sagas of an index that `keep` accepts, strictly newer than `after`, newest
         first: the `limit` newest of those started since, of the `scan` newest read (for
         a list that stays live)."""
-        entries = await self._scored(index or self.index_key, "+inf", after.score, count=scan)
-        positions = [p for p in (Position(float(s), str(i)) for i, s in entries) if after < p]
+        entries = await self._scored(index, "+inf", after.score, count=scan)
+        positions = [p for p in entries if after < p][:scan]
         states = {s.saga_id: s for s in await self.load_many([p.saga_id for p in positions])}
         kept = [(p, states[p.saga_id]) for p in positions if p.saga_id in states]
         return [(p, s) for p, s in kept if keep(s)][:limit]
 
     async def _scored(
-        self, key: str, top: float | str, bottom: float | str, *, count: int, offset: int = 0
-    ) -> list[tuple[str, float]]:
-        """Members of a sorted set from score `top` down to `bottom`, with their scores."""
-        entries = await self._redis.zrevrangebyscore(
-            key, top, bottom, start=offset, num=count, withscores=True
-        )
-        return cast(list[tuple[str, float]], entries)
+        self, index: Index, top: float | str, bottom: float | str, *, count: int
+    ) -> list[Position]:
+        """The `count` newest members of an index from score `top` down to `bottom`,
+        across its buckets, newest first."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in self.keyspace.buckets:
+                pipe.zrevrangebyscore(
+                    index(bucket), top, bottom, start=0, num=count, withscores=True
+                )
+            replies = await pipe.execute()
+        positions = {Position(float(score), str(i)) for reply in replies for i, score in reply}
+        return sorted(positions, reverse=True)[:count]
 
     async def recent(
         self, *, since: float, customer: str | None = None, limit: int = PAGE_SCAN
@@ -510,60 +530,74 @@ class RedisSagaStore:
         `limit` of each kind.
         A customer's: only theirs (from their index, of those started since)."""
         if customer is not None:
-            ids = [
-                i
-                for i, _ in await self._scored(
-                    self.customer_key(customer), "+inf", since, count=limit
-                )
-            ]
+            found = await self._scored(customer_index(customer), "+inf", since, count=limit)
         else:
-            started = await self._scored(self.index_key, "+inf", since, count=limit)
-            ended = await self._scored(self.ended_key, "+inf", since, count=limit)
-            ended += await self._scored(self.failed_key, "+inf", since, count=limit)
-            running = await self._scored(self.active_key, "+inf", "-inf", count=limit)
-            ids = list(dict.fromkeys(i for i, _ in [*started, *ended, *running]))
-        return await self.load_many(ids)
+            found = [
+                *await self._scored(ALL, "+inf", since, count=limit),
+                *await self._scored(ENDED, "+inf", since, count=limit),
+                *await self._scored(FAILED, "+inf", since, count=limit),
+                *await self._scored(ACTIVE, "+inf", "-inf", count=limit),
+            ]
+        return await self.load_many(list(dict.fromkeys(p.saga_id for p in found)))
+
+    async def ids(self, index: Index = ALL, *, limit: int) -> list[str]:
+        """The ids of the `limit` newest sagas of an index (all sagas by default)."""
+        return [p.saga_id for p in await self._scored(index, "+inf", "-inf", count=limit)]
+
+    async def _each_bucket(self, command: Callable[[Any, Bucket], object]) -> list[Any]:
+        """One command per bucket, in one pipeline (one round trip per node); their
+        replies, bucket by bucket."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in self.keyspace.buckets:
+                command(pipe, bucket)
+            return list(await pipe.execute())
 
     async def on_version(self, saga_type: str, version: int) -> int:
         """How many sagas still run on one definition version (not completed or
         compensated: running, compensating, or failed and awaiting a replay)."""
-        return int(await self._redis.scard(definition_sagas_key(self._ns, saga_type, version)))
-
-    async def list_ids(self, index: str | None = None, *, limit: int, offset: int = 0) -> list[str]:
-        """Saga ids, newest first, of all sagas or of one index (`active_key`)."""
-        raw = await self._redis.zrevrange(index or self.index_key, offset, offset + limit - 1)
-        return [str(r) for r in raw]
+        counts = await self._each_bucket(
+            lambda pipe, b: pipe.scard(b.definition_sagas(saga_type, version))
+        )
+        return sum(int(c) for c in counts)
 
     async def active_scores(self, saga_ids: list[str]) -> list[float | None]:
         """For each saga, its score in the active index, or None once it has ended."""
         if not saga_ids:
             return []
-        return list(await self._redis.zmscore(self.active_key, saga_ids))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for saga_id in saga_ids:
+                pipe.zscore(self.keyspace.bucket(saga_id).active, saga_id)
+            return list(await pipe.execute())
 
     async def active_count(self) -> int:
         """How many sagas are not yet terminal (as the active index says)."""
-        return int(await self._redis.zcard(self.active_key))
+        return sum(int(c) for c in await self._each_bucket(lambda pipe, b: pipe.zcard(b.active)))
 
     async def oldest_active(self, limit: int) -> list[SagaState]:
         """The states of the `limit` sagas longest in the active index, oldest first (one
         may have ended since: the index is tidied after)."""
-        ids = await self._redis.zrange(self.active_key, 0, limit - 1)
-        return await self.load_many([str(i) for i in ids])
+        replies = await self._each_bucket(
+            lambda pipe, b: pipe.zrange(b.active, 0, limit - 1, withscores=True)
+        )
+        oldest = sorted(Position(float(s), str(i)) for reply in replies for i, s in reply)
+        return await self.load_many([p.saga_id for p in oldest[:limit]])
 
     async def forget_finished(self, *, now: float, limit: int = 200) -> int:
         """Drop from the active index the sagas that ended (a crash came between their
         last append and the removal) or never began (a crash before their first append,
         a minute or more ago), walking the whole index; returns how many."""
         gone = 0
-        batch: list[tuple[str, float]] = []
-        async for entry in self._redis.zscan_iter(self.active_key, count=limit):
-            batch.append(cast(tuple[str, float], entry))
-            if len(batch) >= limit:
-                gone += await self._forget(batch, now)
-                batch.clear()
-        return gone + await self._forget(batch, now)
+        for bucket in self.keyspace.buckets:
+            batch: list[tuple[str, float]] = []
+            async for entry in self._redis.zscan_iter(bucket.active, count=limit):
+                batch.append(cast(tuple[str, float], entry))
+                if len(batch) >= limit:
+                    gone += await self._forget(bucket, batch, now)
+                    batch.clear()
+            gone += await self._forget(bucket, batch, now)
+        return gone
 
-    async def _forget(self, entries: list[tuple[str, float]], now: float) -> int:
+    async def _forget(self, bucket: Bucket, entries: list[tuple[str, float]], now: float) -> int:
         states = {s.saga_id: s for s in await self.load_many([str(i) for i, _ in entries])}
         gone = [
             str(saga_id)
@@ -571,26 +605,33 @@ class RedisSagaStore:
             if (states[saga_id].terminal if saga_id in states else created < now - 60)
         ]
         if gone:
-            await self._redis.zrem(self.active_key, *gone)
+            await self._redis.zrem(bucket.active, *gone)
         return len(gone)
 
     # --- retention -----------------------------------------------------------------
 
     async def ended_before(self, cutoff: float, limit: int) -> list[str]:
-        """Sagas that completed or were compensated before `cutoff` (epoch seconds)."""
-        raw = await self._redis.zrangebyscore(self.ended_key, "-inf", cutoff, start=0, num=limit)
-        return [str(r) for r in raw]
+        """Sagas that completed or were compensated before `cutoff` (epoch seconds), the
+        longest ended first."""
+        replies = await self._each_bucket(
+            lambda pipe, b: pipe.zrangebyscore(
+                b.ended, "-inf", cutoff, start=0, num=limit, withscores=True
+            )
+        )
+        ended = sorted(Position(float(s), str(i)) for reply in replies for i, s in reply)
+        return [p.saga_id for p in ended[:limit]]
 
     async def trim(self, saga_ids: list[str]) -> None:
         """Delete sagas for good: their log, state, applied ids, outbox and index entries."""
         states = {s.saga_id: s for s in await self.load_many(saga_ids)}
         async with self._redis.pipeline(transaction=False) as pipe:
             for saga_id in saga_ids:
+                bucket = self.keyspace.bucket(saga_id)
                 pipe.delete(*self.keys(saga_id).all())
                 if saga_id in states:
-                    pipe.zrem(self.customer_key(states[saga_id].customer), saga_id)
-            pipe.zrem(self.index_key, *saga_ids)
-            pipe.zrem(self.ended_key, *saga_ids)
+                    pipe.zrem(bucket.customer(states[saga_id].customer), saga_id)
+                pipe.zrem(bucket.sagas, saga_id)
+                pipe.zrem(bucket.ended, saga_id)
             await pipe.execute()
 
     # --- outbox ---------------------------------------------------------------------
@@ -599,7 +640,8 @@ class RedisSagaStore:
         """Note that the saga's outbox may hold commands (before they are stored, or
         before a duplicate publishes them again: with wait_replicas, that waits until
         the replicas have the outbox)."""
-        await self._mark_outbox(keys=[self.outbox_index_key], args=[marker, saga_id])
+        bucket = self.keyspace.bucket(saga_id)
+        await self._mark_outbox(keys=[bucket.outbox_index], args=[marker, saga_id])
 
     async def outbox(self, saga_id: str) -> list[OutgoingCommand]:
         """The commands in the saga's outbox, not yet known to be published."""
@@ -612,7 +654,7 @@ class RedisSagaStore:
         await asyncio.gather(
             *(
                 self._clear_outbox(
-                    keys=[self.keys(saga_id).outbox, self.outbox_index_key],
+                    keys=[self.keys(saga_id).outbox, self.keyspace.bucket(saga_id).outbox_index],
                     args=[saga_id, str(marker), *command_ids],
                 )
                 for saga_id, command_ids, marker in batch
@@ -621,30 +663,35 @@ class RedisSagaStore:
 
     async def outbox_pending(self) -> int:
         """How many sagas' outboxes may hold unpublished commands."""
-        return int(await self._redis.zcard(self.outbox_index_key))
+        counts = await self._each_bucket(lambda pipe, b: pipe.zcard(b.outbox_index))
+        return sum(int(c) for c in counts)
 
     async def outbox_oldest(self, limit: int = 100) -> datetime | None:
         """When the oldest command still in an outbox was decided, looking at the `limit`
         outboxes marked longest ago (the relay marks an outbox anew on each claim, so
         the mark alone does not tell how long a command has waited)."""
-        saga_ids = await self._redis.zrange(self.outbox_index_key, 0, limit - 1)
+        replies = await self._each_bucket(lambda pipe, b: pipe.zrange(b.outbox_index, 0, limit - 1))
+        saga_ids = [str(i) for reply in replies for i in reply]
         if not saga_ids:
             return None
         async with self._redis.pipeline(transaction=False) as pipe:
             for saga_id in saga_ids:
-                pipe.hvals(self.keys(str(saga_id)).outbox)
+                pipe.hvals(self.keys(saga_id).outbox)
             outboxes = await pipe.execute()
         sent = [_command_from_json(raw).envelope.sent_at for box in outboxes for raw in box]
         return min(sent, default=None)
 
     async def claim_outboxes(self, *, cutoff: int, now: int, limit: int) -> list[str]:
-        """Claim the sagas whose outbox may hold commands left since before `cutoff`:
-        each is marked anew as of `now` (the marker to clear it under), so claims
-        with a cutoff before `now` pass it by."""
-        claimed = await self._claim_outboxes(
-            keys=[self.outbox_index_key], args=[cutoff, now, limit]
+        """Claim the sagas whose outbox may hold commands left since before `cutoff`
+        (up to `limit` of each bucket): each is marked anew as of `now` (the marker to
+        clear it under), so claims with a cutoff before `now` pass it by."""
+        claimed = await asyncio.gather(
+            *(
+                self._claim_outboxes(keys=[bucket.outbox_index], args=[cutoff, now, limit])
+                for bucket in self.keyspace.buckets
+            )
         )
-        return [s.decode() if isinstance(s, bytes) else str(s) for s in claimed]
+        return [s.decode() if isinstance(s, bytes) else str(s) for some in claimed for s in some]
 
 
 # The append's fields as compact JSON, text as UTF-8 rather than escaped (Lua's cjson
@@ -727,31 +774,48 @@ def _command_from_json(raw: str | bytes) -> OutgoingCommand:
 
 
 class TimerStore:
-    """Due timers of every saga of a namespace: ids by due time, and each one's data."""
+    """Due timers of every saga of a namespace: in each bucket, ids by due time, and
+    each one's data."""
 
-    def __init__(self, redis: "Redis", namespace: str) -> None:
-        self._redis = redis
-        self._claim = redis.register_script(_CLAIM_TIMERS)
-        self.key = f"{namespace}:timers"
-        self.data_key = f"{namespace}:timer-data"
+    def __init__(self, scripts: ScriptBatcher, keyspace: Keyspace) -> None:
+        self._redis = scripts.redis
+        self._claim = scripts.register(_CLAIM_TIMERS)
+        self._keyspace = keyspace
 
     async def claim(self, *, now: int, lease: int, limit: int) -> list[tuple[str, Timer]]:
-        """Timers due by `now` (microseconds), each hidden from others for `lease`."""
-        raw = await self._claim(keys=[self.key, self.data_key], args=[now, now + lease, limit])
-        return [(str(raw[i]), Timer.model_validate_json(raw[i + 1])) for i in range(0, len(raw), 2)]
+        """Timers due by `now` (microseconds), each hidden from others for `lease` (up to
+        `limit` of each bucket)."""
+        claimed = await asyncio.gather(
+            *(
+                self._claim(keys=[b.timers, b.timer_data], args=[now, now + lease, limit])
+                for b in self._keyspace.buckets
+            )
+        )
+        return [
+            (str(raw[i]), Timer.model_validate_json(raw[i + 1]))
+            for raw in claimed
+            for i in range(0, len(raw), 2)
+        ]
 
-    async def delete(self, timer_id: str) -> None:
+    async def delete(self, timer: Timer) -> None:
         """Forget a timer that has been dealt with."""
+        bucket = self._keyspace.bucket(timer.saga_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(self.key, timer_id)
-            pipe.hdel(self.data_key, timer_id)
+            pipe.zrem(bucket.timers, timer.timer_id)
+            pipe.hdel(bucket.timer_data, timer.timer_id)
             await pipe.execute()
 
     async def count(self) -> int:
         """How many timers are waiting."""
-        return int(await self._redis.zcard(self.key))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in self._keyspace.buckets:
+                pipe.zcard(bucket.timers)
+            return sum(int(c) for c in await pipe.execute())
 
     async def due(self, *, now: int) -> int:
         """How many timers are due by `now` (microseconds) and not taken (a taken one is
         hidden until its lease ends)."""
-        return int(await self._redis.zcount(self.key, "-inf", now))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in self._keyspace.buckets:
+                pipe.zcount(bucket.timers, "-inf", now)
+            return sum(int(c) for c in await pipe.execute())

@@ -5,9 +5,9 @@ from decimal import Decimal
 from typing import Final
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 
 from contracts.money import MAX_MONEY, money
+from saga.connections import AnyRedis
 from saga.participant import Context, EffectScript, Participant, Refused
 from services.cents import LUA_MONEY, cents, from_cents
 from services.messages import (
@@ -212,7 +212,7 @@ class StockService:
     """The stock as the operator sees it (`saga stock ...`): products' levels and prices,
     under the participant's hash tag."""
 
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str) -> None:
         self._redis = redis
         self._namespace = namespace
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import settings
 from redis.asyncio import Redis
 
-from tests.nodes import RabbitNode, RedisServer
+from tests.nodes import RabbitNode, RedisClusterNodes, RedisServer
 from tests.servers import drop_namespace, fresh_namespace, rabbitmq_or_skip, redis_or_skip
 
 # Under CI=true Hypothesis runs its derandomized "ci" profile: the same examples every run.
@@ -68,3 +68,26 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster of the suite's own (3 primaries, a replica each, on free loopback
+    ports), started once for the tests that share it; they must not fault it."""
+    cluster = RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def own_redis_cluster(tmp_path: Path) -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster of the test's own, to fault; stopped afterwards."""
+    cluster = RedisClusterNodes(tmp_path / "redis-cluster")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

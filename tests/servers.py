@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from contracts.topology import Topology
+from saga.connections import AnyRedis
 from saga.namespaces import delete_keys
 from saga.rabbit import delete_topology
 from saga.registry import participants_key
@@ -101,13 +102,13 @@ def fresh_namespace() -> str:
 
 
 async def drop_namespace(
-    redis: Redis | None, namespace: str, *, rabbitmq_url: str = RABBITMQ_URL
+    redis: AnyRedis | None, namespace: str, *, rabbitmq_url: str = RABBITMQ_URL
 ) -> None:
     """Delete every Redis key and AMQP queue/exchange of a test namespace (the queues of
     participants its definitions named too)."""
     topology = Topology(namespace, SHOP_PARTICIPANTS)
     if redis is not None:
-        named = [str(p) for p in await redis.smembers(participants_key(namespace))]
+        named = [str(p) for p in await redis.smembers(participants_key(redis, namespace))]
         topology = topology.with_participants(named)
         await delete_keys(redis, namespace)
     try:

@@ -5,9 +5,8 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
-from redis.asyncio import Redis
-
 from saga.clock import new_id
+from saga.connections import AnyRedis
 
 KEY_TTL: Final = 24 * 3600
 MAX_KEY_LENGTH: Final = 255
@@ -28,7 +27,7 @@ class Claim:
 class IdempotencyKeys:
     """A customer's keys in Redis; the first use of a key names the saga it stands for."""
 
-    def __init__(self, redis: "Redis", namespace: str, *, ttl: int = KEY_TTL) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str, *, ttl: int = KEY_TTL) -> None:
         self._redis = redis
         self._ns = namespace
         self._ttl = ttl

@@ -5,9 +5,8 @@ import json
 import secrets
 from typing import Final, Protocol
 
-from redis.asyncio import Redis
-
 from saga.auth.metrics import ROTATED, counts_key
+from saga.connections import AnyRedis
 
 # A rotation keeps the key it retires this long past the longest token's life: a
 # replica may sign with it a moment after, and clocks differ a little.
@@ -89,7 +88,7 @@ class FixedKey:
 class KeyRing:
     """The keys in Redis."""
 
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str) -> None:
         self._redis = redis
         prefix = f"{namespace}:auth"
         self.keys = [f"{prefix}:keys", f"{prefix}:key"]

@@ -5,7 +5,8 @@ too) and read at each scrape."""
 from typing import Final
 
 from prometheus_client import Counter, Gauge
-from redis.asyncio import Redis
+
+from saga.connections import AnyRedis
 
 PASSWORD_HASHES: Final = Counter(
     "saga_auth_password_hashes_total", "Passwords hashed to check a sign-in."
@@ -41,7 +42,7 @@ def revoked(scope: str) -> str:
     return f"revocations_{scope}"
 
 
-async def read_counts(redis: "Redis", namespace: str) -> None:
+async def read_counts(redis: AnyRedis, namespace: str) -> None:
     """Set the gauges from the namespace's counts."""
     counts = await redis.hgetall(counts_key(namespace))
     for scope in ("token", "all"):

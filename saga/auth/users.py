@@ -7,10 +7,10 @@ import secrets
 from typing import Final
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 
 from saga.auth.hashing import HashPool
 from saga.auth.passwords import hash_password, verify_password
+from saga.connections import AnyRedis
 
 ROLES: Final = frozenset({"customer", "admin"})
 
@@ -34,7 +34,7 @@ class SavedUser(User):
 
 
 class UserStore:
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str) -> None:
         self._redis = redis
         self._prefix = f"{namespace}:auth"
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
 from contracts.idempotency import IdempotencyKey
+from saga.connections import AnyRedis
 from saga.participant.declaration import Registration
 from saga.scripts import Script, ScriptBatcher
 
@@ -163,7 +163,7 @@ def new_token() -> str:
 class Records:
     """The record scripts of one participant, run through one batcher."""
 
-    def __init__(self, redis: "Redis", *, ttl: int, lease: float) -> None:
+    def __init__(self, redis: AnyRedis, *, ttl: int, lease: float) -> None:
         self.redis = redis
         self.ttl = ttl
         self.lease_ms = max(1, int(lease * 1000))
