@@ -216,6 +216,7 @@ class InProcessWorkers:
     async def start(self) -> None:
         """Connect, start consuming, start the orchestrator's loops."""
         wiring = self.wiring
+        await wiring.store.check_layout()
         transport = await self._connected("orchestrator")
         dispatcher = self._dispatcher = wiring.dispatcher(transport)
         await transport.declare_participants(await wiring.registry.participants())
@@ -243,6 +244,7 @@ async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
     wiring = Wiring(settings)
     transport = wiring.transport("orchestrator")
     try:
+        await wiring.store.check_layout()
         await transport.connect()
         dispatcher = wiring.dispatcher(transport)
         await transport.declare_participants(await wiring.registry.participants())

@@ -204,6 +204,11 @@ def definition_field(saga_type: str, version: int) -> str:
     return f"{saga_type}:{version}"
 
 
+class LayoutMismatch(Exception):
+    """The namespace's sagas were spread over another number of buckets than this
+    process would look in: it would not find them."""
+
+
 AppendOutcome = Literal["appended", "duplicate"]
 # Of an index, at most this many sagas are read for one page of a filtered list.
 PAGE_SCAN: Final = 5_000
@@ -283,6 +288,22 @@ class RedisSagaStore:
         self._claim_outboxes = scripts.register(_CLAIM_OUTBOXES, durable=True)
         self._load = scripts.register(_LOAD)
         self.timers = TimerStore(scripts, self.keyspace)
+
+    async def check_layout(self) -> None:
+        """On a Redis Cluster, make sure the namespace's sagas are where this process
+        looks: the first process records the number of buckets, and a process that counts
+        otherwise raises LayoutMismatch (a mistyped SAGA_REDIS_BUCKETS would lose every
+        saga from sight). Nothing to check on one Redis."""
+        if not self.keyspace.clustered:
+            return
+        key, count = self.keyspace.shared("buckets"), len(self.keyspace.buckets)
+        await self._redis.set(key, count, nx=True)
+        recorded = int(await self._redis.get(key) or count)
+        if recorded != count:
+            raise LayoutMismatch(
+                f"namespace {self._ns!r} keeps its sagas in {recorded} buckets, and this "
+                f"process would look in {count}: set SAGA_REDIS_BUCKETS={recorded}"
+            )
 
     def keys(self, saga_id: str) -> SagaKeys:
         """The keys of one saga."""

@@ -339,6 +339,14 @@ class RedisServer:
         finally:
             client.close()
 
+    def count_keys(self, match: str) -> int:
+        """How many keys matching a pattern this server holds itself."""
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        try:
+            return sum(1 for _ in client.scan_iter(match=match, count=1000))
+        finally:
+            client.close()
+
     def pause(self) -> None:
         """SIGSTOP: alive, connected, silent (a replica that falls behind)."""
         assert self.proc is not None

@@ -56,6 +56,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
             yield
             return
         wiring = Wiring(settings, extensions=extensions)
+        await wiring.store.check_layout()  # on a Redis Cluster: the sagas are where it looks
         transport = wiring.transport("api")
         # Serve even while RabbitMQ is away: sagas start durably in Redis, /ready says
         # what is missing, and the orchestrator's relay publishes once it is back.

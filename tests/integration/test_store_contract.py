@@ -9,15 +9,15 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from redis.crc import key_slot
 from fakeredis import FakeAsyncRedis
+from redis.crc import key_slot
 
 from saga.clock import marker_of
 from saga.core.decide import ReplaySaga, ReplyReceived, decide, start_saga
 from saga.keyspace import customer_index
 from saga.retention import Trimmer
-from saga.store import Position, RedisSagaStore, VersionConflict, _command_json
-from tests.nodes import cluster_client
+from saga.store import LayoutMismatch, Position, RedisSagaStore, VersionConflict, _command_json
+from tests.nodes import RedisClusterNodes, cluster_client
 from tests.servers import drop_namespace, redis_or_skip
 from tests.shop_saga import ORDER_SAGA
 from tests.unit.sagas import SUCCESS, T0, Run, order_input
@@ -144,9 +144,9 @@ async def test_an_outbox_is_claimed_once_until_its_new_marker_is_past_the_cutoff
     assert await store.claim_outboxes(cutoff=40, now=110, limit=10) == ["saga2"]
     assert await store.claim_outboxes(cutoff=99, now=120, limit=10) == []
     # At most `limit` of each bucket, the longest left first.
-    assert store.keyspace.bucket("saga1") != store.keyspace.bucket("saga2") or await (
-        store.claim_outboxes(cutoff=200, now=130, limit=1)
-    ) == ["saga1"]
+    assert store.keyspace.bucket("saga1") != store.keyspace.bucket(
+        "saga2"
+    ) or await store.claim_outboxes(cutoff=200, now=130, limit=1) == ["saga1"]
     assert await store.claim_outboxes(cutoff=200, now=130, limit=10) != []
     # The claim is the marker the claimer clears under.
     [command] = await store.outbox("saga1")
@@ -491,3 +491,41 @@ async def test_recent_sagas_include_those_that_ended_since_though_they_started_b
     since = (started + (ended - started) / 2).timestamp()
     assert [s.saga_id for s in await store.recent(since=since)] == ["done"]
     assert await store.recent(since=ended.timestamp() + 1) == []
+
+
+async def test_a_process_counting_other_buckets_than_the_namespace_s_refuses_to_start(
+    redis_cluster: RedisClusterNodes, namespace: str
+) -> None:
+    cluster = cluster_client(redis_cluster)
+    try:
+        await RedisSagaStore(cluster, namespace, buckets=8).check_layout()  # the first
+        await RedisSagaStore(cluster, namespace, buckets=8).check_layout()  # agrees
+        with pytest.raises(LayoutMismatch, match="set SAGA_REDIS_BUCKETS=8"):
+            await RedisSagaStore(cluster, namespace, buckets=16).check_layout()
+    finally:
+        await drop_namespace(cluster, namespace)
+        await cluster.aclose()
+
+
+async def test_sagas_spread_over_every_primary_of_a_cluster(
+    redis_cluster: RedisClusterNodes, namespace: str
+) -> None:
+    cluster = cluster_client(redis_cluster)
+    store = RedisSagaStore(cluster, namespace)
+    try:
+        for n in range(40):
+            decision = start_saga(
+                ORDER_SAGA,
+                saga_id=f"spread-{n}",
+                customer="ann@example.com",
+                saga_input=order_input().model_dump(mode="json"),
+                now=T0,
+                new_id=lambda: uuid.uuid4().hex,
+            )
+            await store.create(decision, marker=1)
+        owners = {n.port: n.count_keys(f"{namespace}:*") for n in redis_cluster.primary_nodes()}
+        assert len(owners) == 3 and all(owners.values()), owners
+        assert len(await store.ids(limit=100)) == 40  # and every listing walks them all
+    finally:
+        await drop_namespace(cluster, namespace)
+        await cluster.aclose()
