@@ -13,10 +13,11 @@ import pytest
 from redis.asyncio import Redis
 
 from contracts.topology import Topology
-from saga.connections import AnyRedis
+from saga.connections import AnyRedis, redis_client
 from saga.namespaces import delete_keys
 from saga.rabbit import delete_topology
 from saga.registry import participants_key
+from saga.settings import Settings
 from services.messages import CATALOGUE
 
 # The shop's participants, whose queues the shop's tests use.
@@ -125,7 +126,7 @@ def forget_namespace(
     """drop_namespace for synchronous tests."""
 
     async def drop() -> None:
-        redis = Redis.from_url(redis_url, decode_responses=True, socket_connect_timeout=2)
+        redis = redis_client(Settings(redis_url=redis_url))  # one Redis, or a cluster
         try:
             await drop_namespace(redis, namespace, rabbitmq_url=rabbitmq_url)
         finally:
