@@ -8,7 +8,14 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -16,7 +23,8 @@ from saga.settings import Settings
 
 # Redis's errors that mean it is away or cannot take the work for now, not that the work
 # is wrong: a replica that is not (or no longer) the primary (READONLY), a full memory
-# (OOM), a cluster resharding or failing over (TRYAGAIN, CLUSTERDOWN, MASTERDOWN);
+# (OOM), a cluster resharding or failing over (TRYAGAIN, CLUSTERDOWN, MASTERDOWN, a
+# slot still MOVED after the map was read again, a slot no node serves for now);
 # loading its data (LOADING) is a connection error.
 REDIS_OUTAGES: Final = (
     RedisConnectionError,
@@ -25,6 +33,8 @@ REDIS_OUTAGES: Final = (
     OutOfMemoryError,
     TryAgainError,
     ClusterDownError,
+    AskError,
+    SlotNotCoveredError,
 )
 
 
