@@ -20,7 +20,7 @@ from contracts.topology import Topology
 from saga import eventloop
 from saga import participant as sdk
 from saga.clock import Clock, utc_now
-from saga.connections import AnyRedis, redis_client
+from saga.connections import AnyRedis, redis_client, warn_if_replicas_short
 from saga.core.definition import SagaDefinition
 from saga.definitions import compile_documents
 from saga.extensions import Extensions, ParticipantLike, selected
@@ -245,6 +245,7 @@ async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
     transport = wiring.transport("orchestrator")
     try:
         await wiring.store.check_layout()
+        await warn_if_replicas_short(wiring.redis, settings.redis_wait_replicas)
         await transport.connect()
         dispatcher = wiring.dispatcher(transport)
         await transport.declare_participants(await wiring.registry.participants())

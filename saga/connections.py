@@ -4,6 +4,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeAlias, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
@@ -20,6 +21,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from saga.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 # Redis's errors that mean it is away or cannot take the work for now, not that the work
 # is wrong: a replica that is not (or no longer) the primary (READONLY), a full memory
@@ -128,6 +131,36 @@ async def once_more(redis: AnyRedis, call: Callable[[], Awaitable[T]]) -> T:
         # (A cluster client drops a failed node's connection, and reads the slot map
         # again, itself.)
         return await call()
+
+
+async def replicas_per_primary(redis: AnyRedis) -> dict[str, int]:
+    """How many replicas each primary has connected now (one primary, or each of a
+    cluster's), by address."""
+    if isinstance(redis, RedisCluster):
+        infos = await redis.info("replication", target_nodes=RedisCluster.PRIMARIES)
+        return {str(node): int(info.get("connected_slaves", 0)) for node, info in infos.items()}
+    info = await redis.info("replication")
+    kwargs = redis.connection_pool.connection_kwargs
+    address = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+    return {str(address): int(info.get("connected_slaves", 0))}
+
+
+async def warn_if_replicas_short(redis: AnyRedis, wanted: int) -> dict[str, int]:
+    """With SAGA_REDIS_WAIT_REPLICAS=N (`wanted`), the primaries with fewer than N
+    replicas connected now, each logged as a warning: their appends would wait and fail
+    until replicas come. Nothing to check when N is 0."""
+    if wanted == 0:
+        return {}
+    replicas = await replicas_per_primary(redis)
+    short = {address: count for address, count in sorted(replicas.items()) if count < wanted}
+    for address, count in short.items():
+        log.warning(
+            "fewer Redis replicas than SAGA_REDIS_WAIT_REPLICAS: appends there wait and fail",
+            primary=address,
+            replicas=count,
+            wanted=wanted,
+        )
+    return short
 
 
 async def ping_redis(settings: Settings) -> None:
