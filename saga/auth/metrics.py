@@ -6,6 +6,7 @@ from typing import Final
 
 from prometheus_client import Counter, Gauge
 
+from saga.auth.names import auth_prefix
 from saga.connections import AnyRedis
 
 PASSWORD_HASHES: Final = Counter(
@@ -32,9 +33,9 @@ KEY_ROTATIONS: Final = Gauge(
 ROTATED: Final = "key_rotations"
 
 
-def counts_key(namespace: str) -> str:
+def counts_key(redis: AnyRedis, namespace: str) -> str:
     """The namespace's counts of revocations and rotations."""
-    return f"{namespace}:auth:counts"
+    return f"{auth_prefix(redis, namespace)}:counts"
 
 
 def revoked(scope: str) -> str:
@@ -44,7 +45,7 @@ def revoked(scope: str) -> str:
 
 async def read_counts(redis: AnyRedis, namespace: str) -> None:
     """Set the gauges from the namespace's counts."""
-    counts = await redis.hgetall(counts_key(namespace))
+    counts = await redis.hgetall(counts_key(redis, namespace))
     for scope in ("token", "all"):
         REVOCATIONS.labels(scope).set(int(counts.get(revoked(scope), 0)))
     KEY_ROTATIONS.set(int(counts.get(ROTATED, 0)))

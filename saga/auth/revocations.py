@@ -4,6 +4,7 @@ token of a user issued up to a moment (their "not before")."""
 from typing import Final
 
 from saga.auth.metrics import counts_key, revoked
+from saga.auth.names import auth_prefix
 from saga.auth.tokens import Claims
 from saga.connections import AnyRedis
 from saga.settings import MAX_TOKEN_TTL
@@ -15,8 +16,8 @@ _NOT_BEFORE_KEPT: Final = MAX_TOKEN_TTL + 3600
 class Revocations:
     def __init__(self, redis: AnyRedis, namespace: str) -> None:
         self._redis = redis
-        self._prefix = f"{namespace}:auth:revoked"
-        self._counts = counts_key(namespace)
+        self._prefix = f"{auth_prefix(redis, namespace)}:revoked"
+        self._counts = counts_key(redis, namespace)
 
     def _token_key(self, token_id: str) -> str:
         return f"{self._prefix}:token:{token_id}"

@@ -4,6 +4,7 @@ they impose: asked before any password is hashed, shared by every replica."""
 import math
 from dataclasses import dataclass
 
+from saga.auth.names import auth_prefix
 from saga.connections import AnyRedis
 from saga.settings import Settings
 
@@ -56,7 +57,7 @@ class ThrottlePolicy:
 class SignInThrottle:
     def __init__(self, redis: AnyRedis, namespace: str, policy: ThrottlePolicy) -> None:
         self._redis = redis
-        self._prefix = f"{namespace}:auth:throttle"
+        self._prefix = f"{auth_prefix(redis, namespace)}:throttle"
         self._policy = policy
         self._failed = redis.register_script(_FAILED)
 

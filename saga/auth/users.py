@@ -9,6 +9,7 @@ from typing import Final
 from pydantic import BaseModel
 
 from saga.auth.hashing import HashPool
+from saga.auth.names import auth_prefix
 from saga.auth.passwords import hash_password, verify_password
 from saga.connections import AnyRedis
 
@@ -36,7 +37,7 @@ class SavedUser(User):
 class UserStore:
     def __init__(self, redis: AnyRedis, namespace: str) -> None:
         self._redis = redis
-        self._prefix = f"{namespace}:auth"
+        self._prefix = auth_prefix(redis, namespace)
 
     def _key(self, email: str) -> str:
         return f"{self._prefix}:user:{email.lower()}"
