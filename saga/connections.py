@@ -1,7 +1,7 @@
 """Connections to Redis, built from settings; nothing connects at import."""
 
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import structlog
@@ -91,13 +91,30 @@ def cluster_nodes(url: str) -> list[tuple[str, int]]:
     return nodes
 
 
+class _ClusterClient(RedisCluster):
+    """redis-py's cluster client, which reads the slot map before its first command.
+
+    redis-py reads it lazily, inside the first command: commands sent together on a fresh
+    client judge themselves before the map is read, see no node for their key's slot,
+    and go to a random primary as if keyless; the MOVED that answers makes the client
+    read the map again and replace its nodes, closing connections the other commands are
+    reading from ("Connection closed by server"). Every caller waits here, on the
+    client's own lock, until the map is read once.
+    """
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            await self.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
 def _cluster_client(settings: Settings) -> RedisCluster:
     url = settings.redis_url
     parts = urlsplit(url)
     userinfo = url.partition("://")[2].partition("/")[0].rpartition("@")[0]
     username, _, password = userinfo.partition(":")
     options = parse_qs(parts.query)
-    return RedisCluster(
+    return _ClusterClient(
         startup_nodes=[ClusterNode(host, port) for host, port in cluster_nodes(url)],
         username=unquote(username) or None,
         password=unquote(password) or None,
