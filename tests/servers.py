@@ -11,6 +11,7 @@ from typing import NoReturn
 import aio_pika
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from contracts.topology import Topology
 from saga.connections import AnyRedis, redis_client
@@ -53,6 +54,14 @@ async def redis_or_skip() -> Redis:
         await redis.aclose()
         missing("Redis", REDIS_URL, exc)
     return redis
+
+
+def url_of(redis: AnyRedis) -> str:
+    """The SAGA_REDIS_URL that reaches what this test client reaches (the real Redis, or
+    a cluster by its nodes), for a process the test starts."""
+    if isinstance(redis, RedisCluster):
+        return "redis+cluster://" + ",".join(f"{n.host}:{n.port}" for n in redis.get_nodes())
+    return REDIS_URL
 
 
 async def rabbitmq_or_skip() -> aio_pika.abc.AbstractConnection:
