@@ -22,14 +22,16 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aio_pika
+from redis.asyncio.cluster import RedisCluster
 
 from bench.baseline import run_baseline
 from contracts.topology import Topology
 from saga.bootstrap import InProcessWorkers, Wiring
-from saga.connections import AnyRedis, redis_client
+from saga.connections import AnyRedis, cluster_nodes, is_cluster_url, redis_client
 from saga.core.definition import SagaDefinition
 from saga.eventloop import loop_name
 from saga.extensions import Extensions
+from saga.keyspace import Keyspace
 from saga.namespaces import delete_namespace
 from saga.orchestrator import SagaStarter
 from saga.settings import Settings
@@ -55,7 +57,7 @@ class Sample:
     """Memory at one point of a run: Redis's, and each process's resident set."""
 
     sagas_done: int
-    redis_mb: float
+    redis_mb: float  # on a Redis Cluster: its primaries' together
     redis_keys: int  # every key of the run's namespace, the services' business data too
     saga_keys: int  # the orchestrator's keys of single sagas (logs, states, applied ids)
     rss_mb: dict[str, float]
@@ -174,7 +176,7 @@ async def _run_system(
         samples: list[Sample] = []
 
         async def sample(done: int) -> None:
-            samples.append(await _sample(redis, namespace, processes, done))
+            samples.append(await _sample(redis, store.keyspace, processes, done))
 
         await sample(0)
         commands_before = await _redis_commands(redis)
@@ -356,16 +358,29 @@ async def _ended(store: RedisSagaStore, saga_ids: list[str]) -> dict[str, Ended]
     return ended
 
 
-async def _redis_commands(redis: Any) -> int:
-    info = await redis.info("stats")
-    return int(info["total_commands_processed"])
+async def _redis_commands(redis: AnyRedis) -> int:
+    return sum(int(info["total_commands_processed"]) for info in await _info(redis, "stats"))
+
+
+async def _info(redis: AnyRedis, section: str) -> list[dict[str, Any]]:
+    """An INFO section of one Redis, or of each primary of a Redis Cluster (whose client
+    would otherwise ask one node)."""
+    if isinstance(redis, RedisCluster):
+        return list((await redis.info(section, target_nodes=RedisCluster.PRIMARIES)).values())
+    return [await redis.info(section)]
 
 
 def _processes(config: Settings, children: dict[str, subprocess.Popen[bytes]]) -> dict[str, int]:
     """The processes to measure: this one, the workers, and the servers if they run here."""
     processes = {"bench": os.getpid(), **{name: c.pid for name, c in children.items()}}
-    redis_port = f":{urlsplit(config.redis_url).port or 6379}"
-    local = {urlsplit(u).hostname for u in (config.redis_url, config.rabbitmq_url)}
+    # A Redis Cluster's nodes are measured each, as "redis <port>" (the URL names them).
+    if is_cluster_url(config.redis_url):
+        redis_nodes = cluster_nodes(config.redis_url)
+    else:
+        url = urlsplit(config.redis_url)
+        redis_nodes = [(url.hostname or "localhost", url.port or 6379)]
+    label = {port: "redis" if len(redis_nodes) == 1 else f"redis {port}" for _, port in redis_nodes}
+    local = {host for host, _ in redis_nodes} | {urlsplit(config.rabbitmq_url).hostname}
     if not local <= {"127.0.0.1", "localhost", "::1"}:
         return processes
     for entry in Path("/proc").glob("[0-9]*"):
@@ -376,9 +391,19 @@ def _processes(config: Settings, children: dict[str, subprocess.Popen[bytes]]) -
             continue
         if name == "beam.smp":
             processes.setdefault("rabbitmq", int(entry.name))
-        elif name == "redis-server" and redis_port in command:
-            processes.setdefault("redis", int(entry.name))
+        elif name == "redis-server":
+            port = _listening_port(command)
+            if port in label:
+                processes.setdefault(label[port], int(entry.name))
     return processes
+
+
+def _listening_port(title: str) -> int | None:
+    """The port of a redis-server by its process title ("redis-server HOST:PORT", with
+    " [cluster]" on a cluster node)."""
+    words = title.split()
+    port = words[1].rpartition(":")[2] if len(words) > 1 else ""
+    return int(port) if port.isdigit() else None
 
 
 def _cpu(processes: dict[str, int]) -> dict[str, float]:
@@ -405,17 +430,20 @@ def _rss_mb(pid: int) -> float | None:
     return round(kb / 1024, 1)
 
 
-async def _sample(redis: AnyRedis, namespace: str, processes: dict[str, int], done: int) -> Sample:
+async def _sample(
+    redis: AnyRedis, keyspace: Keyspace, processes: dict[str, int], done: int
+) -> Sample:
     """Redis's memory and the run's keys, and every process's resident set, now."""
-    memory = await redis.info("memory")
+    memory = sum(int(info["used_memory"]) for info in await _info(redis, "memory"))
+    saga_prefixes = tuple(f"{bucket.prefix}:saga:" for bucket in keyspace.buckets)
     keys = saga_keys = 0
-    async for key in redis.scan_iter(match=f"{namespace}:*", count=1000):
+    async for key in redis.scan_iter(match=f"{keyspace.namespace}:*", count=1000):
         keys += 1
-        saga_keys += key.startswith(f"{namespace}:saga:")
+        saga_keys += key.startswith(saga_prefixes)
     rss = {name: mb for name, pid in processes.items() if (mb := _rss_mb(pid)) is not None}
     return Sample(
         sagas_done=done,
-        redis_mb=round(int(memory["used_memory"]) / MB, 1),
+        redis_mb=round(memory / MB, 1),
         redis_keys=keys,
         saga_keys=saga_keys,
         rss_mb=rss,
