@@ -51,39 +51,58 @@ local state_key, events_key, applied_key, outbox_key, active_key, ended_key,
   definition_sagas_key, definitions_key, failed_key = unpack(KEYS)
 local a = cjson.decode(ARGV[1])
 local current = tonumber(redis.call('HGET', state_key, 'version') or '0')
-if a.applied_id and redis.call('SISMEMBER', applied_key, a.applied_id) == 1 then
-  return {'duplicate', current}
+-- The applied id is recorded first, SADD telling whether it was there: one command
+-- rather than a check and a write; a refused append takes it out again below.
+local recorded = false
+if a.applied_id then
+  if a.record_applied then
+    if redis.call('SADD', applied_key, a.applied_id) == 0 then
+      return {'duplicate', current}
+    end
+    recorded = true
+  elseif redis.call('SISMEMBER', applied_key, a.applied_id) == 1 then
+    return {'duplicate', current}
+  end
 end
+local refusal
 if current ~= a.expected_version then
-  return {'conflict', current}
+  refusal = 'conflict'
+elseif a.created and a.definition and redis.call('HEXISTS', definitions_key, a.definition) == 0 then
+  refusal = 'no_definition'
 end
-if a.created and a.definition and redis.call('HEXISTS', definitions_key, a.definition) == 0 then
-  return {'no_definition', current}
+if refusal then
+  if recorded then redis.call('SREM', applied_key, a.applied_id) end
+  return {refusal, current}
 end
-local saga, text = a.saga, 3
-for _ = 1, a.events do
-  redis.call('RPUSH', events_key, ARGV[text])
-  text = text + 1
+local saga, text = a.saga, 3 + a.events
+-- Each write takes all its values at once: one RPUSH for the events, one HSET for the
+-- outbox, one ZADD and one HSET for the timers, one ZREM and one HDEL for those cancelled.
+if a.events > 0 then
+  redis.call('RPUSH', events_key, unpack(ARGV, 3, text - 1))
 end
 redis.call('HSET', state_key, 'version', tostring(a.version), 'state', ARGV[2])
-if a.applied_id and a.record_applied then
-  redis.call('SADD', applied_key, a.applied_id)
-end
-for _, id in ipairs(a.commands) do
-  redis.call('HSET', outbox_key, id, ARGV[text])
-  text = text + 1
-end
-if #a.commands > 0 then
+local n = #a.commands
+if n > 0 then
+  local fields = {}
+  for i, id in ipairs(a.commands) do
+    fields[2 * i - 1], fields[2 * i] = id, ARGV[text + i - 1]
+  end
+  text = text + n
+  redis.call('HSET', outbox_key, unpack(fields))
   redis.call('ZADD', outbox_index, a.marker, saga)
 end
-for _, timer in ipairs(a.timers) do
-  redis.call('ZADD', timers_key, timer.due, timer.id)
-  redis.call('HSET', timer_data_key, timer.id, ARGV[text])
-  text = text + 1
+if #a.timers > 0 then
+  local scores, data = {}, {}
+  for i, timer in ipairs(a.timers) do
+    scores[2 * i - 1], scores[2 * i] = timer.due, timer.id
+    data[2 * i - 1], data[2 * i] = timer.id, ARGV[text + i - 1]
+  end
+  redis.call('ZADD', timers_key, unpack(scores))
+  redis.call('HSET', timer_data_key, unpack(data))
 end
-for _, id in ipairs(a.cancelled) do
-  redis.call('ZREM', timers_key, id)
-  redis.call('HDEL', timer_data_key, id)
+if #a.cancelled > 0 then
+  redis.call('ZREM', timers_key, unpack(a.cancelled))
+  redis.call('HDEL', timer_data_key, unpack(a.cancelled))
 end
 if a.created then
   redis.call('ZADD', sagas_key, a.created, saga)
