@@ -38,6 +38,9 @@ from saga.scripts import ScriptBatcher
 #   definition        the definition version's field in the applied definitions, which
 #                     must be there for the saga to start (absent: a built-in definition)
 #   events            how many events
+#   answered          the id of the command the input is a reply to (absent: none): a
+#                     reply proves it was published, so it leaves the outbox here, and
+#                     the outbox's marker with it once the outbox is empty
 #   commands          the ids of the commands to put in the outbox
 #   timers            [{due, id}]: the timers to schedule, each's due time (a score) and id
 #   cancelled         the ids of the timers to cancel
@@ -82,6 +85,12 @@ if a.events > 0 then
 end
 redis.call('HSET', state_key, 'version', tostring(a.version), 'state', ARGV[2])
 local n = #a.commands
+if a.answered then
+  redis.call('HDEL', outbox_key, a.answered)
+  if n == 0 and redis.call('HLEN', outbox_key) == 0 then
+    redis.call('ZREM', outbox_index, saga)
+  end
+end
 if n > 0 then
   local fields = {}
   for i, id in ipairs(a.commands) do
@@ -171,11 +180,12 @@ return left
 _LOAD: Final = "return redis.call('HGET', KEYS[1], 'state')"
 
 # Remove published commands from a saga's outbox; once it is empty, forget the saga's
-# outbox marker, unless somebody re-marked the saga since the marker was read.
+# outbox marker, unless somebody re-marked the saga since the marker was read. Commands
+# already gone were taken out by the append of their replies, which saw to the marker.
 # KEYS: the outbox, the outbox index. ARGV: saga id, marker, command ids...
 _CLEAR_OUTBOX: Final = """
-if #ARGV > 2 then
-  redis.call('HDEL', KEYS[1], unpack(ARGV, 3))
+if #ARGV > 2 and redis.call('HDEL', KEYS[1], unpack(ARGV, 3)) == 0 then
+  return 0
 end
 if redis.call('HLEN', KEYS[1]) == 0 and redis.call('ZSCORE', KEYS[2], ARGV[1]) == ARGV[2] then
   return redis.call('ZREM', KEYS[2], ARGV[1])
@@ -353,17 +363,20 @@ class RedisSagaStore:
         applied_id: str | None,
         marker: int,
         record_applied: bool = True,
+        answered: str | None = None,
     ) -> AppendOutcome:
         """Append a decision atomically, in one script: events, state, applied id, outbox,
         timers and the outbox marker (under `marker`), or nothing. An input whose
         `applied_id` is recorded already is a duplicate; `record_applied=False` checks
-        that without recording it."""
+        that without recording it. `answered`: the command the input replies to, which
+        leaves the outbox (published, since answered) in the same script."""
         return await self._append_with(
             decision,
             expected_version=expected_version,
             applied_id=applied_id,
             marker=marker,
             record_applied=record_applied,
+            answered=answered,
         )
 
     async def _append_with(
@@ -376,6 +389,7 @@ class RedisSagaStore:
         created: str | None = None,
         definition: str | None = None,
         record_applied: bool = True,
+        answered: str | None = None,
     ) -> AppendOutcome:
         state = decision.state
         args = _append_args(
@@ -386,6 +400,7 @@ class RedisSagaStore:
             marker=marker,
             created=created,
             definition=definition,
+            answered=answered,
         )
         keys = self._append_keys(state)
         status, version = await self._append(keys=keys, args=args)
@@ -680,6 +695,7 @@ def _append_args(
     marker: int,
     created: str | None,
     definition: str | None,
+    answered: str | None,
 ) -> list[str]:
     """The append script's ARGV: its fields by name, as JSON, then the JSON texts it
     keeps (see _APPEND)."""
@@ -708,6 +724,7 @@ def _append_args(
         ),
         ("created", created),
         ("definition", definition),
+        ("answered", answered),
     ]
     fields.update((name, value) for name, value in optional if value)  # absent: none
     return [
