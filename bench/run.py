@@ -97,6 +97,9 @@ class BenchResult:
     # Redis's CPU (user + system, as its INFO says) per saga: all of the server's work,
     # so on a Redis that other clients share, theirs too.
     redis_cpu_ms_per_saga: float
+    # Of it, Redis's time running scripts (their inner commands included), as its
+    # commandstats count it: almost all of a saga's Redis work is in scripts.
+    redis_script_ms_per_saga: float
     cpu_seconds: dict[str, float]
     cpu_ms_per_saga: dict[str, float]
     memory: list[Sample]
@@ -218,6 +221,9 @@ async def _run_system(
             redis_commands_by_name=redis_after.calls_per_saga(redis_before, sagas),
             redis_cpu_ms_per_saga=round(
                 (redis_after.cpu_seconds - redis_before.cpu_seconds) * 1000 / sagas, 3
+            ),
+            redis_script_ms_per_saga=round(
+                (redis_after.script_usec - redis_before.script_usec) / 1000 / sagas, 3
             ),
             cpu_seconds={k: round(v, 2) for k, v in cpu.items()},
             cpu_ms_per_saga={k: round(v * 1000 / sagas, 3) for k, v in cpu.items()},
@@ -377,6 +383,7 @@ class RedisFigures:
     commands: int
     calls: dict[str, int]
     cpu_seconds: float
+    script_usec: int  # time running scripts
 
     def calls_per_saga(self, before: "RedisFigures", sagas: int) -> dict[str, float]:
         """Calls of each command since `before`, per saga, most first (none left out)."""
@@ -398,6 +405,12 @@ async def _redis_figures(redis: Any) -> RedisFigures:
             for name, figures in commandstats.items()
         },
         cpu_seconds=float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        # A script's time holds its inner commands' (counted under their own names too).
+        script_usec=sum(
+            int(figures["usec"])
+            for name, figures in commandstats.items()
+            if name.startswith(("cmdstat_eval", "cmdstat_fcall"))
+        ),
     )
 
 
