@@ -93,7 +93,16 @@ class BenchResult:
     p99_ms: float
     messages_per_s: float
     redis_commands_per_saga: float
+    # Of them, by command (a script's own commands by name too, besides its EVALSHA).
+    redis_commands_by_name: dict[str, float]
+    # Redis's CPU (user + system, as its INFO says) per saga: all of the server's work,
+    # so on a Redis that other clients share, theirs too.
+    redis_cpu_ms_per_saga: float
+    # Of it, Redis's time running scripts (their inner commands included), as its
+    # commandstats count it: almost all of a saga's Redis work is in scripts.
+    redis_script_ms_per_saga: float
     cpu_seconds: dict[str, float]
+    cpu_ms_per_saga: dict[str, float]
     memory: list[Sample]
     baseline: BaselineResult | None = None
     throughput_ratio: float | None = None
@@ -179,13 +188,13 @@ async def _run_system(
             samples.append(await _sample(redis, store.keyspace, processes, done))
 
         await sample(0)
-        commands_before = await _redis_commands(redis)
+        redis_before = await _redis_figures(redis)
         cpu_before = _cpu(processes)
         started = time.monotonic()
         ended = await _drive(starter, definition, order, sagas, concurrency, store, sample)
         seconds = time.monotonic() - started
         cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu(processes).items()}
-        redis_commands = await _redis_commands(redis) - commands_before
+        redis_after = await _redis_figures(redis)
         await dispatcher.settle()
         await sample(len(ended))
         latencies = sorted(e.latency_ms for e in ended.values() if e.status == "completed")
@@ -207,8 +216,18 @@ async def _run_system(
             p95_ms=round(percentile(latencies, 95), 1),
             p99_ms=round(percentile(latencies, 99), 1),
             messages_per_s=round(messages / seconds, 1),
-            redis_commands_per_saga=round(redis_commands / sagas, 1),
+            redis_commands_per_saga=round(
+                (redis_after.commands - redis_before.commands) / sagas, 1
+            ),
+            redis_commands_by_name=redis_after.calls_per_saga(redis_before, sagas),
+            redis_cpu_ms_per_saga=round(
+                (redis_after.cpu_seconds - redis_before.cpu_seconds) * 1000 / sagas, 3
+            ),
+            redis_script_ms_per_saga=round(
+                (redis_after.script_usec - redis_before.script_usec) / 1000 / sagas, 3
+            ),
             cpu_seconds={k: round(v, 2) for k, v in cpu.items()},
+            cpu_ms_per_saga={k: round(v * 1000 / sagas, 3) for k, v in cpu.items()},
             memory=samples,
         )
     finally:
@@ -358,16 +377,55 @@ async def _ended(store: RedisSagaStore, saga_ids: list[str]) -> dict[str, Ended]
     return ended
 
 
-async def _redis_commands(redis: AnyRedis) -> int:
-    return sum(int(info["total_commands_processed"]) for info in await _info(redis, "stats"))
-
-
 async def _info(redis: AnyRedis, section: str) -> list[dict[str, Any]]:
     """An INFO section of one Redis, or of each primary of a Redis Cluster (whose client
     would otherwise ask one node)."""
     if isinstance(redis, RedisCluster):
         return list((await redis.info(section, target_nodes=RedisCluster.PRIMARIES)).values())
     return [await redis.info(section)]
+
+
+@dataclass(frozen=True)
+class RedisFigures:
+    """What Redis (each primary of a cluster, summed) says of its own work so far:
+    commands run, by name, and CPU seconds."""
+
+    commands: int
+    calls: dict[str, int]
+    cpu_seconds: float
+    script_usec: int  # time running scripts
+
+    def calls_per_saga(self, before: "RedisFigures", sagas: int) -> dict[str, float]:
+        """Calls of each command since `before`, per saga, most first (none left out)."""
+        calls = {name: n - before.calls.get(name, 0) for name, n in self.calls.items()}
+        ranked = sorted(((n, name) for name, n in calls.items() if n > 0), reverse=True)
+        return {name: round(n / sagas, 2) for n, name in ranked}
+
+
+async def _redis_figures(redis: AnyRedis) -> RedisFigures:
+    stats, commandstats, cpu = (
+        await _info(redis, "stats"),
+        await _info(redis, "commandstats"),
+        await _info(redis, "cpu"),
+    )
+    calls: dict[str, int] = {}
+    for node in commandstats:
+        for name, figures in node.items():
+            calls[name.removeprefix("cmdstat_")] = calls.get(
+                name.removeprefix("cmdstat_"), 0
+            ) + int(figures["calls"])
+    return RedisFigures(
+        commands=sum(int(node["total_commands_processed"]) for node in stats),
+        calls=calls,
+        cpu_seconds=sum(float(n["used_cpu_user"]) + float(n["used_cpu_sys"]) for n in cpu),
+        # A script's time holds its inner commands' (counted under their own names too).
+        script_usec=sum(
+            int(figures["usec"])
+            for node in commandstats
+            for name, figures in node.items()
+            if name.startswith(("cmdstat_eval", "cmdstat_fcall"))
+        ),
+    )
 
 
 def _processes(config: Settings, children: dict[str, subprocess.Popen[bytes]]) -> dict[str, int]:

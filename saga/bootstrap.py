@@ -137,7 +137,11 @@ class Wiring:
 
     def dispatcher(self, transport: Transport) -> Dispatcher:
         """Publishes what the store's outboxes hold, on `transport`."""
-        return Dispatcher(self.store, transport)
+        # A command unanswered this long is cleared on its own, well before the relay's
+        # grace would have it published again.
+        return Dispatcher(
+            self.store, transport, answer_wait=min(1.0, self.settings.relay_grace / 4)
+        )
 
     def orchestrator(self, dispatcher: Dispatcher) -> Orchestrator:
         """Applies replies, timers, cancels and replays to sagas."""

@@ -51,6 +51,9 @@ from saga.scripts import ScriptBatcher
 #                     closed in the bucket (being deleted) for the saga to start (absent:
 #                     a built-in definition)
 #   events            how many events
+#   answered          the id of the command the input is a reply to (absent: none): a
+#                     reply proves it was published, so it leaves the outbox here, and
+#                     the outbox's marker with it once the outbox is empty
 #   commands          the ids of the commands to put in the outbox
 #   timers            [{due, id}]: the timers to schedule, each's due time (a score) and id
 #   cancelled         the ids of the timers to cancel
@@ -64,39 +67,64 @@ local state_key, events_key, applied_key, outbox_key, active_key, ended_key,
   definition_sagas_key, closed_key, failed_key = unpack(KEYS)
 local a = cjson.decode(ARGV[1])
 local current = tonumber(redis.call('HGET', state_key, 'version') or '0')
-if a.applied_id and redis.call('SISMEMBER', applied_key, a.applied_id) == 1 then
-  return {'duplicate', current}
+-- The applied id is recorded first, SADD telling whether it was there: one command
+-- rather than a check and a write; a refused append takes it out again below.
+local recorded = false
+if a.applied_id then
+  if a.record_applied then
+    if redis.call('SADD', applied_key, a.applied_id) == 0 then
+      return {'duplicate', current}
+    end
+    recorded = true
+  elseif redis.call('SISMEMBER', applied_key, a.applied_id) == 1 then
+    return {'duplicate', current}
+  end
 end
+local refusal
 if current ~= a.expected_version then
-  return {'conflict', current}
+  refusal = 'conflict'
+elseif a.created and a.definition and redis.call('SISMEMBER', closed_key, a.definition) == 1 then
+  refusal = 'no_definition'
 end
-if a.created and a.definition and redis.call('SISMEMBER', closed_key, a.definition) == 1 then
-  return {'no_definition', current}
+if refusal then
+  if recorded then redis.call('SREM', applied_key, a.applied_id) end
+  return {refusal, current}
 end
-local saga, text = a.saga, 3
-for _ = 1, a.events do
-  redis.call('RPUSH', events_key, ARGV[text])
-  text = text + 1
+local saga, text = a.saga, 3 + a.events
+-- Each write takes all its values at once: one RPUSH for the events, one HSET for the
+-- outbox, one ZADD and one HSET for the timers, one ZREM and one HDEL for those cancelled.
+if a.events > 0 then
+  redis.call('RPUSH', events_key, unpack(ARGV, 3, text - 1))
 end
 redis.call('HSET', state_key, 'version', tostring(a.version), 'state', ARGV[2])
-if a.applied_id and a.record_applied then
-  redis.call('SADD', applied_key, a.applied_id)
+local n = #a.commands
+if a.answered then
+  redis.call('HDEL', outbox_key, a.answered)
+  if n == 0 and redis.call('HLEN', outbox_key) == 0 then
+    redis.call('ZREM', outbox_index, saga)
+  end
 end
-for _, id in ipairs(a.commands) do
-  redis.call('HSET', outbox_key, id, ARGV[text])
-  text = text + 1
-end
-if #a.commands > 0 then
+if n > 0 then
+  local fields = {}
+  for i, id in ipairs(a.commands) do
+    fields[2 * i - 1], fields[2 * i] = id, ARGV[text + i - 1]
+  end
+  text = text + n
+  redis.call('HSET', outbox_key, unpack(fields))
   redis.call('ZADD', outbox_index, a.marker, saga)
 end
-for _, timer in ipairs(a.timers) do
-  redis.call('ZADD', timers_key, timer.due, timer.id)
-  redis.call('HSET', timer_data_key, timer.id, ARGV[text])
-  text = text + 1
+if #a.timers > 0 then
+  local scores, data = {}, {}
+  for i, timer in ipairs(a.timers) do
+    scores[2 * i - 1], scores[2 * i] = timer.due, timer.id
+    data[2 * i - 1], data[2 * i] = timer.id, ARGV[text + i - 1]
+  end
+  redis.call('ZADD', timers_key, unpack(scores))
+  redis.call('HSET', timer_data_key, unpack(data))
 end
-for _, id in ipairs(a.cancelled) do
-  redis.call('ZREM', timers_key, id)
-  redis.call('HDEL', timer_data_key, id)
+if #a.cancelled > 0 then
+  redis.call('ZREM', timers_key, unpack(a.cancelled))
+  redis.call('HDEL', timer_data_key, unpack(a.cancelled))
 end
 if a.created then
   redis.call('ZADD', sagas_key, a.created, saga)
@@ -165,11 +193,12 @@ return left
 _LOAD: Final = "return redis.call('HGET', KEYS[1], 'state')"
 
 # Remove published commands from a saga's outbox; once it is empty, forget the saga's
-# outbox marker, unless somebody re-marked the saga since the marker was read.
+# outbox marker, unless somebody re-marked the saga since the marker was read. Commands
+# already gone were taken out by the append of their replies, which saw to the marker.
 # KEYS: the outbox, the outbox index. ARGV: saga id, marker, command ids...
 _CLEAR_OUTBOX: Final = """
-if #ARGV > 2 then
-  redis.call('HDEL', KEYS[1], unpack(ARGV, 3))
+if #ARGV > 2 and redis.call('HDEL', KEYS[1], unpack(ARGV, 3)) == 0 then
+  return 0
 end
 if redis.call('HLEN', KEYS[1]) == 0 and redis.call('ZSCORE', KEYS[2], ARGV[1]) == ARGV[2] then
   return redis.call('ZREM', KEYS[2], ARGV[1])
@@ -348,17 +377,20 @@ class RedisSagaStore:
         applied_id: str | None,
         marker: int,
         record_applied: bool = True,
+        answered: str | None = None,
     ) -> AppendOutcome:
         """Append a decision atomically, in one script: events, state, applied id, outbox,
         timers and the outbox marker (under `marker`), or nothing. An input whose
         `applied_id` is recorded already is a duplicate; `record_applied=False` checks
-        that without recording it."""
+        that without recording it. `answered`: the command the input replies to, which
+        leaves the outbox (published, since answered) in the same script."""
         return await self._append_with(
             decision,
             expected_version=expected_version,
             applied_id=applied_id,
             marker=marker,
             record_applied=record_applied,
+            answered=answered,
         )
 
     async def _append_with(
@@ -371,6 +403,7 @@ class RedisSagaStore:
         created: str | None = None,
         definition: str | None = None,
         record_applied: bool = True,
+        answered: str | None = None,
     ) -> AppendOutcome:
         state = decision.state
         args = _append_args(
@@ -381,6 +414,7 @@ class RedisSagaStore:
             marker=marker,
             created=created,
             definition=definition,
+            answered=answered,
         )
         keys = self._append_keys(state)
         status, version = await self._append(keys=keys, args=args)
@@ -729,6 +763,7 @@ def _append_args(
     marker: int,
     created: str | None,
     definition: str | None,
+    answered: str | None,
 ) -> list[str]:
     """The append script's ARGV: its fields by name, as JSON, then the JSON texts it
     keeps (see _APPEND)."""
@@ -757,6 +792,7 @@ def _append_args(
         ),
         ("created", created),
         ("definition", definition),
+        ("answered", answered),
     ]
     fields.update((name, value) for name, value in optional if value)  # absent: none
     return [
