@@ -41,6 +41,25 @@ async def test_concurrent_first_uses_of_a_key_name_one_saga_and_another_body_is_
     assert other.first and other.saga_id != claims[0].saga_id
 
 
+async def test_a_key_whose_record_was_lost_still_names_the_same_saga(
+    redis: AnyRedis, namespace: str
+) -> None:
+    keys = IdempotencyKeys(redis, namespace)
+    body: dict[str, object] = {"items": [{"product_id": "p1", "quantity": 1}]}
+    first = await keys.claim("ann", "k1", body)
+    # A failover took the record (it lives on another shard than the saga it names).
+    assert await namespace_keys(redis, namespace, "idempotency") == 1
+    await redis.delete(*[k async for k in redis.scan_iter(match=f"{namespace}:idempotency:*")])
+    again = await keys.claim("ann", "k1", body)
+    assert again.first and again.saga_id == first.saga_id  # one saga for one order
+    with pytest.raises(KeyReused):  # and the record is back
+        await keys.claim("ann", "k1", {"items": []})
+
+
+async def namespace_keys(redis: AnyRedis, namespace: str, kind: str) -> int:
+    return len([k async for k in redis.scan_iter(match=f"{namespace}:{kind}:*")])
+
+
 async def test_a_session_lives_as_long_as_its_token_and_ends_at_sign_out(
     redis: AnyRedis, namespace: str
 ) -> None:
