@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import aio_pika
 from redis.asyncio import Redis
 
 from bench.baseline import run_baseline
 from contracts.topology import Topology
+from saga.amqp_nodes import connect_pika
 from saga.bootstrap import InProcessWorkers, Wiring
 from saga.connections import redis_client
 from saga.core.definition import SagaDefinition
@@ -256,7 +256,7 @@ async def _wait_for_consumers(config: Settings, within: float = 30) -> None:
         *(topology.participant_queue(p) for p in EXTENSIONS.participants),
     ]
     deadline = time.monotonic() + within
-    async with await aio_pika.connect(config.rabbitmq_url) as connection:
+    async with await connect_pika(config.rabbitmq_url) as connection:
         while True:
             channel = await connection.channel()
             counts = []
