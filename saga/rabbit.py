@@ -25,6 +25,7 @@ from saga.amqp_errors import AMQP_OUTAGES, AMQP_REFUSALS, NO_ROUTE
 from saga.amqp_nodes import GROUP_SIZE_ARGUMENT, first_answering, group_size, node_urls
 from saga.core.policy import RECONNECT, Backoff, backoff_delay
 from saga.handling import run_handler
+from saga.settings import without_password
 from saga.transport import (
     DELIVERY_LIMIT,
     PUBLISH_ERRORS,
@@ -153,6 +154,11 @@ class RabbitTransport:
         return self._urls
 
     @property
+    def node(self) -> str | None:
+        """The URL of the node it is connected to now (None while not connected)."""
+        return self._urls[self._node] if self.connected else None
+
+    @property
     def group_size(self) -> int | None:
         """How many members the quorum queues it makes have (None: the broker's default)."""
         return self._group_size
@@ -245,7 +251,7 @@ class RabbitTransport:
             while not self._closed:
                 try:
                     await self._open()
-                    log.info("connected to RabbitMQ")
+                    log.info("connected to RabbitMQ", node=without_password(self._urls[self._node]))
                     break
                 except _OUTAGES as exc:
                     failed += 1

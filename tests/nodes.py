@@ -286,6 +286,12 @@ class RabbitCluster:
         status = json.loads(first.ctl("cluster_status", "--formatter", "json").stdout)
         assert sorted(status["running_nodes"]) == sorted(n.name for n in self.nodes), status
 
+    def busiest(self) -> RabbitNode:
+        """The node with the most client connections."""
+        # A connection's pid names its node: <saga-test-…@localhost.1699.0>.
+        pids = self.nodes[0].ctl("list_connections", "pid", "-s").stdout
+        return max(self.nodes, key=lambda node: pids.count(f"<{node.name}."))
+
     def stop(self) -> None:
         """Stop every node by its PID; their data stays."""
         for node in self.nodes:

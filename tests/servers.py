@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from contracts.topology import Topology
+from saga.amqp_nodes import connect_pika
 from saga.namespaces import delete_keys
 from saga.rabbit import delete_topology
 from saga.registry import participants_key
@@ -111,7 +112,7 @@ async def drop_namespace(
         topology = topology.with_participants(named)
         await delete_keys(redis, namespace)
     try:
-        connection = await aio_pika.connect(rabbitmq_url, timeout=3)
+        connection = await connect_pika(rabbitmq_url, timeout=3)
     except Exception:
         return
     async with connection:
