@@ -375,7 +375,9 @@ def _processes(config: Settings, children: dict[str, subprocess.Popen[bytes]]) -
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if name == "beam.smp":
+        # One node: the one RabbitMQ here (several nodes, a cluster's: not told apart
+        # from other nodes on the machine, so not measured).
+        if name == "beam.smp" and "," not in config.rabbitmq_url:
             processes.setdefault("rabbitmq", int(entry.name))
         elif name == "redis-server" and redis_port in command:
             processes.setdefault("redis", int(entry.name))

@@ -249,6 +249,10 @@ class RabbitTransport:
             await self._drop()
             failed = 0
             while not self._closed:
+                if failed:
+                    # A node that takes the connection but not the setup (one cut off from
+                    # the others' majority) is not tried first again.
+                    self._node = (self._node + 1) % len(self._urls)
                 try:
                     await self._open()
                     log.info("connected to RabbitMQ", node=without_password(self._urls[self._node]))

@@ -5,7 +5,6 @@ whose node leaves carries on on another node with nothing lost."""
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import pytest
 from structlog.testing import capture_logs
@@ -16,6 +15,7 @@ from saga.amqp_nodes import connect_pika
 from saga.core.policy import Backoff
 from saga.rabbit import RabbitTransport, delete_topology, work_queue_arguments
 from saga.transport import ACK, Delivery, Outcome
+from tests.integration.test_transport_contract import envelope
 from tests.nodes import RabbitCluster
 from tests.servers import SHOP_PARTICIPANTS
 from tests.waiting import eventually
@@ -68,17 +68,6 @@ async def test_a_queue_that_exists_is_taken_with_the_members_it_has(
     held = await asyncio.to_thread(members, rabbit_cluster)
     assert len(held[cleaned.orchestrator_queue]) == 3  # as it was made
     assert len(held[cleaned.participant_queue("courier")]) == 2  # made now
-
-
-def envelope(n: int) -> Envelope:
-    return Envelope(
-        message_id=f"m{n}",
-        saga_id="s1",
-        correlation_id="s1",
-        type="ReserveStock",
-        sent_at=datetime.now(UTC),
-        payload={"n": n},
-    )
 
 
 async def test_a_consumer_whose_node_leaves_is_back_on_another_with_every_message(
