@@ -80,7 +80,7 @@ def _translated(doing: str) -> Iterator[None]:
 
 class RabbitTransport:
     """One AMQP connection with a confirmed publishing channel and a channel per consumer,
-    made again whenever it, or any of its channels, is lost: to the next node of a
+    made again whenever it, or any of its channels, is lost: to another node of a
     cluster's, when `url` names several (comma-separated).
 
     Built on aiormq itself: aio-pika's robust connection wraps every delivery in an
@@ -106,7 +106,7 @@ class RabbitTransport:
         self.topology = topology
         self._urls = node_urls(url)
         # The node tried first: processes start on nodes drawn at random, which spreads
-        # their connections over the cluster; after a loss, the next node is tried first.
+        # their connections over the cluster; after a loss, another is tried first.
         self._node = random.randrange(len(self._urls))
         self._group_size = group_size(quorum_size, len(self._urls))
         if quorum_size is not None and quorum_size > len(self._urls):
@@ -215,6 +215,12 @@ class RabbitTransport:
             aiormq.connect(url, client_properties=self._client_properties), timeout=10
         )
 
+    def _try_another_node_first(self) -> None:
+        """Start the next connect at another node, drawn at random: the processes one
+        node's loss disconnected spread over the nodes left, not all onto one."""
+        if len(self._urls) > 1:
+            self._node = (self._node + random.randrange(1, len(self._urls))) % len(self._urls)
+
     def _on_lost(self, connection: aiormq.abc.AbstractConnection, *_: object) -> None:
         """Something of `connection` closed; only the current connection's losses count
         (the old one's closing callbacks come in after it was replaced)."""
@@ -244,15 +250,14 @@ class RabbitTransport:
                 return
             if self._connection is not None:  # not the first try of keep_connecting
                 log.warning("RabbitMQ connection lost, reconnecting")
-                # Its node may be the one that went: another is tried first.
-                self._node = (self._node + 1) % len(self._urls)
+                self._try_another_node_first()  # its node may be the one that went
             await self._drop()
             failed = 0
             while not self._closed:
                 if failed:
                     # A node that takes the connection but not the setup (one cut off from
                     # the others' majority) is not tried first again.
-                    self._node = (self._node + 1) % len(self._urls)
+                    self._try_another_node_first()
                 try:
                     await self._open()
                     log.info("connected to RabbitMQ", node=without_password(self._urls[self._node]))
