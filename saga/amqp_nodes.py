@@ -49,21 +49,17 @@ async def first_answering(
     tried; when none answers, the last one's error is raised."""
     if not urls:
         raise ValueError("no RabbitMQ URL given")
-    last: BaseException | None = None
-    for step in range(len(urls)):
-        index = (start + step) % len(urls)
+    *others, last = [(start + step) % len(urls) for step in range(len(urls))]
+    for index in others:
         try:
             return index, await connect(urls[index])
         except NODE_DOWN as exc:
-            last = exc
-            if len(urls) > 1:
-                log.warning(
-                    "RabbitMQ node does not answer, trying the next",
-                    node=without_password(urls[index]),
-                    error=repr(exc),
-                )
-    assert last is not None
-    raise last
+            log.warning(
+                "RabbitMQ node does not answer, trying the next",
+                node=without_password(urls[index]),
+                error=repr(exc),
+            )
+    return last, await connect(urls[last])
 
 
 async def connect_pika(urls: str, **options: Any) -> aio_pika.abc.AbstractConnection:

@@ -2,6 +2,7 @@
 first node that answers."""
 
 import pytest
+from structlog.testing import capture_logs
 
 from saga.amqp_nodes import first_answering, group_size, node_urls
 
@@ -46,8 +47,10 @@ async def test_when_no_node_answers_the_last_error_is_raised() -> None:
     async def connect(url: str) -> str:
         raise ConnectionRefusedError(url)
 
-    with pytest.raises(ConnectionRefusedError, match="a"):
+    with capture_logs() as logs, pytest.raises(ConnectionRefusedError, match="a"):
         await first_answering(["b", "a"], connect)
+    # Each node passed over is said; the last one's error is the one raised.
+    assert [e["node"] for e in logs] == ["b"]
 
 
 async def test_an_error_that_is_not_a_node_down_is_not_taken_for_one() -> None:
