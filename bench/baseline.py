@@ -19,9 +19,9 @@ from typing import Final
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
-from redis.asyncio import Redis
 
 from saga.amqp_nodes import connect_pika
+from saga.connections import AnyRedis
 
 STEPS: Final = 4
 
@@ -48,7 +48,7 @@ class BaselineRun:
 
 
 async def run_baseline(
-    url: str, redis: "Redis", *, sagas: int, concurrency: int, idle_timeout: float = 60
+    url: str, redis: AnyRedis, *, sagas: int, concurrency: int, idle_timeout: float = 60
 ) -> BaselineRun:
     """Run `sagas` three-step sagas with `concurrency` in flight; clean up after."""
     prefix = f"bench-baseline-{uuid.uuid4().hex[:10]}"

@@ -71,6 +71,10 @@ def _print(result: "BenchResult") -> None:
             continue
         if key == "cpu_seconds":
             value = ", ".join(f"{k} {v:.1f}" for k, v in value.items())
+        elif key == "cpu_ms_per_saga":
+            value = ", ".join(f"{k} {v:.2f}" for k, v in value.items())
+        elif key == "redis_commands_by_name":
+            value = ", ".join(f"{k} {v:g}" for k, v in value.items())
         row = [key, "" if value is None else str(value)]
         if result.baseline:
             row.append(str(floor.get(key, "")))

@@ -21,16 +21,17 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from bench.baseline import run_baseline
 from contracts.topology import Topology
-from saga.amqp_nodes import connect_pika
+from saga.amqp_nodes import connect_pika, node_urls
 from saga.bootstrap import InProcessWorkers, Wiring
-from saga.connections import redis_client
+from saga.connections import AnyRedis, cluster_nodes, is_cluster_url, redis_client
 from saga.core.definition import SagaDefinition
 from saga.eventloop import loop_name
 from saga.extensions import Extensions
+from saga.keyspace import Keyspace
 from saga.namespaces import delete_namespace
 from saga.orchestrator import SagaStarter
 from saga.settings import Settings
@@ -56,7 +57,7 @@ class Sample:
     """Memory at one point of a run: Redis's, and each process's resident set."""
 
     sagas_done: int
-    redis_mb: float
+    redis_mb: float  # on a Redis Cluster: its primaries' together
     redis_keys: int  # every key of the run's namespace, the services' business data too
     saga_keys: int  # the orchestrator's keys of single sagas (logs, states, applied ids)
     rss_mb: dict[str, float]
@@ -92,7 +93,16 @@ class BenchResult:
     p99_ms: float
     messages_per_s: float
     redis_commands_per_saga: float
+    # Of them, by command (a script's own commands by name too, besides its EVALSHA).
+    redis_commands_by_name: dict[str, float]
+    # Redis's CPU (user + system, as its INFO says) per saga: all of the server's work,
+    # so on a Redis that other clients share, theirs too.
+    redis_cpu_ms_per_saga: float
+    # Of it, Redis's time running scripts (their inner commands included), as its
+    # commandstats count it: almost all of a saga's Redis work is in scripts.
+    redis_script_ms_per_saga: float
     cpu_seconds: dict[str, float]
+    cpu_ms_per_saga: dict[str, float]
     memory: list[Sample]
     baseline: BaselineResult | None = None
     throughput_ratio: float | None = None
@@ -175,16 +185,16 @@ async def _run_system(
         samples: list[Sample] = []
 
         async def sample(done: int) -> None:
-            samples.append(await _sample(redis, namespace, processes, done))
+            samples.append(await _sample(redis, store.keyspace, processes, done))
 
         await sample(0)
-        commands_before = await _redis_commands(redis)
+        redis_before = await _redis_figures(redis)
         cpu_before = _cpu(processes)
         started = time.monotonic()
         ended = await _drive(starter, definition, order, sagas, concurrency, store, sample)
         seconds = time.monotonic() - started
         cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu(processes).items()}
-        redis_commands = await _redis_commands(redis) - commands_before
+        redis_after = await _redis_figures(redis)
         await dispatcher.settle()
         await sample(len(ended))
         latencies = sorted(e.latency_ms for e in ended.values() if e.status == "completed")
@@ -206,8 +216,18 @@ async def _run_system(
             p95_ms=round(percentile(latencies, 95), 1),
             p99_ms=round(percentile(latencies, 99), 1),
             messages_per_s=round(messages / seconds, 1),
-            redis_commands_per_saga=round(redis_commands / sagas, 1),
+            redis_commands_per_saga=round(
+                (redis_after.commands - redis_before.commands) / sagas, 1
+            ),
+            redis_commands_by_name=redis_after.calls_per_saga(redis_before, sagas),
+            redis_cpu_ms_per_saga=round(
+                (redis_after.cpu_seconds - redis_before.cpu_seconds) * 1000 / sagas, 3
+            ),
+            redis_script_ms_per_saga=round(
+                (redis_after.script_usec - redis_before.script_usec) / 1000 / sagas, 3
+            ),
             cpu_seconds={k: round(v, 2) for k, v in cpu.items()},
+            cpu_ms_per_saga={k: round(v * 1000 / sagas, 3) for k, v in cpu.items()},
             memory=samples,
         )
     finally:
@@ -357,16 +377,69 @@ async def _ended(store: RedisSagaStore, saga_ids: list[str]) -> dict[str, Ended]
     return ended
 
 
-async def _redis_commands(redis: Any) -> int:
-    info = await redis.info("stats")
-    return int(info["total_commands_processed"])
+async def _info(redis: AnyRedis, section: str) -> list[dict[str, Any]]:
+    """An INFO section of one Redis, or of each primary of a Redis Cluster (whose client
+    would otherwise ask one node)."""
+    if isinstance(redis, RedisCluster):
+        return list((await redis.info(section, target_nodes=RedisCluster.PRIMARIES)).values())
+    return [await redis.info(section)]
+
+
+@dataclass(frozen=True)
+class RedisFigures:
+    """What Redis (each primary of a cluster, summed) says of its own work so far:
+    commands run, by name, and CPU seconds."""
+
+    commands: int
+    calls: dict[str, int]
+    cpu_seconds: float
+    script_usec: int  # time running scripts
+
+    def calls_per_saga(self, before: "RedisFigures", sagas: int) -> dict[str, float]:
+        """Calls of each command since `before`, per saga, most first (none left out)."""
+        calls = {name: n - before.calls.get(name, 0) for name, n in self.calls.items()}
+        ranked = sorted(((n, name) for name, n in calls.items() if n > 0), reverse=True)
+        return {name: round(n / sagas, 2) for n, name in ranked}
+
+
+async def _redis_figures(redis: AnyRedis) -> RedisFigures:
+    stats, commandstats, cpu = (
+        await _info(redis, "stats"),
+        await _info(redis, "commandstats"),
+        await _info(redis, "cpu"),
+    )
+    calls: dict[str, int] = {}
+    for node in commandstats:
+        for name, figures in node.items():
+            calls[name.removeprefix("cmdstat_")] = calls.get(
+                name.removeprefix("cmdstat_"), 0
+            ) + int(figures["calls"])
+    return RedisFigures(
+        commands=sum(int(node["total_commands_processed"]) for node in stats),
+        calls=calls,
+        cpu_seconds=sum(float(n["used_cpu_user"]) + float(n["used_cpu_sys"]) for n in cpu),
+        # A script's time holds its inner commands' (counted under their own names too).
+        script_usec=sum(
+            int(figures["usec"])
+            for node in commandstats
+            for name, figures in node.items()
+            if name.startswith(("cmdstat_eval", "cmdstat_fcall"))
+        ),
+    )
 
 
 def _processes(config: Settings, children: dict[str, subprocess.Popen[bytes]]) -> dict[str, int]:
     """The processes to measure: this one, the workers, and the servers if they run here."""
     processes = {"bench": os.getpid(), **{name: c.pid for name, c in children.items()}}
-    redis_port = f":{urlsplit(config.redis_url).port or 6379}"
-    local = {urlsplit(u).hostname for u in (config.redis_url, config.rabbitmq_url)}
+    # A Redis Cluster's nodes are measured each, as "redis <port>" (the URL names them).
+    if is_cluster_url(config.redis_url):
+        redis_nodes = cluster_nodes(config.redis_url)
+    else:
+        url = urlsplit(config.redis_url)
+        redis_nodes = [(url.hostname or "localhost", url.port or 6379)]
+    label = {port: "redis" if len(redis_nodes) == 1 else f"redis {port}" for _, port in redis_nodes}
+    rabbitmq_hosts = {urlsplit(url).hostname for url in node_urls(config.rabbitmq_url)}
+    local = {host for host, _ in redis_nodes} | rabbitmq_hosts
     if not local <= {"127.0.0.1", "localhost", "::1"}:
         return processes
     for entry in Path("/proc").glob("[0-9]*"):
@@ -379,9 +452,19 @@ def _processes(config: Settings, children: dict[str, subprocess.Popen[bytes]]) -
         # from other nodes on the machine, so not measured).
         if name == "beam.smp" and "," not in config.rabbitmq_url:
             processes.setdefault("rabbitmq", int(entry.name))
-        elif name == "redis-server" and redis_port in command:
-            processes.setdefault("redis", int(entry.name))
+        elif name == "redis-server":
+            port = _listening_port(command)
+            if port in label:
+                processes.setdefault(label[port], int(entry.name))
     return processes
+
+
+def _listening_port(title: str) -> int | None:
+    """The port of a redis-server by its process title ("redis-server HOST:PORT", with
+    " [cluster]" on a cluster node)."""
+    words = title.split()
+    port = words[1].rpartition(":")[2] if len(words) > 1 else ""
+    return int(port) if port.isdigit() else None
 
 
 def _cpu(processes: dict[str, int]) -> dict[str, float]:
@@ -408,17 +491,20 @@ def _rss_mb(pid: int) -> float | None:
     return round(kb / 1024, 1)
 
 
-async def _sample(redis: "Redis", namespace: str, processes: dict[str, int], done: int) -> Sample:
+async def _sample(
+    redis: AnyRedis, keyspace: Keyspace, processes: dict[str, int], done: int
+) -> Sample:
     """Redis's memory and the run's keys, and every process's resident set, now."""
-    memory = await redis.info("memory")
+    memory = sum(int(info["used_memory"]) for info in await _info(redis, "memory"))
+    saga_prefixes = tuple(f"{bucket.prefix}:saga:" for bucket in keyspace.buckets)
     keys = saga_keys = 0
-    async for key in redis.scan_iter(match=f"{namespace}:*", count=1000):
+    async for key in redis.scan_iter(match=f"{keyspace.namespace}:*", count=1000):
         keys += 1
-        saga_keys += key.startswith(f"{namespace}:saga:")
+        saga_keys += key.startswith(saga_prefixes)
     rss = {name: mb for name, pid in processes.items() if (mb := _rss_mb(pid)) is not None}
     return Sample(
         sagas_done=done,
-        redis_mb=round(int(memory["used_memory"]) / MB, 1),
+        redis_mb=round(memory / MB, 1),
         redis_keys=keys,
         saga_keys=saga_keys,
         rss_mb=rss,

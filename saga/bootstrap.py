@@ -15,13 +15,12 @@ from datetime import timedelta
 
 import structlog
 from prometheus_client import start_http_server
-from redis.asyncio import Redis
 
 from contracts.topology import Topology
 from saga import eventloop
 from saga import participant as sdk
 from saga.clock import Clock, utc_now
-from saga.connections import redis_client
+from saga.connections import AnyRedis, redis_client, warn_if_replicas_short
 from saga.core.definition import SagaDefinition
 from saga.definitions import compile_documents
 from saga.extensions import Extensions, ParticipantLike, selected
@@ -86,7 +85,7 @@ class Wiring:
         settings: Settings,
         *,
         extensions: Extensions | None = None,
-        redis: Redis | None = None,
+        redis: AnyRedis | None = None,
         transport: TransportFactory | None = None,
         clock: Clock = utc_now,
     ) -> None:
@@ -101,6 +100,7 @@ class Wiring:
         self.store = RedisSagaStore(
             self.redis,
             settings.namespace,
+            buckets=settings.redis_buckets,
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=int(settings.redis_wait_timeout * 1000),
         )
@@ -110,6 +110,7 @@ class Wiring:
             builtins=self.builtins,
             catalogue=self.catalogue,
             adjust=adjust_for(settings),
+            buckets=settings.redis_buckets,
         )
 
     @property
@@ -137,7 +138,11 @@ class Wiring:
 
     def dispatcher(self, transport: Transport) -> Dispatcher:
         """Publishes what the store's outboxes hold, on `transport`."""
-        return Dispatcher(self.store, transport)
+        # A command unanswered this long is cleared on its own, well before the relay's
+        # grace would have it published again.
+        return Dispatcher(
+            self.store, transport, answer_wait=min(1.0, self.settings.relay_grace / 4)
+        )
 
     def orchestrator(self, dispatcher: Dispatcher) -> Orchestrator:
         """Applies replies, timers, cancels and replays to sagas."""
@@ -216,6 +221,7 @@ class InProcessWorkers:
     async def start(self) -> None:
         """Connect, start consuming, start the orchestrator's loops."""
         wiring = self.wiring
+        await wiring.store.check_layout()
         transport = await self._connected("orchestrator")
         dispatcher = self._dispatcher = wiring.dispatcher(transport)
         await transport.declare_participants(await wiring.registry.participants())
@@ -243,6 +249,8 @@ async def run_orchestrator(settings: Settings, stop: asyncio.Event) -> None:
     wiring = Wiring(settings)
     transport = wiring.transport("orchestrator")
     try:
+        await wiring.store.check_layout()
+        await warn_if_replicas_short(wiring.redis, settings.redis_wait_replicas)
         await transport.connect()
         dispatcher = wiring.dispatcher(transport)
         await transport.declare_participants(await wiring.registry.participants())

@@ -14,6 +14,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from saga.connections import AnyRedis
 from saga.core.contracts import EMPTY, Catalogue
 from saga.settings import Settings, SettingsError
 from saga.transport import Transport
@@ -21,7 +22,6 @@ from saga.transport import Transport
 if TYPE_CHECKING:  # loaded only by the processes that use them
     import typer
     from fastapi import APIRouter
-    from redis.asyncio import Redis
 
 GROUP: Final = "saga.extensions"
 
@@ -41,7 +41,7 @@ class ParticipantLike(Protocol):
 
 
 # Builds a participant on the process's Redis client and settings.
-ParticipantFactory = Callable[["Redis", Settings], ParticipantLike]
+ParticipantFactory = Callable[[AnyRedis, Settings], ParticipantLike]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Demo:
     """What `saga demo` does for an extension: seed its data, then make its requests (the
     demo adds each request's customer as a user first)."""
 
-    seed: Callable[["Redis", Settings], Awaitable[None]]
+    seed: Callable[[AnyRedis, Settings], Awaitable[None]]
     requests: Sequence[DemoRequest]
 
 
@@ -91,7 +91,7 @@ class Extension:
     commands: Callable[[], Mapping[str, "typer.Typer"]] = _no_commands
     # The Redis keys of a namespace (given a client and the namespace) whose existence
     # shows the extension's data is there.
-    presence: Callable[["Redis", str], Sequence[str]] = lambda _redis, _namespace: ()
+    presence: Callable[[AnyRedis, str], Sequence[str]] = lambda _redis, _namespace: ()
     demo: Demo | None = None
 
 
@@ -138,7 +138,7 @@ class Extensions:
         """Every command group the extensions add to the command line."""
         return {name: app for e in self.loaded for name, app in e.commands().items()}
 
-    def presence_keys(self, redis: "Redis", namespace: str) -> list[str]:
+    def presence_keys(self, redis: AnyRedis, namespace: str) -> list[str]:
         """The keys that show any loaded extension's data in the namespace."""
         return [k for e in self.loaded for k in e.presence(redis, namespace)]
 

@@ -5,10 +5,10 @@ from collections.abc import Iterable
 
 import aio_pika
 import aiormq
-from redis.asyncio import Redis
 
 from contracts.topology import Topology
 from saga.amqp_nodes import connect_pika
+from saga.connections import AnyRedis
 from saga.rabbit import delete_topology
 from saga.registry import participants_key
 
@@ -19,7 +19,7 @@ def nothing_runs(namespace: str) -> str:
     return f"nothing runs in namespace {namespace!r} (is SAGA_NAMESPACE right?)"
 
 
-async def delete_keys(redis: "Redis", namespace: str, *, batch: int = 500) -> int:
+async def delete_keys(redis: AnyRedis, namespace: str, *, batch: int = 500) -> int:
     """Delete every key of the namespace, in batches; returns how many."""
     deleted = 0
     keys: list[str] = []
@@ -38,7 +38,7 @@ class NamespaceInUse(Exception):
 
 
 async def delete_namespace(
-    redis: "Redis",
+    redis: AnyRedis,
     rabbitmq_url: str,
     namespace: str,
     *,
@@ -49,7 +49,7 @@ async def delete_namespace(
     the participants it knows of: named by its definitions, or run on the SDK there); how
     many keys. `unless_in_use`: first make sure nothing consumes its queues
     (NamespaceInUse, and nothing deleted, if something does)."""
-    named = {str(p) for p in await redis.smembers(participants_key(namespace))}
+    named = {str(p) for p in await redis.smembers(participants_key(redis, namespace))}
     topology = Topology(namespace).with_participants(sorted(named | set(participants)))
     async with await connect_pika(rabbitmq_url, timeout=10) as connection:
         if unless_in_use:

@@ -331,6 +331,7 @@ class Orchestrator:
                     continue
                 return Applied("nothing_to_do", state)
             marker = marker_of(now)
+            answered = saga_input.causation_id if isinstance(saga_input, ReplyReceived) else None
             try:
                 outcome = await self._store.append(
                     decision,
@@ -338,6 +339,7 @@ class Orchestrator:
                     applied_id=applied_id,
                     marker=marker,
                     record_applied=not _only_recorded(decision),
+                    answered=answered,
                 )
             except VersionConflict:
                 bound.debug("version conflict, deciding again")
@@ -358,9 +360,12 @@ class Orchestrator:
                     flushed = await self._dispatcher.flush(saga_id, marker=marker)
                     bound.info("duplicate input ignored", republished=flushed)
                     return Applied("duplicate", state)
+                if answered is not None:
+                    self._dispatcher.answered(answered)  # out of its outbox with the append
                 _log_decision(bound, decision)
                 metrics.observe(state, decision)
-                await self._dispatcher.dispatch(saga_id, decision.commands, marker=marker)
+                if decision.commands:
+                    await self._dispatcher.dispatch(saga_id, decision.commands, marker=marker)
             except ReplicasBehind:
                 raise  # not durable enough yet to publish: the input is tried again
             except DISPATCH_ERRORS as exc:
@@ -395,7 +400,7 @@ class TimerLoop:
     async def run_once(self, *, limit: int = 100) -> int:
         """Fire every due timer (up to `limit`); returns how many were dealt with."""
         due = await self._timers.claim(now=marker_of(self._clock()), lease=self._lease, limit=limit)
-        for timer_id, timer in due:
+        for _, timer in due:
             try:
                 applied = await self._orchestrator.fire(timer)
             except INFRASTRUCTURE_ERRORS:
@@ -425,7 +430,7 @@ class TimerLoop:
             )
             if applied.outcome in ("unknown_saga", "unknown_type"):
                 log.warning("timer of an unknown saga dropped", saga_id=timer.saga_id)
-            await self._timers.delete(timer_id)
+            await self._timers.delete(timer)
         return len(due)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -1,7 +1,9 @@
 """The outbox: publish a saga's stored commands with confirms, and relay what a crash left."""
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
+from typing import Final
 
 import structlog
 from pydantic import ValidationError
@@ -19,14 +21,21 @@ log = structlog.get_logger(__name__)
 DISPATCH_ERRORS = (*INFRASTRUCTURE_ERRORS, *PUBLISH_ERRORS)
 
 
-class _Published:
-    """One dispatch's commands, to clear from the saga's outbox under its marker, and
-    a future for whoever waits until that was tried (made only for a waiter: rare)."""
+# Clearings due within this much of one another go in one pipeline.
+BATCH_WINDOW: Final = 0.02
 
-    __slots__ = ("_done", "_settled", "marker", "message_ids", "saga_id")
+
+class _Published:
+    """One dispatch's commands, to clear from the saga's outbox under its marker (those
+    not answered meanwhile), when, and a future for whoever waits until that was tried
+    (made only for a waiter: rare)."""
+
+    __slots__ = ("_done", "_settled", "answered", "clear_at", "marker", "message_ids", "saga_id")
 
     def __init__(self, saga_id: str, message_ids: list[str], marker: int) -> None:
         self.saga_id, self.message_ids, self.marker = saga_id, message_ids, marker
+        self.clear_at = 0.0
+        self.answered = False  # every command answered: nothing left to clear
         self._done = False
         self._settled: asyncio.Future[None] | None = None
 
@@ -48,22 +57,27 @@ class _Published:
 class Dispatcher:
     """Publishes a saga's outgoing commands with confirms, then clears them from its outbox.
 
-    The clearing is gathered: the outboxes of every command confirmed within
-    `clear_delay` are cleared in one pipeline, not one round trip each. Until then a
-    published command is still in its outbox; if the process dies meanwhile, the relay
-    publishes it again after its grace period, and the participant, which has seen its
-    idempotency key, answers as before. While this process is publishing a command, or
-    has published it and not yet tried to clear it, `flush` leaves it alone: a
-    redelivered reply and the relay that find one outbox at once publish it once.
+    A reply is the usual way out of the outbox: its append takes the command it answers
+    out in the same script (`answered` tells this dispatcher so), which costs Redis
+    next to nothing. A command not answered within `answer_wait` of its confirm is
+    cleared by a script of its own, so that the relay, after its grace period, does not
+    publish it again while its step runs; the clearings due together go in one pipeline.
+    Until then a published command is still in its outbox; if the process dies
+    meanwhile, the relay publishes it again after its grace period, and the participant,
+    which has seen its idempotency key, answers as before. While this process is
+    publishing a command, or has published it and it was neither answered nor cleared
+    yet, `flush` leaves it alone: a redelivered reply and the relay that find one outbox
+    at once publish it once.
     """
 
     def __init__(
-        self, store: RedisSagaStore, transport: Transport, *, clear_delay: float = 0.02
+        self, store: RedisSagaStore, transport: Transport, *, answer_wait: float = 1.0
     ) -> None:
         self._store = store
         self._transport = transport
-        self._clear_delay = clear_delay
+        self._answer_wait = answer_wait
         self._to_clear: list[_Published] = []
+        self._due_sooner = asyncio.Event()  # a clearing came due before the one awaited
         self._clearing: asyncio.Task[None] | None = None
         # The commands under way here (publishing, or published and not yet cleared).
         self._unsettled: dict[str, _Published] = {}
@@ -87,9 +101,28 @@ class Dispatcher:
         except BaseException:
             self._settle(published)  # still in the outbox: the relay's to publish
             raise
+        if published.answered:
+            return  # answered before its confirm came: out of the outbox already
+        # Nothing to be answered (a flush that found every command under way here): only
+        # the marker to clear, at once.
+        wait = self._answer_wait if published.message_ids else 0.0
+        published.clear_at = asyncio.get_running_loop().time() + wait
         self._to_clear.append(published)
         if self._clearing is None:
             self._clearing = asyncio.create_task(self._clear_soon())
+        elif not wait:
+            self._due_sooner.set()
+
+    def answered(self, command_id: str) -> None:
+        """The reply to a command was appended, which took the command out of its
+        outbox: it needs no clearing."""
+        published = self._unsettled.pop(command_id, None)
+        if published is None:
+            return  # not published here, or cleared already
+        published.message_ids.remove(command_id)
+        if not published.message_ids:
+            published.answered = True
+            published.settle()
 
     async def flush(self, saga_id: str, *, marker: int) -> int:
         """Publish whatever the saga's outbox holds that is not under way here already;
@@ -119,10 +152,21 @@ class Dispatcher:
         published.settle()
 
     async def _clear_soon(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._to_clear:
-                await asyncio.sleep(self._clear_delay)
-                batch, self._to_clear = self._to_clear, []
+                first = min(p.clear_at for p in self._to_clear)
+                self._due_sooner.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._due_sooner.wait(), max(first - loop.time(), BATCH_WINDOW)
+                    )
+                until = loop.time() + BATCH_WINDOW
+                due = [p for p in self._to_clear if p.clear_at <= until]
+                self._to_clear = [p for p in self._to_clear if p.clear_at > until]
+                batch = [p for p in due if not p.answered]
+                if not batch:
+                    continue
                 try:
                     await self._store.clear_outboxes(
                         [(p.saga_id, p.message_ids, p.marker) for p in batch]

@@ -10,6 +10,7 @@ start check each other in one Redis script each, so no saga ever starts on a ver
 being deleted.
 """
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,9 +18,8 @@ from typing import Final, Literal, Protocol, cast
 
 import structlog
 from pydantic import BaseModel
-from redis.asyncio import Redis
 
-from saga.connections import once_more
+from saga.connections import AnyRedis, once_more
 from saga.core.contracts import EMPTY, Catalogue
 from saga.core.definition import SagaDefinition
 from saga.core.document import (
@@ -29,7 +29,8 @@ from saga.core.document import (
     HttpSpec,
     compile_definition,
 )
-from saga.store import NoSuchDefinition, definition_field, definition_sagas_key, definitions_key
+from saga.keyspace import DEFAULT_BUCKETS, keyspace_of
+from saga.store import NoSuchDefinition, definition_field
 
 log = structlog.get_logger(__name__)
 
@@ -84,26 +85,34 @@ return {'created'}
 )
 _DRY_RUN: Final = _CHECK + "return {'created'}\n"
 
-# KEYS: applied definitions, the type's versions, all types, the version's sagas, the
-#       versions deleted, the documents of deleted versions. ARGV: field, version, type.
-# Returns {'deleted'|'absent'|'in_use', count of sagas}.
-_DELETE: Final = """
-local users = redis.call('SCARD', KEYS[4])
-if users > 0 then
-  return {'in_use', users}
+# Close one bucket to a version, unless sagas of the bucket may still need it: no saga
+# of the bucket starts on it from then on (the append checks). KEYS: the bucket's closed
+# versions, the version's sagas in the bucket. ARGV: field. Returns how many sagas of the
+# bucket need it (0: closed).
+_CLOSE: Final = """
+local users = redis.call('SCARD', KEYS[2])
+if users == 0 then
+  redis.call('SADD', KEYS[1], ARGV[1])
 end
+return users
+"""
+
+# KEYS: applied definitions, the type's versions, all types, the versions deleted, the
+#       documents of deleted versions. ARGV: field, version, type.
+# Returns 'deleted' or 'absent'. Run once every bucket is closed to the version.
+_DELETE: Final = """
 local document = redis.call('HGET', KEYS[1], ARGV[1])
 if not document then
-  return {'absent', 0}
+  return 'absent'
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[6], ARGV[1], document)
+redis.call('HSET', KEYS[5], ARGV[1], document)
 redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
 if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('SREM', KEYS[3], ARGV[3])
 end
-return {'deleted', 0}
+return 'deleted'
 """
 
 Adjust = Callable[[SagaDefinition], SagaDefinition]
@@ -153,12 +162,13 @@ class DefinitionRegistry:
 
     def __init__(
         self,
-        redis: "Redis",
+        redis: AnyRedis,
         namespace: str,
         *,
         builtins: Mapping[str, tuple[SagaDefinition, DefinitionSpec]],
         catalogue: Catalogue = EMPTY,
         adjust: Adjust = _identity,
+        buckets: int = DEFAULT_BUCKETS,
     ) -> None:
         self._redis = redis
         self._ns = namespace
@@ -172,15 +182,20 @@ class DefinitionRegistry:
         self._apply_script = redis.register_script(_APPLY)
         self._dry_run_script = redis.register_script(_DRY_RUN)
         self._delete_script = redis.register_script(_DELETE)
-        self._types_key = f"{namespace}:definition-types"
-        self._http_key = f"{namespace}:http-participants"
-        self._deleted_key = f"{namespace}:definitions-deleted"
+        self._close_script = redis.register_script(_CLOSE)
+        # The namespace's definitions share one hash slot on a cluster (the sagas that
+        # need a version are counted in each bucket of sagas).
+        self._keyspace = keyspace_of(redis, namespace, buckets=buckets)
+        self._definitions_key = self._keyspace.shared("definitions")
+        self._types_key = self._keyspace.shared("definition-types")
+        self._http_key = self._keyspace.shared("http-participants")
+        self._deleted_key = self._keyspace.shared("definitions-deleted")
         # What sagas that ended on a deleted version still read (their summary, a late
         # reply to record); nothing starts on it.
-        self._retired_key = f"{namespace}:definitions-retired"
+        self._retired_key = self._keyspace.shared("definitions-retired")
 
     def _versions_key(self, saga_type: str) -> str:
-        return f"{self._ns}:definition:{saga_type}:versions"
+        return self._keyspace.shared(f"definition:{saga_type}:versions")
 
     def is_builtin(self, saga_type: str, version: int) -> bool:
         """Whether this version is one of the registry's built-in ones (never stored, nor
@@ -206,10 +221,10 @@ class DefinitionRegistry:
         script = self._dry_run_script if dry_run else self._apply_script
         result = await script(
             keys=[
-                definitions_key(self._ns),
+                self._definitions_key,
                 self._versions_key(spec.name),
                 self._types_key,
-                participants_key(self._ns),
+                participants_key(self._redis, self._ns),
                 self._http_key,
                 self._deleted_key,
             ],
@@ -278,9 +293,7 @@ class DefinitionRegistry:
             return cached
         raw = await once_more(
             self._redis,
-            lambda: self._redis.hget(
-                definitions_key(self._ns), definition_field(saga_type, version)
-            ),
+            lambda: self._redis.hget(self._definitions_key, definition_field(saga_type, version)),
         )
         if raw is None:
             return None
@@ -318,7 +331,9 @@ class DefinitionRegistry:
     async def participants(self) -> list[str]:
         """Every participant any applied or built-in definition names (their queues are
         declared by whoever applies a definition, and by every orchestrator)."""
-        named = {str(p) for p in await self._redis.smembers(participants_key(self._ns))}
+        named = {
+            str(p) for p in await self._redis.smembers(participants_key(self._redis, self._ns))
+        }
         builtin = {p for _, spec in self._builtins.values() for p in spec.named_participants()}
         return sorted(named | builtin)
 
@@ -337,39 +352,55 @@ class DefinitionRegistry:
         still need it exists, NoSuchDefinition if there is no such applied version."""
         if self.is_builtin(saga_type, version):
             raise DefinitionConflict(f"{saga_type} version {version} is built in")
-        status, users = await self._delete_script(
+        field = definition_field(saga_type, version)
+        if not await self._redis.hexists(self._definitions_key, field):
+            raise NoSuchDefinition(saga_type, version)
+        # Close every bucket to the version, each only while none of its sagas needs it;
+        # then no saga can start on it anywhere, and none needs it.
+        buckets = self._keyspace.buckets
+        users = await asyncio.gather(
+            *(
+                self._close_script(
+                    keys=[b.closed_definitions, b.definition_sagas(saga_type, version)],
+                    args=[field],
+                )
+                for b in buckets
+            )
+        )
+        if any(int(u) for u in users):
+            # Refused: open every bucket again (a bucket closed by an earlier attempt
+            # that died half-way too), so that sagas start on it as before.
+            await asyncio.gather(*(self._redis.srem(b.closed_definitions, field) for b in buckets))
+            raise DefinitionInUse(
+                f"{saga_type} version {version} is used by {sum(int(u) for u in users)} "
+                "saga(s) not yet completed or compensated"
+            )
+        status = await self._delete_script(
             keys=[
-                definitions_key(self._ns),
+                self._definitions_key,
                 self._versions_key(saga_type),
                 self._types_key,
-                definition_sagas_key(self._ns, saga_type, version),
                 self._deleted_key,
                 self._retired_key,
             ],
-            args=[definition_field(saga_type, version), version, saga_type],
+            args=[field, version, saga_type],
         )
-        status = status.decode() if isinstance(status, bytes) else status
-        if status == "in_use":
-            raise DefinitionInUse(
-                f"{saga_type} version {version} is used by {users} saga(s) not yet "
-                "completed or compensated"
-            )
-        if status == "absent":
-            raise NoSuchDefinition(saga_type, version)
+        if (status.decode() if isinstance(status, bytes) else status) == "absent":
+            raise NoSuchDefinition(saga_type, version)  # deleted meanwhile, by another
         self._compiled.pop((saga_type, version), None)
         self._documents.pop((saga_type, version), None)
 
 
-def participants_key(namespace: str) -> str:
+def participants_key(redis: AnyRedis, namespace: str) -> str:
     """Every participant the namespace's applied definitions name, or that ran there on
     the SDK (never shrinks: a queue outlives the definition that named it)."""
-    return f"{namespace}:participants"
+    return keyspace_of(redis, namespace).shared("participants")
 
 
-async def remember_participant(redis: "Redis", namespace: str, name: str) -> None:
+async def remember_participant(redis: AnyRedis, namespace: str, name: str) -> None:
     """Count a participant among the namespace's (its queue is the namespace's: listed,
     and removed with it)."""
-    await redis.sadd(participants_key(namespace), name)
+    await redis.sadd(participants_key(redis, namespace), name)
 
 
 def _json(model: BaseModel) -> str:

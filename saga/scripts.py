@@ -14,17 +14,26 @@ What a caller sees is what a single call gives: its script's result, or its own
 error. A connection that fails takes the whole pipeline with it, and every caller in
 it gets the error, exactly as if its own call had failed: it may or may not have run,
 and every caller here retries whole idempotent steps.
+
+On a Redis Cluster the calls of a turn go in one pipeline per node, each to the node
+that holds its keys' slot (every script's keys share one). A call answered MOVED or ASK
+did not run (its slot moved: a failover, a resharding): the slot map is read again and
+the call sent once more to the slot's node now.
 """
 
 import asyncio
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from hiredis import pack_command
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection, Connection
+from redis.exceptions import AskError, NoScriptError, RedisError, ResponseError
+
+from saga.connections import AnyRedis
 
 # A bound on one pipeline, so a burst is written and answered in pieces.
 MAX_BATCH: Final = 256
@@ -41,6 +50,16 @@ class ReplicasBehind(RedisError, ConnectionError):
         super().__init__(
             f"{acked} of {wanted} Redis replicas confirmed the write within {timeout_ms} ms"
         )
+
+
+@dataclass(frozen=True)
+class _Route:
+    """Where a pipeline goes: how to take a connection there and give it back, and the
+    key its WAIT probe writes (on the same node)."""
+
+    acquire: Callable[[], Awaitable[AbstractConnection]]
+    release: Callable[[AbstractConnection], Awaitable[None]]
+    probe_key: str
 
 
 class ScriptBatcher:
@@ -60,18 +79,20 @@ class ScriptBatcher:
 
     def __init__(
         self,
-        redis: "Redis",
+        redis: AnyRedis,
         *,
         in_flight: int = 2,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
         probe_key: str = "replication-probe",
     ) -> None:
-        self._redis = redis
+        self.redis = redis
         self._in_flight = in_flight
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
-        self._wait_commands = _packed(("INCR", probe_key), ("WAIT", wait_replicas, wait_timeout_ms))
+        self._probe_key = probe_key
+        self._wait = _packed(("WAIT", wait_replicas, wait_timeout_ms))
+        self._stale_map = False  # a cluster node failed: read the slot map again first
         self._queued: list[_Call] = []
         self._scheduled = False
         self._flushing: set[asyncio.Task[None]] = set()
@@ -118,11 +139,74 @@ class ScriptBatcher:
         self._schedule(task.get_loop())
 
     async def _run(self, calls: list[_Call]) -> None:
-        try:
-            results = await self._send(calls)
-        except Exception as exc:
-            _settle(calls, [exc] * len(calls))
+        if isinstance(self.redis, RedisCluster):
+            _settle(calls, await self._results_on_cluster(self.redis, calls))
             return
+        pool = self.redis.connection_pool
+
+        async def acquire() -> AbstractConnection:
+            return cast(AbstractConnection, await pool.get_connection())  # type: ignore[no-untyped-call]
+
+        _settle(
+            calls, await self._results_on(_Route(acquire, pool.release, self._probe_key), calls)
+        )
+
+    async def _results_on_cluster(
+        self, cluster: RedisCluster, calls: list[_Call], *, again: bool = True
+    ) -> list[Any]:
+        """Each call's result (or error), sent in one pipeline per node."""
+        try:
+            if self._stale_map:
+                await cluster.nodes_manager.initialize()
+                self._stale_map = False
+            await cluster.initialize()  # at once, once it has read the map
+            groups: dict[str, tuple[ClusterNode, list[int]]] = {}
+            for i, (_, keys, _, _) in enumerate(calls):
+                node = cluster.get_node_from_key(keys[0])
+                assert node is not None  # the slot's primary, always
+                groups.setdefault(node.name, (node, []))[1].append(i)
+        except Exception as exc:
+            return [exc] * len(calls)
+        results: list[Any] = [None] * len(calls)
+        answered = await asyncio.gather(
+            *(
+                self._results_on(self._node_route(node, calls[at[0]][1][0]), [calls[i] for i in at])
+                for node, at in groups.values()
+            )
+        )
+        for (_, at), answers in zip(groups.values(), answered, strict=True):
+            for i, answer in zip(at, answers, strict=True):
+                results[i] = answer
+        moved = [i for i, result in enumerate(results) if isinstance(result, AskError)]
+        if moved and again:
+            # Those did not run: their slots are elsewhere now. Once more, on a fresh map.
+            self._stale_map = True
+            retried = await self._results_on_cluster(
+                cluster, [calls[i] for i in moved], again=False
+            )
+            for i, result in zip(moved, retried, strict=True):
+                results[i] = result
+        return results
+
+    def _node_route(self, node: ClusterNode, key: str) -> _Route:
+        async def acquire() -> AbstractConnection:
+            return node.acquire_connection()
+
+        async def release(connection: AbstractConnection) -> None:
+            node.release(cast(Connection, connection))
+
+        # The probe shares the first call's hash tag: it is written on the same node.
+        tag = key[: key.index("}") + 1] if "{" in key and "}" in key else key
+        return _Route(acquire, release, f"{tag}:replication-probe")
+
+    async def _results_on(self, route: _Route, calls: list[_Call]) -> list[Any]:
+        """Each call's result (or error), sent in one pipeline on one route."""
+        try:
+            results = await self._send(route, calls)
+        except Exception as exc:
+            if isinstance(self.redis, RedisCluster):
+                self._stale_map = True  # the node may be gone: the next call reads the map
+            return [exc] * len(calls)
         missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if missing:
             # Redis does not know a script yet (first use, a restart, SCRIPT FLUSH): those
@@ -131,15 +215,15 @@ class ScriptBatcher:
             again: list[Any]
             try:
                 for lua in {calls[i][0].lua for i in missing}:
-                    await self._redis.script_load(lua)
-                again = await self._send([calls[i] for i in missing])
+                    await self.redis.script_load(lua)
+                again = await self._send(route, [calls[i] for i in missing])
             except Exception as exc:
                 again = [exc] * len(missing)
             for i, result in zip(missing, again, strict=True):
                 results[i] = result
-        _settle(calls, results)
+        return results
 
-    async def _send(self, calls: list[_Call]) -> list[Any]:
+    async def _send(self, route: _Route, calls: list[_Call]) -> list[Any]:
         """One write of every call (packed by hiredis, in C), then their replies in order."""
         wait = self._wait_replicas > 0 and any(script.durable for script, *_ in calls)
         packed = b"".join(
@@ -147,9 +231,8 @@ class ScriptBatcher:
             for script, keys, args, _ in calls
         )
         if wait:
-            packed += self._wait_commands
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            packed += _packed(("INCR", route.probe_key)) + self._wait
+        connection = await route.acquire()
         self.round_trips += 1
         try:
             await connection.send_packed_command(packed)
@@ -174,7 +257,7 @@ class ScriptBatcher:
             await connection.disconnect()
             raise
         finally:
-            await pool.release(connection)
+            await route.release(connection)
 
 
 def _packed(*commands: tuple[str | int, ...]) -> bytes:

@@ -44,8 +44,9 @@ _URL_FORMS: Final = {
         "amqp://guest:guest@127.0.0.1:5672/",
     ),
     "redis_url": (
-        "a Redis URL starts with redis://, rediss:// (TLS) or unix:// (a socket path)",
-        ("redis", "rediss", "unix"),
+        "a Redis URL starts with redis://, rediss:// (TLS), unix:// (a socket path) or"
+        " redis+cluster:// (a Redis Cluster, by one or more of its nodes: HOST:PORT,HOST:PORT)",
+        ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"),
         "redis://127.0.0.1:6379/0",
     ),
     "auth_url": (
@@ -109,6 +110,9 @@ class Settings(BaseSettings):
     # input acknowledged (WAIT); 0: the primary's word is enough.
     redis_wait_replicas: int = Field(default=0, ge=0, le=16)
     redis_wait_timeout: Duration = Field(default=1.0, gt=0, le=60)
+    # On a Redis Cluster, how many buckets a namespace's sagas are spread over (each a
+    # hash slot of its own). Fixed for the life of a namespace.
+    redis_buckets: int = Field(default=16, ge=1, le=1024)
     relay_interval: Duration = Field(default=1.0, gt=0, le=60)
     relay_grace: Duration = Field(default=5.0, ge=0, le=600)
 
@@ -136,6 +140,11 @@ class Settings(BaseSettings):
         name = str(info.field_name)
         if name == "rabbitmq_url":
             return _node_urls(value)
+        if name == "redis_url" and value.partition("://")[0].endswith("+cluster"):
+            from saga.connections import cluster_nodes
+
+            cluster_nodes(value)  # ValueError, naming what is wrong
+            return value
         _check_url(value, name)
         return value
 

@@ -7,21 +7,33 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal, cast
 
-from redis.asyncio import Redis
-
 from contracts.envelope import Envelope
 from contracts.topology import Participant
 from saga.clock import marker_of
-from saga.connections import once_more
+from saga.connections import AnyRedis, once_more
 from saga.core.decide import Decision, OutgoingCommand, Timer
 from saga.core.events import EventRecord, SagaReplayed, record_from_json
 from saga.core.state import SagaState
+from saga.keyspace import (
+    ACTIVE,
+    ALL,
+    DEFAULT_BUCKETS,
+    ENDED,
+    FAILED,
+    SAGA_PARTS,
+    Bucket,
+    Index,
+    Keyspace,
+    customer_index,
+    keyspace_of,
+)
 from saga.scripts import ScriptBatcher
 
 # One atomic step per input: the saga's events, state, applied id and outbox, its
 # timers, its outbox marker and its place in the indexes, all or nothing.
-# KEYS, by name below: the saga's four keys (SagaKeys), then the namespace's indexes and
-# those the saga's own entries are in (see RedisSagaStore._append_keys).
+# KEYS, by name below: the saga's four keys (SagaKeys), then its bucket's indexes and
+# those the saga's own entries are in (see RedisSagaStore._append_keys): all in the
+# saga's bucket, so on a Redis Cluster one slot (saga/keyspace.py).
 # ARGV[1]: the append as a JSON object, each field by name (see _append_args):
 #   expected_version  the version the decision was made on; version: the version after it
 #   saga              the saga id
@@ -35,9 +47,13 @@ from saga.scripts import ScriptBatcher
 #                     failed index and is running again (the active index)
 #   marker            the outbox marker (a score)
 #   created           when it was created: only in its start
-#   definition        the definition version's field in the applied definitions, which
-#                     must be there for the saga to start (absent: a built-in definition)
+#   definition        the definition version's field (`type:version`), which must not be
+#                     closed in the bucket (being deleted) for the saga to start (absent:
+#                     a built-in definition)
 #   events            how many events
+#   answered          the id of the command the input is a reply to (absent: none): a
+#                     reply proves it was published, so it leaves the outbox here, and
+#                     the outbox's marker with it once the outbox is empty
 #   commands          the ids of the commands to put in the outbox
 #   timers            [{due, id}]: the timers to schedule, each's due time (a score) and id
 #   cancelled         the ids of the timers to cancel
@@ -48,42 +64,67 @@ from saga.scripts import ScriptBatcher
 _APPEND: Final = """
 local state_key, events_key, applied_key, outbox_key, active_key, ended_key,
   outbox_index, timers_key, timer_data_key, sagas_key, customer_key,
-  definition_sagas_key, definitions_key, failed_key = unpack(KEYS)
+  definition_sagas_key, closed_key, failed_key = unpack(KEYS)
 local a = cjson.decode(ARGV[1])
 local current = tonumber(redis.call('HGET', state_key, 'version') or '0')
-if a.applied_id and redis.call('SISMEMBER', applied_key, a.applied_id) == 1 then
-  return {'duplicate', current}
+-- The applied id is recorded first, SADD telling whether it was there: one command
+-- rather than a check and a write; a refused append takes it out again below.
+local recorded = false
+if a.applied_id then
+  if a.record_applied then
+    if redis.call('SADD', applied_key, a.applied_id) == 0 then
+      return {'duplicate', current}
+    end
+    recorded = true
+  elseif redis.call('SISMEMBER', applied_key, a.applied_id) == 1 then
+    return {'duplicate', current}
+  end
 end
+local refusal
 if current ~= a.expected_version then
-  return {'conflict', current}
+  refusal = 'conflict'
+elseif a.created and a.definition and redis.call('SISMEMBER', closed_key, a.definition) == 1 then
+  refusal = 'no_definition'
 end
-if a.created and a.definition and redis.call('HEXISTS', definitions_key, a.definition) == 0 then
-  return {'no_definition', current}
+if refusal then
+  if recorded then redis.call('SREM', applied_key, a.applied_id) end
+  return {refusal, current}
 end
-local saga, text = a.saga, 3
-for _ = 1, a.events do
-  redis.call('RPUSH', events_key, ARGV[text])
-  text = text + 1
+local saga, text = a.saga, 3 + a.events
+-- Each write takes all its values at once: one RPUSH for the events, one HSET for the
+-- outbox, one ZADD and one HSET for the timers, one ZREM and one HDEL for those cancelled.
+if a.events > 0 then
+  redis.call('RPUSH', events_key, unpack(ARGV, 3, text - 1))
 end
 redis.call('HSET', state_key, 'version', tostring(a.version), 'state', ARGV[2])
-if a.applied_id and a.record_applied then
-  redis.call('SADD', applied_key, a.applied_id)
+local n = #a.commands
+if a.answered then
+  redis.call('HDEL', outbox_key, a.answered)
+  if n == 0 and redis.call('HLEN', outbox_key) == 0 then
+    redis.call('ZREM', outbox_index, saga)
+  end
 end
-for _, id in ipairs(a.commands) do
-  redis.call('HSET', outbox_key, id, ARGV[text])
-  text = text + 1
-end
-if #a.commands > 0 then
+if n > 0 then
+  local fields = {}
+  for i, id in ipairs(a.commands) do
+    fields[2 * i - 1], fields[2 * i] = id, ARGV[text + i - 1]
+  end
+  text = text + n
+  redis.call('HSET', outbox_key, unpack(fields))
   redis.call('ZADD', outbox_index, a.marker, saga)
 end
-for _, timer in ipairs(a.timers) do
-  redis.call('ZADD', timers_key, timer.due, timer.id)
-  redis.call('HSET', timer_data_key, timer.id, ARGV[text])
-  text = text + 1
+if #a.timers > 0 then
+  local scores, data = {}, {}
+  for i, timer in ipairs(a.timers) do
+    scores[2 * i - 1], scores[2 * i] = timer.due, timer.id
+    data[2 * i - 1], data[2 * i] = timer.id, ARGV[text + i - 1]
+  end
+  redis.call('ZADD', timers_key, unpack(scores))
+  redis.call('HSET', timer_data_key, unpack(data))
 end
-for _, id in ipairs(a.cancelled) do
-  redis.call('ZREM', timers_key, id)
-  redis.call('HDEL', timer_data_key, id)
+if #a.cancelled > 0 then
+  redis.call('ZREM', timers_key, unpack(a.cancelled))
+  redis.call('HDEL', timer_data_key, unpack(a.cancelled))
 end
 if a.created then
   redis.call('ZADD', sagas_key, a.created, saga)
@@ -152,11 +193,12 @@ return left
 _LOAD: Final = "return redis.call('HGET', KEYS[1], 'state')"
 
 # Remove published commands from a saga's outbox; once it is empty, forget the saga's
-# outbox marker, unless somebody re-marked the saga since the marker was read.
+# outbox marker, unless somebody re-marked the saga since the marker was read. Commands
+# already gone were taken out by the append of their replies, which saw to the marker.
 # KEYS: the outbox, the outbox index. ARGV: saga id, marker, command ids...
 _CLEAR_OUTBOX: Final = """
-if #ARGV > 2 then
-  redis.call('HDEL', KEYS[1], unpack(ARGV, 3))
+if #ARGV > 2 and redis.call('HDEL', KEYS[1], unpack(ARGV, 3)) == 0 then
+  return 0
 end
 if redis.call('HLEN', KEYS[1]) == 0 and redis.call('ZSCORE', KEYS[2], ARGV[1]) == ARGV[2] then
   return redis.call('ZREM', KEYS[2], ARGV[1])
@@ -186,20 +228,14 @@ class NoSuchDefinition(LookupError):
         self.saga_type, self.version = saga_type, version
 
 
-def definitions_key(namespace: str) -> str:
-    """The applied definition documents: `name:version` -> JSON."""
-    return f"{namespace}:definitions"
-
-
 def definition_field(saga_type: str, version: int) -> str:
     """One definition version's field in the applied definitions."""
     return f"{saga_type}:{version}"
 
 
-def definition_sagas_key(namespace: str, saga_type: str, version: int) -> str:
-    """The sagas that may still need one definition version (not completed or
-    compensated): while it has any, the version cannot be deleted."""
-    return f"{namespace}:definition:{saga_type}:{version}:sagas"
+class LayoutMismatch(Exception):
+    """The namespace's sagas were spread over another number of buckets than this
+    process would look in: it would not find them."""
 
 
 AppendOutcome = Literal["appended", "duplicate"]
@@ -251,18 +287,21 @@ class SagaKeys:
 
 
 class RedisSagaStore:
-    """Sagas in Redis under one namespace."""
+    """Sagas in Redis under one namespace: on one Redis, or spread over the buckets of a
+    Redis Cluster (saga/keyspace.py)."""
 
     def __init__(
         self,
-        redis: "Redis",
+        redis: AnyRedis,
         namespace: str,
         *,
+        buckets: int = DEFAULT_BUCKETS,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
     ) -> None:
         self._redis = redis
         self._ns = namespace
+        self.keyspace = keyspace_of(redis, namespace, buckets=buckets)
         # With wait_replicas, whatever may lead to a command being published answers
         # only once that many replicas have it: an append, an outbox marked again by a
         # duplicate before it publishes, and the relay's claim of an outbox.
@@ -270,31 +309,35 @@ class RedisSagaStore:
             redis,
             wait_replicas=wait_replicas,
             wait_timeout_ms=wait_timeout_ms,
-            probe_key=f"{namespace}:replication-probe",
+            probe_key=self.keyspace.shared("replication-probe"),
         )
         self._append = scripts.register(_APPEND, durable=True)
         self._mark_outbox = scripts.register(_MARK_OUTBOX, durable=True)
         self._clear_outbox = scripts.register(_CLEAR_OUTBOX)
         self._claim_outboxes = scripts.register(_CLAIM_OUTBOXES, durable=True)
         self._load = scripts.register(_LOAD)
-        self.index_key = f"{namespace}:sagas"
-        # Sagas not yet terminal: for `saga list --status running`, and the in-flight gauge.
-        self.active_key = f"{namespace}:active"
-        # Sagas that completed or were compensated, by when: trimmed after the retention.
-        self.ended_key = f"{namespace}:ended"
-        # Sagas that failed, by when, until a replay takes them up again.
-        self.failed_key = f"{namespace}:failed"
-        self.outbox_index_key = f"{namespace}:outbox-pending"
-        self.timers = TimerStore(redis, namespace)
+        self.timers = TimerStore(scripts, self.keyspace)
 
-    def customer_key(self, customer: str) -> str:
-        """The index of one customer's sagas."""
-        return f"{self._ns}:customer:{customer.lower()}:sagas"
+    async def check_layout(self) -> None:
+        """On a Redis Cluster, make sure the namespace's sagas are where this process
+        looks: the first process records the number of buckets, and a process that counts
+        otherwise raises LayoutMismatch (a mistyped SAGA_REDIS_BUCKETS would lose every
+        saga from sight). Nothing to check on one Redis."""
+        if not self.keyspace.clustered:
+            return
+        key, count = self.keyspace.shared("buckets"), len(self.keyspace.buckets)
+        await self._redis.set(key, count, nx=True)
+        recorded = int(await self._redis.get(key) or count)
+        if recorded != count:
+            raise LayoutMismatch(
+                f"namespace {self._ns!r} keeps its sagas in {recorded} buckets, and this "
+                f"process would look in {count}: set SAGA_REDIS_BUCKETS={recorded}"
+            )
 
     def keys(self, saga_id: str) -> SagaKeys:
         """The keys of one saga."""
-        base = f"{self._ns}:saga:{{{saga_id}}}"
-        return SagaKeys(f"{base}:state", f"{base}:events", f"{base}:applied", f"{base}:outbox")
+        bucket = self.keyspace.bucket(saga_id)
+        return SagaKeys(*(bucket.saga(saga_id, part) for part in SAGA_PARTS))
 
     async def create(self, decision: Decision, *, marker: int, applied: bool = False) -> bool:
         """Store a new saga's first events and commands, and index it; raises SagaExists,
@@ -334,17 +377,20 @@ class RedisSagaStore:
         applied_id: str | None,
         marker: int,
         record_applied: bool = True,
+        answered: str | None = None,
     ) -> AppendOutcome:
         """Append a decision atomically, in one script: events, state, applied id, outbox,
         timers and the outbox marker (under `marker`), or nothing. An input whose
         `applied_id` is recorded already is a duplicate; `record_applied=False` checks
-        that without recording it."""
+        that without recording it. `answered`: the command the input replies to, which
+        leaves the outbox (published, since answered) in the same script."""
         return await self._append_with(
             decision,
             expected_version=expected_version,
             applied_id=applied_id,
             marker=marker,
             record_applied=record_applied,
+            answered=answered,
         )
 
     async def _append_with(
@@ -357,6 +403,7 @@ class RedisSagaStore:
         created: str | None = None,
         definition: str | None = None,
         record_applied: bool = True,
+        answered: str | None = None,
     ) -> AppendOutcome:
         state = decision.state
         args = _append_args(
@@ -367,6 +414,7 @@ class RedisSagaStore:
             marker=marker,
             created=created,
             definition=definition,
+            answered=answered,
         )
         keys = self._append_keys(state)
         status, version = await self._append(keys=keys, args=args)
@@ -378,19 +426,20 @@ class RedisSagaStore:
         return "duplicate" if status == "duplicate" else "appended"
 
     def _append_keys(self, state: SagaState) -> list[str]:
-        """The append script's KEYS, in the order it names them."""
+        """The append script's KEYS, in the order it names them: all in the saga's bucket."""
+        bucket = self.keyspace.bucket(state.saga_id)
         return [
             *self.keys(state.saga_id).all(),
-            self.active_key,
-            self.ended_key,
-            self.outbox_index_key,
-            self.timers.key,
-            self.timers.data_key,
-            self.index_key,
-            self.customer_key(state.customer),
-            definition_sagas_key(self._ns, state.saga_type, state.definition_version),
-            definitions_key(self._ns),
-            self.failed_key,
+            bucket.active,
+            bucket.ended,
+            bucket.outbox_index,
+            bucket.timers,
+            bucket.timer_data,
+            bucket.sagas,
+            bucket.customer(state.customer),
+            bucket.definition_sagas(state.saga_type, state.definition_version),
+            bucket.closed_definitions,
+            bucket.failed,
         ]
 
     async def load(self, saga_id: str) -> SagaState | None:
@@ -423,26 +472,31 @@ class RedisSagaStore:
     async def find(
         self, *, status: str | None = None, customer: str | None = None, limit: int = 50
     ) -> list[SagaState]:
-        """Sagas newest first, only those in `status` if given.
-
-        Running and compensating sagas come from the index of active ones; the terminal
-        ones are a scan of all sagas (fine for thousands, slow for millions).
-        """
-        index = self.active_key if status in ("running", "compensating") else self.index_key
+        """Sagas newest first, only those in `status` if given (of one customer's, if
+        given): from the smallest index that holds them all."""
         if customer is not None:
-            index = self.customer_key(customer)
+            index = customer_index(customer)
+        else:
+            index = {"running": ACTIVE, "compensating": ACTIVE, "failed": FAILED}.get(
+                status or "", ALL
+            )
         found: list[SagaState] = []
-        offset, page = 0, 500
-        while len(found) < limit and (ids := await self.list_ids(index, limit=page, offset=offset)):
-            found += [s for s in await self.load_many(ids) if status in (None, s.status)]
-            offset += page
+        before: Position | None = None
+        while len(found) < limit:
+            page = await self.page(
+                lambda s: status in (None, s.status), index=index, before=before, limit=limit
+            )
+            found += [state for _, state in page.sagas]
+            if page.next is None:
+                break
+            before = page.next
         return found[:limit]
 
     async def page(
         self,
         keep: Callable[[SagaState], bool],
         *,
-        index: str | None = None,
+        index: Index = ALL,
         before: Position | None = None,
         limit: int,
         scan: int = PAGE_SCAN,
@@ -453,33 +507,49 @@ class RedisSagaStore:
         A cursor, not an offset: sagas started meanwhile do not shift the pages. At most
         `scan` sagas are read for one page; a page that filters out that many ends early,
         its `next` saying where to go on."""
-        key = index or self.index_key
-        top: float | str = "+inf" if before is None else before.score
         found: list[tuple[Position, SagaState]] = []
-        offset, last = 0, None
-        while len(found) <= limit and offset < scan:
-            batch = min(200, scan - offset)
-            entries = await self._scored(key, top, "-inf", offset=offset, count=batch)
-            offset += len(entries)
-            positions = [Position(float(s), str(i)) for i, s in entries]
-            positions = [p for p in positions if before is None or p < before]
+        read, last = 0, before
+        while len(found) <= limit and read < scan:
+            batch = min(200, scan - read)
+            positions = await self._older(index, last, batch)
+            read += len(positions)
             states = {s.saga_id: s for s in await self.load_many([p.saga_id for p in positions])}
             for position in positions:
                 last = position
                 state = states.get(position.saga_id)
                 if state is not None and keep(state):
                     found.append((position, state))
-            if len(entries) < batch:
+            if len(positions) < batch:
                 return SagaPage(found[:limit], found[limit - 1][0] if len(found) > limit else None)
         if len(found) > limit:
             return SagaPage(found[:limit], found[limit - 1][0])
         return SagaPage(found, last)
 
+    async def _older(self, index: Index, before: Position | None, count: int) -> list[Position]:
+        """The `count` newest positions of an index, across its buckets, strictly older
+        than `before` (all, if None), newest first."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in self.keyspace.buckets:
+                key = index(bucket)
+                if before is None:
+                    pipe.zrevrangebyscore(key, "+inf", "-inf", start=0, num=count, withscores=True)
+                    continue
+                # Older: a lower score, or the same score and a lower id (as Redis
+                # orders the members of one score).
+                top = f"({before.score!r}"
+                pipe.zrevrangebyscore(key, top, "-inf", start=0, num=count, withscores=True)
+                pipe.zrangebyscore(key, before.score, before.score, withscores=True)
+            replies = await pipe.execute()
+        positions = [Position(float(score), str(i)) for reply in replies for i, score in reply]
+        if before is not None:
+            positions = [p for p in positions if p < before]
+        return sorted(set(positions), reverse=True)[:count]
+
     async def newer(
         self,
         keep: Callable[[SagaState], bool],
         *,
-        index: str | None = None,
+        index: Index = ALL,
         after: Position,
         limit: int,
         scan: int = PAGE_SCAN,
@@ -487,20 +557,25 @@ class RedisSagaStore:
         """Sagas of an index that `keep` accepts, strictly newer than `after`, newest
         first: the `limit` newest of those started since, of the `scan` newest read (for
         a list that stays live)."""
-        entries = await self._scored(index or self.index_key, "+inf", after.score, count=scan)
-        positions = [p for p in (Position(float(s), str(i)) for i, s in entries) if after < p]
+        entries = await self._scored(index, "+inf", after.score, count=scan)
+        positions = [p for p in entries if after < p][:scan]
         states = {s.saga_id: s for s in await self.load_many([p.saga_id for p in positions])}
         kept = [(p, states[p.saga_id]) for p in positions if p.saga_id in states]
         return [(p, s) for p, s in kept if keep(s)][:limit]
 
     async def _scored(
-        self, key: str, top: float | str, bottom: float | str, *, count: int, offset: int = 0
-    ) -> list[tuple[str, float]]:
-        """Members of a sorted set from score `top` down to `bottom`, with their scores."""
-        entries = await self._redis.zrevrangebyscore(
-            key, top, bottom, start=offset, num=count, withscores=True
-        )
-        return cast(list[tuple[str, float]], entries)
+        self, index: Index, top: float | str, bottom: float | str, *, count: int
+    ) -> list[Position]:
+        """The `count` newest members of an index from score `top` down to `bottom`,
+        across its buckets, newest first."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in self.keyspace.buckets:
+                pipe.zrevrangebyscore(
+                    index(bucket), top, bottom, start=0, num=count, withscores=True
+                )
+            replies = await pipe.execute()
+        positions = {Position(float(score), str(i)) for reply in replies for i, score in reply}
+        return sorted(positions, reverse=True)[:count]
 
     async def recent(
         self, *, since: float, customer: str | None = None, limit: int = PAGE_SCAN
@@ -510,60 +585,74 @@ class RedisSagaStore:
         `limit` of each kind.
         A customer's: only theirs (from their index, of those started since)."""
         if customer is not None:
-            ids = [
-                i
-                for i, _ in await self._scored(
-                    self.customer_key(customer), "+inf", since, count=limit
-                )
-            ]
+            found = await self._scored(customer_index(customer), "+inf", since, count=limit)
         else:
-            started = await self._scored(self.index_key, "+inf", since, count=limit)
-            ended = await self._scored(self.ended_key, "+inf", since, count=limit)
-            ended += await self._scored(self.failed_key, "+inf", since, count=limit)
-            running = await self._scored(self.active_key, "+inf", "-inf", count=limit)
-            ids = list(dict.fromkeys(i for i, _ in [*started, *ended, *running]))
-        return await self.load_many(ids)
+            found = [
+                *await self._scored(ALL, "+inf", since, count=limit),
+                *await self._scored(ENDED, "+inf", since, count=limit),
+                *await self._scored(FAILED, "+inf", since, count=limit),
+                *await self._scored(ACTIVE, "+inf", "-inf", count=limit),
+            ]
+        return await self.load_many(list(dict.fromkeys(p.saga_id for p in found)))
+
+    async def ids(self, index: Index = ALL, *, limit: int) -> list[str]:
+        """The ids of the `limit` newest sagas of an index (all sagas by default)."""
+        return [p.saga_id for p in await self._scored(index, "+inf", "-inf", count=limit)]
+
+    async def _each_bucket(self, command: Callable[[Any, Bucket], object]) -> list[Any]:
+        """One command per bucket, in one pipeline (one round trip per node); their
+        replies, bucket by bucket."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in self.keyspace.buckets:
+                command(pipe, bucket)
+            return list(await pipe.execute())
 
     async def on_version(self, saga_type: str, version: int) -> int:
         """How many sagas still run on one definition version (not completed or
         compensated: running, compensating, or failed and awaiting a replay)."""
-        return int(await self._redis.scard(definition_sagas_key(self._ns, saga_type, version)))
-
-    async def list_ids(self, index: str | None = None, *, limit: int, offset: int = 0) -> list[str]:
-        """Saga ids, newest first, of all sagas or of one index (`active_key`)."""
-        raw = await self._redis.zrevrange(index or self.index_key, offset, offset + limit - 1)
-        return [str(r) for r in raw]
+        counts = await self._each_bucket(
+            lambda pipe, b: pipe.scard(b.definition_sagas(saga_type, version))
+        )
+        return sum(int(c) for c in counts)
 
     async def active_scores(self, saga_ids: list[str]) -> list[float | None]:
         """For each saga, its score in the active index, or None once it has ended."""
         if not saga_ids:
             return []
-        return list(await self._redis.zmscore(self.active_key, saga_ids))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for saga_id in saga_ids:
+                pipe.zscore(self.keyspace.bucket(saga_id).active, saga_id)
+            return list(await pipe.execute())
 
     async def active_count(self) -> int:
         """How many sagas are not yet terminal (as the active index says)."""
-        return int(await self._redis.zcard(self.active_key))
+        return sum(int(c) for c in await self._each_bucket(lambda pipe, b: pipe.zcard(b.active)))
 
     async def oldest_active(self, limit: int) -> list[SagaState]:
         """The states of the `limit` sagas longest in the active index, oldest first (one
         may have ended since: the index is tidied after)."""
-        ids = await self._redis.zrange(self.active_key, 0, limit - 1)
-        return await self.load_many([str(i) for i in ids])
+        replies = await self._each_bucket(
+            lambda pipe, b: pipe.zrange(b.active, 0, limit - 1, withscores=True)
+        )
+        oldest = sorted(Position(float(s), str(i)) for reply in replies for i, s in reply)
+        return await self.load_many([p.saga_id for p in oldest[:limit]])
 
     async def forget_finished(self, *, now: float, limit: int = 200) -> int:
         """Drop from the active index the sagas that ended (a crash came between their
         last append and the removal) or never began (a crash before their first append,
         a minute or more ago), walking the whole index; returns how many."""
         gone = 0
-        batch: list[tuple[str, float]] = []
-        async for entry in self._redis.zscan_iter(self.active_key, count=limit):
-            batch.append(cast(tuple[str, float], entry))
-            if len(batch) >= limit:
-                gone += await self._forget(batch, now)
-                batch.clear()
-        return gone + await self._forget(batch, now)
+        for bucket in self.keyspace.buckets:
+            batch: list[tuple[str, float]] = []
+            async for entry in self._redis.zscan_iter(bucket.active, count=limit):
+                batch.append(cast(tuple[str, float], entry))
+                if len(batch) >= limit:
+                    gone += await self._forget(bucket, batch, now)
+                    batch.clear()
+            gone += await self._forget(bucket, batch, now)
+        return gone
 
-    async def _forget(self, entries: list[tuple[str, float]], now: float) -> int:
+    async def _forget(self, bucket: Bucket, entries: list[tuple[str, float]], now: float) -> int:
         states = {s.saga_id: s for s in await self.load_many([str(i) for i, _ in entries])}
         gone = [
             str(saga_id)
@@ -571,26 +660,33 @@ class RedisSagaStore:
             if (states[saga_id].terminal if saga_id in states else created < now - 60)
         ]
         if gone:
-            await self._redis.zrem(self.active_key, *gone)
+            await self._redis.zrem(bucket.active, *gone)
         return len(gone)
 
     # --- retention -----------------------------------------------------------------
 
     async def ended_before(self, cutoff: float, limit: int) -> list[str]:
-        """Sagas that completed or were compensated before `cutoff` (epoch seconds)."""
-        raw = await self._redis.zrangebyscore(self.ended_key, "-inf", cutoff, start=0, num=limit)
-        return [str(r) for r in raw]
+        """Sagas that completed or were compensated before `cutoff` (epoch seconds), the
+        longest ended first."""
+        replies = await self._each_bucket(
+            lambda pipe, b: pipe.zrangebyscore(
+                b.ended, "-inf", cutoff, start=0, num=limit, withscores=True
+            )
+        )
+        ended = sorted(Position(float(s), str(i)) for reply in replies for i, s in reply)
+        return [p.saga_id for p in ended[:limit]]
 
     async def trim(self, saga_ids: list[str]) -> None:
         """Delete sagas for good: their log, state, applied ids, outbox and index entries."""
         states = {s.saga_id: s for s in await self.load_many(saga_ids)}
         async with self._redis.pipeline(transaction=False) as pipe:
             for saga_id in saga_ids:
+                bucket = self.keyspace.bucket(saga_id)
                 pipe.delete(*self.keys(saga_id).all())
                 if saga_id in states:
-                    pipe.zrem(self.customer_key(states[saga_id].customer), saga_id)
-            pipe.zrem(self.index_key, *saga_ids)
-            pipe.zrem(self.ended_key, *saga_ids)
+                    pipe.zrem(bucket.customer(states[saga_id].customer), saga_id)
+                pipe.zrem(bucket.sagas, saga_id)
+                pipe.zrem(bucket.ended, saga_id)
             await pipe.execute()
 
     # --- outbox ---------------------------------------------------------------------
@@ -599,7 +695,8 @@ class RedisSagaStore:
         """Note that the saga's outbox may hold commands (before they are stored, or
         before a duplicate publishes them again: with wait_replicas, that waits until
         the replicas have the outbox)."""
-        await self._mark_outbox(keys=[self.outbox_index_key], args=[marker, saga_id])
+        bucket = self.keyspace.bucket(saga_id)
+        await self._mark_outbox(keys=[bucket.outbox_index], args=[marker, saga_id])
 
     async def outbox(self, saga_id: str) -> list[OutgoingCommand]:
         """The commands in the saga's outbox, not yet known to be published."""
@@ -612,7 +709,7 @@ class RedisSagaStore:
         await asyncio.gather(
             *(
                 self._clear_outbox(
-                    keys=[self.keys(saga_id).outbox, self.outbox_index_key],
+                    keys=[self.keys(saga_id).outbox, self.keyspace.bucket(saga_id).outbox_index],
                     args=[saga_id, str(marker), *command_ids],
                 )
                 for saga_id, command_ids, marker in batch
@@ -621,30 +718,35 @@ class RedisSagaStore:
 
     async def outbox_pending(self) -> int:
         """How many sagas' outboxes may hold unpublished commands."""
-        return int(await self._redis.zcard(self.outbox_index_key))
+        counts = await self._each_bucket(lambda pipe, b: pipe.zcard(b.outbox_index))
+        return sum(int(c) for c in counts)
 
     async def outbox_oldest(self, limit: int = 100) -> datetime | None:
         """When the oldest command still in an outbox was decided, looking at the `limit`
         outboxes marked longest ago (the relay marks an outbox anew on each claim, so
         the mark alone does not tell how long a command has waited)."""
-        saga_ids = await self._redis.zrange(self.outbox_index_key, 0, limit - 1)
+        replies = await self._each_bucket(lambda pipe, b: pipe.zrange(b.outbox_index, 0, limit - 1))
+        saga_ids = [str(i) for reply in replies for i in reply]
         if not saga_ids:
             return None
         async with self._redis.pipeline(transaction=False) as pipe:
             for saga_id in saga_ids:
-                pipe.hvals(self.keys(str(saga_id)).outbox)
+                pipe.hvals(self.keys(saga_id).outbox)
             outboxes = await pipe.execute()
         sent = [_command_from_json(raw).envelope.sent_at for box in outboxes for raw in box]
         return min(sent, default=None)
 
     async def claim_outboxes(self, *, cutoff: int, now: int, limit: int) -> list[str]:
-        """Claim the sagas whose outbox may hold commands left since before `cutoff`:
-        each is marked anew as of `now` (the marker to clear it under), so claims
-        with a cutoff before `now` pass it by."""
-        claimed = await self._claim_outboxes(
-            keys=[self.outbox_index_key], args=[cutoff, now, limit]
+        """Claim the sagas whose outbox may hold commands left since before `cutoff`
+        (up to `limit` of each bucket): each is marked anew as of `now` (the marker to
+        clear it under), so claims with a cutoff before `now` pass it by."""
+        claimed = await asyncio.gather(
+            *(
+                self._claim_outboxes(keys=[bucket.outbox_index], args=[cutoff, now, limit])
+                for bucket in self.keyspace.buckets
+            )
         )
-        return [s.decode() if isinstance(s, bytes) else str(s) for s in claimed]
+        return [s.decode() if isinstance(s, bytes) else str(s) for some in claimed for s in some]
 
 
 # The append's fields as compact JSON, text as UTF-8 rather than escaped (Lua's cjson
@@ -661,6 +763,7 @@ def _append_args(
     marker: int,
     created: str | None,
     definition: str | None,
+    answered: str | None,
 ) -> list[str]:
     """The append script's ARGV: its fields by name, as JSON, then the JSON texts it
     keeps (see _APPEND)."""
@@ -689,6 +792,7 @@ def _append_args(
         ),
         ("created", created),
         ("definition", definition),
+        ("answered", answered),
     ]
     fields.update((name, value) for name, value in optional if value)  # absent: none
     return [
@@ -727,31 +831,48 @@ def _command_from_json(raw: str | bytes) -> OutgoingCommand:
 
 
 class TimerStore:
-    """Due timers of every saga of a namespace: ids by due time, and each one's data."""
+    """Due timers of every saga of a namespace: in each bucket, ids by due time, and
+    each one's data."""
 
-    def __init__(self, redis: "Redis", namespace: str) -> None:
-        self._redis = redis
-        self._claim = redis.register_script(_CLAIM_TIMERS)
-        self.key = f"{namespace}:timers"
-        self.data_key = f"{namespace}:timer-data"
+    def __init__(self, scripts: ScriptBatcher, keyspace: Keyspace) -> None:
+        self._redis = scripts.redis
+        self._claim = scripts.register(_CLAIM_TIMERS)
+        self._keyspace = keyspace
 
     async def claim(self, *, now: int, lease: int, limit: int) -> list[tuple[str, Timer]]:
-        """Timers due by `now` (microseconds), each hidden from others for `lease`."""
-        raw = await self._claim(keys=[self.key, self.data_key], args=[now, now + lease, limit])
-        return [(str(raw[i]), Timer.model_validate_json(raw[i + 1])) for i in range(0, len(raw), 2)]
+        """Timers due by `now` (microseconds), each hidden from others for `lease` (up to
+        `limit` of each bucket)."""
+        claimed = await asyncio.gather(
+            *(
+                self._claim(keys=[b.timers, b.timer_data], args=[now, now + lease, limit])
+                for b in self._keyspace.buckets
+            )
+        )
+        return [
+            (str(raw[i]), Timer.model_validate_json(raw[i + 1]))
+            for raw in claimed
+            for i in range(0, len(raw), 2)
+        ]
 
-    async def delete(self, timer_id: str) -> None:
+    async def delete(self, timer: Timer) -> None:
         """Forget a timer that has been dealt with."""
+        bucket = self._keyspace.bucket(timer.saga_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(self.key, timer_id)
-            pipe.hdel(self.data_key, timer_id)
+            pipe.zrem(bucket.timers, timer.timer_id)
+            pipe.hdel(bucket.timer_data, timer.timer_id)
             await pipe.execute()
 
     async def count(self) -> int:
         """How many timers are waiting."""
-        return int(await self._redis.zcard(self.key))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in self._keyspace.buckets:
+                pipe.zcard(bucket.timers)
+            return sum(int(c) for c in await pipe.execute())
 
     async def due(self, *, now: int) -> int:
         """How many timers are due by `now` (microseconds) and not taken (a taken one is
         hidden until its lease ends)."""
-        return int(await self._redis.zcount(self.key, "-inf", now))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in self._keyspace.buckets:
+                pipe.zcount(bucket.timers, "-inf", now)
+            return sum(int(c) for c in await pipe.execute())

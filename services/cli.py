@@ -5,13 +5,13 @@ from typing import Annotated, Any, Final
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from redis.asyncio import Redis
 from rich.table import Table
 
 from saga.cli import values
 from saga.cli.output import CliError, Json, console, print_json, with_redis
 from saga.cli.presence import refuse_if_lifeless
 from saga.clock import utc_text
+from saga.connections import AnyRedis
 from saga.settings import Settings
 from services.messages import ProductId
 from services.order import Order, OrderService
@@ -82,7 +82,7 @@ def stock_set(
 ) -> None:
     """Set a product's available quantity and price."""
 
-    async def work(redis: Redis, settings: Settings) -> Product:
+    async def work(redis: AnyRedis, settings: Settings) -> Product:
         return await StockService(redis, settings.namespace).set_product(
             product_id, quantity=quantity, price=price
         )
@@ -97,7 +97,7 @@ def stock_show(
 ) -> None:
     """Show a product: available, reserved, sold, price."""
 
-    async def work(redis: Redis, settings: Settings) -> Product | None:
+    async def work(redis: AnyRedis, settings: Settings) -> Product | None:
         return await StockService(redis, settings.namespace).product(product_id)
 
     product = with_redis(work)
@@ -139,7 +139,7 @@ def payment_deposit(
 ) -> None:
     """Add money to a customer's balance."""
 
-    async def work(redis: Redis, settings: Settings) -> Account:
+    async def work(redis: AnyRedis, settings: Settings) -> Account:
         try:
             return await PaymentService(redis, settings.namespace).deposit(customer, amount)
         except ValueError as exc:
@@ -155,7 +155,7 @@ def payment_show(
 ) -> None:
     """Show a customer's balance and ledger of charges and refunds."""
 
-    async def work(redis: Redis, settings: Settings) -> Account | None:
+    async def work(redis: AnyRedis, settings: Settings) -> Account | None:
         return await PaymentService(redis, settings.namespace).account(customer)
 
     account = with_redis(work)
@@ -174,7 +174,7 @@ def vendor_add(
 ) -> None:
     """Register a vendor."""
 
-    async def work(redis: Redis, settings: Settings) -> None:
+    async def work(redis: AnyRedis, settings: Settings) -> None:
         await OrderService(redis, settings.namespace).add_vendor(vendor)
 
     with_redis(work)
@@ -188,7 +188,7 @@ def vendor_add(
 def vendor_list(json_out: Json = False) -> None:
     """List registered vendors."""
 
-    async def work(redis: Redis, settings: Settings) -> list[str]:
+    async def work(redis: AnyRedis, settings: Settings) -> list[str]:
         vendors = await OrderService(redis, settings.namespace).vendors()
         if not vendors:
             await refuse_if_lifeless(redis, settings, empty="no vendors")
@@ -221,7 +221,7 @@ def order_show(
 ) -> None:
     """Show one order."""
 
-    async def work(redis: Redis, settings: Settings) -> Order | None:
+    async def work(redis: AnyRedis, settings: Settings) -> Order | None:
         return await OrderService(redis, settings.namespace).order(order_id)
 
     order = with_redis(work)
@@ -240,7 +240,7 @@ def order_list(
 ) -> None:
     """List orders, newest first."""
 
-    async def work(redis: Redis, settings: Settings) -> list[Order]:
+    async def work(redis: AnyRedis, settings: Settings) -> list[Order]:
         orders = await OrderService(redis, settings.namespace).orders(limit=limit)
         if not orders:
             await refuse_if_lifeless(redis, settings, empty="no orders")

@@ -4,8 +4,7 @@ orders that end each way an order can."""
 from decimal import Decimal
 from typing import Any, Final
 
-from redis.asyncio import Redis
-
+from saga.connections import AnyRedis
 from saga.extensions import Demo, DemoRequest
 from saga.settings import Settings
 from services.order import OrderService
@@ -70,7 +69,7 @@ ORDERS: Final = (
 )
 
 
-async def seed(redis: Redis, settings: Settings) -> None:
+async def seed(redis: AnyRedis, settings: Settings) -> None:
     """Products, the customers' balances and the vendor."""
     namespace = settings.namespace
     stock = StockService(redis, namespace)

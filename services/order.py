@@ -5,9 +5,9 @@ from datetime import datetime
 from typing import Final, Literal
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 
 from contracts.money import Money
+from saga.connections import AnyRedis
 from saga.participant import Context, EffectScript, Participant, Refused
 from services.messages import (
     CancelOrder,
@@ -128,7 +128,7 @@ class OrderService:
     """Orders as the operator sees them (`saga order ...`, `saga vendor ...`): vendors
     and orders, under the participant's hash tag."""
 
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str) -> None:
         self._redis = redis
         self._namespace = namespace
 

@@ -6,9 +6,9 @@ from decimal import Decimal
 from typing import Final, Literal
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 
 from contracts.money import MAX_MONEY, money
+from saga.connections import AnyRedis
 from saga.participant import Context, EffectScript, Participant, Refused
 from saga.scripts import ScriptBatcher
 from services.cents import LUA_MONEY, cents, from_cents
@@ -121,7 +121,7 @@ class PaymentService:
     """Payments as the operator sees them (`saga payment ...`): deposits, balances and
     ledgers, under the participant's hash tag."""
 
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str) -> None:
         self._redis = redis
         self._namespace = namespace
         self._deposit = ScriptBatcher(redis).register(_DEPOSIT)

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import TYPE_CHECKING, Final
 
-from redis.asyncio import Redis
-
+from saga.connections import AnyRedis
 from saga.extensions import Extension, ParticipantLike
 from saga.participant import Participant, ParticipantRuntime
 from saga.settings import Settings
@@ -35,7 +34,7 @@ class Runs:
     the namespace for the retention."""
 
     participant: Participant
-    redis: Redis
+    redis: AnyRedis
     settings: Settings
 
     @property
@@ -52,8 +51,8 @@ class Runs:
         ).run()
 
 
-def _participant(participant: Participant) -> Callable[[Redis, Settings], ParticipantLike]:
-    def make(redis: Redis, settings: Settings) -> ParticipantLike:
+def _participant(participant: Participant) -> Callable[[AnyRedis, Settings], ParticipantLike]:
+    def make(redis: AnyRedis, settings: Settings) -> ParticipantLike:
         return Runs(participant, redis, settings)
 
     return make
@@ -71,7 +70,7 @@ def _commands() -> Mapping[str, "typer.Typer"]:
     return {"stock": stock_app, "payment": payment_app, "order": order_app}
 
 
-def _presence(redis: Redis, namespace: str) -> list[str]:
+def _presence(redis: AnyRedis, namespace: str) -> list[str]:
     # A product set up, a vendor added or an order made.
     return [
         *StockService(redis, namespace).presence_keys(),

@@ -5,9 +5,9 @@ from decimal import Decimal
 from typing import Final
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 
 from contracts.money import MAX_MONEY, money
+from saga.connections import AnyRedis
 from saga.participant import Context, EffectScript, Participant, Refused
 from services.cents import LUA_MONEY, cents, from_cents
 from services.messages import (
@@ -30,9 +30,9 @@ MAX_STOCK: Final = 1_000_000_000_000
 # cannot count with (past 64 bits: set by hand, or before `saga stock set` bounded them)
 # is refused as an error before anything is written. An error, not a stored refusal:
 # once the level is set again, the same command goes through.
+# `levels_uncountable` judges levels read already (available, reserved, sold).
 _COUNTABLE: Final = """
-local function uncountable(key, product)
-  local levels = redis.call('HMGET', key, 'available', 'reserved', 'sold')
+local function levels_uncountable(levels, product)
   for i, name in ipairs({'available', 'reserved', 'sold'}) do
     local level = levels[i]
     if level and not (string.match(level, '^%d+$') and #level <= 15) then
@@ -40,6 +40,9 @@ local function uncountable(key, product)
         ', not a whole number of at most 15 digits (set the product again)')
     end
   end
+end
+local function uncountable(key, product)
+  return levels_uncountable(redis.call('HMGET', key, 'available', 'reserved', 'sold'), product)
 end
 """
 
@@ -58,9 +61,9 @@ end
 local req = cjson.decode(ARGV[1])
 local prices, available = {}, {}
 for k = 1, #req.products do
-  local p = redis.call('HMGET', KEYS[1 + k], 'available', 'price_cents')
+  local p = redis.call('HMGET', KEYS[1 + k], 'available', 'price_cents', 'reserved', 'sold')
   if not p[1] then return refuse('unknown_product', 'no product ' .. req.products[k]) end
-  local bad = uncountable(KEYS[1 + k], req.products[k])
+  local bad = levels_uncountable({p[1], p[3], p[4]}, req.products[k])
   if bad then return bad end
   available[k], prices[k] = tonumber(p[1]), tonumber(p[2])
 end
@@ -212,7 +215,7 @@ class StockService:
     """The stock as the operator sees it (`saga stock ...`): products' levels and prices,
     under the participant's hash tag."""
 
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str) -> None:
         self._redis = redis
         self._namespace = namespace
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import aio_pika
 import pytest
 from hypothesis import settings
-from redis.asyncio import Redis
 
-from tests.nodes import RabbitCluster, RabbitNode, RedisServer
+from saga.connections import AnyRedis
+from tests.nodes import RabbitCluster, RabbitNode, RedisClusterNodes, RedisServer, cluster_client
 from tests.servers import drop_namespace, fresh_namespace, rabbitmq_or_skip, redis_or_skip
 
 # Under CI=true Hypothesis runs its derandomized "ci" profile: the same examples every run.
@@ -20,6 +20,13 @@ settings.register_profile(
 )
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `either_redis` (a module's `pytestmark`) that takes the `redis`
+    fixture runs twice: on the real Redis and on the shared Redis Cluster."""
+    if "redis" in metafunc.fixturenames and metafunc.definition.get_closest_marker("either_redis"):
+        metafunc.parametrize("redis", ["redis", "cluster"], indirect=True)
+
+
 @pytest.fixture
 def namespace() -> str:
     """A namespace no other test or deployment uses."""
@@ -27,9 +34,15 @@ def namespace() -> str:
 
 
 @pytest.fixture
-async def redis(namespace: str) -> AsyncIterator[Redis]:
-    """A client of the real Redis; the namespace's keys are deleted afterwards."""
-    client = await redis_or_skip()
+async def redis(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[AnyRedis]:
+    """A client of the real Redis (or, parametrized "cluster", of the shared Redis
+    Cluster, as the engine makes it from SAGA_REDIS_URL); the namespace's keys are
+    deleted afterwards."""
+    client: AnyRedis
+    if getattr(request, "param", "redis") == "cluster":
+        client = cluster_client(request.getfixturevalue("redis_cluster"))
+    else:
+        client = await redis_or_skip()
     try:
         yield client
     finally:
@@ -80,3 +93,26 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster of the suite's own (3 primaries, a replica each, on free loopback
+    ports), started once for the tests that share it; they must not fault it."""
+    cluster = RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def own_redis_cluster(tmp_path: Path) -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster of the test's own, to fault; stopped afterwards."""
+    cluster = RedisClusterNodes(tmp_path / "redis-cluster")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -17,6 +17,8 @@ from pathlib import Path
 import aio_pika
 import redis
 
+from saga.connections import AnyRedis, redis_client
+from saga.settings import Settings
 from tests.servers import absent, free_port
 from tests.tls import Certificates
 
@@ -309,8 +311,12 @@ class RedisServer:
         *,
         replica_of: "RedisServer | None" = None,
         tls: Certificates | None = None,
+        clustered: bool = False,
     ) -> None:
         self.port, self.data, self.tls = free_port(), data, tls
+        # A cluster node's bus port, chosen rather than left at port + 10,000 (which
+        # may be taken, or past 65,535).
+        self.bus_port = free_port() if clustered else None
         self.log = data / "redis.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.primary = replica_of
@@ -355,6 +361,20 @@ class RedisServer:
                     if self.primary is None
                     else ("--replicaof", "127.0.0.1", str(self.primary.port))
                 ),
+                *(
+                    ()
+                    if self.bus_port is None
+                    else (
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-port",
+                        str(self.bus_port),
+                        "--cluster-config-file",
+                        str(self.data / "nodes.conf"),
+                        "--cluster-node-timeout",
+                        "2000",
+                    )
+                ),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -374,6 +394,14 @@ class RedisServer:
                 log=self.log,
                 within=within,
             )
+        finally:
+            client.close()
+
+    def count_keys(self, match: str) -> int:
+        """How many keys matching a pattern this server holds itself."""
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        try:
+            return sum(1 for _ in client.scan_iter(match=match, count=1000))
         finally:
             client.close()
 
@@ -403,3 +431,95 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.ConnectionError:
         return False
+
+
+class RedisClusterNodes:
+    """A Redis Cluster of the test's own: `primaries` primaries with one replica each, on
+    free loopback ports, every node with its own data directory and append-only file."""
+
+    def __init__(self, root: Path, *, primaries: int = 3) -> None:
+        self.nodes = [RedisServer(root / f"node-{i}", clustered=True) for i in range(primaries * 2)]
+        self.primaries = primaries
+
+    @property
+    def url(self) -> str:
+        """The cluster's URL as SAGA_REDIS_URL takes it: every node, by address."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self, *, within: float = 60.0) -> None:
+        """Start every node, join them into a cluster (the first `primaries` nodes are
+        primaries, each of the rest a replica) and wait until it serves every slot."""
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            absent("redis-cli is not installed (not on the PATH)")
+        created = subprocess.run(
+            [
+                str(cli),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise RuntimeError(
+                f"redis-cli --cluster create failed:\n{created.stdout}{created.stderr}"
+            )
+        self.wait_healthy(within=within)
+
+    def wait_healthy(self, *, within: float = 60.0) -> None:
+        """Wait until every running node says the cluster is ok and serves all slots with
+        `primaries` primaries (after a failover: the replica promoted)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if all(self._healthy(n) for n in self.nodes if n.proc and n.proc.poll() is None):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"the Redis Cluster was not healthy within {within} s")
+
+    def _healthy(self, node: RedisServer) -> bool:
+        try:
+            info, owners = _cluster_view(node)
+        except redis.RedisError:
+            return False
+        return "cluster_state:ok" in info and len(owners) == self.primaries
+
+    def primary_nodes(self) -> list[RedisServer]:
+        """The running nodes that own slots now (after a failover: the promoted replica)."""
+        running = [n for n in self.nodes if n.proc and n.proc.poll() is None]
+        _, owners = _cluster_view(running[0])
+        return [n for n in running if f"127.0.0.1:{n.port}" in owners]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def _cluster_view(node: RedisServer) -> tuple[str, set[str]]:
+    """What a node says: its CLUSTER INFO, and the addresses of the healthy primaries
+    that own slots (CLUSTER NODES: id, address@bus, flags, primary, ..., slots)."""
+    client = redis.Redis(port=node.port, socket_connect_timeout=1, decode_responses=True)
+    try:
+        info = str(client.execute_command("CLUSTER", "INFO"))
+        lines = str(client.execute_command("CLUSTER", "NODES")).splitlines()
+    finally:
+        client.close()
+    owners = {
+        fields[1].split("@")[0]
+        for fields in (line.split() for line in lines)
+        if "master" in fields[2] and "fail" not in fields[2] and len(fields) > 8
+    }
+    return info, owners
+
+
+def cluster_client(cluster: RedisClusterNodes) -> AnyRedis:
+    """A client of the cluster as the engine makes it from SAGA_REDIS_URL."""
+    return redis_client(Settings(redis_url=cluster.url))

@@ -11,12 +11,15 @@ from typing import NoReturn
 import aio_pika
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from contracts.topology import Topology
 from saga.amqp_nodes import connect_pika
+from saga.connections import AnyRedis, redis_client
 from saga.namespaces import delete_keys
 from saga.rabbit import delete_topology
 from saga.registry import participants_key
+from saga.settings import Settings
 from services.messages import CATALOGUE
 
 # The shop's participants, whose queues the shop's tests use.
@@ -52,6 +55,14 @@ async def redis_or_skip() -> Redis:
         await redis.aclose()
         missing("Redis", REDIS_URL, exc)
     return redis
+
+
+def url_of(redis: AnyRedis) -> str:
+    """The SAGA_REDIS_URL that reaches what this test client reaches (the real Redis, or
+    a cluster by its nodes), for a process the test starts."""
+    if isinstance(redis, RedisCluster):
+        return "redis+cluster://" + ",".join(f"{n.host}:{n.port}" for n in redis.get_nodes())
+    return REDIS_URL
 
 
 async def rabbitmq_or_skip() -> aio_pika.abc.AbstractConnection:
@@ -102,13 +113,13 @@ def fresh_namespace() -> str:
 
 
 async def drop_namespace(
-    redis: Redis | None, namespace: str, *, rabbitmq_url: str = RABBITMQ_URL
+    redis: AnyRedis | None, namespace: str, *, rabbitmq_url: str = RABBITMQ_URL
 ) -> None:
     """Delete every Redis key and AMQP queue/exchange of a test namespace (the queues of
     participants its definitions named too)."""
     topology = Topology(namespace, SHOP_PARTICIPANTS)
     if redis is not None:
-        named = [str(p) for p in await redis.smembers(participants_key(namespace))]
+        named = [str(p) for p in await redis.smembers(participants_key(redis, namespace))]
         topology = topology.with_participants(named)
         await delete_keys(redis, namespace)
     try:
@@ -125,7 +136,7 @@ def forget_namespace(
     """drop_namespace for synchronous tests."""
 
     async def drop() -> None:
-        redis = Redis.from_url(redis_url, decode_responses=True, socket_connect_timeout=2)
+        redis = redis_client(Settings(redis_url=redis_url))  # one Redis, or a cluster
         try:
             await drop_namespace(redis, namespace, rabbitmq_url=rabbitmq_url)
         finally:

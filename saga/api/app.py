@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, SlotNotCoveredError
 
 from saga.api import catalog
 from saga.api.auth import AuthClient, Caller
@@ -56,6 +56,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
             yield
             return
         wiring = Wiring(settings, extensions=extensions)
+        await wiring.store.check_layout()  # on a Redis Cluster: the sagas are where it looks
         transport = wiring.transport("api")
         # Serve even while RabbitMQ is away: sagas start durably in Redis, /ready says
         # what is missing, and the orchestrator's relay publishes once it is back.
@@ -113,7 +114,8 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
     mount_console(app)
 
     @app.exception_handler(RedisError)
-    async def store_down(_: Request, exc: RedisError) -> JSONResponse:
+    @app.exception_handler(SlotNotCoveredError)  # a cluster failing over
+    async def store_down(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": f"saga store unavailable: {type(exc).__name__}"}, 503)
 
     async def view_of(state: SagaState, request: Request) -> SagaView:

@@ -5,9 +5,7 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
-from redis.asyncio import Redis
-
-from saga.clock import new_id
+from saga.connections import AnyRedis
 
 KEY_TTL: Final = 24 * 3600
 MAX_KEY_LENGTH: Final = 255
@@ -28,7 +26,7 @@ class Claim:
 class IdempotencyKeys:
     """A customer's keys in Redis; the first use of a key names the saga it stands for."""
 
-    def __init__(self, redis: "Redis", namespace: str, *, ttl: int = KEY_TTL) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str, *, ttl: int = KEY_TTL) -> None:
         self._redis = redis
         self._ns = namespace
         self._ttl = ttl
@@ -37,12 +35,18 @@ class IdempotencyKeys:
         """The saga for (customer, key); raises KeyReused if the body differs.
 
         Atomic by SET NX: of concurrent first uses, one names the saga and the others
-        get the same name.
+        get the same name. The name is the key's own (a digest of the namespace, the
+        customer, the key and the body), not a random one: should the record be lost
+        (a Redis Cluster failover taking its shard's last write, before the saga's own
+        shard confirmed the start), the retry still names the same saga, which then
+        stands once, rather than a second saga for one order.
         """
         record_key = f"{self._ns}:idempotency:{customer}:{hashlib.sha256(key.encode()).hexdigest()}"
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        saga_id = hashlib.sha256(
+            json.dumps([self._ns, customer, key, digest]).encode()
+        ).hexdigest()[:32]
         for _ in range(3):
-            saga_id = new_id()
             record = json.dumps({"body": digest, "saga_id": saga_id})
             if await self._redis.set(record_key, record, nx=True, ex=self._ttl):
                 return Claim(saga_id, first=True)

@@ -7,10 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from saga.connections import once_more
+from saga.connections import AnyRedis, once_more
 
 _PERIODS: Final = {"second": 1, "minute": 60, "hour": 3600}
 
@@ -60,7 +59,7 @@ class RateLimited(Exception):
 class RateLimiter:
     """One token bucket per customer, shared by every replica through Redis."""
 
-    def __init__(self, redis: "Redis", namespace: str, rate: Rate) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str, rate: Rate) -> None:
         self._redis = redis
         self._take = redis.register_script(_TAKE)
         self._ns = namespace

@@ -13,7 +13,6 @@ from fastapi import FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from saga.api.media import JsonBodyRoute
@@ -27,7 +26,7 @@ from saga.auth.throttle import SignInThrottle, ThrottlePolicy, retry_after
 from saga.auth.tokens import Claims, TokenIssuer, key_id
 from saga.auth.users import UserStore, dummy_hash
 from saga.clock import utc_text
-from saga.connections import redis_client
+from saga.connections import AnyRedis, redis_client
 from saga.settings import Settings, proxy_networks
 
 log = structlog.get_logger("saga.auth")
@@ -68,7 +67,7 @@ class RevokeResponse(BaseModel):
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-def create_auth_app(settings: Settings, *, redis: Redis | None = None) -> FastAPI:
+def create_auth_app(settings: Settings, *, redis: AnyRedis | None = None) -> FastAPI:
     """The auth service, wired from settings, or on the Redis the caller gives (and closes)."""
     own_redis = redis is None
     redis = redis_client(settings) if redis is None else redis

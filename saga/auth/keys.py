@@ -5,9 +5,9 @@ import json
 import secrets
 from typing import Final, Protocol
 
-from redis.asyncio import Redis
-
 from saga.auth.metrics import ROTATED, counts_key
+from saga.auth.names import auth_prefix
+from saga.connections import AnyRedis
 
 # A rotation keeps the key it retires this long past the longest token's life: a
 # replica may sign with it a moment after, and clocks differ a little.
@@ -89,11 +89,11 @@ class FixedKey:
 class KeyRing:
     """The keys in Redis."""
 
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str) -> None:
         self._redis = redis
-        prefix = f"{namespace}:auth"
+        prefix = auth_prefix(redis, namespace)
         self.keys = [f"{prefix}:keys", f"{prefix}:key"]
-        self._counts = counts_key(namespace)
+        self._counts = counts_key(redis, namespace)
         # kid -> (secret, retire_at or None, when read): verifying asks Redis once a while.
         self._read: dict[str, tuple[str, float | None, float]] = {}
         self._first = redis.register_script(_FIRST)

@@ -5,7 +5,9 @@ too) and read at each scrape."""
 from typing import Final
 
 from prometheus_client import Counter, Gauge
-from redis.asyncio import Redis
+
+from saga.auth.names import auth_prefix
+from saga.connections import AnyRedis
 
 PASSWORD_HASHES: Final = Counter(
     "saga_auth_password_hashes_total", "Passwords hashed to check a sign-in."
@@ -31,9 +33,9 @@ KEY_ROTATIONS: Final = Gauge(
 ROTATED: Final = "key_rotations"
 
 
-def counts_key(namespace: str) -> str:
+def counts_key(redis: AnyRedis, namespace: str) -> str:
     """The namespace's counts of revocations and rotations."""
-    return f"{namespace}:auth:counts"
+    return f"{auth_prefix(redis, namespace)}:counts"
 
 
 def revoked(scope: str) -> str:
@@ -41,9 +43,9 @@ def revoked(scope: str) -> str:
     return f"revocations_{scope}"
 
 
-async def read_counts(redis: "Redis", namespace: str) -> None:
+async def read_counts(redis: AnyRedis, namespace: str) -> None:
     """Set the gauges from the namespace's counts."""
-    counts = await redis.hgetall(counts_key(namespace))
+    counts = await redis.hgetall(counts_key(redis, namespace))
     for scope in ("token", "all"):
         REVOCATIONS.labels(scope).set(int(counts.get(revoked(scope), 0)))
     KEY_ROTATIONS.set(int(counts.get(ROTATED, 0)))

@@ -3,10 +3,10 @@ token of a user issued up to a moment (their "not before")."""
 
 from typing import Final
 
-from redis.asyncio import Redis
-
 from saga.auth.metrics import counts_key, revoked
+from saga.auth.names import auth_prefix
 from saga.auth.tokens import Claims
+from saga.connections import AnyRedis
 from saga.settings import MAX_TOKEN_TTL
 
 # A user's "not before" outlives any token issued before it.
@@ -14,10 +14,10 @@ _NOT_BEFORE_KEPT: Final = MAX_TOKEN_TTL + 3600
 
 
 class Revocations:
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str) -> None:
         self._redis = redis
-        self._prefix = f"{namespace}:auth:revoked"
-        self._counts = counts_key(namespace)
+        self._prefix = f"{auth_prefix(redis, namespace)}:revoked"
+        self._counts = counts_key(redis, namespace)
 
     def _token_key(self, token_id: str) -> str:
         return f"{self._prefix}:token:{token_id}"

@@ -4,8 +4,8 @@ they impose: asked before any password is hashed, shared by every replica."""
 import math
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
+from saga.auth.names import auth_prefix
+from saga.connections import AnyRedis
 from saga.settings import Settings
 
 # KEYS: per counted thing (the account, then the address), its failure count and its
@@ -55,9 +55,9 @@ class ThrottlePolicy:
 
 
 class SignInThrottle:
-    def __init__(self, redis: "Redis", namespace: str, policy: ThrottlePolicy) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str, policy: ThrottlePolicy) -> None:
         self._redis = redis
-        self._prefix = f"{namespace}:auth:throttle"
+        self._prefix = f"{auth_prefix(redis, namespace)}:throttle"
         self._policy = policy
         self._failed = redis.register_script(_FAILED)
 

@@ -7,10 +7,11 @@ import secrets
 from typing import Final
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 
 from saga.auth.hashing import HashPool
+from saga.auth.names import auth_prefix
 from saga.auth.passwords import hash_password, verify_password
+from saga.connections import AnyRedis
 
 ROLES: Final = frozenset({"customer", "admin"})
 
@@ -34,9 +35,9 @@ class SavedUser(User):
 
 
 class UserStore:
-    def __init__(self, redis: "Redis", namespace: str) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str) -> None:
         self._redis = redis
-        self._prefix = f"{namespace}:auth"
+        self._prefix = auth_prefix(redis, namespace)
 
     def _key(self, email: str) -> str:
         return f"{self._prefix}:user:{email.lower()}"

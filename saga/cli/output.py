@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel
-from redis.asyncio import Redis
 from rich.console import Console
 
-from saga.connections import redis_client
+from saga.connections import AnyRedis, redis_client
 from saga.handling import INFRASTRUCTURE_ERRORS
 from saga.settings import Settings, load_settings
 from saga.transport import Transport
@@ -79,7 +78,7 @@ async def connect_or_warn(transport: Transport, meanwhile: str) -> bool:
     return True
 
 
-def with_redis(work: Callable[[Redis, Settings], Awaitable[T]]) -> T:
+def with_redis(work: Callable[[AnyRedis, Settings], Awaitable[T]]) -> T:
     """Run one piece of async work with a Redis client from settings, then close it."""
     config = settings()
 

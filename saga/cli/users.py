@@ -5,12 +5,12 @@ import time
 from typing import cast
 
 import structlog
-from redis.asyncio import Redis
 
 from saga.auth.keys import KeyRing
 from saga.auth.revocations import Revocations
 from saga.auth.users import SavedUser, UserStore
 from saga.cli.output import CliError, console, print_json, settings, with_redis
+from saga.connections import AnyRedis
 from saga.logs import configure_logging
 from saga.settings import Settings
 
@@ -19,7 +19,7 @@ def add_user(address: str, password: str, roles: list[str] | None, json_out: boo
     """Create or update an auth user (`saga auth add-user`); the values are parsed. With
     no roles given, an existing user keeps its own."""
 
-    async def work(redis: Redis, settings: Settings) -> SavedUser:
+    async def work(redis: AnyRedis, settings: Settings) -> SavedUser:
         return await UserStore(redis, settings.namespace).add(address, password, roles)
 
     user = with_redis(work)
@@ -33,7 +33,7 @@ def add_user(address: str, password: str, roles: list[str] | None, json_out: boo
 def revoke(address: str, json_out: bool) -> None:
     """Revoke every token of a user issued up to now (`saga auth revoke`)."""
 
-    async def work(redis: Redis, settings: Settings) -> bool:
+    async def work(redis: AnyRedis, settings: Settings) -> bool:
         if await UserStore(redis, settings.namespace).get(address) is None:
             return False
         await Revocations(redis, settings.namespace).revoke_user(address, now=time.time())
@@ -57,7 +57,7 @@ def rotate_key(json_out: bool) -> None:
             "unset it to keep rotating keys in Redis (docs/operations.md)"
         )
 
-    async def work(redis: Redis, settings: Settings) -> tuple[str, str | None, list[str]]:
+    async def work(redis: AnyRedis, settings: Settings) -> tuple[str, str | None, list[str]]:
         return await KeyRing(redis, settings.namespace).rotate(
             now=time.time(), token_ttl=settings.token_ttl
         )

@@ -7,7 +7,8 @@ from urllib.parse import urlencode
 from saga.console.guard import ConsoleProblem
 from saga.console.sessions import Session
 from saga.core.state import SagaState, SagaStatus
-from saga.store import Position, RedisSagaStore
+from saga.keyspace import ACTIVE, ALL, Index, customer_index
+from saga.store import Position
 
 STATUSES = get_args(SagaStatus)
 PAGE_SIZE = 50
@@ -54,11 +55,11 @@ class ListFilter:
             and self.failed_step in (None, state.failed_step)
         )
 
-    def index(self, store: RedisSagaStore) -> str:
+    def index(self) -> Index:
         """The store's smallest index that holds every saga the filter passes."""
         if self.customer is not None:
-            return store.customer_key(self.customer)
-        return store.active_key if self.status in _ACTIVE else store.index_key
+            return customer_index(self.customer)
+        return ACTIVE if self.status in _ACTIVE else ALL
 
     def query(self, *, before: Position | None = None) -> str:
         """The filter (and a cursor) as a URL query."""

@@ -48,7 +48,7 @@ async def sagas_page(
     """One page of sagas, the filters applied."""
     store = _store(request)
     start = cursor(before)
-    found = await store.page(wanted.keep, index=wanted.index(store), before=start, limit=PAGE_SIZE)
+    found = await store.page(wanted.keep, index=wanted.index(), before=start, limit=PAGE_SIZE)
     now = datetime.now(UTC)
     # A first page takes the sagas started after its newest (after the dawn of time if
     # it has none); a later one stays as it is.
@@ -92,9 +92,7 @@ async def sagas_live(
             body["rows"].append({"id": saga_id, "status": state.status, "html": html})
     after = cursor(top)
     if after is not None:
-        newer = await store.newer(
-            wanted.keep, index=wanted.index(store), after=after, limit=PAGE_SIZE
-        )
+        newer = await store.newer(wanted.keep, index=wanted.index(), after=after, limit=PAGE_SIZE)
         body["new"] = [
             {"id": s.saga_id, "html": fragment("_row.html", row=saga_row(s, now))} for _, s in newer
         ]

@@ -7,9 +7,8 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Final
 
-from redis.asyncio import Redis
-
 from saga.api.auth import Caller, SignedIn
+from saga.connections import AnyRedis
 
 COOKIE: Final = "saga_console"
 
@@ -33,7 +32,7 @@ class Session:
 class SessionStore:
     """Sessions of one namespace, each kept as long as its token lives."""
 
-    def __init__(self, redis: Redis, namespace: str) -> None:
+    def __init__(self, redis: AnyRedis, namespace: str) -> None:
         self._redis = redis
         self._ns = namespace
 

@@ -7,10 +7,10 @@ from typing import Any, TypeVar
 
 import structlog
 from pydantic import BaseModel
-from redis.asyncio import Redis
 from structlog.typing import FilteringBoundLogger
 
 from contracts.idempotency import KeyAction
+from saga.connections import AnyRedis
 from saga.participant.declaration import Registration
 from saga.participant.outcomes import Answer, Refused, read_record
 from saga.participant.records import BUSY, EffectScript, Records, Unit, wait_a_little
@@ -57,7 +57,7 @@ class Context:
     traceparent: str | None
     trace_id: str | None
     now: datetime
-    redis: "Redis"
+    redis: AnyRedis
     _fields: dict[str, Any] = field(repr=False)
     _recording: Recording = field(repr=False)
     _prefix: str = field(repr=False)  # the participant's own keys': Participant.key(namespace)

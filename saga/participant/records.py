@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
 from contracts.idempotency import IdempotencyKey
+from saga.connections import AnyRedis
 from saga.participant.declaration import Registration
 from saga.scripts import Script, ScriptBatcher
 
@@ -31,11 +31,11 @@ GO: Final = "go"
 # The stored reply; or `busy`; or, for a command whose compensation came first, the
 # refusal, stored; or `go`, with the lease taken.
 _BEGIN: Final = """
-local done = redis.call('GET', KEYS[1])
+local found = redis.call('MGET', KEYS[1], KEYS[3], KEYS[2])
+local done, holder, marked = found[1], found[2], found[3]
 if done then return done end
-local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= ARGV[1] then return 'busy' end
-if ARGV[4] == 'execute' and redis.call('EXISTS', KEYS[2]) == 1 then
+if ARGV[4] == 'execute' and marked then
   redis.call('SET', KEYS[1], ARGV[5], 'EX', ARGV[3])
   return ARGV[5]
 end
@@ -48,14 +48,15 @@ return 'go'
 # record given is stored instead where the compensation came first; a compensation
 # leaves its marker. The lease, if this handling holds it, is let go. The stored reply.
 _FINISH: Final = """
-local done = redis.call('GET', KEYS[1])
+local found = redis.call('MGET', KEYS[1], KEYS[3], KEYS[2])
+local done, holder, marked = found[1], found[2], found[3]
 if not done then
   done = ARGV[3]
-  if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then done = ARGV[5] end
+  if ARGV[5] ~= '' and marked then done = ARGV[5] end
   redis.call('SET', KEYS[1], done, 'EX', ARGV[2])
   if ARGV[4] == 'compensate' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[2]) end
 end
-if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+if holder == ARGV[1] then redis.call('DEL', KEYS[3]) end
 return done
 """
 
@@ -85,11 +86,11 @@ local ttl = table.remove(ARGV, 1)
 local success = table.remove(ARGV, 1)
 local compensating = table.remove(ARGV, 1) == 'compensate'
 local late = table.remove(ARGV, 1)
-local done = redis.call('GET', handled)
+local found = redis.call('MGET', handled, lease, marker)
+local done, holder, marked = found[1], found[2], found[3]
 if done then return done end
-local holder = redis.call('GET', lease)
 if holder and holder ~= token then return 'busy' end
-if not compensating and redis.call('EXISTS', marker) == 1 then
+if not compensating and marked then
   redis.call('SET', handled, late, 'EX', ttl)
   return late
 end
@@ -163,7 +164,7 @@ def new_token() -> str:
 class Records:
     """The record scripts of one participant, run through one batcher."""
 
-    def __init__(self, redis: "Redis", *, ttl: int, lease: float) -> None:
+    def __init__(self, redis: AnyRedis, *, ttl: int, lease: float) -> None:
         self.redis = redis
         self.ttl = ttl
         self.lease_ms = max(1, int(lease * 1000))

@@ -16,12 +16,12 @@ from typing import Any, Final
 
 import structlog
 from pydantic import ValidationError
-from redis.asyncio import Redis
 
 from contracts.envelope import Envelope, first_error, reply_to, trace_id_of
 from contracts.idempotency import IdempotencyKey, parse_idempotency_key
 from saga import tracing
 from saga.clock import Clock, utc_now
+from saga.connections import AnyRedis
 from saga.handling import INFRASTRUCTURE_ERRORS
 from saga.metrics import command_duration, commands_handled
 from saga.participant.context import Context, Recording
@@ -59,7 +59,7 @@ class ParticipantRuntime:
         self,
         participant: Participant,
         transport: Transport,
-        redis: "Redis",
+        redis: AnyRedis,
         *,
         namespace: str,
         retention: float = DEFAULT_RETENTION,

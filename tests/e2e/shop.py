@@ -9,9 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from redis.asyncio import Redis
 
 from saga.auth.users import UserStore
+from saga.connections import redis_client
+from saga.settings import Settings
 from services.order import OrderService
 from services.payment import PaymentService
 from services.stock import StockService
@@ -156,7 +157,7 @@ async def _seed(
     balance: Decimal,
     roles: list[str],
 ) -> None:
-    redis = Redis.from_url(system.redis_url, decode_responses=True)
+    redis = redis_client(Settings(redis_url=system.redis_url))  # one Redis, or a cluster
     namespace = system.namespace
     try:
         stock = StockService(redis, namespace)

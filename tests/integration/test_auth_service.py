@@ -1,5 +1,5 @@
-"""The auth service in this process (over httpx's ASGI transport) on the real Redis:
-throttled sign-ins, the bounded hashing pool, revocation and key rotation."""
+"""The auth service in this process (over httpx's ASGI transport) on the real Redis and on
+a Redis Cluster: throttled sign-ins, the bounded hashing pool, revocation and key rotation."""
 
 import asyncio
 import time
@@ -12,15 +12,18 @@ import jwt
 import pytest
 import structlog
 from prometheus_client import REGISTRY
-from redis.asyncio import Redis
 
 from saga.api.auth import AuthClient
 from saga.auth.app import create_auth_app
 from saga.auth.keys import RETIRE_GRACE, KeyRing
+from saga.auth.names import auth_prefix
 from saga.auth.revocations import Revocations
 from saga.auth.throttle import SignInThrottle, ThrottlePolicy
 from saga.auth.users import UserStore
+from saga.connections import AnyRedis
 from saga.settings import Settings
+
+pytestmark = pytest.mark.either_redis
 
 PASSWORD = "correct-horse"
 ANN, BOB, ADMIN = "ann@example.com", "bob@example.com", "root@example.com"
@@ -29,7 +32,7 @@ Client = httpx.AsyncClient
 
 
 @pytest.fixture
-async def users(redis: Redis, namespace: str) -> UserStore:
+async def users(redis: AnyRedis, namespace: str) -> UserStore:
     store = UserStore(redis, namespace)
     for email in (ANN, BOB):
         await store.add(email, PASSWORD, None)
@@ -38,7 +41,7 @@ async def users(redis: Redis, namespace: str) -> UserStore:
 
 
 @asynccontextmanager
-async def auth_service(redis: Redis, namespace: str, **settings: Any) -> AsyncIterator[Client]:
+async def auth_service(redis: AnyRedis, namespace: str, **settings: Any) -> AsyncIterator[Client]:
     """The auth app with these settings, started, and a client of it."""
     app = create_auth_app(Settings(namespace=namespace, **settings), redis=redis)
     async with (
@@ -80,7 +83,7 @@ async def revoke(client: Client, token: str, **body: str) -> httpx.Response:
 
 
 async def test_failures_past_the_threshold_are_429_with_retry_after_and_hash_nothing(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     async with auth_service(redis, namespace, auth_account_failures=3, auth_delay=30) as client:
         before = hashes()
@@ -97,7 +100,7 @@ async def test_failures_past_the_threshold_are_429_with_retry_after_and_hash_not
 
 
 async def test_each_failure_past_the_threshold_doubles_the_wait_up_to_the_cap(
-    redis: Redis, namespace: str
+    redis: AnyRedis, namespace: str
 ) -> None:
     policy = ThrottlePolicy(account_failures=3, address_failures=1000, delay=1, max_delay=10)
     throttle = SignInThrottle(redis, namespace, policy)
@@ -110,16 +113,16 @@ async def test_each_failure_past_the_threshold_doubles_the_wait_up_to_the_cap(
     assert await throttle.failed(ANN, "192.0.2.1") == 0  # its count starts again
 
 
-async def test_failures_are_forgotten_after_the_window(redis: Redis, namespace: str) -> None:
+async def test_failures_are_forgotten_after_the_window(redis: AnyRedis, namespace: str) -> None:
     policy = ThrottlePolicy(account_failures=2, address_failures=1000, delay=1, window=0.2)
     throttle = SignInThrottle(redis, namespace, policy)
     assert await throttle.failed(ANN, "192.0.2.1") == 0
-    key = f"{namespace}:auth:throttle:account:{ANN}:failures"
+    key = f"{auth_prefix(redis, namespace)}:throttle:account:{ANN}:failures"
     await wait_until(lambda: _gone(redis, key))
     assert await throttle.failed(ANN, "192.0.2.1") == 0  # a first failure again
 
 
-async def _gone(redis: Redis, key: str) -> bool:
+async def _gone(redis: AnyRedis, key: str) -> bool:
     return not await redis.exists(key)
 
 
@@ -131,7 +134,7 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], within: float = 1
 
 
 async def test_an_unknown_account_costs_and_answers_as_a_wrong_password(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     async with auth_service(redis, namespace, auth_account_failures=2, auth_delay=5) as client:
         answers = []
@@ -147,7 +150,7 @@ async def test_an_unknown_account_costs_and_answers_as_a_wrong_password(
 
 
 async def test_a_right_password_forgets_the_account_s_failures(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     async with auth_service(redis, namespace, auth_account_failures=3) as client:
         for _ in range(2):
@@ -158,7 +161,7 @@ async def test_a_right_password_forgets_the_account_s_failures(
 
 
 async def test_failures_from_one_address_throttle_every_account_from_it(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     async with auth_service(
         redis, namespace, auth_address_failures=3, auth_delay=20, auth_trusted_proxies="127.0.0.1"
@@ -176,7 +179,7 @@ async def test_failures_from_one_address_throttle_every_account_from_it(
 
 
 async def test_a_forwarded_for_header_is_ignored_unless_its_proxy_is_trusted(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     async with auth_service(redis, namespace, auth_address_failures=2, auth_delay=20) as client:
         for n in range(2):
@@ -189,7 +192,7 @@ async def test_a_forwarded_for_header_is_ignored_unless_its_proxy_is_trusted(
 
 
 async def test_sign_ins_past_the_hashing_slots_are_503_at_once(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     async with auth_service(redis, namespace, auth_hash_slots=1) as client:
         before = hashes()
@@ -202,7 +205,7 @@ async def test_sign_ins_past_the_hashing_slots_are_503_at_once(
 
 
 async def test_sign_ins_are_logged_without_passwords_or_tokens(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     async with auth_service(redis, namespace, auth_account_failures=1) as client:
         with structlog.testing.capture_logs() as logs:
@@ -224,7 +227,7 @@ async def test_sign_ins_are_logged_without_passwords_or_tokens(
 
 
 async def test_a_revoked_token_is_refused_and_its_user_s_others_are_not(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     async with auth_service(redis, namespace) as client:
         first, second = await token_of(client, ANN), await token_of(client, ANN)
@@ -238,7 +241,7 @@ async def test_a_revoked_token_is_refused_and_its_user_s_others_are_not(
 
 
 async def test_an_admin_revokes_every_token_of_a_user(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     async with auth_service(redis, namespace) as client:
         anns = [await token_of(client, ANN) for _ in range(2)]
@@ -258,7 +261,7 @@ async def test_an_admin_revokes_every_token_of_a_user(
 
 
 async def test_tokens_of_the_previous_key_verify_across_a_rotation_until_it_retires(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     ring = KeyRing(redis, namespace)  # as another replica
     async with auth_service(redis, namespace, token_ttl=600) as client:
@@ -285,7 +288,7 @@ async def test_tokens_of_the_previous_key_verify_across_a_rotation_until_it_reti
 
 
 async def test_replicas_share_the_first_key_and_see_a_rotation_at_once(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     async with (
         auth_service(redis, namespace) as one,
@@ -299,7 +302,7 @@ async def test_replicas_share_the_first_key_and_see_a_rotation_at_once(
 
 
 async def test_a_fixed_key_from_the_environment_signs_and_verifies(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     async with auth_service(redis, namespace, auth_secret="x" * 48) as client:
         token = await token_of(client, ANN)
@@ -310,7 +313,7 @@ async def test_a_fixed_key_from_the_environment_signs_and_verifies(
 
 
 async def test_revocations_and_rotations_are_counted_alike_on_every_replica(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     async with (
         auth_service(redis, namespace) as one,
@@ -327,7 +330,7 @@ async def test_revocations_and_rotations_are_counted_alike_on_every_replica(
 
 
 async def test_the_api_s_auth_client_signs_out_and_forgets_the_token_at_once(
-    redis: Redis, namespace: str, users: UserStore
+    redis: AnyRedis, namespace: str, users: UserStore
 ) -> None:
     app = create_auth_app(Settings(namespace=namespace), redis=redis)
     async with app.router.lifespan_context(app):

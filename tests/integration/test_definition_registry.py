@@ -1,14 +1,16 @@
 """The definition registry on the real Redis: versions that never change, latest for new
 sagas, and no delete while a saga may still need the version."""
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
+from saga.connections import AnyRedis
 from saga.core.decide import CancelSaga, ReplyReceived
 from saga.core.document import DefinitionError, DefinitionSpec
 from saga.definitions import read_text
+from saga.keyspace import keyspace_of
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher
 from saga.rabbit import RabbitTransport
@@ -18,8 +20,10 @@ from saga.registry import (
     DefinitionRegistry,
     participants_key,
 )
-from saga.store import NoSuchDefinition, RedisSagaStore, definition_field, definitions_key
+from saga.store import NoSuchDefinition, RedisSagaStore, definition_field
 from services.messages import CATALOGUE
+from tests.nodes import cluster_client
+from tests.servers import drop_namespace, redis_or_skip
 from tests.shop_saga import BUILTINS
 from tests.unit.sagas import order_input
 
@@ -45,8 +49,22 @@ steps:
     )
 
 
+@pytest.fixture(params=["redis", "cluster"])
+async def redis(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[AnyRedis]:
+    """One Redis, or a Redis Cluster: the registry's contract is the same on both."""
+    if request.param == "redis":
+        client: AnyRedis = await redis_or_skip()
+    else:
+        client = cluster_client(request.getfixturevalue("redis_cluster"))
+    try:
+        yield client
+    finally:
+        await drop_namespace(client, namespace)
+        await client.aclose()
+
+
 @pytest.fixture
-def registry(redis: Redis, namespace: str) -> DefinitionRegistry:
+def registry(redis: AnyRedis, namespace: str) -> DefinitionRegistry:
     return DefinitionRegistry(redis, namespace, builtins=BUILTINS, catalogue=CATALOGUE)
 
 
@@ -77,11 +95,12 @@ STORED_COURIER = (
 
 
 async def test_what_an_earlier_engine_stored_is_the_same_document_still(
-    registry: DefinitionRegistry, redis: Redis, namespace: str
+    registry: DefinitionRegistry, redis: AnyRedis, namespace: str
 ) -> None:
-    await redis.hset(definitions_key(namespace), definition_field("ping", 1), STORED_PING)
-    await redis.hset(f"{namespace}:http-participants", "courier", STORED_COURIER)
-    await redis.sadd(participants_key(namespace), "courier")
+    shared = keyspace_of(redis, namespace).shared
+    await redis.hset(shared("definitions"), definition_field("ping", 1), STORED_PING)
+    await redis.hset(shared("http-participants"), "courier", STORED_COURIER)
+    await redis.sadd(participants_key(redis, namespace), "courier")
     assert await registry.apply(ping()) == "unchanged"
     courier = read_text(
         """
@@ -120,7 +139,7 @@ async def test_new_sagas_start_on_the_latest_version(registry: DefinitionRegistr
 
 
 async def test_a_version_a_saga_may_still_need_cannot_be_deleted(
-    registry: DefinitionRegistry, redis: Redis, namespace: str, transport: RabbitTransport
+    registry: DefinitionRegistry, redis: AnyRedis, namespace: str, transport: RabbitTransport
 ) -> None:
     store = RedisSagaStore(redis, namespace)
     dispatcher = Dispatcher(store, transport)
@@ -156,7 +175,7 @@ async def test_a_version_a_saga_may_still_need_cannot_be_deleted(
 
 
 async def test_no_saga_starts_on_a_version_deleted_meanwhile(
-    registry: DefinitionRegistry, redis: Redis, namespace: str, transport: RabbitTransport
+    registry: DefinitionRegistry, redis: AnyRedis, namespace: str, transport: RabbitTransport
 ) -> None:
     store = RedisSagaStore(redis, namespace)
     starter = SagaStarter(store, Dispatcher(store, transport), builtin=registry.is_builtin)
@@ -167,7 +186,7 @@ async def test_no_saga_starts_on_a_version_deleted_meanwhile(
     )
     with pytest.raises(NoSuchDefinition, match="ping version 1"):
         await starter.start(definition, customer="ann@example.com", saga_input={})
-    assert await store.list_ids(limit=10) == []
+    assert await store.ids(limit=10) == []
 
 
 def with_http(name: str, participant: str, url: str | None) -> DefinitionSpec:
@@ -211,7 +230,7 @@ async def test_a_deleted_version_never_comes_back(registry: DefinitionRegistry) 
     assert await registry.apply(ping(version=2, command="Knock")) == "created"
 
 
-async def _contents(redis: Redis, namespace: str) -> dict[str, object]:
+async def _contents(redis: AnyRedis, namespace: str) -> dict[str, object]:
     """Every key of the namespace with its value."""
     found: dict[str, object] = {}
     async for key in redis.scan_iter(match=f"{namespace}:*"):
@@ -228,7 +247,7 @@ async def _contents(redis: Redis, namespace: str) -> dict[str, object]:
 
 
 async def test_a_dry_run_refuses_what_apply_refuses_and_registers_nothing(
-    registry: DefinitionRegistry, redis: Redis, namespace: str
+    registry: DefinitionRegistry, redis: AnyRedis, namespace: str
 ) -> None:
     async def dry_run(spec: DefinitionSpec) -> str:
         before = await _contents(redis, namespace)

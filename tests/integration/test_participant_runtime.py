@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 import aio_pika
+import pytest
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
@@ -16,6 +17,8 @@ from saga.transport import ACK, Delivery
 from services.payment import PaymentService, payment
 from services.stock import StockService, stock
 from tests.waiting import eventually
+
+pytestmark = pytest.mark.either_redis
 
 
 def command(kind: str, payload: dict[str, Any], key: str, n: int) -> Delivery:

@@ -37,6 +37,8 @@ from saga.transport import ACK, DeadLetter, Delivery
 from tests.nodes import RedisServer
 from tests.waiting import eventually
 
+pytestmark = pytest.mark.either_redis
+
 NAME = "lab"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 _ids = itertools.count()

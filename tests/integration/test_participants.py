@@ -23,6 +23,8 @@ from services.payment import payment as payment_participant
 from services.stock import StockService
 from services.stock import stock as stock_participant
 
+pytestmark = pytest.mark.either_redis
+
 _ids = itertools.count()
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 S = TypeVar("S")

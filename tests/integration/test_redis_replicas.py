@@ -11,13 +11,14 @@ import pytest
 from redis.asyncio import Redis
 
 from saga.clock import utc_now
+from saga.connections import warn_if_replicas_short
 from saga.orchestrator import Orchestrator, SagaStarter
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
 from saga.scripts import ReplicasBehind
 from saga.store import RedisSagaStore
 from tests.integration.test_orchestrator import builtins, reply_to, take
-from tests.nodes import RedisServer
+from tests.nodes import RedisClusterNodes, RedisServer, cluster_client
 from tests.shop_saga import ORDER_SAGA, is_builtin
 from tests.unit.sagas import order_input
 from tests.waiting import eventually
@@ -143,3 +144,23 @@ class _Nowhere(Dispatcher):
 
     async def dispatch(self, *args: object, **kwargs: object) -> None:
         raise ConnectionError("not publishing in this test")
+
+
+async def test_a_start_up_warns_of_primaries_with_fewer_replicas_than_asked(
+    clients: tuple[Redis, Redis], pair: tuple[RedisServer, RedisServer]
+) -> None:
+    primary, _ = clients
+    assert await warn_if_replicas_short(primary, 0) == {}  # nothing asked, nothing checked
+    assert await warn_if_replicas_short(primary, 1) == {}
+    assert await warn_if_replicas_short(primary, 2) == {f"127.0.0.1:{pair[0].port}": 1}
+
+
+async def test_each_primary_of_a_cluster_is_counted(redis_cluster: RedisClusterNodes) -> None:
+    cluster = cluster_client(redis_cluster)
+    try:
+        assert await warn_if_replicas_short(cluster, 1) == {}
+        short = await warn_if_replicas_short(cluster, 2)
+        assert sorted(short) == sorted(f"127.0.0.1:{n.port}" for n in redis_cluster.primary_nodes())
+        assert set(short.values()) == {1}
+    finally:
+        await cluster.aclose()

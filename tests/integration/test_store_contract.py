@@ -10,22 +10,34 @@ from datetime import timedelta
 
 import pytest
 from fakeredis import FakeAsyncRedis
+from redis.crc import key_slot
 
 from saga.clock import marker_of
 from saga.core.decide import ReplaySaga, ReplyReceived, decide, start_saga
+from saga.keyspace import customer_index
 from saga.retention import Trimmer
-from saga.store import Position, RedisSagaStore, VersionConflict, _command_json
+from saga.store import LayoutMismatch, Position, RedisSagaStore, VersionConflict, _command_json
+from tests.nodes import RedisClusterNodes, cluster_client
 from tests.servers import drop_namespace, redis_or_skip
 from tests.shop_saga import ORDER_SAGA
 from tests.unit.sagas import SUCCESS, T0, Run, order_input
 
 
-@pytest.fixture(params=["redis", "fakeredis"])
+@pytest.fixture(params=["redis", "fakeredis", "cluster"])
 async def store(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[RedisSagaStore]:
     if request.param == "fakeredis":
         fake = FakeAsyncRedis(decode_responses=True)
         yield RedisSagaStore(fake, namespace)
         await fake.aclose()
+        return
+    if request.param == "cluster":
+        # Four buckets on three primaries: sagas of one test land in several buckets.
+        cluster = cluster_client(request.getfixturevalue("redis_cluster"))
+        try:
+            yield RedisSagaStore(cluster, namespace, buckets=4)
+        finally:
+            await drop_namespace(cluster, namespace)
+            await cluster.aclose()
         return
     redis = await redis_or_skip()
     try:
@@ -41,7 +53,7 @@ async def test_a_started_saga_is_durable_with_its_first_command(store: RedisSaga
     assert await store.load("saga1") == run.state
     assert [r.event.type for r in await store.events("saga1")] == ["SagaStarted", "StepRequested"]
     assert [c.envelope for c in await store.outbox("saga1")] == [run.pending.envelope]
-    assert await store.list_ids(limit=10) == ["saga1"]
+    assert await store.ids(limit=10) == ["saga1"]
 
 
 async def test_a_saga_is_started_once_even_when_the_start_is_retried(
@@ -131,7 +143,11 @@ async def test_an_outbox_is_claimed_once_until_its_new_marker_is_past_the_cutoff
     # Claimed: marked as of 100, so a cutoff before that passes it by.
     assert await store.claim_outboxes(cutoff=40, now=110, limit=10) == ["saga2"]
     assert await store.claim_outboxes(cutoff=99, now=120, limit=10) == []
-    assert await store.claim_outboxes(cutoff=200, now=130, limit=1) == ["saga1"]
+    # At most `limit` of each bucket, the longest left first.
+    assert store.keyspace.bucket("saga1") != store.keyspace.bucket(
+        "saga2"
+    ) or await store.claim_outboxes(cutoff=200, now=130, limit=1) == ["saga1"]
+    assert await store.claim_outboxes(cutoff=200, now=130, limit=10) != []
     # The claim is the marker the claimer clears under.
     [command] = await store.outbox("saga1")
     await store.clear_outboxes([("saga1", [command.envelope.message_id], 130)])
@@ -182,7 +198,13 @@ async def test_the_oldest_running_sagas_come_oldest_first(store: RedisSagaStore)
 
 async def test_keys_of_one_saga_share_a_hash_tag(store: RedisSagaStore, namespace: str) -> None:
     keys = store.keys("abc").all()
-    assert all(k.startswith(f"{namespace}:saga:{{abc}}:") for k in keys)
+    assert all(k.startswith(f"{namespace}:") for k in keys)
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+    if store.keyspace.clustered:  # and so do the index entries its append writes
+        state = Run.start().state
+        assert len({key_slot(k.encode()) for k in store._append_keys(state)}) == 1
+    else:  # named as they always were
+        assert all(k.startswith(f"{namespace}:saga:{{abc}}:") for k in keys)
 
 
 async def test_timers_are_claimed_once_until_their_lease_ends(store: RedisSagaStore) -> None:
@@ -197,7 +219,7 @@ async def test_timers_are_claimed_once_until_their_lease_ends(store: RedisSagaSt
     assert await store.timers.claim(now=due + 5, lease=10, limit=10) == []
     again = await store.timers.claim(now=due + 10, lease=10, limit=10)
     assert [t for _, t in again] == [timer]
-    await store.timers.delete(again[0][0])
+    await store.timers.delete(again[0][1])
     assert await store.timers.count() == 0
 
 
@@ -263,8 +285,8 @@ async def test_ended_sagas_are_trimmed_after_the_retention_and_failed_ones_kept(
     assert await trimmer(61).run_once() == 1
     assert await store.load("done") is None and await store.load("undone") is None
     assert await store.events("done") == []
-    assert sorted(await store.list_ids(limit=10)) == ["failed", "running"]
-    assert sorted(await store.list_ids(store.customer_key("ann@example.com"), limit=10)) == [
+    assert sorted(await store.ids(limit=10)) == ["failed", "running"]
+    assert sorted(await store.ids(customer_index("ann@example.com"), limit=10)) == [
         "failed",
         "running",
     ]
@@ -298,14 +320,15 @@ async def test_an_append_writes_the_saga_s_own_json_byte_for_byte(store: RedisSa
         c.envelope.message_id: c for c in commands
     }
     assert await redis.smembers(keys.applied) == {"start:saga1", "r1"}
-    assert await redis.zscore(store.outbox_index_key, "saga1") == 7
+    bucket = store.keyspace.bucket("saga1")
+    assert await redis.zscore(bucket.outbox_index, "saga1") == 7
     (timer,) = decision.timers  # the first command's timeout was cancelled
-    assert await redis.hgetall(store.timers.data_key) == {timer.timer_id: timer.model_dump_json()}
-    assert await redis.zrange(store.timers.key, 0, -1, withscores=True) == [
+    assert await redis.hgetall(bucket.timer_data) == {timer.timer_id: timer.model_dump_json()}
+    assert await redis.zrange(bucket.timers, 0, -1, withscores=True) == [
         (timer.timer_id, marker_of(timer.due_at))
     ]
     created = run.state.created_at.timestamp()
-    for index in (store.index_key, store.active_key, store.customer_key("ann@example.com")):
+    for index in (bucket.sagas, bucket.active, bucket.customer("ann@example.com")):
         assert await redis.zscore(index, "saga1") == created
 
 
@@ -442,7 +465,7 @@ async def test_a_failed_saga_is_recent_by_when_it_failed_until_a_replay_takes_it
     run.apply(ReplaySaga(by="operator"))
     await stored_from(store, "stuck", run, replaying)
     assert await store.recent(since=failed_at - 0.5) != []  # running now: still listed
-    assert await store._redis.zscore(store.failed_key, "stuck") is None
+    assert await store._redis.zscore(store.keyspace.bucket("stuck").failed, "stuck") is None
 
 
 async def stored_from(store: RedisSagaStore, saga_id: str, run: Run, first: int) -> None:
@@ -468,3 +491,41 @@ async def test_recent_sagas_include_those_that_ended_since_though_they_started_b
     since = (started + (ended - started) / 2).timestamp()
     assert [s.saga_id for s in await store.recent(since=since)] == ["done"]
     assert await store.recent(since=ended.timestamp() + 1) == []
+
+
+async def test_a_process_counting_other_buckets_than_the_namespace_s_refuses_to_start(
+    redis_cluster: RedisClusterNodes, namespace: str
+) -> None:
+    cluster = cluster_client(redis_cluster)
+    try:
+        await RedisSagaStore(cluster, namespace, buckets=8).check_layout()  # the first
+        await RedisSagaStore(cluster, namespace, buckets=8).check_layout()  # agrees
+        with pytest.raises(LayoutMismatch, match="set SAGA_REDIS_BUCKETS=8"):
+            await RedisSagaStore(cluster, namespace, buckets=16).check_layout()
+    finally:
+        await drop_namespace(cluster, namespace)
+        await cluster.aclose()
+
+
+async def test_sagas_spread_over_every_primary_of_a_cluster(
+    redis_cluster: RedisClusterNodes, namespace: str
+) -> None:
+    cluster = cluster_client(redis_cluster)
+    store = RedisSagaStore(cluster, namespace)
+    try:
+        for n in range(40):
+            decision = start_saga(
+                ORDER_SAGA,
+                saga_id=f"spread-{n}",
+                customer="ann@example.com",
+                saga_input=order_input().model_dump(mode="json"),
+                now=T0,
+                new_id=lambda: uuid.uuid4().hex,
+            )
+            await store.create(decision, marker=1)
+        owners = {n.port: n.count_keys(f"{namespace}:*") for n in redis_cluster.primary_nodes()}
+        assert len(owners) == 3 and all(owners.values()), owners
+        assert len(await store.ids(limit=100)) == 40  # and every listing walks them all
+    finally:
+        await drop_namespace(cluster, namespace)
+        await cluster.aclose()

@@ -32,6 +32,9 @@ def problems(env: pytest.MonkeyPatch, **variables: str) -> list[str]:
 ACCEPTED: list[tuple[str, str, str, Any]] = [
     ("SAGA_REDIS_URL", "rediss://:pw@redis.example:6380/2", "redis_url", None),
     ("SAGA_REDIS_URL", "unix:///run/redis/redis.sock", "redis_url", None),
+    ("SAGA_REDIS_URL", "redis+cluster://10.0.0.1:6379,10.0.0.2:6380", "redis_url", None),
+    ("SAGA_REDIS_URL", "rediss+cluster://:pw@[::1]:7000", "redis_url", None),
+    ("SAGA_REDIS_BUCKETS", "64", "redis_buckets", 64),
     ("SAGA_RABBITMQ_URL", "amqps://u:p@mq.example:5671/vhost", "rabbitmq_url", None),
     (
         "SAGA_RABBITMQ_URL",
@@ -66,7 +69,10 @@ def test_an_accepted_form_is_read(
 
 
 REFUSED = [
-    ("SAGA_REDIS_URL", "nonsense", "redis://, rediss:// (TLS) or unix://"),
+    ("SAGA_REDIS_URL", "nonsense", "redis://, rediss:// (TLS), unix://"),
+    ("SAGA_REDIS_URL", "redis+cluster://10.0.0.1:6379,10.0.0.2", "'10.0.0.2' is not HOST:PORT"),
+    ("SAGA_REDIS_URL", "redis+cluster://", "'' is not HOST:PORT"),
+    ("SAGA_REDIS_BUCKETS", "0", "must be at least 1"),
     ("SAGA_REDIS_URL", "http://127.0.0.1:6379", "redis://, rediss://"),
     ("SAGA_REDIS_URL", "redis://127.0.0.1:port/0", "Port could not be cast"),
     ("SAGA_REDIS_URL", "unix://", "names no socket path"),
