@@ -397,6 +397,16 @@ class RedisServer:
         finally:
             client.close()
 
+    def replicas(self) -> int:
+        """How many replicas this server has connected."""
+        client = redis.Redis(port=self.port, socket_connect_timeout=1, decode_responses=True)
+        try:
+            return int(client.info("replication").get("connected_slaves", 0))
+        except redis.RedisError:
+            return 0
+        finally:
+            client.close()
+
     def count_keys(self, match: str) -> int:
         """How many keys matching a pattern this server holds itself."""
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
@@ -491,6 +501,17 @@ class RedisClusterNodes:
         except redis.RedisError:
             return False
         return "cluster_state:ok" in info and len(owners) == self.primaries
+
+    def wait_replicated(self, *, within: float = 60.0) -> None:
+        """Wait until the cluster is healthy and every primary has a replica connected
+        (after a failover: the old primary, restarted, back as its successor's replica)."""
+        deadline = time.monotonic() + within
+        self.wait_healthy(within=within)
+        while time.monotonic() < deadline:
+            if all(n.replicas() >= 1 for n in self.primary_nodes()):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"not every primary had a replica within {within} s")
 
     def primary_nodes(self) -> list[RedisServer]:
         """The running nodes that own slots now (after a failover: the promoted replica)."""

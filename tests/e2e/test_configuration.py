@@ -52,7 +52,7 @@ ENTRY_POINTS = [
     (["orchestrator"], "SAGA_RABBITMQ_URL", "nonsense", "amqp:// or amqps://"),
     (["service", "stock"], "SAGA_LOG_LEVEL", "loud", "'debug', 'info', 'warning' or 'error'"),
     (["up", "--api-port", port(), "--auth-port", port()], "SAGA_RATE_LIMIT", "fast", "20/second"),
-    (["list"], "SAGA_REDIS_URL", "nonsense", "redis://, rediss:// (TLS) or unix://"),
+    (["list"], "SAGA_REDIS_URL", "nonsense", "redis://, rediss:// (TLS), unix://"),
     (["show", "some-saga"], "SAGA_NAMESPACE", "Not Valid!", "a-z, 0-9"),
     (["stock", "show", "apple"], "SAGA_PREFETCH", "0", "at least 1"),
     (["payment", "show", "a@example.com"], "SAGA_STEP_TIMEOUT", "soon", "500ms, 30s, 5m"),
