@@ -20,6 +20,7 @@ from typing import Final
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
+from saga.amqp_nodes import connect_pika
 from saga.connections import AnyRedis
 
 STEPS: Final = 4
@@ -58,7 +59,7 @@ async def run_baseline(
 
     async def endpoint(queue: str | None, handle: Handler | None) -> AbstractChannel:
         """A connection of its own: a confirmed channel to publish on, and a consumer."""
-        connection = await aio_pika.connect(url)
+        connection = await connect_pika(url)
         connections.append(connection)
         if queue is not None and handle is not None:
             consuming = await connection.channel(publisher_confirms=False)
@@ -110,7 +111,7 @@ async def run_baseline(
     finally:
         for connection in connections:
             await connection.close()
-        async with await aio_pika.connect(url) as connection:
+        async with await connect_pika(url) as connection:
             cleanup = await connection.channel()
             for name in (replies, *commands):
                 await cleanup.queue_delete(name)

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import aio_pika
 from redis.asyncio.cluster import RedisCluster
 
 from bench.baseline import run_baseline
 from contracts.topology import Topology
+from saga.amqp_nodes import connect_pika, node_urls
 from saga.bootstrap import InProcessWorkers, Wiring
 from saga.connections import AnyRedis, cluster_nodes, is_cluster_url, redis_client
 from saga.core.definition import SagaDefinition
@@ -276,7 +276,7 @@ async def _wait_for_consumers(config: Settings, within: float = 30) -> None:
         *(topology.participant_queue(p) for p in EXTENSIONS.participants),
     ]
     deadline = time.monotonic() + within
-    async with await aio_pika.connect(config.rabbitmq_url) as connection:
+    async with await connect_pika(config.rabbitmq_url) as connection:
         while True:
             channel = await connection.channel()
             counts = []
@@ -438,7 +438,8 @@ def _processes(config: Settings, children: dict[str, subprocess.Popen[bytes]]) -
         url = urlsplit(config.redis_url)
         redis_nodes = [(url.hostname or "localhost", url.port or 6379)]
     label = {port: "redis" if len(redis_nodes) == 1 else f"redis {port}" for _, port in redis_nodes}
-    local = {host for host, _ in redis_nodes} | {urlsplit(config.rabbitmq_url).hostname}
+    rabbitmq_hosts = {urlsplit(url).hostname for url in node_urls(config.rabbitmq_url)}
+    local = {host for host, _ in redis_nodes} | rabbitmq_hosts
     if not local <= {"127.0.0.1", "localhost", "::1"}:
         return processes
     for entry in Path("/proc").glob("[0-9]*"):
@@ -447,7 +448,9 @@ def _processes(config: Settings, children: dict[str, subprocess.Popen[bytes]]) -
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if name == "beam.smp":
+        # One node: the one RabbitMQ here (several nodes, a cluster's: not told apart
+        # from other nodes on the machine, so not measured).
+        if name == "beam.smp" and "," not in config.rabbitmq_url:
             processes.setdefault("rabbitmq", int(entry.name))
         elif name == "redis-server":
             port = _listening_port(command)

@@ -128,6 +128,7 @@ class Wiring:
             self.topology,
             prefetch=self.settings.prefetch,
             name=f"saga {name}",
+            quorum_size=self.settings.rabbitmq_quorum_size,
         )
 
     def transport(self, name: str) -> Transport:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, field_serializer
 
 from contracts.topology import Topology
 from saga.amqp_errors import AMQP_OUTAGES
+from saga.amqp_nodes import connect_pika
 from saga.clock import utc_text
 from saga.namespaces import nothing_runs
 from saga.rabbit import encodable
@@ -178,7 +179,7 @@ class DeadLetterQueue:
     async def _connect(self) -> AbstractConnection:
         # Named, so that an operator (and a test) can tell this connection in the broker.
         name = f"saga dlq ({self._topology.namespace})"
-        return await aio_pika.connect(
+        return await connect_pika(
             self._url, timeout=10, client_properties={"connection_name": name}
         )
 

@@ -7,6 +7,7 @@ import aio_pika
 import aiormq
 
 from contracts.topology import Topology
+from saga.amqp_nodes import connect_pika
 from saga.connections import AnyRedis
 from saga.rabbit import delete_topology
 from saga.registry import participants_key
@@ -50,7 +51,7 @@ async def delete_namespace(
     (NamespaceInUse, and nothing deleted, if something does)."""
     named = {str(p) for p in await redis.smembers(participants_key(redis, namespace))}
     topology = Topology(namespace).with_participants(sorted(named | set(participants)))
-    async with await aio_pika.connect(rabbitmq_url, timeout=10) as connection:
+    async with await connect_pika(rabbitmq_url, timeout=10) as connection:
         if unless_in_use:
             busy = {q: n for q in topology.all_queues() if (n := await _consumers(connection, q))}
             if busy:

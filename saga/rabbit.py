@@ -22,8 +22,10 @@ from contracts.topology import ORCHESTRATOR_ROUTING_KEY, Participant, Topology
 from saga import tracing
 from saga.acks import AckBatcher, delivery_tag
 from saga.amqp_errors import AMQP_OUTAGES, AMQP_REFUSALS, NO_ROUTE
+from saga.amqp_nodes import GROUP_SIZE_ARGUMENT, first_answering, group_size, node_urls
 from saga.core.policy import RECONNECT, Backoff, backoff_delay
 from saga.handling import run_handler
+from saga.settings import without_password
 from saga.transport import (
     DELIVERY_LIMIT,
     PUBLISH_ERRORS,
@@ -78,7 +80,8 @@ def _translated(doing: str) -> Iterator[None]:
 
 class RabbitTransport:
     """One AMQP connection with a confirmed publishing channel and a channel per consumer,
-    made again whenever it, or any of its channels, is lost.
+    made again whenever it, or any of its channels, is lost: to another node of a
+    cluster's, when `url` names several (comma-separated).
 
     Built on aiormq itself: aio-pika's robust connection wraps every delivery in an
     IncomingMessage and a second task and every publish in a Message, which under load
@@ -98,9 +101,21 @@ class RabbitTransport:
         prefetch: int = 32,
         reconnect: Backoff = RECONNECT,
         name: str = "saga",
+        quorum_size: int | None = None,
     ) -> None:
         self.topology = topology
-        self._url = url
+        self._urls = node_urls(url)
+        # The node tried first: processes start on nodes drawn at random, which spreads
+        # their connections over the cluster; after a loss, another is tried first.
+        self._node = random.randrange(len(self._urls))
+        self._group_size = group_size(quorum_size, len(self._urls))
+        if quorum_size is not None and quorum_size > len(self._urls):
+            log.warning(
+                "the quorum group size asked for is more than the RabbitMQ nodes named; "
+                "RabbitMQ puts at most one member of a queue on each node of its cluster",
+                quorum_size=quorum_size,
+                nodes_named=len(self._urls),
+            )
         self._prefetch = prefetch
         # The waits between tries to connect (RECONNECT: jittered, so that the replicas a
         # broker restart disconnected together do not come back in step).
@@ -134,6 +149,21 @@ class RabbitTransport:
         await self._up.wait()
 
     @property
+    def nodes(self) -> tuple[str, ...]:
+        """The AMQP URLs of the nodes it connects to (one of them at a time)."""
+        return self._urls
+
+    @property
+    def node(self) -> str | None:
+        """The URL of the node it is connected to now (None while not connected)."""
+        return self._urls[self._node] if self.connected else None
+
+    @property
+    def group_size(self) -> int | None:
+        """How many members the quorum queues it makes have (None: the broker's default)."""
+        return self._group_size
+
+    @property
     def connected(self) -> bool:
         """Connected right now (false while the connection is being made again)."""
         return self._up.is_set()
@@ -156,8 +186,8 @@ class RabbitTransport:
         """Connect, declare the topology and start every consumer, or raise (and leave
         nothing open)."""
         try:
-            connection = await asyncio.wait_for(
-                aiormq.connect(self._url, client_properties=self._client_properties), timeout=10
+            self._node, connection = await first_answering(
+                self._urls, self._connect_node, start=self._node
             )
         except (OSError, aiormq.exceptions.AMQPError) as exc:
             raise TransportUnavailable(f"cannot connect to RabbitMQ: {exc!r}") from exc
@@ -170,7 +200,7 @@ class RabbitTransport:
         try:
             publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
             publisher.closing.add_done_callback(lost)
-            await declare_topology(publisher, self.topology)
+            await declare_topology(publisher, self.topology, group_size=self._group_size)
             for consumer in self._consumers:
                 await consumer.start(connection, lost)
         except BaseException:
@@ -179,6 +209,17 @@ class RabbitTransport:
         self._publisher = publisher
         if not self._lost.is_set():
             self._up.set()
+
+    async def _connect_node(self, url: str) -> aiormq.abc.AbstractConnection:
+        return await asyncio.wait_for(
+            aiormq.connect(url, client_properties=self._client_properties), timeout=10
+        )
+
+    def _try_another_node_first(self) -> None:
+        """Start the next connect at another node, drawn at random: the processes one
+        node's loss disconnected spread over the nodes left, not all onto one."""
+        if len(self._urls) > 1:
+            self._node = (self._node + random.randrange(1, len(self._urls))) % len(self._urls)
 
     def _on_lost(self, connection: aiormq.abc.AbstractConnection, *_: object) -> None:
         """Something of `connection` closed; only the current connection's losses count
@@ -209,12 +250,17 @@ class RabbitTransport:
                 return
             if self._connection is not None:  # not the first try of keep_connecting
                 log.warning("RabbitMQ connection lost, reconnecting")
+                self._try_another_node_first()  # its node may be the one that went
             await self._drop()
             failed = 0
             while not self._closed:
+                if failed:
+                    # A node that takes the connection but not the setup (one cut off from
+                    # the others' majority) is not tried first again.
+                    self._try_another_node_first()
                 try:
                     await self._open()
-                    log.info("connected to RabbitMQ")
+                    log.info("connected to RabbitMQ", node=without_password(self._urls[self._node]))
                     break
                 except _OUTAGES as exc:
                     failed += 1
@@ -237,7 +283,7 @@ class RabbitTransport:
         publisher = self._publisher
         if publisher is not None and self.connected:
             with _translated("declaring queues"):
-                await declare_topology(publisher, topology)
+                await declare_topology(publisher, topology, group_size=self._group_size)
 
     async def publish_command(self, participant: Participant, envelope: Envelope) -> None:
         """Publish a command to a participant and wait for the broker's confirm."""
@@ -329,6 +375,7 @@ class RabbitTransport:
             functools.partial(self._settle, queue_name, handler),
             prefetch=self._prefetch,
             arguments=work_queue_arguments(self.topology),
+            group_size=self._group_size,
         )
         self._consumers.append(consumer)
         connection = self._connection
@@ -444,12 +491,19 @@ class _Consumer:
     """One queue's consumer: a channel of its own, started again on every new connection."""
 
     def __init__(
-        self, queue: str, on_delivery: OnDelivery, *, prefetch: int, arguments: dict[str, Any]
+        self,
+        queue: str,
+        on_delivery: OnDelivery,
+        *,
+        prefetch: int,
+        arguments: dict[str, Any],
+        group_size: int | None,
     ) -> None:
         self._queue = queue
         self._on_delivery = on_delivery
         self._prefetch = prefetch
         self._arguments = arguments
+        self._group_size = group_size
         self._channel: aiormq.abc.AbstractChannel | None = None
         self._tag: str | None = None
         self.acks = AckBatcher()
@@ -464,7 +518,7 @@ class _Consumer:
         # a loss like any other: the connection is made again, with this consumer.
         channel.closing.add_done_callback(lost)
         await channel.basic_qos(prefetch_count=self._prefetch)
-        await channel.queue_declare(self._queue, durable=True, arguments=self._arguments)
+        await declare_quorum_queue(channel, self._queue, self._arguments, self._group_size)
         ok = await channel.basic_consume(self._queue, self._on_message, no_ack=False)
         self._channel, self._tag = channel, ok.consumer_tag
         channel.on_consumer_cancel_callbacks.add(
@@ -509,20 +563,23 @@ def work_queue_arguments(topology: Topology) -> dict[str, Any]:
     }
 
 
-async def declare_topology(channel: aiormq.abc.AbstractChannel, topology: Topology) -> None:
-    """Declare exchanges, quorum queues and bindings; safe to run from every process."""
+async def declare_topology(
+    channel: aiormq.abc.AbstractChannel, topology: Topology, *, group_size: int | None = None
+) -> None:
+    """Declare exchanges, quorum queues and bindings; safe to run from every process.
+    Queues made now get `group_size` members (None: the broker's default)."""
     for exchange, kind in (
         (topology.commands_exchange, "direct"),
         (topology.replies_exchange, "direct"),
         (topology.dead_letter_exchange, "fanout"),
     ):
         await channel.exchange_declare(exchange, exchange_type=kind, durable=True)
-    await channel.queue_declare(
-        topology.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    await declare_quorum_queue(
+        channel, topology.dead_letter_queue, {"x-queue-type": "quorum"}, group_size
     )
     await channel.queue_bind(topology.dead_letter_queue, topology.dead_letter_exchange)
     work_args = work_queue_arguments(topology)
-    await channel.queue_declare(topology.orchestrator_queue, durable=True, arguments=work_args)
+    await declare_quorum_queue(channel, topology.orchestrator_queue, work_args, group_size)
     await channel.queue_bind(
         topology.orchestrator_queue,
         topology.replies_exchange,
@@ -530,8 +587,32 @@ async def declare_topology(channel: aiormq.abc.AbstractChannel, topology: Topolo
     )
     for participant in topology.participants:
         queue = topology.participant_queue(participant)
-        await channel.queue_declare(queue, durable=True, arguments=work_args)
+        await declare_quorum_queue(channel, queue, work_args, group_size)
         await channel.queue_bind(queue, topology.commands_exchange, routing_key=participant)
+
+
+async def declare_quorum_queue(
+    channel: aiormq.abc.AbstractChannel,
+    name: str,
+    arguments: dict[str, Any],
+    group_size: int | None,
+) -> None:
+    """Declare a durable queue with `arguments`; with a group size, one not there yet is
+    made with it, and one that is there is taken as it is: RabbitMQ refuses a declare
+    whose group size differs from the queue's, or that gives one the queue was made
+    without (as queues made before clusters were supported were)."""
+    if group_size is None:
+        await channel.queue_declare(name, durable=True, arguments=arguments)
+        return
+    # Asked on a channel of its own: a queue that is not there closes the channel asking.
+    probe = await channel.connection.channel()
+    try:
+        await probe.queue_declare(name, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        sized = {**arguments, GROUP_SIZE_ARGUMENT: group_size}
+        await channel.queue_declare(name, durable=True, arguments=sized)
+        return
+    await probe.close()
 
 
 async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:

@@ -62,7 +62,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SAGA_", extra="ignore", frozen=True)
 
+    # One AMQP URL per RabbitMQ node, comma-separated: a process connects to one of them
+    # and, when it goes away, to another.
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # How many nodes hold each quorum queue the engine makes (its members); unset: every
+    # node the URL list names, up to 3 (one node: RabbitMQ's own default). A queue that
+    # exists already keeps the members it was made with.
+    rabbitmq_quorum_size: int | None = Field(default=None, ge=1, le=99)
     redis_url: str = "redis://127.0.0.1:6379/0"
     auth_url: str = "http://127.0.0.1:7002"
     namespace: str = "saga"
@@ -131,29 +137,15 @@ class Settings(BaseSettings):
     @field_validator("rabbitmq_url", "redis_url", "auth_url")
     @classmethod
     def _server_url_is_valid(cls, value: str, info: ValidationInfo) -> str:
-        form, schemes, example = _URL_FORMS[str(info.field_name)]
-        if info.field_name == "redis_url" and value.partition("://")[0].endswith("+cluster"):
+        name = str(info.field_name)
+        if name == "rabbitmq_url":
+            return _node_urls(value)
+        if name == "redis_url" and value.partition("://")[0].endswith("+cluster"):
             from saga.connections import cluster_nodes
 
             cluster_nodes(value)  # ValueError, naming what is wrong
             return value
-        try:
-            url = urlsplit(value)
-            url.port  # noqa: B018 (reading it checks it)
-        except ValueError as exc:
-            raise ValueError(f"{exc}; {form}, as in {example}") from None
-        if url.scheme not in schemes:
-            raise ValueError(f"{form}, as in {example}")
-        if url.scheme == "unix" and not url.path:
-            raise ValueError("names no socket path, as in unix:///run/redis/redis.sock")
-        if url.scheme != "unix" and not url.hostname:
-            raise ValueError(f"names no host, as in {example}")
-        if info.field_name == "redis_url":
-            # The client's own reading of it (its options after `?`), now rather than
-            # when the first connection is made.
-            from redis.connection import parse_url
-
-            parse_url(value)  # type: ignore[no-untyped-call]
+        _check_url(value, name)
         return value
 
     @field_validator("rate_limit")
@@ -195,6 +187,49 @@ class Settings(BaseSettings):
         if value == "uvloop" and importlib.util.find_spec("uvloop") is None:
             raise ValueError("uvloop is not installed here; use auto or asyncio")
         return value
+
+
+def _check_url(value: str, name: str) -> None:
+    """A server's URL as its setting takes it, or ValueError saying what it takes."""
+    form, schemes, example = _URL_FORMS[name]
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 (reading it checks it)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; {form}, as in {example}") from None
+    if url.scheme not in schemes:
+        raise ValueError(f"{form}, as in {example}")
+    if url.scheme == "unix" and not url.path:
+        raise ValueError("names no socket path, as in unix:///run/redis/redis.sock")
+    if url.scheme != "unix" and not url.hostname:
+        raise ValueError(f"names no host, as in {example}")
+    if name == "redis_url":
+        # The client's own reading of it (its options after `?`), now rather than when
+        # the first connection is made.
+        from redis.connection import parse_url
+
+        parse_url(value)  # type: ignore[no-untyped-call]
+
+
+def _node_urls(value: str) -> str:
+    """SAGA_RABBITMQ_URL: one AMQP URL per node, comma-separated, each checked (a bad
+    one is named by its place in the list); trimmed."""
+    from saga.amqp_nodes import node_urls
+
+    urls = node_urls(value)
+    if not urls:
+        raise ValueError(
+            "names no RabbitMQ node; give one AMQP URL per node, comma-separated, "
+            f"as in {_URL_FORMS['rabbitmq_url'][2]}"
+        )
+    for n, url in enumerate(urls, 1):
+        try:
+            _check_url(url, "rabbitmq_url")
+        except ValueError as exc:
+            if len(urls) == 1:
+                raise
+            raise ValueError(f"URL {n} of {len(urls)}, {without_password(url)!r}: {exc}") from None
+    return ",".join(urls)
 
 
 def proxy_networks(value: str | None) -> list[IPv4Network | IPv6Network]:
@@ -294,7 +329,9 @@ def _shown(name: str, value: object) -> str:
 
 
 def without_password(url: str) -> str:
-    """The URL with its password, if it has one, as ***."""
+    """The URL with its password, if it has one, as *** (in each URL of a comma list)."""
+    if "," in url:
+        return ",".join(without_password(part) for part in url.split(","))
     try:
         parts = urlsplit(url)
         password = parts.password

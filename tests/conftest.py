@@ -9,7 +9,7 @@ import pytest
 from hypothesis import settings
 
 from saga.connections import AnyRedis
-from tests.nodes import RabbitNode, RedisClusterNodes, RedisServer, cluster_client
+from tests.nodes import RabbitCluster, RabbitNode, RedisClusterNodes, RedisServer, cluster_client
 from tests.servers import drop_namespace, fresh_namespace, rabbitmq_or_skip, redis_or_skip
 
 # Under CI=true Hypothesis runs its derandomized "ci" profile: the same examples every run.
@@ -70,6 +70,18 @@ def own_rabbit(tmp_path: Path) -> Iterator[RabbitNode]:
         yield node
     finally:
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+    """A 3-node RabbitMQ cluster of the test session's own, started once (about a
+    minute); a test that kills a node starts it again."""
+    cluster = RabbitCluster(tmp_path_factory.mktemp("rabbitmq-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

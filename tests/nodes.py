@@ -3,6 +3,7 @@ own data directories, for fault tests to stop and crash without touching the sha
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -102,7 +103,9 @@ class RabbitNode:
     ones pin port 5672 and the node name) and Erlang cookie, and no plugins (so no
     management or Prometheus listener). Blocking: from async code call it in a thread."""
 
-    def __init__(self, root: Path, *, tls: Certificates | None = None) -> None:
+    def __init__(
+        self, root: Path, *, tls: Certificates | None = None, cookie: str | None = None
+    ) -> None:
         self.root = root
         self.port = amqp_port = free_port()
         # With certificates, a TLS listener too (clients are not asked for theirs).
@@ -114,10 +117,11 @@ class RabbitNode:
         self._sbin = rabbitmq_sbin()
         home = root / "home"
         home.mkdir(parents=True, exist_ok=True)
-        cookie = home / ".erlang.cookie"
-        if not cookie.exists():
-            cookie.write_text(secrets.token_hex(20).upper())
-            cookie.chmod(0o400)
+        cookie_file = home / ".erlang.cookie"
+        if not cookie_file.exists():
+            # Nodes of one cluster share theirs: it is what lets them talk to each other.
+            cookie_file.write_text(cookie or secrets.token_hex(20).upper())
+            cookie_file.chmod(0o400)
         config = root / "rabbitmq.conf"
         config.write_text(f"listeners.tcp.local = 127.0.0.1:{amqp_port}\n")
         if tls is not None:
@@ -165,6 +169,11 @@ class RabbitNode:
     def start(self, *, within: float = 120.0) -> None:
         """Start the node (on the same data if it ran before) and wait until it takes
         AMQP connections."""
+        self.launch()
+        self._wait_accepting(within)
+
+    def launch(self) -> None:
+        """Start the node and return at once (wait_accepting waits for it)."""
         assert self.proc is None or self.proc.poll() is not None, f"{self.name} is running"
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -176,7 +185,6 @@ class RabbitNode:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, to stop it whole
             )
-        self._wait_accepting(within)
 
     def ctl(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         """Run `rabbitmqctl -n <this node> <args>`; an error names the command and its output."""
@@ -220,6 +228,16 @@ class RabbitNode:
                     found.append(int(environ.parent.name))
         return found
 
+    def kill(self) -> None:
+        """kill -9 the node, every process of its group: it ends where it is."""
+        assert self.proc is not None
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def wait_accepting(self, within: float = 120.0) -> None:
+        """Wait until the node takes AMQP connections (an error shows its log's end)."""
+        self._wait_accepting(within)
+
     def _wait_accepting(self, within: float) -> None:
         assert self.proc is not None
         wait_started(
@@ -240,6 +258,46 @@ class RabbitNode:
             return True
 
         return asyncio.run(connect())
+
+
+class RabbitCluster:
+    """Three RabbitMQ nodes of the test's own (RabbitNode each: own names, ports, data and
+    logs, one Erlang cookie), the second and third joined to the first with
+    `rabbitmqctl join_cluster`."""
+
+    def __init__(self, root: Path, *, size: int = 3) -> None:
+        cookie = secrets.token_hex(20).upper()
+        self.nodes = [RabbitNode(root / f"node{n}", cookie=cookie) for n in range(1, size + 1)]
+
+    @property
+    def url(self) -> str:
+        """Every node's AMQP URL, comma-separated (as SAGA_RABBITMQ_URL takes them)."""
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, *, within: float = 180.0) -> None:
+        """Start the nodes side by side, then join the others to the first."""
+        for node in self.nodes:
+            node.launch()
+        for node in self.nodes:
+            node.wait_accepting(within)
+        first, *others = self.nodes
+        for node in others:
+            node.ctl("stop_app")
+            node.ctl("join_cluster", first.name)
+            node.start_app(within=within)
+        status = json.loads(first.ctl("cluster_status", "--formatter", "json").stdout)
+        assert sorted(status["running_nodes"]) == sorted(n.name for n in self.nodes), status
+
+    def busiest(self) -> RabbitNode:
+        """The node with the most client connections."""
+        # A connection's pid names its node: <saga-test-…@localhost.1699.0>.
+        pids = self.nodes[0].ctl("list_connections", "pid", "-s").stdout
+        return max(self.nodes, key=lambda node: pids.count(f"<{node.name}."))
+
+    def stop(self) -> None:
+        """Stop every node by its PID; their data stays."""
+        for node in self.nodes:
+            node.stop()
 
 
 class RedisServer:

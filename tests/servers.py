@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from contracts.topology import Topology
+from saga.amqp_nodes import connect_pika
 from saga.connections import AnyRedis, redis_client
 from saga.namespaces import delete_keys
 from saga.rabbit import delete_topology
@@ -122,7 +123,7 @@ async def drop_namespace(
         topology = topology.with_participants(named)
         await delete_keys(redis, namespace)
     try:
-        connection = await aio_pika.connect(rabbitmq_url, timeout=3)
+        connection = await connect_pika(rabbitmq_url, timeout=3)
     except Exception:
         return
     async with connection:

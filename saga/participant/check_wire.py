@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from contracts.envelope import Envelope, first_error
 from contracts.topology import ORCHESTRATOR_ROUTING_KEY, Topology
+from saga.amqp_nodes import connect_pika
 from saga.namespaces import nothing_runs
 from saga.rabbit import CLOSE_WITHIN
 
@@ -84,7 +85,7 @@ class Wire:
     ) -> tuple["Wire", int]:
         """Connect and set up; also how many consumers the participant's queue has."""
         name = f"saga participant check ({topology.namespace})"
-        connection = await aio_pika.connect(
+        connection = await connect_pika(
             url, timeout=10, client_properties={"connection_name": name}
         )
         try:

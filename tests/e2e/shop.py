@@ -1,10 +1,14 @@
 """A customer, a vendor and products of their own, so that tests do not collide."""
 
 import asyncio
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+import httpx
 
 from saga.auth.users import UserStore
 from saga.connections import redis_client
@@ -53,6 +57,71 @@ class Shop:
 
     def account(self) -> dict[str, Any]:
         return dict(self.system.cli_json("payment", "show", self.customer))
+
+
+def stocked_shop(system: System, *, apples: int, balance: str) -> Shop:
+    """A shop with `apples` apples at 5.00 and a customer with `balance`."""
+    shop = open_shop(system, balance=balance)
+    system.cli("stock", "set", shop.products["apple"], "--quantity", str(apples), "--price", "5.00")
+    return shop
+
+
+class Customers:
+    """Orders of one apple each, placed from a thread every 30 ms while it runs, until
+    `upto` were accepted: the saga ids of those answered 202, the status of those
+    answered otherwise, and how many got no answer at all."""
+
+    def __init__(self, shop: Shop, *, upto: int) -> None:
+        self.shop, self.upto = shop, upto
+        self.accepted: list[str] = []
+        self.refused: list[int] = []
+        self.unanswered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._place, name="customers")
+
+    def __enter__(self) -> "Customers":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def stop(self, *, within: float = 30) -> None:
+        """Place no more orders (the one under way is answered first)."""
+        self._stop.set()
+        self._thread.join(timeout=within)
+
+    def wait_until_done(self, *, within: float) -> None:
+        """Wait until `upto` were accepted, or `within` seconds; then stop."""
+        self._thread.join(timeout=within)
+        self.stop()
+
+    def _place(self) -> None:
+        system, shop = self.shop.system, self.shop
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set() and len(self.accepted) < self.upto:
+                try:
+                    response = client.post(
+                        f"{system.api}/orders/create_order",
+                        json=shop.body([("apple", 1)]),
+                        headers={"Authorization": f"Bearer {shop.token}"},
+                    )
+                except httpx.HTTPError:
+                    self.unanswered += 1
+                    time.sleep(0.1)
+                    continue
+                if response.status_code == 202:
+                    self.accepted.append(response.json()["saga_id"])
+                else:
+                    self.refused.append(response.status_code)
+                time.sleep(0.03)
+
+    def check_no_other_saga_started(self) -> None:
+        """Every saga of the namespace is one answered 202, but for as many as got no
+        answer (those may have started one): an order refused started none."""
+        listed = {s["saga_id"] for s in self.shop.system.cli_json("list", "--limit", "10000")}
+        others = listed - set(self.accepted)
+        assert len(others) <= self.unanswered, (others, self.refused, self.unanswered)
 
 
 def open_shop(

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import httpx
 
 from contracts.topology import Topology
+from saga.amqp_nodes import connect_pika
 from tests.servers import (
     RABBITMQ_URL,
     REDIS_URL,
@@ -189,7 +189,7 @@ class System:
             topology.orchestrator_queue,
             *(topology.participant_queue(p) for p in SHOP_PARTICIPANTS),
         ]
-        async with await aio_pika.connect(self.rabbitmq_url) as connection:
+        async with await connect_pika(self.rabbitmq_url) as connection:
             channel = await connection.channel()
             for name in queues:
                 queue = await channel.declare_queue(name, passive=True)
@@ -285,6 +285,15 @@ def log_lines(path: Path, saga_id: str) -> list[dict[str, Any]]:
         if line.get("saga_id") == saga_id:
             lines.append(line)
     return lines
+
+
+@contextmanager
+def replicated(logs: Path, **options: Any) -> Iterator[System]:
+    """Two orchestrators and two of each participant on one namespace, quick to time out
+    and retry (for fault tests)."""
+    settings = {"SAGA_STEP_TIMEOUT": "2", "SAGA_RETRY_BACKOFF": "0.2", "SAGA_RELAY_GRACE": "1"}
+    with running_system(logs, replicas=2, settings=settings, **options) as running:
+        yield running
 
 
 @contextmanager

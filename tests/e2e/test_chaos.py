@@ -2,28 +2,16 @@
 hundreds of sagas run; afterwards every saga ends and the books balance."""
 
 import random
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests.e2e.shop import Shop, check_books, open_shop
-from tests.e2e.system import System, running_system
+from tests.e2e.shop import Customers, check_books, stocked_shop
+from tests.e2e.system import System, replicated
 from tests.nodes import RabbitNode
-
-
-@contextmanager
-def replicated(logs: Path, **options: Any) -> Iterator[System]:
-    """Two orchestrators and two of each participant on one namespace."""
-    settings = {"SAGA_STEP_TIMEOUT": "2", "SAGA_RETRY_BACKOFF": "0.2", "SAGA_RELAY_GRACE": "1"}
-    with running_system(logs, replicas=2, settings=settings, **options) as running:
-        yield running
 
 
 @pytest.fixture
@@ -38,12 +26,6 @@ def on_own_rabbit(tmp_path: Path, own_rabbit: RabbitNode) -> Iterator[System]:
     """Replicas on a RabbitMQ node of the test's own, to restart."""
     with replicated(tmp_path, rabbitmq_url=own_rabbit.url) as running:
         yield running
-
-
-def stocked_shop(system: System, *, apples: int, balance: str) -> Shop:
-    shop = open_shop(system, balance=balance)
-    system.cli("stock", "set", shop.products["apple"], "--quantity", str(apples), "--price", "5.00")
-    return shop
 
 
 def test_replicas_share_the_work_and_get_every_saga_right(on_shared_servers: System) -> None:
@@ -67,32 +49,11 @@ def test_chaos_kill_minus_nine_and_a_broker_restart(
 ) -> None:
     system = on_own_rabbit
     shop = stocked_shop(system, apples=250, balance="1000.00")
-    accepted: list[str] = []
-    stop = threading.Event()
     rng = random.Random(7)
-
-    def customers() -> None:
-        with httpx.Client(timeout=5) as client:
-            while not stop.is_set() and len(accepted) < 300:
-                try:
-                    response = client.post(
-                        f"{system.api}/orders/create_order",
-                        json=shop.body([("apple", 1)]),
-                        headers={"Authorization": f"Bearer {shop.token}"},
-                    )
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-                    continue
-                if response.status_code == 202:
-                    accepted.append(response.json()["saga_id"])
-                time.sleep(0.03)
-
-    placing = threading.Thread(target=customers)
-    placing.start()
     started = time.monotonic()
     broker_restarted = False
     kills = 0
-    try:
+    with Customers(shop, upto=300) as customers:
         while time.monotonic() - started < 20:
             time.sleep(rng.uniform(0.7, 1.3))
             victim = rng.choice(system.workers)
@@ -107,13 +68,11 @@ def test_chaos_kill_minus_nine_and_a_broker_restart(
                 time.sleep(2)  # the outage: sagas go on being accepted meanwhile
                 own_rabbit.start_app()
                 broker_restarted = True
-    finally:
-        stop.set()
-        placing.join(timeout=30)
     for name in system.workers:
         if system.processes[name].poll() is not None:
             system.restart(name)
 
+    accepted = customers.accepted
     assert len(accepted) >= 100, f"only {len(accepted)} orders were accepted"
     deadline = time.monotonic() + 30
     sagas = [

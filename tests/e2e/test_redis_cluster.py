@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.shop import check_books
+from tests.e2e.shop import check_books, stocked_shop
 from tests.e2e.system import System, running_system
-from tests.e2e.test_chaos import stocked_shop
 from tests.nodes import RedisClusterNodes
 from tests.servers import rabbitmq_or_skip
 

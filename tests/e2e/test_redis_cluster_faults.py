@@ -11,9 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.shop import Shop, check_books
+from tests.e2e.shop import Shop, check_books, stocked_shop
 from tests.e2e.system import System, running_system
-from tests.e2e.test_chaos import stocked_shop
 from tests.nodes import RedisClusterNodes
 
 ORDERS = 300

@@ -104,13 +104,13 @@ async def test_commands_left_while_the_broker_was_away_are_relayed_once_each(
     dispatcher = Dispatcher(store, quick)
     starter = SagaStarter(store, dispatcher, builtin=is_builtin)
     lost = quick._connection
-    quick._url = UNREACHABLE  # its tries to reconnect fail until the broker is "back"
+    quick._urls = (UNREACHABLE,)  # its tries to reconnect fail until the broker is "back"
     await cut(quick)
     await eventually(lambda: asyncio.sleep(0, not quick.connected), what="the cut")
     for _ in range(20):  # each first command fails to publish and stays in its outbox
         await starter.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
     assert await store.outbox_pending() == 20
-    quick._url = RABBITMQ_URL
+    quick._urls = (RABBITMQ_URL,)
     await reconnected(quick, lost)
 
     stop = asyncio.Event()

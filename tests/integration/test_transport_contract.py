@@ -18,6 +18,7 @@ from redis.exceptions import (
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant, Topology
+from saga.amqp_nodes import GROUP_SIZE_ARGUMENT, connect_pika
 from saga.core.policy import Backoff
 from saga.memory import InMemoryTransport
 from saga.rabbit import RabbitTransport, delete_topology
@@ -52,28 +53,37 @@ def envelope(n: int = 1) -> Envelope:
 async def connected(transport: RabbitTransport) -> AsyncIterator[RabbitTransport]:
     """The transport connected (the broker must be up), then closed and its topology
     deleted, with the queues it declared since."""
-    connection = await rabbitmq_or_skip()
-    await connection.close()
+    url = ",".join(transport.nodes)  # a test may point the transport elsewhere
+    if url == RABBITMQ_URL:
+        connection = await rabbitmq_or_skip()
+        await connection.close()
     await transport.connect()
     try:
         yield transport
     finally:
         await transport.close()
-        connection = await rabbitmq_or_skip()
-        async with connection:
+        async with await connect_pika(url) as connection:
             await delete_topology(await connection.channel(), transport.topology)
 
 
-def real_transport(namespace: str) -> AsyncIterator[RabbitTransport]:
-    return connected(
-        RabbitTransport(RABBITMQ_URL, Topology(namespace, SHOP_PARTICIPANTS), prefetch=10)
-    )
+def real_transport(namespace: str, url: str = RABBITMQ_URL) -> AsyncIterator[RabbitTransport]:
+    return connected(RabbitTransport(url, Topology(namespace, SHOP_PARTICIPANTS), prefetch=10))
 
 
-@pytest.fixture(params=["rabbitmq", "memory"])
-async def transport(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Transport]:
-    if request.param == "rabbitmq":
-        async for real in real_transport(namespace):
+@pytest.fixture(params=["rabbitmq", "rabbitmq-cluster", "memory"])
+def broker(request: pytest.FixtureRequest) -> str | None:
+    """The URL of the broker the contract runs on: the shared node, or a 3-node cluster
+    of the session's own (each queue held by all three); None: in memory."""
+    if request.param == "rabbitmq-cluster":
+        # Started here, outside the event loop: the nodes' own helpers block.
+        return str(request.getfixturevalue("rabbit_cluster").url)
+    return RABBITMQ_URL if request.param == "rabbitmq" else None
+
+
+@pytest.fixture
+async def transport(broker: str | None, namespace: str) -> AsyncIterator[Transport]:
+    if broker is not None:
+        async for real in real_transport(namespace, broker):
             yield real
         return
     memory = InMemoryTransport(Topology(namespace, SHOP_PARTICIPANTS), prefetch=10)
@@ -86,8 +96,8 @@ async def parked(transport: Transport) -> list[tuple[bytes, dict[str, Any]]]:
     """The dead letters, whatever the transport."""
     if isinstance(transport, InMemoryTransport):
         return transport.parked()
-    connection = await rabbitmq_or_skip()
-    async with connection:
+    assert isinstance(transport, RabbitTransport)
+    async with await connect_pika(",".join(transport.nodes)) as connection:
         channel = await connection.channel()
         queue = await channel.get_queue(transport.topology.dead_letter_queue, ensure=False)
         found = []
@@ -140,22 +150,24 @@ async def test_a_participant_of_ones_own_gets_a_queue_that_keeps_its_commands(
     queue = transport.topology.participant_queue("courier")
     await eventually(lambda: transport.depth(queue), until=lambda n: n == 1)
     if isinstance(transport, RabbitTransport):  # the queue is the documented one
-        await _check_arguments(queue, transport.topology)
+        await _check_arguments(queue, transport)
 
 
-async def _check_arguments(queue: str, topology: Topology) -> None:
-    connection = await rabbitmq_or_skip()
-    async with connection:
+async def _check_arguments(queue: str, transport: RabbitTransport) -> None:
+    async with await connect_pika(",".join(transport.nodes)) as connection:
         channel = await connection.channel()
         # The same declaration as docs/wire-protocol.md gives a participant in another language:
-        # accepted only if the arguments are exactly the queue's.
+        # accepted only if the arguments are exactly the queue's (on a cluster, with the
+        # group size the engine made it with).
+        sized = {} if transport.group_size is None else {GROUP_SIZE_ARGUMENT: 3}
         await channel.declare_queue(
             queue,
             durable=True,
             arguments={
                 "x-queue-type": "quorum",
-                "x-dead-letter-exchange": topology.dead_letter_exchange,
+                "x-dead-letter-exchange": transport.topology.dead_letter_exchange,
                 "x-delivery-limit": 11,
+                **sized,
             },
         )
 
@@ -469,7 +481,7 @@ async def test_a_delivery_in_hand_when_the_connection_goes_comes_again(
 async def test_a_publish_while_disconnected_fails_at_once_as_unavailable(
     quick: RabbitTransport,
 ) -> None:
-    quick._url = UNREACHABLE  # its tries to reconnect fail from now on
+    quick._urls = (UNREACHABLE,)  # its tries to reconnect fail from now on
     await cut(quick)
     await eventually(lambda: asyncio.sleep(0, not quick.connected))
     with pytest.raises(TransportUnavailable):
@@ -480,11 +492,11 @@ async def test_a_consumer_started_while_disconnected_starts_with_the_connection(
     quick: RabbitTransport,
 ) -> None:
     lost = quick._connection
-    quick._url = UNREACHABLE
+    quick._urls = (UNREACHABLE,)
     await cut(quick)
     await eventually(lambda: asyncio.sleep(0, not quick.connected))
     seen = await consumed_ids(quick, "payment")  # no error: it waits for the connection
-    quick._url = RABBITMQ_URL  # the broker is back
+    quick._urls = (RABBITMQ_URL,)  # the broker is back
     await reconnected(quick, lost)
     await quick.publish_command("payment", envelope(4))
     await arrived(seen, "m4")

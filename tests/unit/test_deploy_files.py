@@ -5,6 +5,7 @@ import re
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import typer
@@ -69,6 +70,67 @@ def test_compose_app_waits_for_healthy_rabbitmq_and_redis(service: str) -> None:
     depends_on = compose()["services"][service]["depends_on"]
     for infra in INFRA_SERVICES:
         assert depends_on[infra]["condition"] == "service_healthy"
+
+
+RABBITMQ_NODES = ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"]
+REDIS_NODES = [f"redis-{n}" for n in range(1, 7)]
+
+
+def in_cluster_profile(name: str) -> dict[str, Any]:
+    service = dict(compose()["services"][name])
+    assert service["profiles"] == ["cluster"], name
+    return service
+
+
+def test_the_cluster_profile_has_a_rabbitmq_cluster_of_three_nodes_that_find_each_other() -> None:
+    peers = re.findall(
+        r"classic_config\.nodes\.\d+ = rabbit@(\S+)",
+        (ROOT / "deploy/rabbitmq/cluster.conf").read_text(),
+    )
+    assert peers == RABBITMQ_NODES
+    for name in RABBITMQ_NODES:
+        node = in_cluster_profile(name)
+        assert node["hostname"] == name  # the node is rabbit@<hostname>
+        assert (
+            "./deploy/rabbitmq/cluster.conf:/etc/rabbitmq/conf.d/20-cluster.conf:ro"
+            in (node["volumes"])
+        )
+        assert f"{name}-data:/var/lib/rabbitmq" in node["volumes"]
+        # One cookie for all, and the health check's CLI uses it too.
+        cookie = node["environment"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"].split()[-1]
+        assert cookie in node["healthcheck"]["test"]
+    for name in RABBITMQ_NODES[1:]:  # the first starts alone, the others join it
+        assert in_cluster_profile(name)["depends_on"]["rabbitmq-1"]["condition"] == (
+            "service_healthy"
+        )
+
+
+def test_the_cluster_profile_has_a_redis_cluster_of_three_primaries_with_a_replica_each() -> None:
+    for name in REDIS_NODES:
+        command = in_cluster_profile(name)["command"]
+        assert command[:3] == ["redis-server", "--cluster-enabled", "yes"]
+        assert command[command.index("--cluster-announce-hostname") + 1] == name
+    create = in_cluster_profile("redis-cluster-create")
+    script = create["command"][-1]
+    assert "redis-cli --cluster create" in script and "--cluster-replicas 1" in script
+    assert "for n in 1 2 3 4 5 6;" in script
+    assert set(create["depends_on"]) == set(REDIS_NODES)
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_the_cluster_profile_runs_each_process_on_every_node(service: str) -> None:
+    plain, clustered = compose()["services"][service], in_cluster_profile(f"{service}-cluster")
+    assert clustered["command"] == plain["command"]
+    env = clustered["environment"]
+    rabbitmq = Settings(rabbitmq_url=env["SAGA_RABBITMQ_URL"]).rabbitmq_url
+    assert [urlsplit(url).hostname for url in rabbitmq.split(",")] == RABBITMQ_NODES
+    scheme, _, nodes = env["SAGA_REDIS_URL"].partition("://")
+    assert scheme == "redis+cluster"
+    assert [node.partition(":")[0] for node in nodes.split(",")] == REDIS_NODES
+    depends_on = clustered["depends_on"]
+    for node in RABBITMQ_NODES:
+        assert depends_on[node]["condition"] == "service_healthy"
+    assert depends_on["redis-cluster-create"]["condition"] == "service_completed_successfully"
 
 
 def test_dockerfile_runs_as_non_root() -> None:

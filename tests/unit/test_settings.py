@@ -36,6 +36,13 @@ ACCEPTED: list[tuple[str, str, str, Any]] = [
     ("SAGA_REDIS_URL", "rediss+cluster://:pw@[::1]:7000", "redis_url", None),
     ("SAGA_REDIS_BUCKETS", "64", "redis_buckets", 64),
     ("SAGA_RABBITMQ_URL", "amqps://u:p@mq.example:5671/vhost", "rabbitmq_url", None),
+    (
+        "SAGA_RABBITMQ_URL",
+        "amqp://mq-1/, amqp://mq-2/",
+        "rabbitmq_url",
+        "amqp://mq-1/,amqp://mq-2/",
+    ),
+    ("SAGA_RABBITMQ_QUORUM_SIZE", "5", "rabbitmq_quorum_size", 5),
     ("SAGA_AUTH_URL", "https://auth.example", "auth_url", None),
     ("SAGA_RETENTION", "90s", "retention", 90),
     ("SAGA_RETENTION", "15m", "retention", 900),
@@ -73,6 +80,9 @@ REFUSED = [
     ("SAGA_RABBITMQ_URL", "nonsense", "amqp:// or amqps://"),
     ("SAGA_RABBITMQ_URL", "amqp://", "names no host"),
     ("SAGA_RABBITMQ_URL", "amqp://h:99999/", "Port out of range"),
+    ("SAGA_RABBITMQ_URL", "amqp://mq-1/,http://mq-2/", "URL 2 of 2, 'http://mq-2/': a RabbitMQ"),
+    ("SAGA_RABBITMQ_URL", " , ", "names no RabbitMQ node; give one AMQP URL per node"),
+    ("SAGA_RABBITMQ_QUORUM_SIZE", "0", "must be at least 1"),
     ("SAGA_AUTH_URL", "127.0.0.1:7002", "http:// or https://"),
     ("SAGA_RETENTION", "forever", DURATION_FORMS),
     ("SAGA_RETENTION", "0", "must be at least 1s; a duration is"),
@@ -120,6 +130,12 @@ def test_a_password_is_not_shown(env: pytest.MonkeyPatch) -> None:
     (line,) = problems(env, SAGA_RABBITMQ_URL="ampq://guest:hunter2@127.0.0.1/")
     assert "hunter2" not in line
     assert "'ampq://guest:***@127.0.0.1/'" in line
+
+
+def test_no_password_of_a_list_of_nodes_is_shown(env: pytest.MonkeyPatch) -> None:
+    (line,) = problems(env, SAGA_RABBITMQ_URL="amqp://u:one@mq-1/,amqp://u:two@mq-2:0x/")
+    assert "one" not in line and "two" not in line
+    assert line.startswith("SAGA_RABBITMQ_URL='amqp://u:***@mq-1/,amqp://u:***@mq-2:0x/': ")
 
 
 def test_without_servers_their_urls_are_not_read(env: pytest.MonkeyPatch) -> None:
