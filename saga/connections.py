@@ -108,6 +108,16 @@ class _ClusterClient(RedisCluster):
         return await super().execute_command(*args, **kwargs)
 
 
+async def reread_slot_map(cluster: RedisCluster, failed: str | None = None) -> None:
+    """Read a cluster's slot map again (a node failed, a slot moved), asking `failed`,
+    the node that failed if one did, last. Only the map: not the whole client, whose
+    own re-reading asks one node (perhaps the one away) for the commands' table too,
+    and closes every connection if that fails."""
+    await cluster.nodes_manager.initialize(last_failed_node_name=failed)
+    if failed is not None and cluster.get_default_node().name == failed:
+        cluster.replace_default_node()
+
+
 def _cluster_client(settings: Settings) -> RedisCluster:
     url = settings.redis_url
     parts = urlsplit(url)

@@ -16,12 +16,15 @@ it gets the error, exactly as if its own call had failed: it may or may not have
 and every caller here retries whole idempotent steps.
 
 On a Redis Cluster the calls of a turn go in one pipeline per node, each to the node
-that holds its keys' slot (every script's keys share one). A call answered MOVED or ASK
-did not run (its slot moved: a failover, a resharding): the slot map is read again and
-the call sent once more to the slot's node now.
+that holds its keys' slot (every script's keys share one). A call answered MOVED did
+not run (its slot moved: a failover, a resharding): the slot map is read again and the
+call sent once more to the slot's node now. ASK (a slot half-way through a resharding)
+is not followed: such a call fails as an outage, and its caller tries it again until
+the slot has moved.
 """
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,9 +34,15 @@ from typing import Any, Final, cast
 from hiredis import pack_command
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection
-from redis.exceptions import AskError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    MaxConnectionsError,
+    MovedError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+)
 
-from saga.connections import AnyRedis
+from saga.connections import AnyRedis, reread_slot_map
 
 # A bound on one pipeline, so a burst is written and answered in pieces.
 MAX_BATCH: Final = 256
@@ -59,7 +68,9 @@ class _Route:
 
     acquire: Callable[[], Awaitable[AbstractConnection]]
     release: Callable[[AbstractConnection], Awaitable[None]]
+    load: Callable[[str], Awaitable[object]]  # SCRIPT LOAD there
     probe_key: str
+    node: str | None = None  # a cluster node's name
 
 
 class ScriptBatcher:
@@ -92,7 +103,10 @@ class ScriptBatcher:
         self._wait_timeout_ms = wait_timeout_ms
         self._probe_key = probe_key
         self._wait = _packed(("WAIT", wait_replicas, wait_timeout_ms))
-        self._stale_map = False  # a cluster node failed: read the slot map again first
+        # A cluster node failed, or a slot moved: read the slot map again before the next
+        # call (asking the node that failed, if one did, last).
+        self._map_stale = False
+        self._failed_node: str | None = None
         self._queued: list[_Call] = []
         self._scheduled = False
         self._flushing: set[asyncio.Task[None]] = set()
@@ -147,18 +161,21 @@ class ScriptBatcher:
         async def acquire() -> AbstractConnection:
             return cast(AbstractConnection, await pool.get_connection())  # type: ignore[no-untyped-call]
 
-        _settle(
-            calls, await self._results_on(_Route(acquire, pool.release, self._probe_key), calls)
-        )
+        route = _Route(acquire, pool.release, self.redis.script_load, self._probe_key)
+        _settle(calls, await self._results_on(route, calls))
 
     async def _results_on_cluster(
         self, cluster: RedisCluster, calls: list[_Call], *, again: bool = True
     ) -> list[Any]:
         """Each call's result (or error), sent in one pipeline per node."""
         try:
-            if self._stale_map:
-                await cluster.nodes_manager.initialize()
-                self._stale_map = False
+            if self._map_stale:
+                failed, self._map_stale, self._failed_node = self._failed_node, False, None
+                with contextlib.suppress(RedisError):
+                    # Not while the cluster is still deciding (a node away, not yet
+                    # failed over): the map it had stands, and the nodes that answer
+                    # go on answering.
+                    await reread_slot_map(cluster, failed)
             await cluster.initialize()  # at once, once it has read the map
             groups: dict[str, tuple[ClusterNode, list[int]]] = {}
             for i, (_, keys, _, _) in enumerate(calls):
@@ -170,17 +187,19 @@ class ScriptBatcher:
         results: list[Any] = [None] * len(calls)
         answered = await asyncio.gather(
             *(
-                self._results_on(self._node_route(node, calls[at[0]][1][0]), [calls[i] for i in at])
+                self._results_on(
+                    self._node_route(cluster, node, calls[at[0]][1][0]), [calls[i] for i in at]
+                )
                 for node, at in groups.values()
             )
         )
         for (_, at), answers in zip(groups.values(), answered, strict=True):
             for i, answer in zip(at, answers, strict=True):
                 results[i] = answer
-        moved = [i for i, result in enumerate(results) if isinstance(result, AskError)]
+        moved = [i for i, result in enumerate(results) if isinstance(result, MovedError)]
         if moved and again:
             # Those did not run: their slots are elsewhere now. Once more, on a fresh map.
-            self._stale_map = True
+            self._map_stale = True
             retried = await self._results_on_cluster(
                 cluster, [calls[i] for i in moved], again=False
             )
@@ -188,24 +207,31 @@ class ScriptBatcher:
                 results[i] = result
         return results
 
-    def _node_route(self, node: ClusterNode, key: str) -> _Route:
+    def _node_route(self, cluster: RedisCluster, node: ClusterNode, key: str) -> _Route:
         async def acquire() -> AbstractConnection:
-            return node.acquire_connection()
+            connection = node.acquire_connection()
+            await node.disconnect_if_needed(connection)  # one the client marked stale
+            return connection
 
         async def release(connection: AbstractConnection) -> None:
             node.release(cast(Connection, connection))
 
-        # The probe shares the first call's hash tag: it is written on the same node.
-        tag = key[: key.index("}") + 1] if "{" in key and "}" in key else key
-        return _Route(acquire, release, f"{tag}:replication-probe")
+        async def load(lua: str) -> object:
+            return await cluster.execute_command("SCRIPT LOAD", lua, target_nodes=node)
+
+        # The probe shares the first call's hash tag (or makes the key its tag): it is
+        # written on the same node.
+        tag = key[: key.index("}") + 1] if "{" in key and "}" in key else f"{key}:{{{key}}}"
+        return _Route(acquire, release, load, f"{tag}:replication-probe", node.name)
 
     async def _results_on(self, route: _Route, calls: list[_Call]) -> list[Any]:
         """Each call's result (or error), sent in one pipeline on one route."""
         try:
             results = await self._send(route, calls)
         except Exception as exc:
-            if isinstance(self.redis, RedisCluster):
-                self._stale_map = True  # the node may be gone: the next call reads the map
+            if route.node is not None and not isinstance(exc, MaxConnectionsError):
+                # The node may be gone: the next call reads the map.
+                self._map_stale, self._failed_node = True, route.node
             return [exc] * len(calls)
         missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if missing:
@@ -215,7 +241,7 @@ class ScriptBatcher:
             again: list[Any]
             try:
                 for lua in {calls[i][0].lua for i in missing}:
-                    await self.redis.script_load(lua)
+                    await route.load(lua)
                 again = await self._send(route, [calls[i] for i in missing])
             except Exception as exc:
                 again = [exc] * len(missing)

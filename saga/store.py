@@ -2,10 +2,12 @@
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal, cast
+
+import structlog
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant
@@ -28,6 +30,8 @@ from saga.keyspace import (
     keyspace_of,
 )
 from saga.scripts import ScriptBatcher
+
+log = structlog.get_logger(__name__)
 
 # One atomic step per input: the saga's events, state, applied id and outbox, its
 # timers, its outbox marker and its place in the indexes, all or nothing.
@@ -740,13 +744,26 @@ class RedisSagaStore:
         """Claim the sagas whose outbox may hold commands left since before `cutoff`
         (up to `limit` of each bucket): each is marked anew as of `now` (the marker to
         clear it under), so claims with a cutoff before `now` pass it by."""
-        claimed = await asyncio.gather(
-            *(
-                self._claim_outboxes(keys=[bucket.outbox_index], args=[cutoff, now, limit])
-                for bucket in self.keyspace.buckets
-            )
+        claimed = await from_every_bucket(
+            self._claim_outboxes(keys=[bucket.outbox_index], args=[cutoff, now, limit])
+            for bucket in self.keyspace.buckets
         )
         return [s.decode() if isinstance(s, bytes) else str(s) for some in claimed for s in some]
+
+
+async def from_every_bucket(claims: Iterable[Awaitable[list[Any]]]) -> list[list[Any]]:
+    """What each bucket's claim took, of the buckets that answered. What a claim takes
+    is hidden from others until its lease ends, so the claims that went through are
+    kept even when others failed (a node away, failing over): those fail alone, logged,
+    and the round goes on with the rest; only when every bucket failed does the first
+    error stand."""
+    answers = await asyncio.gather(*claims, return_exceptions=True)
+    failed = [a for a in answers if isinstance(a, BaseException)]
+    if failed and len(failed) == len(answers):
+        raise failed[0]
+    if failed:
+        log.warning("buckets unreachable", buckets=len(failed), error=repr(failed[0]))
+    return [a for a in answers if not isinstance(a, BaseException)]
 
 
 # The append's fields as compact JSON, text as UTF-8 rather than escaped (Lua's cjson
@@ -842,11 +859,9 @@ class TimerStore:
     async def claim(self, *, now: int, lease: int, limit: int) -> list[tuple[str, Timer]]:
         """Timers due by `now` (microseconds), each hidden from others for `lease` (up to
         `limit` of each bucket)."""
-        claimed = await asyncio.gather(
-            *(
-                self._claim(keys=[b.timers, b.timer_data], args=[now, now + lease, limit])
-                for b in self._keyspace.buckets
-            )
+        claimed = await from_every_bucket(
+            self._claim(keys=[b.timers, b.timer_data], args=[now, now + lease, limit])
+            for b in self._keyspace.buckets
         )
         return [
             (str(raw[i]), Timer.model_validate_json(raw[i + 1]))

@@ -10,10 +10,12 @@ from datetime import timedelta
 
 import pytest
 from fakeredis import FakeAsyncRedis
+from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from saga.clock import marker_of
-from saga.core.decide import ReplaySaga, ReplyReceived, decide, start_saga
+from saga.connections import AnyRedis
+from saga.core.decide import Decision, ReplaySaga, ReplyReceived, decide, start_saga
 from saga.keyspace import customer_index
 from saga.retention import Trimmer
 from saga.store import LayoutMismatch, Position, RedisSagaStore, VersionConflict, _command_json
@@ -514,18 +516,51 @@ async def test_sagas_spread_over_every_primary_of_a_cluster(
     store = RedisSagaStore(cluster, namespace)
     try:
         for n in range(40):
-            decision = start_saga(
-                ORDER_SAGA,
-                saga_id=f"spread-{n}",
-                customer="ann@example.com",
-                saga_input=order_input().model_dump(mode="json"),
-                now=T0,
-                new_id=lambda: uuid.uuid4().hex,
-            )
-            await store.create(decision, marker=1)
+            await store.create(started(f"spread-{n}"), marker=1)
         owners = {n.port: n.count_keys(f"{namespace}:*") for n in redis_cluster.primary_nodes()}
         assert len(owners) == 3 and all(owners.values()), owners
         assert len(await store.ids(limit=100)) == 40  # and every listing walks them all
     finally:
         await drop_namespace(cluster, namespace)
         await cluster.aclose()
+
+
+async def test_with_a_primary_gone_the_other_buckets_timers_and_outboxes_are_still_claimed(
+    own_redis_cluster: RedisClusterNodes, namespace: str
+) -> None:
+    cluster = cluster_client(own_redis_cluster)
+    store = RedisSagaStore(cluster, namespace, buckets=64)
+    try:
+        ids = [f"claimed-{n}" for n in range(30)]
+        for saga_id in ids:
+            await store.create(started(saga_id), marker=1)
+        victim = own_redis_cluster.primary_nodes()[0]
+        gone = {i for i in ids if _on(cluster, store, i) == f"127.0.0.1:{victim.port}"}
+        assert gone and gone != set(ids)
+        victim.kill()  # before any failover: its buckets fail, the others answer
+        far = marker_of(T0) + 10**12
+        timers = await store.timers.claim(now=far, lease=10, limit=100)
+        assert {t.saga_id for _, t in timers} == set(ids) - gone
+        outboxes = await store.claim_outboxes(cutoff=far, now=far, limit=100)
+        assert set(outboxes) == set(ids) - gone
+    finally:
+        await cluster.aclose()
+
+
+def _on(cluster: AnyRedis, store: RedisSagaStore, saga_id: str) -> str:
+    assert isinstance(cluster, RedisCluster)
+    node = cluster.get_node_from_key(store.keys(saga_id).state)
+    assert node is not None
+    return str(node.name)
+
+
+def started(saga_id: str) -> Decision:
+    """A new order saga's first decision (its first command, with a timeout timer)."""
+    return start_saga(
+        ORDER_SAGA,
+        saga_id=saga_id,
+        customer="ann@example.com",
+        saga_input=order_input().model_dump(mode="json"),
+        now=T0,
+        new_id=lambda: uuid.uuid4().hex,
+    )
