@@ -117,6 +117,13 @@ class Keyspace:
             return self.buckets[0]
         return self.buckets[zlib.crc32(saga_id.encode()) % len(self.buckets)]
 
+    def new_id_in(self, bucket: Bucket, new_id: Callable[[], str]) -> str:
+        """A new saga id (from `new_id`) that falls in `bucket`: drawn again until it
+        does (once, on one Redis; on average as many times as there are buckets)."""
+        while self.bucket(saga_id := new_id()) != bucket:
+            pass
+        return saga_id
+
     def shared(self, name: str) -> str:
         """A key of the whole namespace (the definitions, say); on a cluster, every
         such key shares the namespace's own hash tag, so one script may touch them all."""

@@ -86,7 +86,7 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         # A key must not outlive its saga: once the saga is trimmed, the key would start
         # it afresh.
         app.state.keys = IdempotencyKeys(
-            wiring.redis, settings.namespace, ttl=min(KEY_TTL, int(settings.retention))
+            wiring.redis, wiring.store.keyspace, ttl=min(KEY_TTL, int(settings.retention))
         )
         app.state.limiter = RateLimiter(
             wiring.redis, settings.namespace, Rate.parse(settings.rate_limit)
