@@ -19,6 +19,7 @@ from typing import Final, Literal, Protocol, cast
 import structlog
 from pydantic import BaseModel
 
+from saga.clock import new_id
 from saga.connections import AnyRedis, once_more
 from saga.core.contracts import EMPTY, Catalogue
 from saga.core.definition import SagaDefinition
@@ -96,6 +97,18 @@ if users == 0 then
 end
 return users
 """
+
+# A delete's lock, released by its holder only (a delete slower than the lease lost it).
+# KEYS: the lock. ARGV: the holder's token.
+_RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+# How long a delete holds its lock at most: closing the buckets takes milliseconds; a
+# deleting process that dies holding it leaves the version to delete again after this.
+DELETE_LEASE_MS: Final = 30_000
 
 # KEYS: applied definitions, the type's versions, all types, the versions deleted, the
 #       documents of deleted versions. ARGV: field, version, type.
@@ -183,6 +196,7 @@ class DefinitionRegistry:
         self._dry_run_script = redis.register_script(_DRY_RUN)
         self._delete_script = redis.register_script(_DELETE)
         self._close_script = redis.register_script(_CLOSE)
+        self._release_script = redis.register_script(_RELEASE)
         # The namespace's definitions share one hash slot on a cluster (the sagas that
         # need a version are counted in each bucket of sagas).
         self._keyspace = keyspace_of(redis, namespace, buckets=buckets)
@@ -353,6 +367,17 @@ class DefinitionRegistry:
         if self.is_builtin(saga_type, version):
             raise DefinitionConflict(f"{saga_type} version {version} is built in")
         field = definition_field(saga_type, version)
+        # One delete of a version at a time: a refused one opens the buckets it closed,
+        # which must not open them under another delete that is going through.
+        lock, token = self._keyspace.shared(f"definition-delete:{field}"), new_id()
+        if not await self._redis.set(lock, token, nx=True, px=DELETE_LEASE_MS):
+            raise DefinitionInUse(f"{saga_type} version {version} is being deleted already")
+        try:
+            await self._delete_unlocked(saga_type, version, field)
+        finally:
+            await self._release_script(keys=[lock], args=[token])
+
+    async def _delete_unlocked(self, saga_type: str, version: int, field: str) -> None:
         if not await self._redis.hexists(self._definitions_key, field):
             raise NoSuchDefinition(saga_type, version)
         # Close every bucket to the version, each only while none of its sagas needs it;

@@ -52,8 +52,9 @@ log = structlog.get_logger(__name__)
 #   marker            the outbox marker (a score)
 #   created           when it was created: only in its start
 #   definition        the definition version's field (`type:version`), which must not be
-#                     closed in the bucket (being deleted) for the saga to start (absent:
-#                     a built-in definition)
+#                     closed in the bucket (being deleted) for the saga to start, nor, on
+#                     one Redis (the last KEYS), missing from the applied definitions
+#                     (absent: a built-in definition)
 #   events            how many events
 #   answered          the id of the command the input is a reply to (absent: none): a
 #                     reply proves it was published, so it leaves the outbox here, and
@@ -68,7 +69,7 @@ log = structlog.get_logger(__name__)
 _APPEND: Final = """
 local state_key, events_key, applied_key, outbox_key, active_key, ended_key,
   outbox_index, timers_key, timer_data_key, sagas_key, customer_key,
-  definition_sagas_key, closed_key, failed_key = unpack(KEYS)
+  definition_sagas_key, closed_key, failed_key, definitions_key = unpack(KEYS)
 local a = cjson.decode(ARGV[1])
 local current = tonumber(redis.call('HGET', state_key, 'version') or '0')
 -- The applied id is recorded first, SADD telling whether it was there: one command
@@ -87,7 +88,9 @@ end
 local refusal
 if current ~= a.expected_version then
   refusal = 'conflict'
-elseif a.created and a.definition and redis.call('SISMEMBER', closed_key, a.definition) == 1 then
+elseif a.created and a.definition and (
+    redis.call('SISMEMBER', closed_key, a.definition) == 1
+    or (definitions_key and redis.call('HEXISTS', definitions_key, a.definition) == 0)) then
   refusal = 'no_definition'
 end
 if refusal then
@@ -444,6 +447,9 @@ class RedisSagaStore:
             bucket.definition_sagas(state.saga_type, state.definition_version),
             bucket.closed_definitions,
             bucket.failed,
+            # On one Redis (one slot), the applied definitions too: a version deleted
+            # before the buckets' fence existed (by an earlier engine) has no fence.
+            *(() if self.keyspace.clustered else (self.keyspace.shared("definitions"),)),
         ]
 
     async def load(self, saga_id: str) -> SagaState | None:

@@ -189,6 +189,26 @@ async def test_no_saga_starts_on_a_version_deleted_meanwhile(
     assert await store.ids(limit=10) == []
 
 
+async def test_on_one_redis_no_saga_starts_on_a_version_an_earlier_engine_deleted(
+    namespace: str, transport: RabbitTransport
+) -> None:
+    # (A cluster's namespaces never ran an engine without the buckets' fence.)
+    redis = await redis_or_skip()
+    try:
+        registry = DefinitionRegistry(redis, namespace, builtins=BUILTINS, catalogue=CATALOGUE)
+        store = RedisSagaStore(redis, namespace)
+        starter = SagaStarter(store, Dispatcher(store, transport), builtin=registry.is_builtin)
+        await registry.apply(ping())
+        definition = await registry.latest("ping")
+        # Deleted as an earlier engine did: the document only, no bucket closed.
+        await redis.hdel(f"{namespace}:definitions", "ping:1")
+        with pytest.raises(NoSuchDefinition, match="ping version 1"):
+            await starter.start(definition, customer="ann@example.com", saga_input={})
+    finally:
+        await drop_namespace(redis, namespace)
+        await redis.aclose()
+
+
 def with_http(name: str, participant: str, url: str | None) -> DefinitionSpec:
     """A one-step definition on `participant`, over HTTP at `url` (or its queue)."""
     reach = f"participants: {{{participant}: {{http: {{url: '{url}'}}}}}}" if url else ""
@@ -274,3 +294,17 @@ async def test_a_dry_run_refuses_what_apply_refuses_and_registers_nothing(
     await registry.delete("ping", 1)
     with pytest.raises(DefinitionConflict, match="was deleted"):
         await dry_run(ping())
+
+
+async def test_one_delete_of_a_version_at_a_time(
+    registry: DefinitionRegistry, redis: AnyRedis, namespace: str
+) -> None:
+    await registry.apply(ping())
+    lock = keyspace_of(redis, namespace).shared(f"definition-delete:{definition_field('ping', 1)}")
+    await redis.set(lock, "another-deleter", px=30_000)  # another delete is going through
+    with pytest.raises(DefinitionInUse, match="being deleted already"):
+        await registry.delete("ping", 1)
+    assert await registry.document("ping", 1) is not None  # it did nothing
+    await redis.delete(lock)
+    await registry.delete("ping", 1)
+    assert await redis.exists(lock) == 0  # released
