@@ -26,7 +26,9 @@ async def _rabbitmq_or_skip() -> None:
 def on_cluster(tmp_path: Path, redis_cluster: RedisClusterNodes) -> Iterator[System]:
     """The system on the shared Redis Cluster (which this test does not fault)."""
     asyncio.run(_rabbitmq_or_skip())
-    with running_system(tmp_path, redis_url=redis_cluster.url) as running:
+    # 64 buckets: every primary holds some (16 would leave one out in 1 run of 200).
+    settings = {"SAGA_REDIS_BUCKETS": "64"}
+    with running_system(tmp_path, redis_url=redis_cluster.url, settings=settings) as running:
         yield running
 
 
@@ -51,3 +53,11 @@ def test_orders_on_a_redis_cluster_all_end_and_their_sagas_are_on_every_primary(
     per_primary = {p.port: p.count_keys(pattern) for p in primaries}
     assert all(per_primary.values()), per_primary
     system.check_alive()
+    # A command counting other buckets than the namespace's says so, rather than list
+    # a quarter of its sagas.
+    mistyped = system.cli("list", check=False, SAGA_REDIS_BUCKETS="16")
+    assert mistyped.returncode != 0
+    assert mistyped.stderr.strip().splitlines() == [
+        f"saga: error: namespace {system.namespace!r} keeps its sagas in 64 buckets, and this "
+        "process would look in 16: set SAGA_REDIS_BUCKETS=64"
+    ]
