@@ -610,12 +610,7 @@ class RedisSagaStore:
         return [p.saga_id for p in await self._scored(index, "+inf", "-inf", count=limit)]
 
     async def _each_bucket(self, command: Callable[[Any, Bucket], object]) -> list[Any]:
-        """One command per bucket, in one pipeline (one round trip per node); their
-        replies, bucket by bucket."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for bucket in self.keyspace.buckets:
-                command(pipe, bucket)
-            return list(await pipe.execute())
+        return await each_bucket(self._redis, self.keyspace, command)
 
     async def on_version(self, saga_type: str, version: int) -> int:
         """How many sagas still run on one definition version (not completed or
@@ -626,13 +621,21 @@ class RedisSagaStore:
         return sum(int(c) for c in counts)
 
     async def active_scores(self, saga_ids: list[str]) -> list[float | None]:
-        """For each saga, its score in the active index, or None once it has ended."""
-        if not saga_ids:
-            return []
+        """For each saga, its score in the active index, or None once it has ended (one
+        ZMSCORE a bucket)."""
+        by_bucket: dict[Bucket, list[str]] = {}
+        for saga_id in saga_ids:
+            by_bucket.setdefault(self.keyspace.bucket(saga_id), []).append(saga_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            for saga_id in saga_ids:
-                pipe.zscore(self.keyspace.bucket(saga_id).active, saga_id)
-            return list(await pipe.execute())
+            for bucket, ids in by_bucket.items():
+                pipe.zmscore(bucket.active, ids)
+            replies = await pipe.execute()
+        scores = {
+            saga_id: score
+            for ids, reply in zip(by_bucket.values(), replies, strict=True)
+            for saga_id, score in zip(ids, reply, strict=True)
+        }
+        return [scores[saga_id] for saga_id in saga_ids]
 
     async def active_count(self) -> int:
         """How many sagas are not yet terminal (as the active index says)."""
@@ -755,6 +758,17 @@ class RedisSagaStore:
             for bucket in self.keyspace.buckets
         )
         return [s.decode() if isinstance(s, bytes) else str(s) for some in claimed for s in some]
+
+
+async def each_bucket(
+    redis: AnyRedis, keyspace: Keyspace, command: Callable[[Any, Bucket], object]
+) -> list[Any]:
+    """One command per bucket, in one pipeline (one round trip per node); their replies,
+    bucket by bucket."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for bucket in keyspace.buckets:
+            command(pipe, bucket)
+        return list(await pipe.execute())
 
 
 async def from_every_bucket(claims: Iterable[Awaitable[list[Any]]]) -> list[list[Any]]:
@@ -885,15 +899,13 @@ class TimerStore:
 
     async def count(self) -> int:
         """How many timers are waiting."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for bucket in self._keyspace.buckets:
-                pipe.zcard(bucket.timers)
-            return sum(int(c) for c in await pipe.execute())
+        counts = await each_bucket(self._redis, self._keyspace, lambda p, b: p.zcard(b.timers))
+        return sum(int(c) for c in counts)
 
     async def due(self, *, now: int) -> int:
         """How many timers are due by `now` (microseconds) and not taken (a taken one is
         hidden until its lease ends)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for bucket in self._keyspace.buckets:
-                pipe.zcount(bucket.timers, "-inf", now)
-            return sum(int(c) for c in await pipe.execute())
+        counts = await each_bucket(
+            self._redis, self._keyspace, lambda p, b: p.zcount(b.timers, "-inf", now)
+        )
+        return sum(int(c) for c in counts)
