@@ -8,13 +8,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import httpx
 from fastapi import Header, HTTPException, Request
 
 from saga.breaker import CircuitBreaker, CircuitOpen
 from saga.core.policy import AUTH_BREAKER_RESET_AFTER, AUTH_BREAKER_THRESHOLD
+
+# Below the auth service's own keep-alive (uvicorn's 5 s): the client lets an idle
+# connection go before the server closes it under a request.
+KEEPALIVE_EXPIRY: Final = 2.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,14 @@ class AuthClient:
         clock: Callable[[], float] = time.time,
     ) -> None:
         # `transport`: to reach an auth app in this process (the embedded demo).
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+        # An idle connection is dropped before the auth service's server would close it
+        # (uvicorn: 5 s); a request on one it closed that very moment is asked again.
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
+        )
         self._cache: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
         self._cache_ttl = cache_ttl
         self._cache_size = cache_size
@@ -122,7 +133,7 @@ class AuthClient:
         return answer
 
     async def _ask(self, token: str) -> "Answer":
-        response = await self._post("/auth/verify", json={"token": token})
+        response = await self._post("/auth/verify", read_only=True, json={"token": token})
         if response.status_code == 401:
             return None, 0.0
         if response.status_code != 200:
@@ -134,9 +145,16 @@ class AuthClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise AuthUnavailable("auth service gave a malformed answer") from exc
 
-    async def _post(self, path: str, **request: Any) -> httpx.Response:
+    async def _post(self, path: str, *, read_only: bool = False, **request: Any) -> httpx.Response:
         try:
-            return await self._client.post(path, **request)
+            try:
+                return await self._client.post(path, **request)
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+                if not read_only:
+                    raise
+                # Likely a kept-alive connection the server closed as it was reused:
+                # a read is asked once more, on a fresh one.
+                return await self._client.post(path, **request)
         except httpx.HTTPError as exc:
             raise AuthUnavailable(f"auth service unreachable: {type(exc).__name__}") from exc
 

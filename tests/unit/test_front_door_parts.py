@@ -95,6 +95,29 @@ async def test_verified_tokens_are_cached_but_never_past_their_expiry(
     await client.close()
 
 
+async def test_a_verify_on_a_connection_the_server_closed_is_asked_once_more() -> None:
+    clock, calls = Clock(), []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) % 2:  # the kept-alive connection, closed by the server as reused
+            raise httpx.ReadError("connection reset", request=request)
+        expires = iso(clock.now + 10)
+        return httpx.Response(
+            200, json={"email": "ann@example.com", "roles": [], "expires_at": expires}
+        )
+
+    client = auth_client(httpx.MockTransport(answer), clock)
+    caller = await client.verify("t1")
+    assert caller is not None and calls == ["/auth/verify", "/auth/verify"]
+    calls.clear()
+    # A sign-in is not a read (a wrong password counts against the account): not again.
+    with pytest.raises(AuthUnavailable, match="ReadError"):
+        await client.sign_in("ann@example.com", "secret")
+    assert calls == ["/auth/token"]
+    await client.close()
+
+
 async def test_an_invalid_token_is_none_and_not_cached() -> None:
     calls = []
 
