@@ -24,6 +24,7 @@ from saga.acks import AckBatcher, delivery_tag
 from saga.amqp_errors import AMQP_OUTAGES, AMQP_REFUSALS, NO_ROUTE
 from saga.core.policy import RECONNECT, Backoff, backoff_delay
 from saga.handling import run_handler
+from saga.socket_writes import JoinedWritesFactory
 from saga.transport import (
     DELIVERY_LIMIT,
     PUBLISH_ERRORS,
@@ -109,7 +110,7 @@ class RabbitTransport:
         # management UI), so an operator can tell whose connection is whose.
         self._client_properties: FieldTable = {"connection_name": f"{name} ({topology.namespace})"}
         self._connection: aiormq.abc.AbstractConnection | None = None
-        self._publisher: aiormq.abc.AbstractChannel | None = None
+        self._publisher: aiormq.Channel | None = None
         self._consumers: list[_Consumer] = []
         self._lost = asyncio.Event()
         self._up = asyncio.Event()  # connected, set up, and nothing of it lost since
@@ -157,7 +158,12 @@ class RabbitTransport:
         nothing open)."""
         try:
             connection = await asyncio.wait_for(
-                aiormq.connect(self._url, client_properties=self._client_properties), timeout=10
+                aiormq.connect(
+                    self._url,
+                    client_properties=self._client_properties,
+                    transport_factory=JoinedWritesFactory(),
+                ),
+                timeout=10,
             )
         except (OSError, aiormq.exceptions.AMQPError) as exc:
             raise TransportUnavailable(f"cannot connect to RabbitMQ: {exc!r}") from exc
@@ -169,6 +175,7 @@ class RabbitTransport:
         connection.closing.add_done_callback(lost)
         try:
             publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            assert isinstance(publisher, aiormq.Channel)  # publishes without waiting to drain
             publisher.closing.add_done_callback(lost)
             await declare_topology(publisher, self.topology)
             for consumer in self._consumers:
@@ -294,6 +301,9 @@ class RabbitTransport:
         if publisher is None or not self._up.is_set():
             raise TransportUnavailable("not connected to RabbitMQ")
         # mandatory: a message no queue would take is returned as an error, not dropped.
+        # wait=False: the broker's confirm is what is awaited; waiting for the socket to
+        # drain as well held the channel's lock over each write, one publish a turn of the
+        # loop, so that publishes made together could not share a write.
         with _translated(f"publishing to {exchange} ({routing_key})"):
             await publisher.basic_publish(
                 body,
@@ -302,6 +312,7 @@ class RabbitTransport:
                 properties=properties,
                 mandatory=True,
                 timeout=10,
+                wait=False,
             )
 
     async def _publish(
