@@ -95,10 +95,12 @@ class AckBatcher:
         for message in alone:
             self._held[delivery_tag(message)] = (message, "settled")
         try:
+            # Not waiting for the socket to drain: an ack is never confirmed either way,
+            # and frames queued together leave in one write (saga/socket_writes.py).
             if run is not None:
-                await run.channel.basic_ack(delivery_tag(run), multiple=True)
+                await run.channel.basic_ack(delivery_tag(run), multiple=True, wait=False)
             for message in alone:
-                await message.channel.basic_ack(delivery_tag(message))
+                await message.channel.basic_ack(delivery_tag(message), wait=False)
         except (TransportUnavailable, *AMQP_OUTAGES) as exc:
             # The channel is gone and took the deliveries back: they come again.
             log.warning("acks lost with their channel", error=repr(exc))

@@ -26,6 +26,7 @@ from saga.amqp_nodes import GROUP_SIZE_ARGUMENT, first_answering, group_size, no
 from saga.core.policy import RECONNECT, Backoff, backoff_delay
 from saga.handling import run_handler
 from saga.settings import without_password
+from saga.socket_writes import JoinedWritesFactory
 from saga.transport import (
     DELIVERY_LIMIT,
     PUBLISH_ERRORS,
@@ -124,7 +125,7 @@ class RabbitTransport:
         # management UI), so an operator can tell whose connection is whose.
         self._client_properties: FieldTable = {"connection_name": f"{name} ({topology.namespace})"}
         self._connection: aiormq.abc.AbstractConnection | None = None
-        self._publisher: aiormq.abc.AbstractChannel | None = None
+        self._publisher: aiormq.Channel | None = None
         self._consumers: list[_Consumer] = []
         self._lost = asyncio.Event()
         self._up = asyncio.Event()  # connected, set up, and nothing of it lost since
@@ -199,6 +200,7 @@ class RabbitTransport:
         connection.closing.add_done_callback(lost)
         try:
             publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            assert isinstance(publisher, aiormq.Channel)  # publishes without waiting to drain
             publisher.closing.add_done_callback(lost)
             await declare_topology(publisher, self.topology, group_size=self._group_size)
             for consumer in self._consumers:
@@ -212,7 +214,12 @@ class RabbitTransport:
 
     async def _connect_node(self, url: str) -> aiormq.abc.AbstractConnection:
         return await asyncio.wait_for(
-            aiormq.connect(url, client_properties=self._client_properties), timeout=10
+            aiormq.connect(
+                url,
+                client_properties=self._client_properties,
+                transport_factory=JoinedWritesFactory(),
+            ),
+            timeout=10,
         )
 
     def _try_another_node_first(self) -> None:
@@ -340,6 +347,9 @@ class RabbitTransport:
         if publisher is None or not self._up.is_set():
             raise TransportUnavailable("not connected to RabbitMQ")
         # mandatory: a message no queue would take is returned as an error, not dropped.
+        # wait=False: the broker's confirm is what is awaited; waiting for the socket to
+        # drain as well held the channel's lock over each write, one publish a turn of the
+        # loop, so that publishes made together could not share a write.
         with _translated(f"publishing to {exchange} ({routing_key})"):
             await publisher.basic_publish(
                 body,
@@ -348,6 +358,7 @@ class RabbitTransport:
                 properties=properties,
                 mandatory=True,
                 timeout=10,
+                wait=False,
             )
 
     async def _publish(

@@ -253,6 +253,29 @@ async def stored(store: RedisSagaStore, saga_id: str, run: Run) -> None:
             )
 
 
+async def test_the_active_index_forgets_ended_sagas_and_starts_that_never_began(
+    store: RedisSagaStore,
+) -> None:
+    completed, running = Run.start(), Run.start()
+    for _ in range(4):
+        completed.succeed()
+    await stored(store, "done", completed)
+    await stored(store, "running", running)
+    now = T0.timestamp()
+    # What a crash leaves: an ended saga still listed, and starts listed with no saga
+    # (one long ago, one a moment ago: its first append may be on its way).
+    for saga_id, created in [("done", now), ("never", now - 61), ("starting", now - 1)]:
+        await store._redis.zadd(store.keyspace.bucket(saga_id).active, {saga_id: created})
+    assert await store.forget_finished(now=now) == 2
+    assert await store.active_count() == 2
+    assert await store.active_scores(["done", "never", "starting", "running"]) == [
+        None,
+        None,
+        now - 1,
+        running.state.created_at.timestamp(),
+    ]
+
+
 async def test_ended_sagas_are_trimmed_after_the_retention_and_failed_ones_kept(
     store: RedisSagaStore, namespace: str
 ) -> None:

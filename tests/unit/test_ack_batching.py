@@ -15,7 +15,7 @@ from saga.acks import AckBatcher
 class Channel:
     acks: list[tuple[int, bool]] = field(default_factory=list)
 
-    async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+    async def basic_ack(self, delivery_tag: int, multiple: bool = False, wait: bool = True) -> None:
         self.acks.append((delivery_tag, multiple))
 
 
