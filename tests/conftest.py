@@ -3,6 +3,7 @@ own to fault, and fresh namespaces."""
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import aio_pika
 import pytest
@@ -20,11 +21,23 @@ settings.register_profile(
 )
 
 
+Started = TypeVar("Started", RabbitNode, RabbitCluster, RedisServer, RedisClusterNodes)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test marked `either_redis` (a module's `pytestmark`) that takes the `redis`
     fixture runs twice: on the real Redis and on the shared Redis Cluster."""
     if "redis" in metafunc.fixturenames and metafunc.definition.get_closest_marker("either_redis"):
         metafunc.parametrize("redis", ["redis", "cluster"], indirect=True)
+
+
+def running(server: Started) -> Iterator[Started]:
+    """A server of the test's own, started, then stopped (by its PID) afterwards."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -64,55 +77,30 @@ async def amqp(namespace: str) -> AsyncIterator[aio_pika.abc.AbstractConnection]
 @pytest.fixture
 def own_rabbit(tmp_path: Path) -> Iterator[RabbitNode]:
     """A RabbitMQ node of the test's own, to stop and start; stopped afterwards."""
-    node = RabbitNode(tmp_path / "rabbitmq")
-    try:
-        node.start()
-        yield node
-    finally:
-        node.stop()
+    yield from running(RabbitNode(tmp_path / "rabbitmq"))
 
 
 @pytest.fixture(scope="session")
 def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
     """A 3-node RabbitMQ cluster of the test session's own, started once (about a
     minute); a test that kills a node starts it again."""
-    cluster = RabbitCluster(tmp_path_factory.mktemp("rabbitmq-cluster"))
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from running(RabbitCluster(tmp_path_factory.mktemp("rabbitmq-cluster")))
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A Redis of the test's own, to crash and restart; stopped afterwards."""
-    server = RedisServer(tmp_path / "redis")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from running(RedisServer(tmp_path / "redis"))
 
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
     """A Redis Cluster of the suite's own (3 primaries, a replica each, on free loopback
     ports), started once for the tests that share it; they must not fault it."""
-    cluster = RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster"))
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from running(RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster")))
 
 
 @pytest.fixture
 def own_redis_cluster(tmp_path: Path) -> Iterator[RedisClusterNodes]:
     """A Redis Cluster of the test's own, to fault; stopped afterwards."""
-    cluster = RedisClusterNodes(tmp_path / "redis-cluster")
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from running(RedisClusterNodes(tmp_path / "redis-cluster"))

@@ -22,6 +22,7 @@ from saga.cli.participant import participant_app
 from saga.cli.up import up
 from saga.extensions import Extensions, named, selected
 from saga.settings import SettingsError, extensions_setting, without_password
+from saga.store import LayoutMismatch
 from saga.transport import TransportUnavailable
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
@@ -264,6 +265,8 @@ def main() -> None:
         fail(f"{message} (see '{command} --help')", 2)
     except CliError as exc:
         fail(str(exc), exc.code)
+    except LayoutMismatch as exc:  # on a Redis Cluster: the sagas are not where it looks
+        fail(str(exc))
     except SettingsError as exc:
         for problem in exc.problems[:-1]:
             print(f"saga: error: {problem}", file=sys.stderr)

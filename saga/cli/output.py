@@ -99,15 +99,11 @@ def with_wiring(work: "Callable[[Wiring], Awaitable[T]]") -> T:
     config = settings()
 
     async def run() -> T:
-        from saga.store import LayoutMismatch
-
         wiring = Wiring(config)
         try:
             # On a Redis Cluster: look for the sagas where they are, or say so.
             await wiring.store.check_layout()
             return await work(wiring)
-        except LayoutMismatch as exc:
-            raise CliError(str(exc)) from None
         finally:
             await wiring.aclose()
 

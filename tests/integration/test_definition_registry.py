@@ -1,7 +1,6 @@
 """The definition registry on the real Redis: versions that never change, latest for new
 sagas, and no delete while a saga may still need the version."""
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ from saga.registry import (
 )
 from saga.store import NoSuchDefinition, RedisSagaStore, definition_field
 from services.messages import CATALOGUE
-from tests.nodes import cluster_client
 from tests.servers import drop_namespace, redis_or_skip
 from tests.shop_saga import BUILTINS
 from tests.unit.sagas import order_input
@@ -49,18 +47,9 @@ steps:
     )
 
 
-@pytest.fixture(params=["redis", "cluster"])
-async def redis(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[AnyRedis]:
-    """One Redis, or a Redis Cluster: the registry's contract is the same on both."""
-    if request.param == "redis":
-        client: AnyRedis = await redis_or_skip()
-    else:
-        client = cluster_client(request.getfixturevalue("redis_cluster"))
-    try:
-        yield client
-    finally:
-        await drop_namespace(client, namespace)
-        await client.aclose()
+# Each test that takes `redis` runs on one Redis and on a Redis Cluster: the registry's
+# contract is the same on both.
+pytestmark = pytest.mark.either_redis
 
 
 @pytest.fixture

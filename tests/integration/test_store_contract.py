@@ -518,34 +518,26 @@ async def test_recent_sagas_include_those_that_ended_since_though_they_started_b
     assert await store.recent(since=ended.timestamp() + 1) == []
 
 
+@pytest.mark.parametrize("redis", ["cluster"], indirect=True)
 async def test_a_process_counting_other_buckets_than_the_namespace_s_refuses_to_start(
-    redis_cluster: RedisClusterNodes, namespace: str
+    redis: AnyRedis, namespace: str
 ) -> None:
-    cluster = cluster_client(redis_cluster)
-    try:
-        await RedisSagaStore(cluster, namespace, buckets=8).check_layout()  # the first
-        await RedisSagaStore(cluster, namespace, buckets=8).check_layout()  # agrees
-        with pytest.raises(LayoutMismatch, match="set SAGA_REDIS_BUCKETS=8"):
-            await RedisSagaStore(cluster, namespace, buckets=16).check_layout()
-    finally:
-        await drop_namespace(cluster, namespace)
-        await cluster.aclose()
+    await RedisSagaStore(redis, namespace, buckets=8).check_layout()  # the first
+    await RedisSagaStore(redis, namespace, buckets=8).check_layout()  # agrees
+    with pytest.raises(LayoutMismatch, match="set SAGA_REDIS_BUCKETS=8"):
+        await RedisSagaStore(redis, namespace, buckets=16).check_layout()
 
 
+@pytest.mark.parametrize("redis", ["cluster"], indirect=True)
 async def test_sagas_spread_over_every_primary_of_a_cluster(
-    redis_cluster: RedisClusterNodes, namespace: str
+    redis: AnyRedis, redis_cluster: RedisClusterNodes, namespace: str
 ) -> None:
-    cluster = cluster_client(redis_cluster)
-    store = RedisSagaStore(cluster, namespace, buckets=64)  # 16 might leave a primary out
-    try:
-        for n in range(40):
-            await store.create(started(f"spread-{n}"), marker=1)
-        owners = {n.port: n.count_keys(f"{namespace}:*") for n in redis_cluster.primary_nodes()}
-        assert len(owners) == 3 and all(owners.values()), owners
-        assert len(await store.ids(limit=100)) == 40  # and every listing walks them all
-    finally:
-        await drop_namespace(cluster, namespace)
-        await cluster.aclose()
+    store = RedisSagaStore(redis, namespace, buckets=64)  # 16 might leave a primary out
+    for n in range(40):
+        await store.create(started(f"spread-{n}"), marker=1)
+    owners = {n.port: n.count_keys(f"{namespace}:*") for n in redis_cluster.primary_nodes()}
+    assert len(owners) == 3 and all(owners.values()), owners
+    assert len(await store.ids(limit=100)) == 40  # and every listing walks them all
 
 
 async def test_with_a_primary_gone_the_other_buckets_timers_and_outboxes_are_still_claimed(
