@@ -25,13 +25,15 @@ _ORDER_IDS: Final = uuid.UUID("0b9f8a55-3c2e-4f0e-9a7d-2f6f3e1c8b41")
 # KEYS: order, void marker, vendors, order index. ARGV: order json, vendor, id, score.
 _CREATE: Final = EffectScript(
     """
-local existing = redis.call('GET', KEYS[1])
+-- The order and the void marker in one read (the keys share the hash tag).
+local read = redis.call('MGET', KEYS[1], KEYS[2])
+local existing = read[1]
 if existing then
   local o = cjson.decode(existing)
   if o.status == 'created' then return ok({order_id = o.order_id}) end
   return refuse('order_cancelled', 'this saga\\'s order was cancelled')
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
+if read[2] then
   return refuse('order_cancelled', 'this saga\\'s order was cancelled before it was created')
 end
 if redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 0 then

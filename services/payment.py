@@ -32,14 +32,16 @@ return {1, redis.call('INCRBY', KEYS[1], ARGV[1])}
 _CHARGE: Final = EffectScript(
     LUA_MONEY
     + """
-local existing = redis.call('GET', KEYS[3])
+-- The charge record and the balance in one read (the keys share the hash tag).
+local read = redis.call('MGET', KEYS[3], KEYS[1])
+local existing = read[1]
 if existing then
   local c = cjson.decode(existing)
   if c.status == 'charged' then return ok({amount = money(c.amount_cents)}) end
   return refuse('payment_refunded', 'this saga\\'s payment was already refunded')
 end
 local amount = tonumber(ARGV[1])
-local balance = tonumber(redis.call('GET', KEYS[1]) or '0')
+local balance = tonumber(read[2] or '0')
 if balance < amount then
   return refuse('insufficient_funds', 'balance ' .. money(balance) .. ', amount ' .. money(amount))
 end

@@ -26,8 +26,8 @@ stock = Participant("stock")
 # for what is reserved and sold on top.
 MAX_STOCK: Final = 1_000_000_000_000
 
-# A script that fails half-way keeps what it wrote: a product whose levels HINCRBY
-# cannot count with (past 64 bits: set by hand, or before `saga stock set` bounded them)
+# A script that fails half-way keeps what it wrote: a product whose levels cannot be
+# counted with (past 15 digits: set by hand, or before `saga stock set` bounded them)
 # is refused as an error before anything is written. An error, not a stored refusal:
 # once the level is set again, the same command goes through.
 # `levels_uncountable` judges levels read already (available, reserved, sold).
@@ -41,8 +41,10 @@ local function levels_uncountable(levels, product)
     end
   end
 end
-local function uncountable(key, product)
-  return levels_uncountable(redis.call('HMGET', key, 'available', 'reserved', 'sold'), product)
+-- A whole number of at most 15 digits as Redis keeps it (Lua's tostring would write
+-- 1e+14 for some).
+local function level(n)
+  return string.format('%.0f', n)
 end
 """
 
@@ -59,13 +61,13 @@ if existing then
   return refuse('reservation_' .. r.status, 'this saga\\'s reservation was already ' .. r.status)
 end
 local req = cjson.decode(ARGV[1])
-local prices, available = {}, {}
+local prices, available, reserved = {}, {}, {}
 for k = 1, #req.products do
   local p = redis.call('HMGET', KEYS[1 + k], 'available', 'price_cents', 'reserved', 'sold')
   if not p[1] then return refuse('unknown_product', 'no product ' .. req.products[k]) end
   local bad = levels_uncountable({p[1], p[3], p[4]}, req.products[k])
   if bad then return bad end
-  available[k], prices[k] = tonumber(p[1]), tonumber(p[2])
+  available[k], prices[k], reserved[k] = tonumber(p[1]), tonumber(p[2]), tonumber(p[3] or '0')
 end
 local items, total = {}, 0
 for i, item in ipairs(req.items) do
@@ -82,9 +84,10 @@ for k = 1, #req.products do
   end
 end
 if total > req.max_cents then return refuse('amount_too_large', 'the order exceeds ' .. money(req.max_cents)) end
+-- Both levels in one HSET, from the values read above (the script runs alone).
 for k = 1, #req.products do
-  redis.call('HINCRBY', KEYS[1 + k], 'available', -req.totals[k])
-  redis.call('HINCRBY', KEYS[1 + k], 'reserved', req.totals[k])
+  redis.call('HSET', KEYS[1 + k], 'available', level(available[k] - req.totals[k]),
+    'reserved', level(reserved[k] + req.totals[k]))
 end
 local result = {items = items, amount = money(total)}
 redis.call('SET', KEYS[1], cjson.encode({status = 'reserved', products = req.products, totals = req.totals, reply = result}))
@@ -112,19 +115,23 @@ if not existing then
 end
 local r = cjson.decode(existing)
 if r.status == 'reserved' then
-  local key_of = {}
+  local key_of, levels = {}, {}
   for i = 2, #ARGV do key_of[ARGV[i]] = KEYS[i] end
   for k = 1, #r.products do
     if not key_of[r.products[k]] then
       return refuse('protocol_error', 'the reservation holds ' .. r.products[k] .. ', not named in the command')
     end
-    local bad = uncountable(key_of[r.products[k]], r.products[k])
+    levels[k] = redis.call('HMGET', key_of[r.products[k]], 'available', 'reserved', 'sold')
+    local bad = levels_uncountable(levels[k], r.products[k])
     if bad then return bad end
   end
+  -- Both levels in one HSET, from the values read above (the script runs alone).
+  local into = releasing and 'available' or 'sold'
+  local at = releasing and 1 or 3
   for k = 1, #r.products do
-    local key = key_of[r.products[k]]
-    redis.call('HINCRBY', key, 'reserved', -r.totals[k])
-    redis.call('HINCRBY', key, releasing and 'available' or 'sold', r.totals[k])
+    redis.call('HSET', key_of[r.products[k]],
+      'reserved', level(tonumber(levels[k][2] or '0') - r.totals[k]),
+      into, level(tonumber(levels[k][at] or '0') + r.totals[k]))
   end
   r.status = releasing and 'released' or 'confirmed'
   redis.call('SET', KEYS[1], cjson.encode(r), 'EX', ttl)

@@ -116,6 +116,10 @@ async def test_stock_levels_and_prices_are_bounded_where_they_are_set(
     kind, reserved = await stock.handle(reserve(("p1", 1_000_000)))
     assert (kind, reserved["amount"]) == ("StockReserved", "1000000000.00")
     assert await levels(stock, "p1") == (999_999_000_000, 1_000_000, 0)
+    # The levels are written back as whole numbers (not as Lua prints a number).
+    confirm = command("ConfirmStock", {"product_ids": ["p1"]})
+    assert await stock.handle(confirm) == ("StockConfirmed", {"confirmed": True})
+    assert await levels(stock, "p1") == (999_999_000_000, 0, 1_000_000)
     refusals = [
         ({"quantity": 10**23, "price": Decimal("1.00")}, "at most 1,000,000,000,000"),
         ({"quantity": -1, "price": Decimal("1.00")}, "at least 0"),
