@@ -103,6 +103,7 @@ class Wiring:
             buckets=settings.redis_buckets,
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=int(settings.redis_wait_timeout * 1000),
+            defer_timeouts=settings.relay_grace,
         )
         self.registry = DefinitionRegistry(
             self.redis,

@@ -127,7 +127,7 @@ class Dispatcher:
     async def flush(self, saga_id: str, *, marker: int) -> int:
         """Publish whatever the saga's outbox holds that is not under way here already;
         returns how many commands it published."""
-        commands = await self._store.outbox(saga_id)
+        commands = await self._store.take_outbox(saga_id)
         under_way = [self._unsettled.get(c.envelope.message_id) for c in commands]
         if any(u is not None for u in under_way):
             # Published (or being published) here a moment ago: not again. Their

@@ -47,7 +47,7 @@ from saga.connections import AnyRedis, reread_slot_map
 # A bound on one pipeline, so a burst is written and answered in pieces.
 MAX_BATCH: Final = 256
 
-_Call = tuple["Script", Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
+_Call = tuple["Script | Command", Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 
 
 class ReplicasBehind(RedisError, ConnectionError):
@@ -117,8 +117,13 @@ class ScriptBatcher:
         writes are on the replicas asked for when it answers."""
         return Script(self, lua, durable=durable)
 
+    def command(self, name: str) -> "Command":
+        """A plain command (a read) to call as a script is, in the same pipelines: one
+        command on the server rather than a script around it."""
+        return Command(self, name)
+
     def call(
-        self, script: "Script", keys: Sequence[Any], args: Sequence[Any]
+        self, script: "Script | Command", keys: Sequence[Any], args: Sequence[Any]
     ) -> "asyncio.Future[Any]":
         """Queue one call; the future holds its result once its pipeline is answered."""
         loop = asyncio.get_running_loop()
@@ -252,10 +257,7 @@ class ScriptBatcher:
     async def _send(self, route: _Route, calls: list[_Call]) -> list[Any]:
         """One write of every call (packed by hiredis, in C), then their replies in order."""
         wait = self._wait_replicas > 0 and any(script.durable for script, *_ in calls)
-        packed = b"".join(
-            pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
-            for script, keys, args, _ in calls
-        )
+        packed = b"".join(pack_command(script.wire(keys, args)) for script, keys, args, _ in calls)
         if wait:
             packed += _packed(("INCR", route.probe_key)) + self._wait
         connection = await route.acquire()
@@ -316,3 +318,29 @@ class Script:
     ) -> "asyncio.Future[Any]":
         """Run the script with these keys and arguments (in the next pipeline)."""
         return self._batcher.call(self, keys, args)
+
+    def wire(self, keys: Sequence[Any], args: Sequence[Any]) -> tuple[Any, ...]:
+        """The call as sent."""
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+class Command:
+    """One plain command, called through a batcher as a script is (never unknown to
+    Redis, never waited on replicas for: a read)."""
+
+    lua: Final = ""
+    durable: Final = False
+
+    def __init__(self, batcher: ScriptBatcher, name: str) -> None:
+        self._batcher = batcher
+        self.name = name
+
+    def __call__(
+        self, *, keys: Sequence[Any] = (), args: Sequence[Any] = ()
+    ) -> "asyncio.Future[Any]":
+        """Send the command with these keys and arguments (in the next pipeline)."""
+        return self._batcher.call(self, keys, args)
+
+    def wire(self, keys: Sequence[Any], args: Sequence[Any]) -> tuple[Any, ...]:
+        """The call as sent."""
+        return (self.name, *keys, *args)

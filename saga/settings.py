@@ -23,6 +23,8 @@ from saga.core.durations import DURATION_FORMS, parse_seconds
 from saga.eventloop import EventLoop
 
 DEFAULT_RETENTION: Final = 7 * 86400
+# How long a command may wait in an outbox before the relay publishes it again.
+DEFAULT_RELAY_GRACE: Final = 5.0
 MAX_TOKEN_TTL: Final = 7 * 24 * 3600
 
 
@@ -114,7 +116,7 @@ class Settings(BaseSettings):
     # hash slot of its own). Fixed for the life of a namespace.
     redis_buckets: int = Field(default=16, ge=1, le=1024)
     relay_interval: Duration = Field(default=1.0, gt=0, le=60)
-    relay_grace: Duration = Field(default=5.0, ge=0, le=600)
+    relay_grace: Duration = Field(default=DEFAULT_RELAY_GRACE, ge=0, le=600)
 
     # Override the saga definitions' own timeout and retry policy, for every step.
     step_timeout: Duration | None = Field(default=None, gt=0, le=86400)

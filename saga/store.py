@@ -30,14 +30,64 @@ from saga.keyspace import (
     keyspace_of,
 )
 from saga.scripts import ScriptBatcher
+from saga.settings import DEFAULT_RELAY_GRACE
 
 log = structlog.get_logger(__name__)
 
+# A saga lives in one hash (its `state` key), so that one HMGET reads all an append
+# checks and one HSET writes all it keeps:
+#   version, state   its version and snapshot
+#   e:<seq>          each event
+#   a:<id>           each input it applied
+#   outbox           its outbox: one line a command (OUTBOX_LINE), each with its JSON
+#   t:<id>           each timer's data, once the timer is in the timers' index
+#   layout           2
+# A saga stored before layout 2 (its events in a list, its applied ids in a set, its
+# outbox in a hash) moves into it at its next append, but for its events, which stay in
+# the list: the list holds the first ones, the hash those since.
+#
+# A command's timeout waits on the command's line of the outbox, not in the timers'
+# index: most commands are answered within milliseconds, and the reply's append drops
+# the line, timeout and all, in the HSET that writes the rest. The timeout joins the
+# index (`promote`), at its own due time, when the command leaves the outbox unanswered
+# (cleared once its publication was confirmed) or the relay takes the outbox up (after
+# its grace: a crash, an outage). Only a timeout due at least the relay's grace after
+# its decision waits so (`defer_timeouts`): the relay's round comes before it is due. A
+# shorter one, and a retry's timer, join the index at once.
+LAYOUT: Final = "2"
+# A line of the outbox: command id, the due time and id of the timeout waiting with it
+# (empty if none), the command's JSON, the timeout's JSON, separated by tabs. JSON
+# escapes tabs and line ends, so neither occurs in it.
+OUTBOX_LINE: Final = "{id}\t{due}\t{timer}\t{command}\t{timeout}"
+
+# The outbox's lines as Lua: `parse` a line into its parts, `line` one back, `promote` a
+# line's waiting timeout into the saga's hash and the timers' index (unless there
+# already), and `commands` of the earlier layout's outbox hash as lines.
+_OUTBOX_LUA: Final = """
+local function parse(line)
+  return string.match(line, '^([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t(.*)$')
+end
+local function line(id, due, timer, command, timeout)
+  return id .. '\\t' .. due .. '\\t' .. timer .. '\\t' .. command .. '\\t' .. timeout
+end
+local function promote(state_key, timers_key, saga, due, timer, timeout)
+  if timer == '' then return end
+  redis.call('HSET', state_key, 't:' .. timer, timeout)
+  redis.call('ZADD', timers_key, 'NX', due, saga .. '/' .. timer)
+end
+local function earlier_lines(outbox_key)
+  local box, lines = redis.call('HGETALL', outbox_key), {}
+  for i = 1, #box, 2 do lines[#lines + 1] = line(box[i], '', '', box[i + 1], '') end
+  return lines
+end
+"""
+
 # One atomic step per input: the saga's events, state, applied id and outbox, its
 # timers, its outbox marker and its place in the indexes, all or nothing.
-# KEYS, by name below: the saga's four keys (SagaKeys), then its bucket's indexes and
-# those the saga's own entries are in (see RedisSagaStore._append_keys): all in the
-# saga's bucket, so on a Redis Cluster one slot (saga/keyspace.py).
+# KEYS, by name below: the saga's four keys (SagaKeys: the events, applied and outbox
+# keys only for a saga of the earlier layout), then its bucket's indexes and those the
+# saga's own entries are in (see RedisSagaStore._append_keys): all in the saga's bucket,
+# so on a Redis Cluster one slot (saga/keyspace.py).
 # ARGV[1]: the append as a JSON object, each field by name (see _append_args):
 #   expected_version  the version the decision was made on; version: the version after it
 #   saga              the saga id
@@ -55,84 +105,110 @@ log = structlog.get_logger(__name__)
 #                     closed in the bucket (being deleted) for the saga to start, nor, on
 #                     one Redis (the last KEYS), missing from the applied definitions
 #                     (absent: a built-in definition)
-#   events            how many events
+#   events            how many events; first: the first one's seq
 #   answered          the id of the command the input is a reply to (absent: none): a
 #                     reply proves it was published, so it leaves the outbox here, and
 #                     the outbox's marker with it once the outbox is empty
-#   commands          the ids of the commands to put in the outbox
-#   timers            [{due, id}]: the timers to schedule, each's due time (a score) and id
+#   commands          how many commands to put in the outbox
+#   timers            [{due, id}]: the timers to put in the index (not those waiting
+#                     with their commands), each's due time (a score) and id
 #   cancelled         the ids of the timers to cancel
-# ARGV[2...]: the JSON texts to keep, as they are: the state, each event, each command
-# (in the order of `commands`) and each timer (in the order of `timers`). Each is an
-# argument of its own rather than a string in ARGV[1]: escaping them into it and
-# decoding them out of it cost a tenth more CPU per append, in the client and in Redis.
-_APPEND: Final = """
+# ARGV[2...]: the texts to keep, as they are: the state, each event, each command's line
+# of the outbox, and the JSON of each timer of `timers`. Each is an argument of its own
+# rather than a string in ARGV[1]: escaping them into it and decoding them out of it cost
+# a tenth more CPU per append, in the client and in Redis.
+# The timers' index holds `<saga>/<timer id>`.
+_APPEND: Final = (
+    _OUTBOX_LUA
+    + """
 local state_key, events_key, applied_key, outbox_key, active_key, ended_key,
-  outbox_index, timers_key, timer_data_key, sagas_key, customer_key,
-  definition_sagas_key, closed_key, failed_key, definitions_key = unpack(KEYS)
+  outbox_index, timers_key, sagas_key, customer_key, definition_sagas_key, closed_key,
+  failed_key, definitions_key = unpack(KEYS)
 local a = cjson.decode(ARGV[1])
-local current = tonumber(redis.call('HGET', state_key, 'version') or '0')
--- The applied id is recorded first, SADD telling whether it was there: one command
--- rather than a check and a write; a refused append takes it out again below.
-local recorded = false
-if a.applied_id then
-  if a.record_applied then
-    if redis.call('SADD', applied_key, a.applied_id) == 0 then
-      return {'duplicate', current}
-    end
-    recorded = true
-  elseif redis.call('SISMEMBER', applied_key, a.applied_id) == 1 then
-    return {'duplicate', current}
+local saga = a.saga
+local asked = {'version', 'layout', 'outbox'}
+if a.applied_id then asked[4] = 'a:' .. a.applied_id end
+local read = redis.call('HMGET', state_key, unpack(asked))
+if read[1] and read[2] ~= '"""
+    + LAYOUT
+    + """' then
+  -- Stored by an earlier engine: its applied ids and outbox move into the hash, once
+  -- (its events stay where they are).
+  local fields = {'layout', '"""
+    + LAYOUT
+    + """', 'outbox', table.concat(earlier_lines(outbox_key), '\\n')}
+  for _, id in ipairs(redis.call('SMEMBERS', applied_key)) do
+    fields[#fields + 1], fields[#fields + 2] = 'a:' .. id, '1'
   end
+  redis.call('HSET', state_key, unpack(fields))
+  redis.call('DEL', applied_key, outbox_key)
+  read = redis.call('HMGET', state_key, unpack(asked))
 end
-local refusal
+local current = tonumber(read[1] or '0')
+if a.applied_id and read[4] then
+  return {'duplicate', current}
+end
 if current ~= a.expected_version then
-  refusal = 'conflict'
-elseif a.created and a.definition and (
+  return {'conflict', current}
+end
+if a.created and a.definition and (
     redis.call('SISMEMBER', closed_key, a.definition) == 1
     or (definitions_key and redis.call('HEXISTS', definitions_key, a.definition) == 0)) then
-  refusal = 'no_definition'
+  return {'no_definition', current}
 end
-if refusal then
-  if recorded then redis.call('SREM', applied_key, a.applied_id) end
-  return {refusal, current}
+local fields = {'version', tostring(a.version), 'state', ARGV[2]}
+local function keep(field, value)
+  fields[#fields + 1], fields[#fields + 2] = field, value
 end
-local saga, text = a.saga, 3 + a.events
--- Each write takes all its values at once: one RPUSH for the events, one HSET for the
--- outbox, one ZADD and one HSET for the timers, one ZREM and one HDEL for those cancelled.
-if a.events > 0 then
-  redis.call('RPUSH', events_key, unpack(ARGV, 3, text - 1))
+if a.created then keep('layout', '"""
+    + LAYOUT
+    + """') end
+if a.applied_id and a.record_applied then keep('a:' .. a.applied_id, '1') end
+for i = 1, a.events do keep('e:' .. (a.first + i - 1), ARGV[2 + i]) end
+local text = 3 + a.events
+-- The outbox: the answered command's line goes; a line whose waiting timeout is
+-- cancelled stays without it; the new commands' lines join.
+local cancelling, waiting, box, changed, scores = {}, {}, {}, false, {}
+local function schedule(id, due, data)
+  keep('t:' .. id, data)
+  scores[#scores + 1], scores[#scores + 2] = due, saga .. '/' .. id
 end
-redis.call('HSET', state_key, 'version', tostring(a.version), 'state', ARGV[2])
-local n = #a.commands
-if a.answered then
-  redis.call('HDEL', outbox_key, a.answered)
-  if n == 0 and redis.call('HLEN', outbox_key) == 0 then
-    redis.call('ZREM', outbox_index, saga)
+for _, id in ipairs(a.cancelled) do cancelling[id] = true end
+for entry in string.gmatch(read[3] or '', '[^\\n]+') do
+  local id, due, timer, command, timeout = parse(entry)
+  if timer ~= '' then waiting[timer] = true end
+  if id == a.answered then
+    changed = true
+    -- A timeout not cancelled (the reply was ignored: the step still waits) goes on.
+    if timer ~= '' and not cancelling[timer] then schedule(timer, due, timeout) end
+  elseif timer ~= '' and cancelling[timer] then
+    box[#box + 1], changed = line(id, '', '', command, ''), true
+  else
+    box[#box + 1] = entry
   end
 end
-if n > 0 then
-  local fields = {}
-  for i, id in ipairs(a.commands) do
-    fields[2 * i - 1], fields[2 * i] = id, ARGV[text + i - 1]
+for i = 1, a.commands do box[#box + 1] = ARGV[text + i - 1] end
+text = text + a.commands
+if changed or a.commands > 0 then keep('outbox', table.concat(box, '\\n')) end
+for i, timer in ipairs(a.timers) do schedule(timer.id, timer.due, ARGV[text + i - 1]) end
+redis.call('HSET', state_key, unpack(fields))
+-- A cancelled timer that waited with its command went with its line; one in the
+-- index goes from there.
+local gone, members = {}, {}
+for _, id in ipairs(a.cancelled) do
+  if not waiting[id] then
+    gone[#gone + 1], members[#members + 1] = 't:' .. id, saga .. '/' .. id
   end
-  text = text + n
-  redis.call('HSET', outbox_key, unpack(fields))
+end
+if #gone > 0 then redis.call('HDEL', state_key, unpack(gone)) end
+if a.answered and #box == 0 then
+  redis.call('ZREM', outbox_index, saga)
+end
+if a.commands > 0 then
   redis.call('ZADD', outbox_index, a.marker, saga)
 end
-if #a.timers > 0 then
-  local scores, data = {}, {}
-  for i, timer in ipairs(a.timers) do
-    scores[2 * i - 1], scores[2 * i] = timer.due, timer.id
-    data[2 * i - 1], data[2 * i] = timer.id, ARGV[text + i - 1]
-  end
-  redis.call('ZADD', timers_key, unpack(scores))
-  redis.call('HSET', timer_data_key, unpack(data))
-end
-if #a.cancelled > 0 then
-  redis.call('ZREM', timers_key, unpack(a.cancelled))
-  redis.call('HDEL', timer_data_key, unpack(a.cancelled))
-end
+if #scores > 0 then redis.call('ZADD', timers_key, unpack(scores)) end
+if #members > 0 then redis.call('ZREM', timers_key, unpack(members)) end
 if a.created then
   redis.call('ZADD', sagas_key, a.created, saga)
   redis.call('ZADD', customer_key, a.created, saga)
@@ -157,22 +233,45 @@ if a['end'] then
 end
 return {'ok', a.version}
 """
+)
+
+# A saga's events, oldest first: those of the earlier layout in its list, the rest in
+# its hash. KEYS: state, events list.
+_EVENTS: Final = """
+local listed = redis.call('LRANGE', KEYS[2], 0, -1)
+local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local seq = #listed + 1
+while seq <= version do
+  local fields = {}
+  for n = seq, math.min(seq + 999, version) do fields[#fields + 1] = 'e:' .. n end
+  for _, event in ipairs(redis.call('HMGET', KEYS[1], unpack(fields))) do
+    if event then listed[#listed + 1] = event end
+  end
+  seq = seq + 1000
+end
+return listed
+"""
 
 # Claim due timers: push each one's score a lease into the future, so that no other
 # orchestrator fires it meanwhile, and a claimer that dies lets it come due again.
-# KEYS: timer ids by due time, timer data. ARGV: now, now + lease, limit.
-# Returns id, json, id, json...; an id without data (cancelled meanwhile) goes.
+# KEYS: the timers' index, the earlier layout's timer data. ARGV: now, now + lease, limit.
+# Returns member, data, member, data...: a member `<saga>/<timer id>` has its data in the
+# saga's hash, read after (false here); one of the earlier layout, a timer id, has it in
+# the timer data; one whose data is gone (cancelled meanwhile) goes.
 _CLAIM_TIMERS: Final = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
 local claimed = {}
-for _, id in ipairs(due) do
-  local data = redis.call('HGET', KEYS[2], id)
-  if data then
-    redis.call('ZADD', KEYS[1], ARGV[2], id)
-    claimed[#claimed + 1] = id
+for _, member in ipairs(due) do
+  local data = false
+  if not string.find(member, '/', 1, true) then
+    data = redis.call('HGET', KEYS[2], member)
+  end
+  if data or string.find(member, '/', 1, true) then
+    redis.call('ZADD', KEYS[1], ARGV[2], member)
+    claimed[#claimed + 1] = member
     claimed[#claimed + 1] = data
   else
-    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[1], member)
   end
 end
 return claimed
@@ -195,23 +294,78 @@ end
 return left
 """
 
-# A saga's state snapshot, read in the same pipeline as the scripts of the moment.
-# KEYS: state.
-_LOAD: Final = "return redis.call('HGET', KEYS[1], 'state')"
+# The commands in a saga's outbox (and, for a saga of the earlier layout not appended
+# to since, in its outbox hash). With ARGV[1] = 'take' (the relay, or a duplicate, about
+# to publish them again: they have waited), the timeouts waiting with them join the
+# timers' index first.
+# KEYS: state, earlier outbox, the timers' index. ARGV: 'read' or 'take', saga id.
+_READ_OUTBOX: Final = (
+    _OUTBOX_LUA
+    + """
+local found, box = {}, {}
+for entry in string.gmatch(redis.call('HGET', KEYS[1], 'outbox') or '', '[^\\n]+') do
+  local id, due, timer, command, timeout = parse(entry)
+  found[#found + 1] = command
+  if ARGV[1] == 'take' and timer ~= '' then
+    promote(KEYS[1], KEYS[3], ARGV[2], due, timer, timeout)
+    entry = line(id, '', '', command, '')
+  end
+  box[#box + 1] = entry
+end
+if ARGV[1] == 'take' then
+  redis.call('HSET', KEYS[1], 'outbox', table.concat(box, '\\n'))
+end
+for _, command in ipairs(redis.call('HVALS', KEYS[2])) do found[#found + 1] = command end
+return found
+"""
+)
 
-# Remove published commands from a saga's outbox; once it is empty, forget the saga's
+# Remove published commands from sagas' outboxes (their waiting timeouts join the
+# timers' index: their replies are late); once a saga's outbox is empty, forget its
 # outbox marker, unless somebody re-marked the saga since the marker was read. Commands
 # already gone were taken out by the append of their replies, which saw to the marker.
-# KEYS: the outbox, the outbox index. ARGV: saga id, marker, command ids...
-_CLEAR_OUTBOX: Final = """
-if #ARGV > 2 and redis.call('HDEL', KEYS[1], unpack(ARGV, 3)) == 0 then
-  return 0
+# One call for the sagas of one bucket (one slot).
+# KEYS: the outbox index, the timers' index, then each saga's state and earlier outbox.
+# ARGV[1]: [[saga id, marker, [command ids]], ...] as JSON, in the order of KEYS.
+_CLEAR_OUTBOXES: Final = (
+    _OUTBOX_LUA
+    + """
+local function clear(state_key, outbox_key, saga, marker, ids)
+  local read = redis.call('HMGET', state_key, 'outbox', 'layout')
+  local clearing, box, removed = {}, {}, 0
+  for _, id in ipairs(ids) do clearing[id] = true end
+  for entry in string.gmatch(read[1] or '', '[^\\n]+') do
+    local id, due, timer, command, timeout = parse(entry)
+    if clearing[id] then
+      removed = removed + 1
+      promote(state_key, KEYS[2], saga, due, timer, timeout)
+    else
+      box[#box + 1] = entry
+    end
+  end
+  if removed > 0 then
+    redis.call('HSET', state_key, 'outbox', table.concat(box, '\\n'))
+  end
+  local earlier = read[2] ~= '"""
+    + LAYOUT
+    + """'
+  if earlier and #ids > 0 then
+    removed = removed + redis.call('HDEL', outbox_key, unpack(ids))
+  end
+  if #ids > 0 and removed == 0 then
+    return
+  end
+  if #box == 0 and (not earlier or redis.call('HLEN', outbox_key) == 0)
+      and redis.call('ZSCORE', KEYS[1], saga) == marker then
+    redis.call('ZREM', KEYS[1], saga)
+  end
 end
-if redis.call('HLEN', KEYS[1]) == 0 and redis.call('ZSCORE', KEYS[2], ARGV[1]) == ARGV[2] then
-  return redis.call('ZREM', KEYS[2], ARGV[1])
+for i, s in ipairs(cjson.decode(ARGV[1])) do
+  clear(KEYS[1 + 2 * i], KEYS[2 + 2 * i], s[1], s[2], s[3])
 end
 return 0
 """
+)
 
 
 class VersionConflict(Exception):
@@ -305,9 +459,13 @@ class RedisSagaStore:
         buckets: int = DEFAULT_BUCKETS,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
+        defer_timeouts: float = DEFAULT_RELAY_GRACE,
     ) -> None:
         self._redis = redis
         self._ns = namespace
+        # A command's timeout due this long (the relay's grace) or more after its decision
+        # waits in the saga's hash while the command is in the outbox (see LAYOUT).
+        self._defer = int(defer_timeouts * 1_000_000)
         self.keyspace = keyspace_of(redis, namespace, buckets=buckets)
         # With wait_replicas, whatever may lead to a command being published answers
         # only once that many replicas have it: an append, an outbox marked again by a
@@ -320,9 +478,13 @@ class RedisSagaStore:
         )
         self._append = scripts.register(_APPEND, durable=True)
         self._mark_outbox = scripts.register(_MARK_OUTBOX, durable=True)
-        self._clear_outbox = scripts.register(_CLEAR_OUTBOX)
+        self._clear_outboxes = scripts.register(_CLEAR_OUTBOXES)
+        self._read_outbox = scripts.register(_READ_OUTBOX)
+        self._events = scripts.register(_EVENTS)
+        self._take_outbox = scripts.register(_READ_OUTBOX, durable=True)
         self._claim_outboxes = scripts.register(_CLAIM_OUTBOXES, durable=True)
-        self._load = scripts.register(_LOAD)
+        # A saga's state snapshot, read in the same pipeline as the scripts of the moment.
+        self._hget = scripts.command("HGET")
         self.timers = TimerStore(scripts, self.keyspace)
 
     async def check_layout(self) -> None:
@@ -415,6 +577,7 @@ class RedisSagaStore:
         state = decision.state
         args = _append_args(
             decision,
+            defer=self._defer,
             expected_version=expected_version,
             applied_id=applied_id,
             record_applied=record_applied,
@@ -441,7 +604,6 @@ class RedisSagaStore:
             bucket.ended,
             bucket.outbox_index,
             bucket.timers,
-            bucket.timer_data,
             bucket.sagas,
             bucket.customer(state.customer),
             bucket.definition_sagas(state.saga_type, state.definition_version),
@@ -456,9 +618,9 @@ class RedisSagaStore:
         """The saga's current state (its snapshot), or None if there is no such saga.
 
         The orchestrator reads a state for the first reply of every saga it did not
-        start itself: as a script, the read shares the batcher's pipeline rather than
-        check out a connection of its own (a tenth of the cost under load)."""
-        raw = await self._load(keys=[self.keys(saga_id).state])
+        start itself: through the script batcher, the read shares its pipeline rather
+        than check out a connection of its own (a tenth of the cost under load)."""
+        raw = await self._hget(keys=[self.keys(saga_id).state], args=["state"])
         return None if raw is None else SagaState.model_validate_json(raw)
 
     async def load_many(self, saga_ids: list[str]) -> list[SagaState]:
@@ -475,9 +637,8 @@ class RedisSagaStore:
 
     async def events(self, saga_id: str) -> list[EventRecord]:
         """The saga's whole log, oldest first."""
-        return [
-            record_from_json(r) for r in await self._redis.lrange(self.keys(saga_id).events, 0, -1)
-        ]
+        keys = self.keys(saga_id)
+        return [record_from_json(r) for r in await self._events(keys=[keys.state, keys.events])]
 
     async def find(
         self, *, status: str | None = None, customer: str | None = None, limit: int = 50
@@ -716,21 +877,49 @@ class RedisSagaStore:
 
     async def outbox(self, saga_id: str) -> list[OutgoingCommand]:
         """The commands in the saga's outbox, not yet known to be published."""
-        raw = await self._redis.hgetall(self.keys(saga_id).outbox)
-        return [_command_from_json(v) for v in raw.values()]
+        return [_command_from_json(raw) for raw in await self._raw_outbox(saga_id)]
+
+    async def take_outbox(self, saga_id: str) -> list[OutgoingCommand]:
+        """The commands in the saga's outbox, to publish again: they waited past the
+        relay's grace (or a duplicate found them), so their timeouts join the timers'
+        index, each at its own due time."""
+        return [_command_from_json(raw) for raw in await self._raw_outbox(saga_id, "take")]
+
+    async def _raw_outbox(self, saga_id: str, how: str = "read") -> list[bytes | str]:
+        keys, bucket = self.keys(saga_id), self.keyspace.bucket(saga_id)
+        script = self._take_outbox if how == "take" else self._read_outbox
+        return list(
+            await script(keys=[keys.state, keys.outbox, bucket.timers], args=[how, saga_id])
+        )
 
     async def clear_outboxes(self, batch: list[tuple[str, list[str], int]]) -> None:
         """Remove published commands from several sagas' outboxes (id, command ids,
-        marker), each saga's outbox marker with its last command; one round trip."""
+        marker), each saga's outbox marker with its last command; one script a bucket,
+        in one round trip (per node)."""
+        by_bucket: dict[Bucket, list[tuple[str, list[str], int]]] = {}
+        for cleared in batch:
+            by_bucket.setdefault(self.keyspace.bucket(cleared[0]), []).append(cleared)
         await asyncio.gather(
             *(
-                self._clear_outbox(
-                    keys=[self.keys(saga_id).outbox, self.keyspace.bucket(saga_id).outbox_index],
-                    args=[saga_id, str(marker), *command_ids],
+                self._clear_outboxes(
+                    keys=[
+                        bucket.outbox_index,
+                        bucket.timers,
+                        *(key for saga_id, _, _ in sagas for key in self._outbox_keys(saga_id)),
+                    ],
+                    args=[
+                        _FIELDS.encode(
+                            [[saga_id, str(marker), ids] for saga_id, ids, marker in sagas]
+                        )
+                    ],
                 )
-                for saga_id, command_ids, marker in batch
+                for bucket, sagas in by_bucket.items()
             )
         )
+
+    def _outbox_keys(self, saga_id: str) -> tuple[str, str]:
+        keys = self.keys(saga_id)
+        return keys.state, keys.outbox
 
     async def outbox_pending(self) -> int:
         """How many sagas' outboxes may hold unpublished commands."""
@@ -745,10 +934,7 @@ class RedisSagaStore:
         saga_ids = [str(i) for reply in replies for i in reply]
         if not saga_ids:
             return None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for saga_id in saga_ids:
-                pipe.hvals(self.keys(saga_id).outbox)
-            outboxes = await pipe.execute()
+        outboxes = await asyncio.gather(*(self._raw_outbox(saga_id) for saga_id in saga_ids))
         sent = [_command_from_json(raw).envelope.sent_at for box in outboxes for raw in box]
         return min(sent, default=None)
 
@@ -797,6 +983,7 @@ _FIELDS: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 def _append_args(
     decision: Decision,
     *,
+    defer: int,
     expected_version: int,
     applied_id: str | None,
     record_applied: bool,
@@ -815,10 +1002,22 @@ def _append_args(
         "marker": str(marker),
         "record_applied": record_applied,
         "events": len(decision.records),
-        "commands": [c.envelope.message_id for c in decision.commands],
-        "timers": [{"due": str(marker_of(t.due_at)), "id": t.timer_id} for t in decision.timers],
-        "cancelled": list(decision.cancelled_timers),
     }
+    # A timeout due `defer` or more after the decision waits on its command's line of the
+    # outbox (see LAYOUT); the other timers go into the index.
+    sent = {c.envelope.message_id for c in decision.commands}
+    decided = marker_of(state.updated_at)
+    waits = {
+        t.command_id: t
+        for t in decision.timers
+        if t.kind == "timeout" and t.command_id in sent and marker_of(t.due_at) - decided >= defer
+    }
+    waiting = {t.timer_id for t in waits.values()}
+    indexed = [t for t in decision.timers if t.timer_id not in waiting]
+    fields["first"] = decision.records[0].seq if decision.records else 0
+    fields["commands"] = len(decision.commands)
+    fields["timers"] = [{"due": str(marker_of(t.due_at)), "id": t.timer_id} for t in indexed]
+    fields["cancelled"] = list(decision.cancelled_timers)
     optional = [
         ("applied_id", applied_id),
         ("end", _end_of(state)),
@@ -841,8 +1040,8 @@ def _append_args(
         # added later still reads in the version before it.
         state.model_dump_json(exclude_defaults=True),
         *(r.model_dump_json() for r in decision.records),
-        *(_command_json(c) for c in decision.commands),
-        *(t.model_dump_json() for t in decision.timers),
+        *(_outbox_line(c, waits.get(c.envelope.message_id)) for c in decision.commands),
+        *(t.model_dump_json() for t in indexed),
     ]
 
 
@@ -853,6 +1052,22 @@ def _end_of(state: SagaState) -> str | None:
     if state.status == "failed":
         return "kept"  # for an operator to look at and replay; never trimmed
     return repr(state.updated_at.timestamp())
+
+
+def _outbox_line(command: OutgoingCommand, timeout: Timer | None) -> str:
+    """A command's line of the outbox, with the timeout that waits with it."""
+    if timeout is None:
+        due, timer, data = "", "", ""
+    else:
+        due, timer = str(marker_of(timeout.due_at)), timeout.timer_id
+        data = timeout.model_dump_json()
+    return OUTBOX_LINE.format(
+        id=command.envelope.message_id,
+        due=due,
+        timer=timer,
+        command=_command_json(command),
+        timeout=data,
+    )
 
 
 def _command_json(command: OutgoingCommand) -> str:
@@ -871,13 +1086,17 @@ def _command_from_json(raw: str | bytes) -> OutgoingCommand:
 
 
 class TimerStore:
-    """Due timers of every saga of a namespace: in each bucket, ids by due time, and
-    each one's data."""
+    """Due timers of every saga of a namespace: in each bucket, `<saga>/<timer id>` by
+    due time; each timer's data in its saga's hash (a timer of the earlier layout: its
+    id, its data in the bucket's timer data)."""
 
     def __init__(self, scripts: ScriptBatcher, keyspace: Keyspace) -> None:
         self._redis = scripts.redis
         self._claim = scripts.register(_CLAIM_TIMERS)
         self._keyspace = keyspace
+
+    def _hash(self, saga_id: str) -> str:
+        return self._keyspace.bucket(saga_id).saga(saga_id, "state")
 
     async def claim(self, *, now: int, lease: int, limit: int) -> list[tuple[str, Timer]]:
         """Timers due by `now` (microseconds), each hidden from others for `lease` (up to
@@ -886,18 +1105,37 @@ class TimerStore:
             self._claim(keys=[b.timers, b.timer_data], args=[now, now + lease, limit])
             for b in self._keyspace.buckets
         )
-        return [
-            (str(raw[i]), Timer.model_validate_json(raw[i + 1]))
-            for raw in claimed
-            for i in range(0, len(raw), 2)
-        ]
+        pairs = [(_text(raw[i]), raw[i + 1]) for raw in claimed for i in range(0, len(raw), 2)]
+        # The data of those in their sagas' hashes, in one round trip (per node).
+        wanted = [member.rpartition("/") for member, data in pairs if not data]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for saga_id, _, timer_id in wanted:
+                pipe.hget(self._hash(saga_id), f"t:{timer_id}")
+            found = iter(await pipe.execute())
+        timers: list[tuple[str, Timer]] = []
+        gone: list[tuple[str, str]] = []
+        for member, data in pairs:
+            data = data or next(found)
+            if data:
+                timers.append((member, Timer.model_validate_json(data)))
+            else:  # cancelled since the claim read it, or its saga trimmed
+                saga_id, _, _ = member.rpartition("/")
+                gone.append((saga_id, member))
+        if gone:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for saga_id, member in gone:
+                    pipe.zrem(self._keyspace.bucket(saga_id).timers, member)
+                await pipe.execute()
+        return timers
 
     async def delete(self, timer: Timer) -> None:
-        """Forget a timer that has been dealt with."""
-        bucket = self._keyspace.bucket(timer.saga_id)
+        """Forget a timer that has been dealt with (of either layout)."""
+        saga_id, timer_id = timer.saga_id, timer.timer_id
+        bucket = self._keyspace.bucket(saga_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(bucket.timers, timer.timer_id)
-            pipe.hdel(bucket.timer_data, timer.timer_id)
+            pipe.zrem(bucket.timers, f"{saga_id}/{timer_id}", timer_id)
+            pipe.hdel(self._hash(saga_id), f"t:{timer_id}")
+            pipe.hdel(bucket.timer_data, timer_id)
             await pipe.execute()
 
     async def count(self) -> int:
@@ -912,3 +1150,7 @@ class TimerStore:
             self._redis, self._keyspace, lambda p, b: p.zcount(b.timers, "-inf", now)
         )
         return sum(int(c) for c in counts)
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw

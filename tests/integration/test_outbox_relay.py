@@ -181,10 +181,10 @@ async def test_a_command_the_broker_refuses_does_not_hold_up_the_outboxes_behind
     amqp: aio_pika.abc.AbstractConnection,
 ) -> None:
     refused, fine = await left_in_outboxes(store, transport, 2)
-    outbox = store.keys(refused).outbox
-    for message_id, raw in (await redis.hgetall(outbox)).items():
-        # A participant whose queue is gone: the broker returns the command.
-        await redis.hset(outbox, message_id, raw.replace('"stock"', '"gone"', 1))
+    saga = store.keys(refused).state
+    outbox = await redis.hget(saga, "outbox")
+    # A participant whose queue is gone: the broker returns the command.
+    await redis.hset(saga, "outbox", outbox.replace('"stock"', '"gone"', 1))
     dispatcher = Dispatcher(store, transport)
     assert await relay(store, dispatcher, ahead=2 * GRACE).run_once() == 1
     await dispatcher.settle()

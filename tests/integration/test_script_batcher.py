@@ -91,6 +91,21 @@ async def test_only_the_calls_of_a_script_redis_does_not_know_are_sent_again(
     assert batcher.round_trips - before == 2  # the pipeline, then the refused call again
 
 
+async def test_a_plain_command_shares_the_scripts_pipeline(client: Redis, namespace: str) -> None:
+    batcher = ScriptBatcher(client)
+    incr, hget = batcher.register(INCR), batcher.command("HGET")
+    await incr(keys=[f"{namespace}:n"])  # loads the script
+    await client.hset(f"{namespace}:h", "f", "v")
+    before = batcher.round_trips
+    counted, got, missing = await asyncio.gather(
+        incr(keys=[f"{namespace}:n"]),
+        hget(keys=[f"{namespace}:h"], args=["f"]),
+        hget(keys=[f"{namespace}:h"], args=["nope"]),
+    )
+    assert (counted, got, missing) == (2, "v", None)
+    assert batcher.round_trips - before == 1
+
+
 async def test_a_caller_cancelled_while_its_call_waits_gets_nothing_sent(
     client: Redis, namespace: str
 ) -> None:

@@ -15,10 +15,17 @@ from redis.crc import key_slot
 
 from saga.clock import marker_of
 from saga.connections import AnyRedis
-from saga.core.decide import Decision, ReplaySaga, ReplyReceived, decide, start_saga
+from saga.core.decide import Decision, ReplaySaga, ReplyReceived, Timer, decide, start_saga
 from saga.keyspace import customer_index
 from saga.retention import Trimmer
-from saga.store import LayoutMismatch, Position, RedisSagaStore, VersionConflict, _command_json
+from saga.store import (
+    LAYOUT,
+    LayoutMismatch,
+    Position,
+    RedisSagaStore,
+    VersionConflict,
+    _command_json,
+)
 from tests.nodes import RedisClusterNodes, cluster_client
 from tests.servers import drop_namespace, redis_or_skip
 from tests.shop_saga import ORDER_SAGA
@@ -175,6 +182,7 @@ async def test_timers_due_count_those_past_their_time_and_not_taken(
 ) -> None:
     run = Run.start()
     await store.create(run.decisions[0], marker=1)
+    await unanswered(store, run)
     due = marker_of(run.decisions[0].timers[0].due_at)
     assert await store.timers.due(now=due - 1) == 0
     assert await store.timers.due(now=due) == 1
@@ -212,6 +220,7 @@ async def test_keys_of_one_saga_share_a_hash_tag(store: RedisSagaStore, namespac
 async def test_timers_are_claimed_once_until_their_lease_ends(store: RedisSagaStore) -> None:
     run = Run.start()
     await store.create(run.decisions[0], marker=1)
+    await unanswered(store, run)
     (timer,) = run.decisions[0].timers
     due = marker_of(timer.due_at)
     assert await store.timers.claim(now=due - 1, lease=10, limit=10) == []
@@ -225,16 +234,106 @@ async def test_timers_are_claimed_once_until_their_lease_ends(store: RedisSagaSt
     assert await store.timers.count() == 0
 
 
-async def test_a_decision_forgets_the_timers_it_cancels(store: RedisSagaStore) -> None:
+async def unanswered(store: RedisSagaStore, run: Run) -> None:
+    """The saga's commands were published and not answered at once: the dispatcher clears
+    them from the outbox, and their timeouts join the timers' index."""
+    ids = [c.envelope.message_id for c in run.outbox]
+    await store.clear_outboxes([(run.state.saga_id, ids, 1)])
+
+
+async def test_a_timeout_waits_with_its_command_and_goes_with_its_answer(
+    store: RedisSagaStore,
+) -> None:
     run = Run.start()
     await store.create(run.decisions[0], marker=1)
-    assert await store.timers.count() == 1
+    # Answered within the grace, as most are: the timeout never was in the index.
+    assert await store.timers.count() == 0
     decision = run.succeed()
-    await store.append(decision, expected_version=2, applied_id="r1", marker=2)
-    # The answered command's timeout is gone; the next command's is there.
+    answered = run.decisions[0].commands[0].envelope.message_id
+    await store.append(decision, expected_version=2, applied_id="r1", marker=2, answered=answered)
+    assert await store.timers.count() == 0
+    fields = await store._redis.hkeys(store.keys("saga1").state)
+    assert [f for f in fields if f.startswith("t:")] == []  # on its command's line
+    # Left unanswered after its publication: its timeout joins the index, at its time.
+    await unanswered(store, run)
     (timer,) = decision.timers
     due = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
     assert [t for _, t in due] == [timer]
+
+
+async def test_a_reply_ignored_leaves_the_outbox_but_not_the_timeout(
+    store: RedisSagaStore,
+) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    # A reply to a command the saga still awaits after it (the core has none such today:
+    # it cancels the timeout of each command it stops awaiting): the command was
+    # published, so it leaves the outbox; the step waits on, so its timeout stays.
+    decision = replace(run.succeed(), cancelled_timers=())
+    answered = run.decisions[0].commands[0].envelope.message_id
+    await store.append(decision, expected_version=2, applied_id="r1", marker=2, answered=answered)
+    assert await store.outbox("saga1") == list(decision.commands)  # the next one only
+    (timer,) = run.decisions[0].timers
+    due = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
+    assert [t for _, t in due] == [timer]
+
+
+async def test_a_decision_forgets_the_timers_it_cancels(store: RedisSagaStore) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    await unanswered(store, run)
+    assert await store.timers.count() == 1
+    (first,) = run.decisions[0].timers
+    decision = run.succeed()
+    await store.append(decision, expected_version=2, applied_id="r1", marker=2)
+    # The answered command's timeout is gone; the next command's waits with it.
+    assert await store.timers.claim(now=marker_of(first.due_at), lease=10, limit=10) == []
+    assert await store.timers.count() == 0
+    await unanswered(store, run)
+    (timer,) = decision.timers
+    due = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
+    assert [t for _, t in due] == [timer]
+
+
+async def test_a_timeout_shorter_than_the_grace_joins_the_index_at_once(namespace: str) -> None:
+    redis = await redis_or_skip()
+    # A grace of a minute: the order saga's 10 s timeouts come due before the relay's
+    # round would, so none waits with its command.
+    store = RedisSagaStore(redis, namespace, defer_timeouts=60)
+    try:
+        run = Run.start()
+        await store.create(run.decisions[0], marker=1)
+        assert await store.timers.count() == 1
+        decision = run.succeed()
+        answered = run.decisions[0].commands[0].envelope.message_id
+        await store.append(
+            decision, expected_version=2, applied_id="r1", marker=2, answered=answered
+        )
+        (timer,) = decision.timers
+        [(_, due)] = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
+        assert due == timer  # the first one's cancelled, the second one's there
+    finally:
+        await drop_namespace(redis, namespace)
+        await redis.aclose()
+
+
+async def test_the_relay_taking_an_outbox_up_puts_its_timeouts_in_the_index(
+    store: RedisSagaStore,
+) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    assert [c.envelope for c in await store.take_outbox("saga1")] == [run.pending.envelope]
+    (timer,) = run.decisions[0].timers
+    assert await store.timers.due(now=marker_of(timer.due_at) - 1) == 0
+    assert await store.timers.due(now=marker_of(timer.due_at)) == 1
+    await store.take_outbox("saga1")  # again: still one
+    assert await store.timers.count() == 1
+    # Its answer, come after all, takes it out of the index too.
+    answered = run.pending.envelope.message_id
+    await store.append(
+        run.succeed(), expected_version=2, applied_id="r1", marker=2, answered=answered
+    )
+    assert await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10) == []
 
 
 async def stored(store: RedisSagaStore, saga_id: str, run: Run) -> None:
@@ -331,27 +430,40 @@ async def test_an_append_writes_the_saga_s_own_json_byte_for_byte(store: RedisSa
     decision = run.succeed()
     await store.append(decision, expected_version=2, applied_id="r1", marker=7)
     redis, keys = store._redis, store.keys("saga1")
+    commands = [c for d in run.decisions for c in d.commands]
+    (timer,) = decision.timers  # the first command's timeout was cancelled
+    records = [r.model_dump_json() for d in run.decisions for r in d.records]
+    # One hash: the version and snapshot, the events, the applied ids, the outbox (a line
+    # a command: the first one's timeout cancelled, the second's waiting with it).
     assert await redis.hgetall(keys.state) == {
         "version": str(run.state.version),
         "state": run.state.model_dump_json(exclude_defaults=True),
+        "layout": LAYOUT,
+        **{f"e:{seq}": record for seq, record in enumerate(records, 1)},
+        "a:start:saga1": "1",
+        "a:r1": "1",
+        "outbox": "\n".join(
+            [
+                f"id1\t\t\t{_command_json(commands[0])}\t",
+                f"id100\t{marker_of(timer.due_at)}\t{timer.timer_id}"
+                f"\t{_command_json(commands[1])}\t{timer.model_dump_json()}",
+            ]
+        ),
     }
-    records = [r.model_dump_json() for d in run.decisions for r in d.records]
-    assert await redis.lrange(keys.events, 0, -1) == records
-    commands = [c for d in run.decisions for c in d.commands]
-    assert await redis.hgetall(keys.outbox) == {
-        c.envelope.message_id: _command_json(c) for c in commands
-    }
+    assert [r.model_dump_json() for r in await store.events("saga1")] == records
     assert {c.envelope.message_id: c for c in await store.outbox("saga1")} == {
         c.envelope.message_id: c for c in commands
     }
-    assert await redis.smembers(keys.applied) == {"start:saga1", "r1"}
+    assert not await redis.exists(keys.events, keys.applied, keys.outbox)  # the earlier layout's
     bucket = store.keyspace.bucket("saga1")
     assert await redis.zscore(bucket.outbox_index, "saga1") == 7
-    (timer,) = decision.timers  # the first command's timeout was cancelled
-    assert await redis.hgetall(bucket.timer_data) == {timer.timer_id: timer.model_dump_json()}
+    assert await redis.zrange(bucket.timers, 0, -1) == []  # the timeout waits
+    await store.clear_outboxes([("saga1", [c.envelope.message_id for c in commands], 7)])
     assert await redis.zrange(bucket.timers, 0, -1, withscores=True) == [
-        (timer.timer_id, marker_of(timer.due_at))
+        (f"saga1/{timer.timer_id}", marker_of(timer.due_at))
     ]
+    assert await redis.hget(keys.state, f"t:{timer.timer_id}") == timer.model_dump_json()
+    assert await redis.hget(keys.state, "outbox") == ""
     created = run.state.created_at.timestamp()
     for index in (bucket.sagas, bucket.active, bucket.customer("ann@example.com")):
         assert await redis.zscore(index, "saga1") == created
@@ -367,7 +479,8 @@ async def test_a_reply_only_recorded_is_checked_as_a_duplicate_but_its_id_not_ke
         decision, expected_version=2, applied_id="r1", marker=2, record_applied=False
     )
     assert outcome == "appended"
-    assert await store._redis.smembers(store.keys("saga1").applied) == {"start:saga1"}
+    applied = await store._redis.hkeys(store.keys("saga1").state)
+    assert [f for f in applied if f.startswith("a:")] == ["a:start:saga1"]
     await store.create(run.decisions[0], marker=1)  # the start's id is kept: a duplicate
     assert await store.load("saga1") == run.state
 
@@ -544,7 +657,8 @@ async def test_with_a_primary_gone_the_other_buckets_timers_and_outboxes_are_sti
     own_redis_cluster: RedisClusterNodes, namespace: str
 ) -> None:
     cluster = cluster_client(own_redis_cluster)
-    store = RedisSagaStore(cluster, namespace, buckets=64)
+    # Timeouts straight into the timers' index (they come due before a grace of an hour).
+    store = RedisSagaStore(cluster, namespace, buckets=64, defer_timeouts=3600)
     try:
         ids = [f"claimed-{n}" for n in range(30)]
         for saga_id in ids:
@@ -579,3 +693,76 @@ def started(saga_id: str) -> Decision:
         now=T0,
         new_id=lambda: uuid.uuid4().hex,
     )
+
+
+async def _as_the_earlier_layout(store: RedisSagaStore, saga_id: str) -> None:
+    """Store a saga as an engine before layout 2 kept it: its events in a list, its
+    applied ids in a set, its outbox in a hash, its timers by id with their data in the
+    bucket's timer data."""
+    redis, keys = store._redis, store.keys(saga_id)
+    bucket = store.keyspace.bucket(saga_id)
+    fields = await redis.hgetall(keys.state)
+    events = sorted((int(f[2:]), v) for f, v in fields.items() if f.startswith("e:"))
+    await redis.rpush(keys.events, *(v for _, v in events))
+    for field in fields:
+        if field.startswith("a:"):
+            await redis.sadd(keys.applied, field[2:])
+    for line in fields.get("outbox", "").splitlines():
+        command_id, _, _, command, timeout = line.split("\t")
+        await redis.hset(keys.outbox, command_id, command)
+        if timeout:
+            timer = Timer.model_validate_json(timeout)
+            await redis.zadd(bucket.timers, {timer.timer_id: marker_of(timer.due_at)})
+            await redis.hset(bucket.timer_data, timer.timer_id, timeout)
+    await redis.hdel(keys.state, *(f for f in fields if f not in ("version", "state")))
+
+
+async def test_a_saga_of_the_earlier_layout_reads_and_moves_at_its_next_append(
+    store: RedisSagaStore,
+) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    first = run.pending
+    await _as_the_earlier_layout(store, "saga1")
+    redis, keys = store._redis, store.keys("saga1")
+    # Read as it is: its outbox, its timer, and its applied start.
+    assert [c.envelope for c in await store.outbox("saga1")] == [first.envelope]
+    (timeout,) = run.timers
+    [(_, claimed)] = await store.timers.claim(now=marker_of(timeout.due_at), lease=1, limit=10)
+    assert claimed == timeout
+    await store.create(run.decisions[0], marker=2)  # a duplicate, known as one
+    assert len(await store.events("saga1")) == 2
+    # Its next append moves it into the saga's hash, and is applied there.
+    decision = run.succeed()
+    answered = first.envelope.message_id
+    assert (
+        await store.append(
+            decision, expected_version=2, applied_id="r1", marker=3, answered=answered
+        )
+        == "appended"
+    )
+    assert not await redis.exists(keys.applied, keys.outbox)
+    assert await redis.hget(keys.state, "layout") == LAYOUT
+    # Its events: the first ones in the list, the new ones in its hash.
+    assert await redis.llen(keys.events) == 2
+    records = [r for d in run.decisions for r in d.records]
+    assert await store.events("saga1") == records
+    assert [c.envelope for c in await store.outbox("saga1")] == [run.pending.envelope]
+    await store.create(run.decisions[0], marker=4)  # the start's id moved too
+    assert await store.append(decision, expected_version=4, applied_id="r1", marker=5) == (
+        "duplicate"
+    )
+    # Its earlier timer stays until it comes due (a stale timeout changes nothing) and is
+    # forgotten as any other.
+    await store.timers.delete(claimed)
+    assert await store.timers.count() == 0  # the new command's timeout waits with it
+    assert not await redis.exists(store.keyspace.bucket("saga1").timer_data)
+
+
+async def test_the_relay_clears_an_outbox_of_the_earlier_layout(store: RedisSagaStore) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=10)
+    await _as_the_earlier_layout(store, "saga1")
+    await store.clear_outboxes([("saga1", [run.pending.envelope.message_id], 10)])
+    assert await store.outbox("saga1") == []
+    assert await store.outbox_pending() == 0
