@@ -109,7 +109,11 @@ def _gauges() -> _Gauges:
             "saga_outbox_oldest_seconds",
             "Age of the oldest command waiting in an outbox to be published (0: none).",
         ),
-        timers=Gauge("saga_timers_waiting", "Timeouts and retries waiting to come due."),
+        timers=Gauge(
+            "saga_timers_waiting",
+            "Retries and timeouts waiting to come due in the timers' index (a command's "
+            "timeout joins it once the command is not answered within a second).",
+        ),
         timers_due=Gauge(
             "saga_timers_due", "Timers past their time that no orchestrator has taken yet."
         ),

@@ -2,6 +2,8 @@
 
 import asyncio
 import os
+import pathlib
+import random
 import socket
 import subprocess
 import uuid
@@ -76,24 +78,36 @@ async def rabbitmq_or_skip() -> aio_pika.abc.AbstractConnection:
 _handed_out: set[int] = set()
 
 
+def _ephemeral_range() -> range:
+    """The ports the kernel hands out to outgoing connections (and for port 0)."""
+    try:
+        text = pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        low, high = map(int, text.split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+# Ports for servers a test starts, below the kernel's ephemeral ones: a port found free
+# there cannot be taken, before the server binds it, by some process's outgoing
+# connection (which a port the kernel gave for port 0 can: "Address already in use").
+_EPHEMERAL = _ephemeral_range()
+_PORTS = range(max(1024, _EPHEMERAL.start - 12_000), _EPHEMERAL.start)
+
+
 def free_port() -> int:
-    """A port nobody listens on, and never one handed out before in this run (the kernel
-    may give a just-closed port again, and two processes would then race for it)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+    """A port nobody listens on, outside the ephemeral range, and never one handed out
+    before in this run."""
+    return free_ports(1)
 
 
 def free_ports(count: int) -> int:
-    """The first of `count` consecutive free ports, none handed out before in this run."""
+    """The first of `count` consecutive free ports, outside the ephemeral range, none
+    handed out before in this run."""
     while True:
-        first = free_port()
+        first = random.randrange(_PORTS.start, _PORTS.stop - count)
         run = range(first, first + count)
-        if any(port in _handed_out for port in run[1:]) or not all(map(_bindable, run[1:])):
+        if any(port in _handed_out for port in run) or not all(map(_bindable, run)):
             continue
         _handed_out.update(run)
         return first
