@@ -47,7 +47,7 @@ from saga.connections import AnyRedis, reread_slot_map
 # A bound on one pipeline, so a burst is written and answered in pieces.
 MAX_BATCH: Final = 256
 
-_Call = tuple["Script | Command", Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
+_Call = tuple["Script | PlainCommand", Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 
 
 class ReplicasBehind(RedisError, ConnectionError):
@@ -117,13 +117,13 @@ class ScriptBatcher:
         writes are on the replicas asked for when it answers."""
         return Script(self, lua, durable=durable)
 
-    def command(self, name: str) -> "Command":
-        """A plain command (a read) to call as a script is, in the same pipelines: one
-        command on the server rather than a script around it."""
-        return Command(self, name)
+    def plain(self, name: str) -> "PlainCommand":
+        """A plain Redis command (a read) to call as a script is, in the same pipelines:
+        one command on the server rather than a script around it."""
+        return PlainCommand(self, name)
 
     def call(
-        self, script: "Script | Command", keys: Sequence[Any], args: Sequence[Any]
+        self, script: "Script | PlainCommand", keys: Sequence[Any], args: Sequence[Any]
     ) -> "asyncio.Future[Any]":
         """Queue one call; the future holds its result once its pipeline is answered."""
         loop = asyncio.get_running_loop()
@@ -324,9 +324,9 @@ class Script:
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
-class Command:
-    """One plain command, called through a batcher as a script is (never unknown to
-    Redis, never waited on replicas for: a read)."""
+class PlainCommand:
+    """One plain Redis command, called through a batcher as a script is (never unknown
+    to Redis, never waited on replicas for: a read)."""
 
     lua: Final = ""
     durable: Final = False

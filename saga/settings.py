@@ -23,8 +23,10 @@ from saga.core.durations import DURATION_FORMS, parse_seconds
 from saga.eventloop import EventLoop
 
 DEFAULT_RETENTION: Final = 7 * 86400
-# How long a command may wait in an outbox before the relay publishes it again.
+# How long a command may wait in an outbox before the relay publishes it again, and how
+# often the relay looks.
 DEFAULT_RELAY_GRACE: Final = 5.0
+DEFAULT_RELAY_INTERVAL: Final = 1.0
 MAX_TOKEN_TTL: Final = 7 * 24 * 3600
 
 
@@ -115,7 +117,7 @@ class Settings(BaseSettings):
     # On a Redis Cluster, how many buckets a namespace's sagas are spread over (each a
     # hash slot of its own). Fixed for the life of a namespace.
     redis_buckets: int = Field(default=16, ge=1, le=1024)
-    relay_interval: Duration = Field(default=1.0, gt=0, le=60)
+    relay_interval: Duration = Field(default=DEFAULT_RELAY_INTERVAL, gt=0, le=60)
     relay_grace: Duration = Field(default=DEFAULT_RELAY_GRACE, ge=0, le=600)
 
     # Override the saga definitions' own timeout and retry policy, for every step.

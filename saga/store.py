@@ -30,39 +30,44 @@ from saga.keyspace import (
     keyspace_of,
 )
 from saga.scripts import ScriptBatcher
-from saga.settings import DEFAULT_RELAY_GRACE
+from saga.settings import DEFAULT_RELAY_GRACE, DEFAULT_RELAY_INTERVAL
 
 log = structlog.get_logger(__name__)
 
-# A saga lives in one hash (its `state` key), so that one HMGET reads all an append
-# checks and one HSET writes all it keeps:
-#   version, state   its version and snapshot
+# Storage layout 2: a saga lives in one hash (its `state` key), so that one HMGET reads
+# all an append checks and one HSET writes all it keeps:
+#   v, state         its version and snapshot
 #   e:<seq>          each event
 #   a:<id>           each input it applied
 #   outbox           its outbox: one line a command (OUTBOX_LINE), each with its JSON
 #   t:<id>           each timer's data, once the timer is in the timers' index
-#   layout           2
-# A saga stored before layout 2 (its events in a list, its applied ids in a set, its
-# outbox in a hash) moves into it at its next append, but for its events, which stay in
-# the list: the list holds the first ones, the hash those since.
+# A saga stored before (its version in `version`, its events in a list, its applied ids
+# in a set, its outbox in a hash) moves into it at its next append, but for its events,
+# which stay in the list: the list holds the first ones, the hash those since. The
+# version is `v` rather than `version` so that an engine of the earlier layout, started
+# beside this one by mistake, finds no version in a saga of this one: its append is
+# refused as a conflict rather than applying an input again or splitting the events.
 #
 # A command's timeout waits on the command's line of the outbox, not in the timers'
 # index: most commands are answered within milliseconds, and the reply's append drops
 # the line, timeout and all, in the HSET that writes the rest. The timeout joins the
 # index (`promote`), at its own due time, when the command leaves the outbox unanswered
 # (cleared once its publication was confirmed) or the relay takes the outbox up (after
-# its grace: a crash, an outage). Only a timeout due at least the relay's grace after
-# its decision waits so (`defer_timeouts`): the relay's round comes before it is due. A
-# shorter one, and a retry's timer, join the index at once.
-LAYOUT: Final = "2"
+# its grace: a crash, an outage). Only a timeout due far enough after its decision
+# waits so (`defer_timeouts`: the relay's grace and two of its rounds), so that the
+# relay takes a left outbox up before its timeouts are due (unless an outage left more
+# than a round takes); a shorter one, and a retry's timer, join the index at once.
+#
 # A line of the outbox: command id, the due time and id of the timeout waiting with it
 # (empty if none), the command's JSON, the timeout's JSON, separated by tabs. JSON
-# escapes tabs and line ends, so neither occurs in it.
+# escapes tabs and line ends, so neither occurs in it. Positional, not a JSON object: the
+# scripts split it with one pattern rather than decode and encode it on every append.
 OUTBOX_LINE: Final = "{id}\t{due}\t{timer}\t{command}\t{timeout}"
 
 # The outbox's lines as Lua: `parse` a line into its parts, `line` one back, `promote` a
 # line's waiting timeout into the saga's hash and the timers' index (unless there
-# already), and `commands` of the earlier layout's outbox hash as lines.
+# already), `earlier_lines`: the earlier layout's outbox hash as lines, and `hset_all`
+# fields in pieces (Lua unpacks a few thousand values at most).
 _OUTBOX_LUA: Final = """
 local function parse(line)
   return string.match(line, '^([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t(.*)$')
@@ -79,6 +84,11 @@ local function earlier_lines(outbox_key)
   local box, lines = redis.call('HGETALL', outbox_key), {}
   for i = 1, #box, 2 do lines[#lines + 1] = line(box[i], '', '', box[i + 1], '') end
   return lines
+end
+local function hset_all(key, fields)
+  for i = 1, #fields, 1000 do
+    redis.call('HSET', key, unpack(fields, i, math.min(i + 999, #fields)))
+  end
 end
 """
 
@@ -126,21 +136,18 @@ local state_key, events_key, applied_key, outbox_key, active_key, ended_key,
   failed_key, definitions_key = unpack(KEYS)
 local a = cjson.decode(ARGV[1])
 local saga = a.saga
-local asked = {'version', 'layout', 'outbox'}
+local asked = {'v', 'version', 'outbox'}
 if a.applied_id then asked[4] = 'a:' .. a.applied_id end
 local read = redis.call('HMGET', state_key, unpack(asked))
-if read[1] and read[2] ~= '"""
-    + LAYOUT
-    + """' then
-  -- Stored by an earlier engine: its applied ids and outbox move into the hash, once
-  -- (its events stay where they are).
-  local fields = {'layout', '"""
-    + LAYOUT
-    + """', 'outbox', table.concat(earlier_lines(outbox_key), '\\n')}
+if not read[1] and read[2] then
+  -- Stored by an earlier engine: its version, applied ids and outbox move into the
+  -- hash's fields of this layout, once (its events stay where they are).
+  local fields = {'v', read[2], 'outbox', table.concat(earlier_lines(outbox_key), '\\n')}
   for _, id in ipairs(redis.call('SMEMBERS', applied_key)) do
     fields[#fields + 1], fields[#fields + 2] = 'a:' .. id, '1'
   end
-  redis.call('HSET', state_key, unpack(fields))
+  hset_all(state_key, fields)
+  redis.call('HDEL', state_key, 'version')
   redis.call('DEL', applied_key, outbox_key)
   read = redis.call('HMGET', state_key, unpack(asked))
 end
@@ -156,13 +163,10 @@ if a.created and a.definition and (
     or (definitions_key and redis.call('HEXISTS', definitions_key, a.definition) == 0)) then
   return {'no_definition', current}
 end
-local fields = {'version', tostring(a.version), 'state', ARGV[2]}
+local fields = {'v', tostring(a.version), 'state', ARGV[2]}
 local function keep(field, value)
   fields[#fields + 1], fields[#fields + 2] = field, value
 end
-if a.created then keep('layout', '"""
-    + LAYOUT
-    + """') end
 if a.applied_id and a.record_applied then keep('a:' .. a.applied_id, '1') end
 for i = 1, a.events do keep('e:' .. (a.first + i - 1), ARGV[2 + i]) end
 local text = 3 + a.events
@@ -239,7 +243,8 @@ return {'ok', a.version}
 # its hash. KEYS: state, events list.
 _EVENTS: Final = """
 local listed = redis.call('LRANGE', KEYS[2], 0, -1)
-local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local read = redis.call('HMGET', KEYS[1], 'v', 'version')
+local version = tonumber(read[1] or read[2] or '0')
 local seq = #listed + 1
 while seq <= version do
   local fields = {}
@@ -302,17 +307,17 @@ return left
 _READ_OUTBOX: Final = (
     _OUTBOX_LUA
     + """
-local found, box = {}, {}
+local found, box, promoted = {}, {}, false
 for entry in string.gmatch(redis.call('HGET', KEYS[1], 'outbox') or '', '[^\\n]+') do
   local id, due, timer, command, timeout = parse(entry)
   found[#found + 1] = command
   if ARGV[1] == 'take' and timer ~= '' then
     promote(KEYS[1], KEYS[3], ARGV[2], due, timer, timeout)
-    entry = line(id, '', '', command, '')
+    entry, promoted = line(id, '', '', command, ''), true
   end
   box[#box + 1] = entry
 end
-if ARGV[1] == 'take' then
+if promoted then
   redis.call('HSET', KEYS[1], 'outbox', table.concat(box, '\\n'))
 end
 for _, command in ipairs(redis.call('HVALS', KEYS[2])) do found[#found + 1] = command end
@@ -331,7 +336,7 @@ _CLEAR_OUTBOXES: Final = (
     _OUTBOX_LUA
     + """
 local function clear(state_key, outbox_key, saga, marker, ids)
-  local read = redis.call('HMGET', state_key, 'outbox', 'layout')
+  local read = redis.call('HMGET', state_key, 'outbox', 'v')
   local clearing, box, removed = {}, {}, 0
   for _, id in ipairs(ids) do clearing[id] = true end
   for entry in string.gmatch(read[1] or '', '[^\\n]+') do
@@ -346,9 +351,7 @@ local function clear(state_key, outbox_key, saga, marker, ids)
   if removed > 0 then
     redis.call('HSET', state_key, 'outbox', table.concat(box, '\\n'))
   end
-  local earlier = read[2] ~= '"""
-    + LAYOUT
-    + """'
+  local earlier = not read[2]  -- no version of this layout: a saga of the earlier one
   if earlier and #ids > 0 then
     removed = removed + redis.call('HDEL', outbox_key, unpack(ids))
   end
@@ -459,12 +462,12 @@ class RedisSagaStore:
         buckets: int = DEFAULT_BUCKETS,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
-        defer_timeouts: float = DEFAULT_RELAY_GRACE,
+        defer_timeouts: float = DEFAULT_RELAY_GRACE + 2 * DEFAULT_RELAY_INTERVAL,
     ) -> None:
         self._redis = redis
         self._ns = namespace
-        # A command's timeout due this long (the relay's grace) or more after its decision
-        # waits in the saga's hash while the command is in the outbox (see LAYOUT).
+        # A command's timeout due this long or more after its decision (the relay's grace
+        # and two of its rounds) waits on its outbox line (see OUTBOX_LINE).
         self._defer = int(defer_timeouts * 1_000_000)
         self.keyspace = keyspace_of(redis, namespace, buckets=buckets)
         # With wait_replicas, whatever may lead to a command being published answers
@@ -479,12 +482,14 @@ class RedisSagaStore:
         self._append = scripts.register(_APPEND, durable=True)
         self._mark_outbox = scripts.register(_MARK_OUTBOX, durable=True)
         self._clear_outboxes = scripts.register(_CLEAR_OUTBOXES)
-        self._read_outbox = scripts.register(_READ_OUTBOX)
         self._events = scripts.register(_EVENTS)
+        # One script for both: a read answers at once, a take (it writes) once the
+        # replicas asked for have its writes.
+        self._read_outbox = scripts.register(_READ_OUTBOX)
         self._take_outbox = scripts.register(_READ_OUTBOX, durable=True)
         self._claim_outboxes = scripts.register(_CLAIM_OUTBOXES, durable=True)
         # A saga's state snapshot, read in the same pipeline as the scripts of the moment.
-        self._hget = scripts.command("HGET")
+        self._hget = scripts.plain("HGET")
         self.timers = TimerStore(scripts, self.keyspace)
 
     async def check_layout(self) -> None:
@@ -588,7 +593,7 @@ class RedisSagaStore:
         )
         keys = self._append_keys(state)
         status, version = await self._append(keys=keys, args=args)
-        status = status.decode() if isinstance(status, bytes) else status
+        status = _text(status)
         if status == "conflict":
             raise VersionConflict(state.saga_id, expected_version, int(version))
         if status == "no_definition":
@@ -637,8 +642,12 @@ class RedisSagaStore:
 
     async def events(self, saga_id: str) -> list[EventRecord]:
         """The saga's whole log, oldest first."""
+        return [record_from_json(r) for r in await self.raw_events(saga_id)]
+
+    async def raw_events(self, saga_id: str) -> list[str]:
+        """The saga's whole log, oldest first, each event's JSON as stored."""
         keys = self.keys(saga_id)
-        return [record_from_json(r) for r in await self._events(keys=[keys.state, keys.events])]
+        return [_text(r) for r in await self._events(keys=[keys.state, keys.events])]
 
     async def find(
         self, *, status: str | None = None, customer: str | None = None, limit: int = 50
@@ -885,7 +894,9 @@ class RedisSagaStore:
         index, each at its own due time."""
         return [_command_from_json(raw) for raw in await self._raw_outbox(saga_id, "take")]
 
-    async def _raw_outbox(self, saga_id: str, how: str = "read") -> list[bytes | str]:
+    async def _raw_outbox(
+        self, saga_id: str, how: Literal["read", "take"] = "read"
+    ) -> list[bytes | str]:
         keys, bucket = self.keys(saga_id), self.keyspace.bucket(saga_id)
         script = self._take_outbox if how == "take" else self._read_outbox
         return list(
@@ -946,7 +957,7 @@ class RedisSagaStore:
             self._claim_outboxes(keys=[bucket.outbox_index], args=[cutoff, now, limit])
             for bucket in self.keyspace.buckets
         )
-        return [s.decode() if isinstance(s, bytes) else str(s) for some in claimed for s in some]
+        return [_text(s) for some in claimed for s in some]
 
 
 async def each_bucket(
@@ -1004,7 +1015,7 @@ def _append_args(
         "events": len(decision.records),
     }
     # A timeout due `defer` or more after the decision waits on its command's line of the
-    # outbox (see LAYOUT); the other timers go into the index.
+    # outbox (see OUTBOX_LINE); the other timers go into the index.
     sent = {c.envelope.message_id for c in decision.commands}
     decided = marker_of(state.updated_at)
     waits = {

@@ -93,6 +93,8 @@ def _ephemeral_range() -> range:
 # connection (which a port the kernel gave for port 0 can: "Address already in use").
 _EPHEMERAL = _ephemeral_range()
 _PORTS = range(max(1024, _EPHEMERAL.start - 12_000), _EPHEMERAL.start)
+if len(_PORTS) < 1_000:  # a machine whose ephemeral range starts low: above it instead
+    _PORTS = range(_EPHEMERAL.stop, 65_536)
 
 
 def free_port() -> int:
@@ -104,13 +106,14 @@ def free_port() -> int:
 def free_ports(count: int) -> int:
     """The first of `count` consecutive free ports, outside the ephemeral range, none
     handed out before in this run."""
-    while True:
+    for _ in range(10_000):
         first = random.randrange(_PORTS.start, _PORTS.stop - count)
         run = range(first, first + count)
         if any(port in _handed_out for port in run) or not all(map(_bindable, run)):
             continue
         _handed_out.update(run)
         return first
+    raise RuntimeError(f"no {count} free consecutive ports in {_PORTS}")
 
 
 def _bindable(port: int) -> bool:

@@ -133,7 +133,7 @@ async def stored(world: World) -> tuple[list[str], str]:
     keys = store.keys(world.state.saga_id)
     snapshot = await redis.hget(keys.state, "state")
     assert snapshot is not None
-    return list(await redis.lrange(keys.events, 0, -1)), snapshot
+    return await store.raw_events(world.state.saga_id), snapshot
 
 
 def record() -> None:

@@ -133,6 +133,15 @@ async def test_stock_levels_and_prices_are_bounded_where_they_are_set(
     await stock.store.set_product("p2", quantity=0, price=Decimal("1000000000.00"))
 
 
+async def test_levels_are_written_back_as_whole_numbers(stock: Running[StockService]) -> None:
+    # Fifteen digits, as a level set by hand may have (past `set_product`'s bound, still
+    # countable): Lua would print 199999999999999 as 2e+14.
+    await stock.store._redis.hset(stock.store._product_key("p1"), "available", 2 * 10**14)
+    kind, _ = await stock.handle(reserve(("p1", 1)))
+    assert kind == "StockReserved"
+    assert await levels(stock, "p1") == (2 * 10**14 - 1, 1, 0)
+
+
 async def test_a_reservation_prices_the_items_and_holds_them(stock: Running[StockService]) -> None:
     kind, payload = await stock.handle(reserve(("p1", 2), ("p2", 1), ("p1", 1)))
     assert kind == "StockReserved"

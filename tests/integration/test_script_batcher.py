@@ -93,7 +93,7 @@ async def test_only_the_calls_of_a_script_redis_does_not_know_are_sent_again(
 
 async def test_a_plain_command_shares_the_scripts_pipeline(client: Redis, namespace: str) -> None:
     batcher = ScriptBatcher(client)
-    incr, hget = batcher.register(INCR), batcher.command("HGET")
+    incr, hget = batcher.register(INCR), batcher.plain("HGET")
     await incr(keys=[f"{namespace}:n"])  # loads the script
     await client.hset(f"{namespace}:h", "f", "v")
     before = batcher.round_trips

@@ -19,7 +19,6 @@ from saga.core.decide import Decision, ReplaySaga, ReplyReceived, Timer, decide,
 from saga.keyspace import customer_index
 from saga.retention import Trimmer
 from saga.store import (
-    LAYOUT,
     LayoutMismatch,
     Position,
     RedisSagaStore,
@@ -295,26 +294,60 @@ async def test_a_decision_forgets_the_timers_it_cancels(store: RedisSagaStore) -
     assert [t for _, t in due] == [timer]
 
 
-async def test_a_timeout_shorter_than_the_grace_joins_the_index_at_once(namespace: str) -> None:
-    redis = await redis_or_skip()
-    # A grace of a minute: the order saga's 10 s timeouts come due before the relay's
-    # round would, so none waits with its command.
-    store = RedisSagaStore(redis, namespace, defer_timeouts=60)
-    try:
-        run = Run.start()
-        await store.create(run.decisions[0], marker=1)
-        assert await store.timers.count() == 1
-        decision = run.succeed()
-        answered = run.decisions[0].commands[0].envelope.message_id
-        await store.append(
-            decision, expected_version=2, applied_id="r1", marker=2, answered=answered
-        )
-        (timer,) = decision.timers
-        [(_, due)] = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
-        assert due == timer  # the first one's cancelled, the second one's there
-    finally:
-        await drop_namespace(redis, namespace)
-        await redis.aclose()
+async def test_a_timeout_shorter_than_the_grace_joins_the_index_at_once(
+    store: RedisSagaStore,
+) -> None:
+    # The same sagas under a grace of a minute: the order saga's 10 s timeouts come due
+    # before the relay's round would, so none waits with its command.
+    store = RedisSagaStore(
+        store._redis,
+        store.keyspace.namespace,
+        buckets=len(store.keyspace.buckets),
+        defer_timeouts=60,
+    )
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    assert await store.timers.count() == 1
+    decision = run.succeed()
+    answered = run.decisions[0].commands[0].envelope.message_id
+    await store.append(decision, expected_version=2, applied_id="r1", marker=2, answered=answered)
+    (timer,) = decision.timers
+    [(_, due)] = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
+    assert due == timer  # the first one's cancelled, the second one's there
+
+
+async def test_commands_sent_together_leave_the_outbox_each_with_its_own_answer(
+    store: RedisSagaStore,
+) -> None:
+    # Two commands of one decision (as a parallel group sends them), each with a
+    # timeout that waits on its line.
+    run = Run.start()
+    first, second = run.decisions[0], run.succeed()
+    together = replace(
+        first, commands=first.commands + second.commands, timers=first.timers + second.timers
+    )
+    await store.create(together, marker=1)
+    one, other = (c.envelope.message_id for c in together.commands)
+    # The first one's answer: its line and timeout go, the other's stay, and the marker.
+    answer = replace(second, commands=(), timers=(), cancelled_timers=(first.timers[0].timer_id,))
+    await store.append(answer, expected_version=2, applied_id="r1", marker=2, answered=one)
+    assert [c.envelope.message_id for c in await store.outbox("saga1")] == [other]
+    assert await store.outbox_pending() == 1
+    assert await store.timers.count() == 0
+    await store.clear_outboxes([("saga1", [other], 1)])  # left unanswered
+    assert [t for _, t in await store.timers.claim(now=10**18, lease=1, limit=10)] == list(
+        second.timers
+    )
+
+
+async def test_a_timer_whose_data_is_gone_is_dropped_when_claimed(store: RedisSagaStore) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=1)
+    await unanswered(store, run)
+    assert await store.timers.count() == 1
+    await store._redis.delete(store.keys("saga1").state)  # trimmed meanwhile, say
+    assert await store.timers.claim(now=10**18, lease=1, limit=10) == []
+    assert await store.timers.count() == 0
 
 
 async def test_the_relay_taking_an_outbox_up_puts_its_timeouts_in_the_index(
@@ -436,9 +469,8 @@ async def test_an_append_writes_the_saga_s_own_json_byte_for_byte(store: RedisSa
     # One hash: the version and snapshot, the events, the applied ids, the outbox (a line
     # a command: the first one's timeout cancelled, the second's waiting with it).
     assert await redis.hgetall(keys.state) == {
-        "version": str(run.state.version),
+        "v": str(run.state.version),
         "state": run.state.model_dump_json(exclude_defaults=True),
-        "layout": LAYOUT,
         **{f"e:{seq}": record for seq, record in enumerate(records, 1)},
         "a:start:saga1": "1",
         "a:r1": "1",
@@ -714,7 +746,8 @@ async def _as_the_earlier_layout(store: RedisSagaStore, saga_id: str) -> None:
             timer = Timer.model_validate_json(timeout)
             await redis.zadd(bucket.timers, {timer.timer_id: marker_of(timer.due_at)})
             await redis.hset(bucket.timer_data, timer.timer_id, timeout)
-    await redis.hdel(keys.state, *(f for f in fields if f not in ("version", "state")))
+    await redis.hset(keys.state, "version", fields["v"])
+    await redis.hdel(keys.state, *(f for f in fields if f != "state"))
 
 
 async def test_a_saga_of_the_earlier_layout_reads_and_moves_at_its_next_append(
@@ -742,7 +775,7 @@ async def test_a_saga_of_the_earlier_layout_reads_and_moves_at_its_next_append(
         == "appended"
     )
     assert not await redis.exists(keys.applied, keys.outbox)
-    assert await redis.hget(keys.state, "layout") == LAYOUT
+    assert await redis.hmget(keys.state, "v", "version") == [str(run.state.version), None]
     # Its events: the first ones in the list, the new ones in its hash.
     assert await redis.llen(keys.events) == 2
     records = [r for d in run.decisions for r in d.records]
@@ -757,6 +790,14 @@ async def test_a_saga_of_the_earlier_layout_reads_and_moves_at_its_next_append(
     await store.timers.delete(claimed)
     assert await store.timers.count() == 0  # the new command's timeout waits with it
     assert not await redis.exists(store.keyspace.bucket("saga1").timer_data)
+
+
+async def test_the_relay_takes_an_outbox_of_the_earlier_layout_up(store: RedisSagaStore) -> None:
+    run = Run.start()
+    await store.create(run.decisions[0], marker=10)
+    await _as_the_earlier_layout(store, "saga1")
+    assert [c.envelope for c in await store.take_outbox("saga1")] == [run.pending.envelope]
+    assert await store._redis.hget(store.keys("saga1").state, "outbox") is None  # untouched
 
 
 async def test_the_relay_clears_an_outbox_of_the_earlier_layout(store: RedisSagaStore) -> None:
