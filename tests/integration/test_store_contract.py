@@ -240,6 +240,12 @@ async def unanswered(store: RedisSagaStore, run: Run) -> None:
     await store.clear_outboxes([(run.state.saga_id, ids, 1)])
 
 
+async def claimed_when_due(store: RedisSagaStore, timer: Timer) -> list[Timer]:
+    """The timers a claim at `timer`'s due time takes."""
+    claimed = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
+    return [t for _, t in claimed]
+
+
 async def test_a_timeout_waits_with_its_command_and_goes_with_its_answer(
     store: RedisSagaStore,
 ) -> None:
@@ -256,8 +262,7 @@ async def test_a_timeout_waits_with_its_command_and_goes_with_its_answer(
     # Left unanswered after its publication: its timeout joins the index, at its time.
     await unanswered(store, run)
     (timer,) = decision.timers
-    due = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
-    assert [t for _, t in due] == [timer]
+    assert await claimed_when_due(store, timer) == [timer]
 
 
 async def test_a_reply_ignored_leaves_the_outbox_but_not_the_timeout(
@@ -273,8 +278,7 @@ async def test_a_reply_ignored_leaves_the_outbox_but_not_the_timeout(
     await store.append(decision, expected_version=2, applied_id="r1", marker=2, answered=answered)
     assert await store.outbox("saga1") == list(decision.commands)  # the next one only
     (timer,) = run.decisions[0].timers
-    due = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
-    assert [t for _, t in due] == [timer]
+    assert await claimed_when_due(store, timer) == [timer]
 
 
 async def test_a_decision_forgets_the_timers_it_cancels(store: RedisSagaStore) -> None:
@@ -286,12 +290,11 @@ async def test_a_decision_forgets_the_timers_it_cancels(store: RedisSagaStore) -
     decision = run.succeed()
     await store.append(decision, expected_version=2, applied_id="r1", marker=2)
     # The answered command's timeout is gone; the next command's waits with it.
-    assert await store.timers.claim(now=marker_of(first.due_at), lease=10, limit=10) == []
+    assert await claimed_when_due(store, first) == []
     assert await store.timers.count() == 0
     await unanswered(store, run)
     (timer,) = decision.timers
-    due = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
-    assert [t for _, t in due] == [timer]
+    assert await claimed_when_due(store, timer) == [timer]
 
 
 async def test_a_timeout_shorter_than_the_grace_joins_the_index_at_once(
