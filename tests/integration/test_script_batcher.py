@@ -62,9 +62,25 @@ async def test_one_callers_error_leaves_the_others_results_standing(
     assert isinstance(bad, ResponseError)
 
 
+@pytest.fixture(params=["redis", "fakeredis"])
+async def forgetful(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
+    """A Redis whose scripts a test may flush: one of the test's own (never the shared
+    one, which other clients use), or fakeredis."""
+    if request.param == "fakeredis":
+        client = FakeAsyncRedis(decode_responses=True)
+    else:
+        server = request.getfixturevalue("own_redis")
+        client = Redis.from_url(server.url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 async def test_scripts_redis_forgot_are_loaded_again_and_run_once(
-    client: Redis, namespace: str
+    forgetful: Redis, namespace: str
 ) -> None:
+    client = forgetful
     batcher = ScriptBatcher(client)
     incr = batcher.register(INCR)
     assert await incr(keys=[f"{namespace}:n"]) == 1
