@@ -288,11 +288,15 @@ def log_lines(path: Path, saga_id: str) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def replicated(logs: Path, **options: Any) -> Iterator[System]:
+def replicated(
+    logs: Path, *, settings: dict[str, str] | None = None, **options: Any
+) -> Iterator[System]:
     """Two orchestrators and two of each participant on one namespace, quick to time out
-    and retry (for fault tests)."""
-    settings = {"SAGA_STEP_TIMEOUT": "2", "SAGA_RETRY_BACKOFF": "0.2", "SAGA_RELAY_GRACE": "1"}
-    with running_system(logs, replicas=2, settings=settings, **options) as running:
+    and retry (for fault tests), unless `settings` says otherwise."""
+    quick = {"SAGA_STEP_TIMEOUT": "2", "SAGA_RETRY_BACKOFF": "0.2", "SAGA_RELAY_GRACE": "1"}
+    with running_system(
+        logs, replicas=2, settings={**quick, **(settings or {})}, **options
+    ) as running:
         yield running
 
 

@@ -18,8 +18,14 @@ TERMINAL_WITHIN = 180.0
 
 @pytest.fixture
 def on_rabbit_cluster(tmp_path: Path, rabbit_cluster: RabbitCluster) -> Iterator[System]:
-    """Replicas on the session's RabbitMQ cluster, given every node's URL."""
-    with replicated(tmp_path, rabbitmq_url=rabbit_cluster.url) as running:
+    """Replicas on the session's RabbitMQ cluster, given every node's URL. Steps time out
+    after the default 10 s, not the fault tests' 2 s: a quorum queue may refuse publishes
+    (nacks) for tens of seconds while its members elect a leader without the killed node
+    (once 47 s, in a CI run), and 2 s timeouts spend a step's tries and its undo's
+    within that."""
+    with replicated(
+        tmp_path, rabbitmq_url=rabbit_cluster.url, settings={"SAGA_STEP_TIMEOUT": "10"}
+    ) as running:
         yield running
 
 
