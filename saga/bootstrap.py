@@ -103,9 +103,8 @@ class Wiring:
             buckets=settings.redis_buckets,
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=int(settings.redis_wait_timeout * 1000),
-            # Timeouts due later than the relay's grace and two of its rounds wait with
-            # their commands (see saga/store.py).
-            defer_timeouts=settings.relay_grace + 2 * settings.relay_interval,
+            relay_grace=settings.relay_grace,
+            relay_interval=settings.relay_interval,
         )
         self.registry = DefinitionRegistry(
             self.redis,

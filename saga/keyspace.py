@@ -14,11 +14,11 @@ namespace written before buckets existed reads as it did.
 """
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from operator import attrgetter
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
 
@@ -27,6 +27,8 @@ from saga.connections import AnyRedis
 # How many buckets a namespace's sagas are spread over on a Redis Cluster, unless the
 # settings say otherwise (SAGA_REDIS_BUCKETS).
 DEFAULT_BUCKETS: Final = 16
+T = TypeVar("T")
+
 # A saga's own keys, in the order the append script takes them.
 SAGA_PARTS: Final = ("state", "events", "applied", "outbox")
 
@@ -116,6 +118,13 @@ class Keyspace:
         if len(self.buckets) == 1:
             return self.buckets[0]
         return self.buckets[zlib.crc32(saga_id.encode()) % len(self.buckets)]
+
+    def by_bucket(self, items: Iterable[T], saga_id: Callable[[T], str]) -> dict[Bucket, list[T]]:
+        """`items` by the bucket of the saga each names (`saga_id`), in their order."""
+        grouped: dict[Bucket, list[T]] = {}
+        for item in items:
+            grouped.setdefault(self.bucket(saga_id(item)), []).append(item)
+        return grouped
 
     def new_id_in(self, bucket: Bucket, new_id: Callable[[], str]) -> str:
         """A new saga id (from `new_id`) that falls in `bucket`: drawn again until it

@@ -6,6 +6,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Final, Literal, cast
 
 import structlog
@@ -137,13 +138,15 @@ class RedisSagaStore:
         buckets: int = DEFAULT_BUCKETS,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
-        defer_timeouts: float = DEFAULT_RELAY_GRACE + 2 * DEFAULT_RELAY_INTERVAL,
+        relay_grace: float = DEFAULT_RELAY_GRACE,
+        relay_interval: float = DEFAULT_RELAY_INTERVAL,
     ) -> None:
         self._redis = redis
         self._ns = namespace
         # A command's timeout due this long or more after its decision (the relay's grace
-        # and two of its rounds) waits on its outbox line (see OUTBOX_LINE).
-        self._defer = int(defer_timeouts * 1_000_000)
+        # and two of its rounds: the relay takes a left outbox up before then) waits on
+        # its outbox line (see store_scripts.OUTBOX_LINE).
+        self._defer = int((relay_grace + 2 * relay_interval) * 1_000_000)
         self.keyspace = keyspace_of(redis, namespace, buckets=buckets)
         # With wait_replicas, whatever may lead to a command being published answers
         # only once that many replicas have it: an append, an outbox marked again by a
@@ -469,9 +472,7 @@ class RedisSagaStore:
         """For each saga, its score in the active index, or None once it has ended."""
         # One ZMSCORE a bucket, not a ZSCORE a saga: the bench asks this of every saga
         # in flight twenty times a second.
-        by_bucket: dict[Bucket, list[str]] = {}
-        for saga_id in saga_ids:
-            by_bucket.setdefault(self.keyspace.bucket(saga_id), []).append(saga_id)
+        by_bucket = self.keyspace.by_bucket(saga_ids, str)
         async with self._redis.pipeline(transaction=False) as pipe:
             for bucket, ids in by_bucket.items():
                 pipe.zmscore(bucket.active, ids)
@@ -582,9 +583,7 @@ class RedisSagaStore:
         """Remove published commands from several sagas' outboxes (id, command ids,
         marker), each saga's outbox marker with its last command; one script a bucket,
         in one round trip (per node)."""
-        by_bucket: dict[Bucket, list[tuple[str, list[str], int]]] = {}
-        for cleared in batch:
-            by_bucket.setdefault(self.keyspace.bucket(cleared[0]), []).append(cleared)
+        by_bucket = self.keyspace.by_bucket(batch, itemgetter(0))
         await asyncio.gather(
             *(
                 self._clear_outboxes(
@@ -791,28 +790,30 @@ class TimerStore:
             self._claim(keys=[b.timers, b.timer_data], args=[now, now + lease, limit])
             for b in self._keyspace.buckets
         )
-        pairs = [(_text(raw[i]), raw[i + 1]) for raw in claimed for i in range(0, len(raw), 2)]
+        members = [_text(raw[i]) for raw in claimed for i in range(0, len(raw), 2)]
+        data = [raw[i + 1] for raw in claimed for i in range(0, len(raw), 2)]
         # The data of those in their sagas' hashes, in one round trip (per node).
-        wanted = [member.rpartition("/") for member, data in pairs if not data]
+        in_hashes = [i for i, found in enumerate(data) if not found]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for saga_id, _, timer_id in wanted:
+            for i in in_hashes:
+                saga_id, _, timer_id = members[i].rpartition("/")
                 pipe.hget(self._hash(saga_id), f"t:{timer_id}")
-            found = iter(await pipe.execute())
-        timers: list[tuple[str, Timer]] = []
-        gone: list[tuple[str, str]] = []
-        for member, data in pairs:
-            data = data or next(found)
-            if data:
-                timers.append((member, Timer.model_validate_json(data)))
-            else:  # cancelled since the claim read it, or its saga trimmed
-                saga_id, _, _ = member.rpartition("/")
-                gone.append((saga_id, member))
+            for i, found in zip(in_hashes, await pipe.execute(), strict=True):
+                data[i] = found
+        # Those without data were cancelled since the claim read them, or their sagas
+        # trimmed: they leave the index.
+        gone = [member for member, found in zip(members, data, strict=True) if not found]
         if gone:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for saga_id, member in gone:
-                    pipe.zrem(self._keyspace.bucket(saga_id).timers, member)
+                for member in gone:
+                    bucket = self._keyspace.bucket(member.rpartition("/")[0])
+                    pipe.zrem(bucket.timers, member)
                 await pipe.execute()
-        return timers
+        return [
+            (member, Timer.model_validate_json(found))
+            for member, found in zip(members, data, strict=True)
+            if found
+        ]
 
     async def delete(self, timer: Timer) -> None:
         """Forget a timer that has been dealt with (of either layout)."""

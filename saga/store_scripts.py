@@ -24,7 +24,7 @@ from typing import Final
 # index (`promote`), at its own due time, when the command leaves the outbox unanswered
 # (cleared once its publication was confirmed) or the relay takes the outbox up (after
 # its grace: a crash, an outage). Only a timeout due far enough after its decision
-# waits so (`defer_timeouts`: the relay's grace and two of its rounds), so that the
+# waits so (the relay's grace and two of its rounds: RedisSagaStore), so that the
 # relay takes a left outbox up before its timeouts are due (unless an outage left more
 # than a round takes); a shorter one, and a retry's timer, join the index at once.
 #
@@ -34,11 +34,15 @@ from typing import Final
 # scripts split it with one pattern rather than decode and encode it on every append.
 OUTBOX_LINE: Final = "{id}\t{due}\t{timer}\t{command}\t{timeout}"
 
-# The outbox's lines as Lua: `parse` a line into its parts, `line` one back, `promote` a
+# The outbox's lines as Lua: `lines` of an outbox field (or of none), `parse` a line
+# into its parts, `line` one back, `promote` a
 # line's waiting timeout into the saga's hash and the timers' index (unless there
 # already), `earlier_lines`: the earlier layout's outbox hash as lines, and `hset_all`
 # fields in pieces (Lua unpacks a few thousand values at most).
 OUTBOX_LUA: Final = """
+local function lines(outbox)
+  return string.gmatch(outbox or '', '[^\\n]+')
+end
 local function parse(line)
   return string.match(line, '^([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t(.*)$')
 end
@@ -148,7 +152,7 @@ local function schedule(id, due, data)
   scores[#scores + 1], scores[#scores + 2] = due, saga .. '/' .. id
 end
 for _, id in ipairs(a.cancelled) do cancelling[id] = true end
-for entry in string.gmatch(read[3] or '', '[^\\n]+') do
+for entry in lines(read[3]) do
   local id, due, timer, command, timeout = parse(entry)
   if timer ~= '' then waiting[timer] = true end
   if id == a.answered then
@@ -237,11 +241,9 @@ CLAIM_TIMERS: Final = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
 local claimed = {}
 for _, member in ipairs(due) do
-  local data = false
-  if not string.find(member, '/', 1, true) then
-    data = redis.call('HGET', KEYS[2], member)
-  end
-  if data or string.find(member, '/', 1, true) then
+  local earlier, data = not string.find(member, '/', 1, true), false
+  if earlier then data = redis.call('HGET', KEYS[2], member) end
+  if data or not earlier then
     redis.call('ZADD', KEYS[1], ARGV[2], member)
     claimed[#claimed + 1] = member
     claimed[#claimed + 1] = data
@@ -252,15 +254,17 @@ end
 return claimed
 """
 
-# Claim the outboxes left since before a cutoff: re-mark each as of now, so that no
-# relay (this one's next round, or another orchestrator's) takes it again before the
-# grace has passed once more, and a claimer that dies lets it come due again.
-# KEYS: the outbox index. ARGV: cutoff, now, limit. Returns the saga ids.
+# Mark a saga's outbox as possibly holding commands, as of a marker.
+# KEYS: the outbox index. ARGV: marker, saga id.
 MARK_OUTBOX: Final = """
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
+# Claim the outboxes left since before a cutoff: re-mark each as of now, so that no
+# relay (this one's next round, or another orchestrator's) takes it again before the
+# grace has passed once more, and a claimer that dies lets it come due again.
+# KEYS: the outbox index. ARGV: cutoff, now, limit. Returns the saga ids.
 CLAIM_OUTBOXES: Final = """
 local left = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
 for _, saga in ipairs(left) do
@@ -278,7 +282,7 @@ READ_OUTBOX: Final = (
     OUTBOX_LUA
     + """
 local found, box, promoted = {}, {}, false
-for entry in string.gmatch(redis.call('HGET', KEYS[1], 'outbox') or '', '[^\\n]+') do
+for entry in lines(redis.call('HGET', KEYS[1], 'outbox')) do
   local id, due, timer, command, timeout = parse(entry)
   found[#found + 1] = command
   if ARGV[1] == 'take' and timer ~= '' then
@@ -309,7 +313,7 @@ local function clear(state_key, outbox_key, saga, marker, ids)
   local read = redis.call('HMGET', state_key, 'outbox', 'v')
   local clearing, box, removed = {}, {}, 0
   for _, id in ipairs(ids) do clearing[id] = true end
-  for entry in string.gmatch(read[1] or '', '[^\\n]+') do
+  for entry in lines(read[1]) do
     local id, due, timer, command, timeout = parse(entry)
     if clearing[id] then
       removed = removed + 1
