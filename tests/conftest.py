@@ -3,14 +3,20 @@ own to fault, and fresh namespaces."""
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import aio_pika
 import pytest
 from hypothesis import settings
 
 from saga.connections import AnyRedis
-from tests.nodes import RabbitCluster, RabbitNode, RedisClusterNodes, RedisServer, cluster_client
+from tests.nodes import (
+    RabbitCluster,
+    RabbitNode,
+    RedisClusterNodes,
+    RedisServer,
+    cluster_client,
+    running,
+)
 from tests.servers import drop_namespace, fresh_namespace, rabbitmq_or_skip, redis_or_skip
 
 # Under CI=true Hypothesis runs its derandomized "ci" profile: the same examples every run.
@@ -21,23 +27,11 @@ settings.register_profile(
 )
 
 
-Started = TypeVar("Started", RabbitNode, RabbitCluster, RedisServer, RedisClusterNodes)
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test marked `either_redis` (a module's `pytestmark`) that takes the `redis`
     fixture runs twice: on the real Redis and on the shared Redis Cluster."""
     if "redis" in metafunc.fixturenames and metafunc.definition.get_closest_marker("either_redis"):
         metafunc.parametrize("redis", ["redis", "cluster"], indirect=True)
-
-
-def running(server: Started) -> Iterator[Started]:
-    """A server of the test's own, started, then stopped (by its PID) afterwards."""
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

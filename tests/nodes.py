@@ -11,8 +11,9 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import aio_pika
 import redis
@@ -544,3 +545,15 @@ def _cluster_view(node: RedisServer) -> tuple[str, set[str]]:
 def cluster_client(cluster: RedisClusterNodes) -> AnyRedis:
     """A client of the cluster as the engine makes it from SAGA_REDIS_URL."""
     return redis_client(Settings(redis_url=cluster.url))
+
+
+Started = TypeVar("Started", RabbitNode, RabbitCluster, RedisServer, RedisClusterNodes)
+
+
+def running(server: Started) -> Iterator[Started]:
+    """A server of the test's own, started, then stopped (by its PID) afterwards."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from saga.connections import redis_client
 from saga.rabbit import RabbitTransport
 from saga.settings import Settings
 from saga.transport import TransportUnavailable
-from tests.nodes import RabbitNode, RedisServer
+from tests.nodes import RabbitNode, RedisServer, running
 from tests.servers import free_port, fresh_namespace
 from tests.tls import Certificates, make_ca, make_certificates
 from tests.waiting import eventually_sync
@@ -35,30 +34,18 @@ def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_ca(tmp_path_factory.mktemp("other-ca"), "other-ca")[0]
 
 
-Server = TypeVar("Server", RedisServer, RabbitNode)
-
-
-def started(server: Server) -> Iterator[Server]:
-    """The server, started; stopped (by its PID) afterwards."""
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
 def tls_redis(
     tmp_path_factory: pytest.TempPathFactory, certificates: Certificates
 ) -> Iterator[RedisServer]:
-    yield from started(RedisServer(tmp_path_factory.mktemp("redis-tls"), tls=certificates))
+    yield from running(RedisServer(tmp_path_factory.mktemp("redis-tls"), tls=certificates))
 
 
 @pytest.fixture(scope="module")
 def tls_rabbit(
     tmp_path_factory: pytest.TempPathFactory, certificates: Certificates
 ) -> Iterator[RabbitNode]:
-    yield from started(RabbitNode(tmp_path_factory.mktemp("rabbitmq-tls"), tls=certificates))
+    yield from running(RabbitNode(tmp_path_factory.mktemp("rabbitmq-tls"), tls=certificates))
 
 
 def trusting(url: str, parameter: str, ca: Path) -> str:

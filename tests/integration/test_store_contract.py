@@ -240,6 +240,12 @@ async def unanswered(store: RedisSagaStore, run: Run) -> None:
     await store.clear_outboxes([(run.state.saga_id, ids, 1)])
 
 
+async def answer_first(store: RedisSagaStore, run: Run, decision: Decision) -> None:
+    """Store `decision`, made on the reply to the saga's first command."""
+    answered = run.decisions[0].commands[0].envelope.message_id
+    await store.append(decision, expected_version=2, applied_id="r1", marker=2, answered=answered)
+
+
 async def claimed_when_due(store: RedisSagaStore, timer: Timer) -> list[Timer]:
     """The timers a claim at `timer`'s due time takes."""
     claimed = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
@@ -254,8 +260,7 @@ async def test_a_timeout_waits_with_its_command_and_goes_with_its_answer(
     # Answered within the grace, as most are: the timeout never was in the index.
     assert await store.timers.count() == 0
     decision = run.succeed()
-    answered = run.decisions[0].commands[0].envelope.message_id
-    await store.append(decision, expected_version=2, applied_id="r1", marker=2, answered=answered)
+    await answer_first(store, run, decision)
     assert await store.timers.count() == 0
     fields = await store._redis.hkeys(store.keys("saga1").state)
     assert [f for f in fields if f.startswith("t:")] == []  # on its command's line
@@ -274,8 +279,7 @@ async def test_a_reply_ignored_leaves_the_outbox_but_not_the_timeout(
     # it cancels the timeout of each command it stops awaiting): the command was
     # published, so it leaves the outbox; the step waits on, so its timeout stays.
     decision = replace(run.succeed(), cancelled_timers=())
-    answered = run.decisions[0].commands[0].envelope.message_id
-    await store.append(decision, expected_version=2, applied_id="r1", marker=2, answered=answered)
+    await answer_first(store, run, decision)
     assert await store.outbox("saga1") == list(decision.commands)  # the next one only
     (timer,) = run.decisions[0].timers
     assert await claimed_when_due(store, timer) == [timer]
@@ -306,14 +310,13 @@ async def test_a_timeout_shorter_than_the_grace_joins_the_index_at_once(
         store._redis,
         store.keyspace.namespace,
         buckets=len(store.keyspace.buckets),
-        defer_timeouts=60,
+        relay_grace=60,
     )
     run = Run.start()
     await store.create(run.decisions[0], marker=1)
     assert await store.timers.count() == 1
     decision = run.succeed()
-    answered = run.decisions[0].commands[0].envelope.message_id
-    await store.append(decision, expected_version=2, applied_id="r1", marker=2, answered=answered)
+    await answer_first(store, run, decision)
     (timer,) = decision.timers
     [(_, due)] = await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10)
     assert due == timer  # the first one's cancelled, the second one's there
@@ -365,11 +368,8 @@ async def test_the_relay_taking_an_outbox_up_puts_its_timeouts_in_the_index(
     await store.take_outbox("saga1")  # again: still one
     assert await store.timers.count() == 1
     # Its answer, come after all, takes it out of the index too.
-    answered = run.pending.envelope.message_id
-    await store.append(
-        run.succeed(), expected_version=2, applied_id="r1", marker=2, answered=answered
-    )
-    assert await store.timers.claim(now=marker_of(timer.due_at), lease=10, limit=10) == []
+    await answer_first(store, run, run.succeed())
+    assert await claimed_when_due(store, timer) == []
 
 
 async def stored(store: RedisSagaStore, saga_id: str, run: Run) -> None:
@@ -693,7 +693,7 @@ async def test_with_a_primary_gone_the_other_buckets_timers_and_outboxes_are_sti
 ) -> None:
     cluster = cluster_client(own_redis_cluster)
     # Timeouts straight into the timers' index (they come due before a grace of an hour).
-    store = RedisSagaStore(cluster, namespace, buckets=64, defer_timeouts=3600)
+    store = RedisSagaStore(cluster, namespace, buckets=64, relay_grace=3600)
     try:
         ids = [f"claimed-{n}" for n in range(30)]
         for saga_id in ids:
