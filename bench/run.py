@@ -172,7 +172,7 @@ async def _run_system(
         await _wait_for_consumers(config)
         store = wiring.store
         dispatcher = wiring.dispatcher(starter_transport)
-        starter = wiring.starter(dispatcher)
+        starter = wiring.starter(dispatcher, replies_here=mode == "in-process")
         definition = await wiring.registry.latest("order")
         order = OrderInput(
             customer=CUSTOMER,

@@ -26,7 +26,13 @@ from saga.definitions import compile_documents
 from saga.extensions import Extensions, ParticipantLike, selected
 from saga.http_participants import HttpParticipants
 from saga.metrics import Sampler
-from saga.orchestrator import Orchestrator, SagaStarter, TimerLoop
+from saga.orchestrator import (
+    STATE_CACHE_SIZE,
+    Orchestrator,
+    SagaStarter,
+    StateCache,
+    TimerLoop,
+)
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
 from saga.registry import DefinitionRegistry
@@ -106,6 +112,8 @@ class Wiring:
             relay_grace=settings.relay_grace,
             relay_interval=settings.relay_interval,
         )
+        # The states this process's orchestrators wrote last, so most inputs skip a read.
+        self.states = StateCache(STATE_CACHE_SIZE)
         self.registry = DefinitionRegistry(
             self.redis,
             settings.namespace,
@@ -148,12 +156,23 @@ class Wiring:
 
     def orchestrator(self, dispatcher: Dispatcher) -> Orchestrator:
         """Applies replies, timers, cancels and replays to sagas."""
-        return Orchestrator(self.store, dispatcher, self.registry, clock=self.clock)
+        return Orchestrator(
+            self.store, dispatcher, self.registry, clock=self.clock, states=self.states
+        )
 
-    def starter(self, dispatcher: Dispatcher) -> SagaStarter:
-        """Starts sagas, durable before their first command is published."""
+    def starter(self, dispatcher: Dispatcher, *, replies_here: bool = False) -> SagaStarter:
+        """Starts sagas, durable before their first command is published.
+
+        `replies_here`: the orchestrator that consumes the replies runs in this process
+        (the embedded system, the bench in one process); it is given each new saga's
+        state, and the first reply reads nothing. Elsewhere (the front door's process)
+        the states would only fill memory."""
         return SagaStarter(
-            self.store, dispatcher, builtin=self.registry.is_builtin, clock=self.clock
+            self.store,
+            dispatcher,
+            builtin=self.registry.is_builtin,
+            clock=self.clock,
+            states=self.states if replies_here else None,
         )
 
     def loops(

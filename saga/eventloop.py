@@ -1,15 +1,25 @@
-"""The event loop every process runs on: uvloop where it is installed, else asyncio's own.
+"""The event loop every process runs on: uvloop where it is installed, else asyncio's own;
+and the garbage collector's settings while it runs.
 
 The processes are bound by the Python client's CPU (framing AMQP, parsing replies,
 waking tasks); uvloop does the loop's share of that work in C.
 """
 
 import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any, Literal, TypeVar
+import contextlib
+import gc
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, Final, Literal, TypeVar
 
 EventLoop = Literal["auto", "uvloop", "asyncio"]
 T = TypeVar("T")
+
+# Allocations (less deallocations) of container objects between two collections of the
+# youngest generation; Python's default is 700. Nearly everything a message allocates is
+# freed by its reference count within the message, so the collector found little to free
+# but walked the live objects of every saga in flight, and its collections took about a
+# tenth of a busy process's CPU (docs/performance.md, "The garbage collector").
+YOUNG_THRESHOLD: Final = 10_000
 
 
 def loop_factory(choice: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -31,6 +41,23 @@ def loop_name(choice: EventLoop) -> Literal["uvloop", "asyncio"]:
 
 
 def run(main: Coroutine[Any, Any, T], choice: EventLoop) -> T:
-    """Run a coroutine to its end on a new loop of the chosen kind (asyncio.run's twin)."""
-    with asyncio.Runner(loop_factory=loop_factory(choice)) as runner:
+    """Run a coroutine to its end on a new loop of the chosen kind (asyncio.run's twin),
+    with the collector set for a long-running process."""
+    with collector_for_serving(), asyncio.Runner(loop_factory=loop_factory(choice)) as runner:
         return runner.run(main)
+
+
+@contextlib.contextmanager
+def collector_for_serving() -> Iterator[None]:
+    """While a process serves: what it allocated to start (modules, compiled definitions
+    and schemas) is never scanned again (`gc.freeze`), and the youngest generation is
+    collected every YOUNG_THRESHOLD allocations rather than 700. Restored after."""
+    thresholds = gc.get_threshold()
+    gc.collect()  # start-up's garbage, not frozen with the rest
+    gc.freeze()
+    gc.set_threshold(YOUNG_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()

@@ -10,6 +10,7 @@ from operator import itemgetter
 from typing import Any, Final, Literal, cast
 
 import structlog
+from pydantic_core import to_json
 
 from contracts.envelope import Envelope
 from contracts.topology import Participant
@@ -592,11 +593,7 @@ class RedisSagaStore:
                         bucket.timers,
                         *(key for saga_id, _, _ in sagas for key in self._outbox_keys(saga_id)),
                     ],
-                    args=[
-                        _FIELDS.encode(
-                            [[saga_id, str(marker), ids] for saga_id, ids, marker in sagas]
-                        )
-                    ],
+                    args=[to_json([[saga_id, str(marker), ids] for saga_id, ids, marker in sagas])],
                 )
                 for bucket, sagas in by_bucket.items()
             )
@@ -660,11 +657,6 @@ async def from_every_bucket(claims: Iterable[Awaitable[list[Any]]]) -> list[list
     return [a for a in answers if not isinstance(a, BaseException)]
 
 
-# The append's fields as compact JSON, text as UTF-8 rather than escaped (Lua's cjson
-# reads either).
-_FIELDS: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def _append_args(
     decision: Decision,
     *,
@@ -676,7 +668,7 @@ def _append_args(
     created: str | None,
     definition: str | None,
     answered: str | None,
-) -> list[str]:
+) -> list[str | bytes]:
     """The append script's ARGV: its fields by name, as JSON, then the JSON texts it
     keeps (see store_scripts.APPEND)."""
     state = decision.state
@@ -720,7 +712,9 @@ def _append_args(
     ]
     fields.update((name, value) for name, value in optional if value)  # absent: none
     return [
-        _FIELDS.encode(fields),
+        # Compact, text as UTF-8 (Lua's cjson reads it); pydantic's encoder, in Rust,
+        # takes a quarter of the standard library's time.
+        to_json(fields),
         # Defaults left out: smaller, and a snapshot of a saga that never used a field
         # added later still reads in the version before it.
         state.model_dump_json(exclude_defaults=True),

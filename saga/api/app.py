@@ -94,7 +94,8 @@ def create_app(settings: Settings, *, parts: Parts | None = None) -> FastAPI:
         dispatcher = app.state.dispatcher = wiring.dispatcher(transport)
         app.state.store = wiring.store
         app.state.registry = wiring.registry
-        app.state.starter = wiring.starter(dispatcher)
+        # The embedded system's orchestrator consumes the replies in this process.
+        app.state.starter = wiring.starter(dispatcher, replies_here=parts is not None)
         app.state.orchestrator = wiring.orchestrator(dispatcher)
         app.state.console_sessions = SessionStore(wiring.redis, settings.namespace)
 

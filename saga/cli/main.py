@@ -53,7 +53,7 @@ def _options(
 def _serve(app_factory_path: str, host: str, port: int) -> None:
     import uvicorn
 
-    from saga.eventloop import loop_name
+    from saga.eventloop import collector_for_serving, loop_name
     from saga.logs import configure_logging
 
     config = settings()
@@ -82,15 +82,16 @@ def _serve(app_factory_path: str, host: str, port: int) -> None:
     log = structlog.get_logger(__name__)
     log.info(f"{app_factory_path} starting", host=host, port=port, namespace=config.namespace)
     try:
-        uvicorn.run(
-            asgi,
-            host=host,
-            port=port,
-            loop=loop_name(config.event_loop),
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
+        with collector_for_serving():
+            uvicorn.run(
+                asgi,
+                host=host,
+                port=port,
+                loop=loop_name(config.event_loop),
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+            )
     finally:
         log.info(f"{app_factory_path} stopped")
 

@@ -12,7 +12,7 @@ from contracts.topology import Participant, Topology
 from saga.clock import utc_now
 from saga.core.decide import CancelSaga
 from saga.core.events import ReplyIgnored
-from saga.orchestrator import Orchestrator, SagaStarter
+from saga.orchestrator import Orchestrator, SagaStarter, StateCache
 from saga.outbox import Dispatcher, OutboxRelay
 from saga.rabbit import RabbitTransport
 from saga.registry import DefinitionRegistry
@@ -247,3 +247,36 @@ async def test_published_commands_leave_their_outboxes_in_batches(
     for state in states:
         assert await store.outbox(state.saga_id) == []
     assert await store.outbox_pending() == 0
+
+
+class UnreadableStore(RedisSagaStore):
+    """The real store, whose sagas cannot be read (their writes go through)."""
+
+    async def load(self, saga_id: str) -> None:
+        raise AssertionError(f"saga {saga_id} was read")
+
+
+async def test_a_starter_beside_the_orchestrator_spares_the_first_reply_a_read(
+    redis: Redis,
+    namespace: str,
+    transport: RabbitTransport,
+    amqp: aio_pika.abc.AbstractConnection,
+) -> None:
+    store = UnreadableStore(redis, namespace)
+    dispatcher = Dispatcher(store, transport)
+    states = StateCache(16)
+    starter = SagaStarter(store, dispatcher, builtin=is_builtin, states=states)
+    state = await starter.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
+    await dispatcher.settle()
+    (reserve,) = await take(amqp, transport.topology, "stock")
+
+    shared = Orchestrator(store, dispatcher, builtins(store), states=states)
+    assert await shared.handle(reply_to(reserve)) == ACK
+    await dispatcher.settle()
+
+    [charge] = await take(amqp, transport.topology, "payment")
+    assert charge.saga_id == state.saga_id
+    # An orchestrator of its own (another process) reads the saga, as before.
+    alone = Orchestrator(store, dispatcher, builtins(store))
+    with pytest.raises(AssertionError, match="was read"):
+        await alone.handle(reply_to(charge, "reply-2"))
