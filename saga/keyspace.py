@@ -121,6 +121,9 @@ class Keyspace:
 
     def by_bucket(self, items: Iterable[T], saga_id: Callable[[T], str]) -> dict[Bucket, list[T]]:
         """`items` by the bucket of the saga each names (`saga_id`), in their order."""
+        if len(self.buckets) == 1:
+            listed = list(items)
+            return {self.buckets[0]: listed} if listed else {}
         grouped: dict[Bucket, list[T]] = {}
         for item in items:
             grouped.setdefault(self.bucket(saga_id(item)), []).append(item)

@@ -409,6 +409,8 @@ async def test_the_active_index_forgets_ended_sagas_and_starts_that_never_began(
         now - 1,
         running.state.created_at.timestamp(),
     ]
+    assert await store.active_scores([]) == []
+    assert await store.raw_states([]) == []
 
 
 async def test_ended_sagas_are_trimmed_after_the_retention_and_failed_ones_kept(
