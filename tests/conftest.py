@@ -27,6 +27,15 @@ settings.register_profile(
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), the long fault tests and the tests on the
+    session's RabbitMQ cluster run on one worker, one after another: the cluster starts
+    once (a minute, three Erlang nodes), and no two fault tests share the two cores."""
+    for item in items:
+        if item.get_closest_marker("slow") or "rabbit_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test marked `either_redis` (a module's `pytestmark`) that takes the `redis`
     fixture runs twice: on the real Redis and on the shared Redis Cluster."""

@@ -122,7 +122,9 @@ def traced(receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms: spans reach the receiver at once
-        "SAGA_STEP_TIMEOUT": "1",
+        # Short, for the retried saga; three tries of 2 s are time enough for a payment
+        # service resumed from SIGSTOP on a busy machine to answer.
+        "SAGA_STEP_TIMEOUT": "2",
         "SAGA_MAX_ATTEMPTS": "3",
         "SAGA_RETRY_BACKOFF": "0.1",
     }
