@@ -18,7 +18,8 @@ T = TypeVar("T")
 # youngest generation; Python's default is 700. Nearly everything a message allocates is
 # freed by its reference count within the message, so the collector found little to free
 # but walked the live objects of every saga in flight, and its collections took about a
-# tenth of a busy process's CPU (docs/performance.md, "The garbage collector").
+# tenth of a busy process's CPU (docs/performance.md, "The collector, the first reply,
+# the bench's polls").
 YOUNG_THRESHOLD: Final = 10_000
 
 
@@ -49,10 +50,12 @@ def run(main: Coroutine[Any, Any, T], choice: EventLoop) -> T:
 
 @contextlib.contextmanager
 def collector_for_serving() -> Iterator[None]:
-    """While a process serves: what it allocated to start (modules, compiled definitions
-    and schemas) is never scanned again (`gc.freeze`), and the youngest generation is
-    collected every YOUNG_THRESHOLD allocations rather than 700. Restored after."""
+    """While a process serves: what it allocated before (the modules and what importing
+    them built: pydantic's validators, the shipped definitions) is never scanned again
+    (`gc.freeze`), and the youngest generation is collected every YOUNG_THRESHOLD
+    allocations rather than 700. Restored after (a freeze made before is kept)."""
     thresholds = gc.get_threshold()
+    frozen_before = gc.get_freeze_count()
     gc.collect()  # start-up's garbage, not frozen with the rest
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, *thresholds[1:])
@@ -60,4 +63,5 @@ def collector_for_serving() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if not frozen_before:
+            gc.unfreeze()

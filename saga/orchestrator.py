@@ -93,10 +93,12 @@ class _Held:
 
 
 class StateCache:
-    """The states this orchestrator last wrote, newest kept, so most inputs skip a read.
+    """The states last written in this process (by its orchestrators, and by a starter
+    beside them), newest kept, so most inputs skip a read.
 
     Only ever a guess: the append's version check catches a state that another
-    orchestrator has moved on since, and the caller then reads the real one.
+    orchestrator (here or elsewhere) has moved on since, and the caller then reads the
+    real one.
     """
 
     def __init__(self, size: int) -> None:
@@ -252,8 +254,9 @@ class Orchestrator:
         self._ids = ids
         self._rng = rng
         self._cache = StateCache(STATE_CACHE_SIZE) if states is None else states
-        # Inputs of one saga are applied one at a time in this process; across
-        # processes the version check keeps them apart.
+        # Inputs of one saga are applied one at a time by this orchestrator; across
+        # orchestrators (another here, sharing the cache, or elsewhere) the version
+        # check keeps them apart.
         self._locks = KeyedLocks()
 
     async def handle(self, delivery: Delivery) -> Outcome:

@@ -3,6 +3,7 @@ own to fault, and fresh namespaces."""
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Final
 
 import aio_pika
 import pytest
@@ -27,12 +28,17 @@ settings.register_profile(
 )
 
 
+# Servers a test starts and faults (kills, restarts), or the session's RabbitMQ cluster.
+_FAULTED: Final = frozenset({"own_redis", "own_rabbit", "own_redis_cluster", "rabbit_cluster"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`--dist loadgroup`), the long fault tests and the tests on the
-    session's RabbitMQ cluster run on one worker, one after another: the cluster starts
-    once (a minute, three Erlang nodes), and no two fault tests share the two cores."""
+    """Under pytest-xdist (`--dist loadgroup`), the long fault tests, those on servers of
+    their own and those on the session's RabbitMQ cluster run on one worker, one after
+    another: the cluster starts once (half a minute, three Erlang nodes), and no two of
+    them share the two cores."""
     for item in items:
-        if item.get_closest_marker("slow") or "rabbit_cluster" in getattr(item, "fixturenames", ()):
+        if item.get_closest_marker("slow") or _FAULTED & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group("heavy"))
 
 

@@ -26,7 +26,7 @@ from saga.auth.throttle import SignInThrottle, ThrottlePolicy, retry_after
 from saga.auth.tokens import Claims, TokenIssuer, key_id
 from saga.auth.users import UserStore, dummy_hash
 from saga.clock import utc_text
-from saga.connections import AnyRedis, redis_client
+from saga.connections import AnyRedis, once_more, redis_client
 from saga.settings import Settings, proxy_networks
 
 log = structlog.get_logger("saga.auth")
@@ -151,6 +151,11 @@ def create_auth_app(settings: Settings, *, redis: AnyRedis | None = None) -> Fas
         )
 
     async def verified(token: str) -> Claims | None:
+        # Reads only: made once more on a fresh connection if the pooled one died with a
+        # Redis restart, rather than a 503 for a Redis that is back.
+        return await once_more(redis, lambda: _verified(token))
+
+    async def _verified(token: str) -> Claims | None:
         kid = key_id(token)
         secret = None if kid is None else await keys.secret(kid, now=time.time())
         claims = None if secret is None else issuer.verify(token, secret)

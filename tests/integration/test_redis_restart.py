@@ -4,10 +4,13 @@ once more on a fresh one, so nothing a client sees fails while Redis is up again
 import asyncio
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
 from saga.api.limits import Rate, RateLimiter
+from saga.auth.app import create_auth_app
+from saga.auth.users import UserStore
 from saga.connections import redis_client
 from saga.orchestrator import SagaStarter
 from saga.outbox import Dispatcher
@@ -61,3 +64,21 @@ async def test_the_rate_limit_and_the_registry_answer(
     await asyncio.gather(*(limiter.take(f"c{n}@example.com") for n in range(3)))
     entries = await asyncio.gather(*(registry.entry("order") for _ in range(3)))
     assert all(e is not None for e in entries)
+
+
+async def test_tokens_are_verified(client: Redis, own_redis: RedisServer, namespace: str) -> None:
+    await UserStore(client, namespace).add("ann@example.com", "correct-horse", None)
+    app = create_auth_app(Settings(namespace=namespace), redis=client)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://auth") as auth,
+    ):
+        signed_in = await auth.post(
+            "/auth/token", json={"email": "ann@example.com", "password": "correct-horse"}
+        )
+        token = signed_in.json()["access_token"]
+        await restart_with_connections_pooled(client, own_redis)
+        verified = await asyncio.gather(
+            *(auth.post("/auth/verify", json={"token": token}) for _ in range(3))
+        )
+    assert [r.status_code for r in verified] == [200] * 3

@@ -33,3 +33,13 @@ def test_the_collector_is_restored_when_the_process_main_fails() -> None:
         eventloop.run(fails(), "asyncio")
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_a_freeze_made_before_the_loop_is_kept() -> None:
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        eventloop.run(_collector_inside(), "asyncio")
+        assert gc.get_freeze_count() >= before
+    finally:
+        gc.unfreeze()

@@ -6,17 +6,21 @@ definitions, contracts and participants into the same graph."""
 import asyncio
 import time
 
+import pytest
 from fakeredis import FakeAsyncRedis
 
 from contracts.envelope import Envelope, reply_to
 from saga.bootstrap import InProcessWorkers, Wiring
 from saga.clock import utc_now
+from saga.core.state import SagaState
 from saga.definitions import read_text
 from saga.extensions import Extensions
 from saga.memory import InMemoryTransport
 from saga.settings import Settings
 from saga.transport import ACK, Delivery, Outcome
 from services.shop import SHOP
+from tests.shop_saga import ORDER_SAGA
+from tests.unit.sagas import REPLY_TYPE, SUCCESS, order_input
 
 GREETING = """
 name: greeting
@@ -78,3 +82,47 @@ def test_the_shops_extension_brings_its_parts_into_the_graph() -> None:
         assert wiring.registry.is_builtin("order", 1)
     finally:
         asyncio.run(wiring.aclose())
+
+
+async def test_a_starter_beside_the_orchestrator_hands_it_new_sagas_and_no_other_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    redis = FakeAsyncRedis(decode_responses=True)
+    transports: list[InMemoryTransport] = []
+    wiring = Wiring(
+        Settings(namespace="beside"),
+        extensions=Extensions((SHOP,)),
+        redis=redis,
+        transport=lambda _: transports[0],
+    )
+    transports.append(InMemoryTransport(wiring.topology))
+    dispatcher = wiring.dispatcher(transports[0])
+    orchestrator = wiring.orchestrator(dispatcher)
+    started = [
+        await starter.start(ORDER_SAGA, customer="ann@example.com", saga_input=order_input())
+        for starter in (
+            wiring.starter(dispatcher, replies_here=True),
+            wiring.starter(dispatcher),  # the front door's process
+        )
+    ]
+    read: list[str] = []
+    load = wiring.store.load
+
+    async def noted(saga_id: str) -> SagaState | None:
+        read.append(saga_id)
+        return await load(saga_id)
+
+    monkeypatch.setattr(wiring.store, "load", noted)
+    try:
+        for state in started:
+            [command] = await wiring.store.outbox(state.saga_id)
+            envelope = command.envelope
+            reply = reply_to(
+                envelope, REPLY_TYPE[envelope.type], SUCCESS[envelope.type], at=utc_now()
+            )
+            assert await orchestrator.handle(Delivery(body=reply.to_bytes())) == ACK
+        assert read == [started[1].saga_id]
+    finally:
+        await dispatcher.settle()
+        await wiring.aclose()
+        await redis.aclose()
