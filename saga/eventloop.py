@@ -51,9 +51,10 @@ def run(main: Coroutine[Any, Any, T], choice: EventLoop) -> T:
 @contextlib.contextmanager
 def collector_for_serving() -> Iterator[None]:
     """While a process serves: what it allocated before (the modules and what importing
-    them built: pydantic's validators, the shipped definitions) is never scanned again
-    (`gc.freeze`), and the youngest generation is collected every YOUNG_THRESHOLD
-    allocations rather than 700. Restored after (a freeze made before is kept)."""
+    them built, pydantic's validators among them; not what its main builds after) is
+    never scanned again (`gc.freeze`), and the youngest generation is collected every
+    YOUNG_THRESHOLD allocations rather than 700. Restored after (a freeze made before is
+    kept)."""
     thresholds = gc.get_threshold()
     frozen_before = gc.get_freeze_count()
     gc.collect()  # start-up's garbage, not frozen with the rest
