@@ -3,7 +3,6 @@ own to fault, and fresh namespaces."""
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Final
 
 import aio_pika
 import pytest
@@ -26,20 +25,6 @@ from tests.servers import drop_namespace, fresh_namespace, rabbitmq_or_skip, red
 settings.register_profile(
     "random", derandomize=False, database=None, deadline=None, print_blob=True
 )
-
-
-# Servers a test starts and faults (kills, restarts), or the session's RabbitMQ cluster.
-_FAULTED: Final = frozenset({"own_redis", "own_rabbit", "own_redis_cluster", "rabbit_cluster"})
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`--dist loadgroup`), the long fault tests, those on servers of
-    their own and those on the session's RabbitMQ cluster run on one worker, one after
-    another: the cluster starts once (half a minute, three Erlang nodes), and no two of
-    them share the two cores."""
-    for item in items:
-        if item.get_closest_marker("slow") or _FAULTED & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("heavy"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
