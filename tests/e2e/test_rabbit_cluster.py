@@ -21,7 +21,7 @@ def on_rabbit_cluster(tmp_path: Path, rabbit_cluster: RabbitCluster) -> Iterator
     """Replicas on the session's RabbitMQ cluster, given every node's URL. A quorum queue
     may refuse publishes (nacks) for tens of seconds while its members elect a leader
     without the killed node, longer on a busy machine (47 s in one CI run; in another,
-    beside the other test worker, over 90 s). So steps time out after the default 10 s,
+    with two test workers sharing the cores, over 90 s). So steps time out after the default 10 s,
     not the fault tests' 2 s, and a compensation is tried 20 times, not 5: a saga that
     gives up a step is undone once the broker takes its commands again, rather than
     ending `failed` for want of a broker (that is the replay's case, tested elsewhere)."""
