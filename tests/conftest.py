@@ -3,6 +3,7 @@ own to fault, and fresh namespaces."""
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Final
 
 import aio_pika
 import pytest
@@ -25,6 +26,35 @@ from tests.servers import drop_namespace, fresh_namespace, rabbitmq_or_skip, red
 settings.register_profile(
     "random", derandomize=False, database=None, deadline=None, print_blob=True
 )
+
+
+# Servers a test starts and faults (kills, restarts), or the session's RabbitMQ cluster.
+_FAULTED: Final = frozenset({"own_redis", "own_rabbit", "own_redis_cluster", "rabbit_cluster"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), the long fault tests, those on servers of
+    their own and those on the session's RabbitMQ cluster run on one worker, one after
+    another: the cluster starts once (half a minute, three Erlang nodes), and no two of
+    them share the two cores."""
+    for item in items:
+        if item.get_closest_marker("slow") or _FAULTED & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """On a pytest-xdist worker, make sure the group held: the scheduler reads it from
+    the suffix pytest-xdist puts on each node id, which some pytest releases drop
+    (pytest-xdist#1386). Scattered, the fault tests would share the cores and time out
+    now and then; each fails at once instead, saying why."""
+    grouped = getattr(item.config.option, "loadgroup", False)  # set on workers by xdist
+    if grouped and item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+        pytest.fail(
+            "the fault tests are not grouped on one worker (pytest-xdist's loadgroup with"
+            " this pytest: pytest-xdist#1386); install the pinned pytest, or run with -n 0",
+            pytrace=False,
+        )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

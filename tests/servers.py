@@ -92,9 +92,24 @@ def _ephemeral_range() -> range:
 # there cannot be taken, before the server binds it, by some process's outgoing
 # connection (which a port the kernel gave for port 0 can: "Address already in use").
 _EPHEMERAL = _ephemeral_range()
-_PORTS = range(max(1024, _EPHEMERAL.start - 12_000), _EPHEMERAL.start)
-if len(_PORTS) < 1_000:  # a machine whose ephemeral range starts low: above it instead
-    _PORTS = range(_EPHEMERAL.stop, 65_536)
+_ALL_PORTS = range(max(1024, _EPHEMERAL.start - 12_000), _EPHEMERAL.start)
+if len(_ALL_PORTS) < 1_000:  # a machine whose ephemeral range starts low: above it instead
+    _ALL_PORTS = range(_EPHEMERAL.stop, 65_536)
+
+
+def _share(ports: range) -> range:
+    """This test process's share of `ports`: pytest-xdist's workers (gw0, gw1, …) each
+    pick in a slice of their own, so two cannot hand out the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or workers < 2:
+        return ports
+    size = len(ports) // workers
+    first = ports.start + int(worker.removeprefix("gw")) * size
+    return range(first, first + size)
+
+
+_PORTS = _share(_ALL_PORTS)
 
 
 def free_port() -> int:

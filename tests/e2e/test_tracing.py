@@ -122,10 +122,11 @@ def traced(receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms: spans reach the receiver at once
-        # Short, for the retried saga; three tries of 2 s are time enough for a payment
-        # service resumed from SIGSTOP on a busy machine to answer.
+        # Short, for the retried saga. It sees its second try before the payment service
+        # is resumed from SIGSTOP (by a CLI call that takes seconds on a busy machine, by
+        # when a third try may be out): six tries leave the service time to answer.
         "SAGA_STEP_TIMEOUT": "2",
-        "SAGA_MAX_ATTEMPTS": "3",
+        "SAGA_MAX_ATTEMPTS": "6",
         "SAGA_RETRY_BACKOFF": "0.1",
     }
     with running_system(tmp_path_factory.mktemp("traced"), settings=settings) as running:
@@ -142,9 +143,12 @@ def sagas(traced: System) -> dict[str, str]:
     traced.pause("payment")
     try:
         retried = shop.place([("apple", 1)])
+        # Paused until the charge is sent again: resumed between its timeout and its
+        # retry, the service's late answer to the first try would rightly end the step,
+        # and no second command would go out.
         deadline = time.monotonic() + 15
-        while "StepTimedOut" not in [e["type"] for e in traced.cli_json("show", retried)["events"]]:
-            assert time.monotonic() < deadline, "the charge never timed out"
+        while not _charged_again(traced.cli_json("show", retried)["events"]):
+            assert time.monotonic() < deadline, "the charge was never sent again"
             time.sleep(0.2)
     finally:
         traced.resume("payment")
@@ -158,16 +162,30 @@ def sagas(traced: System) -> dict[str, str]:
     }
 
 
+def _charged_again(events: list[dict[str, Any]]) -> bool:
+    return any(
+        e["type"] == "StepRequested"
+        and e["data"]["step"] == "take_payment"
+        and e["data"]["attempt"] >= 2
+        for e in events
+    )
+
+
 def spans_of(receiver: Receiver, traced: System, saga_id: str) -> list[Received]:
-    """The saga's spans in its trace, once every message of it has both its spans."""
-    trace_id = traced.cli_json("show", saga_id)["events"][0]["data"]["trace_id"]
+    """The saga's spans in its trace, once every command of its log and every message
+    of the trace have both their spans (the processes export every 100 ms, each on its
+    own: on a busy machine one command's spans may come well after another's)."""
+    events = traced.cli_json("show", saga_id)["events"]
+    trace_id = events[0]["data"]["trace_id"]
+    commands = {e["data"]["command_id"] for e in events if e["type"] == "StepRequested"}
     deadline = time.monotonic() + 20
     while True:
         with receiver.lock:
             found = [s for s in receiver.spans if s.trace_id == trace_id]
         producers = {s.attributes.get("messaging.message.id") for s in found if s.kind == PRODUCER}
         consumers = {s.attributes.get("messaging.message.id") for s in found if s.kind == CONSUMER}
-        if found and producers == consumers and any(s.name.startswith("saga start") for s in found):
+        started = any(s.name.startswith("saga start") for s in found)
+        if started and commands <= producers and producers == consumers:
             return found
         assert time.monotonic() < deadline, (producers ^ consumers, found)
         time.sleep(0.2)
