@@ -36,8 +36,9 @@ _FAULTED: Final = frozenset({"own_redis", "own_rabbit", "own_redis_cluster", "ra
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`--dist loadgroup`), the long fault tests, those on servers of
     their own and those on the session's RabbitMQ cluster run on one worker, one after
-    another: the cluster starts once (half a minute, three Erlang nodes), and no two of
-    them share the two cores."""
+    another: the cluster starts once (20 to 35 s here, three Erlang nodes), and no two of
+    them share the two cores. (A test that asks for the cluster through a parametrized
+    fixture carries the mark on that parameter: tests/integration/test_transport_contract.py.)"""
     for item in items:
         if item.get_closest_marker("slow") or _FAULTED & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group("heavy"))
@@ -47,9 +48,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """On a pytest-xdist worker, make sure the group held: the scheduler reads it from
     the suffix pytest-xdist puts on each node id, which some pytest releases drop
     (pytest-xdist#1386). Scattered, the fault tests would share the cores and time out
-    now and then; each fails at once instead, saying why."""
+    now and then; each errors at its setup instead, saying why."""
     grouped = getattr(item.config.option, "loadgroup", False)  # set on workers by xdist
-    if grouped and item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+    nodeid = item.nodeid
+    # The scheduler's own reading: a group is what follows an "@" after the parameters.
+    suffixed = nodeid.rfind("@") > nodeid.rfind("]")
+    if grouped and item.get_closest_marker("xdist_group") and not suffixed:
         pytest.fail(
             "the fault tests are not grouped on one worker (pytest-xdist's loadgroup with"
             " this pytest: pytest-xdist#1386); install the pinned pytest, or run with -n 0",

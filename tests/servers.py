@@ -105,7 +105,9 @@ def _share(ports: range) -> range:
     if not worker.startswith("gw") or workers < 2:
         return ports
     size = len(ports) // workers
-    first = ports.start + int(worker.removeprefix("gw")) * size
+    # A worker that replaces one that crashed is numbered on (gw2 of two): it takes the
+    # slice of the one it replaces, whose servers died with it.
+    first = ports.start + int(worker.removeprefix("gw")) % workers * size
     return range(first, first + size)
 
 

@@ -122,9 +122,9 @@ def traced(receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms: spans reach the receiver at once
-        # Short, for the retried saga. It sees its second try before the payment service
-        # is resumed from SIGSTOP (by a CLI call that takes seconds on a busy machine, by
-        # when a third try may be out): six tries leave the service time to answer.
+        # Short, for the retried saga, whose payment service is resumed from SIGSTOP once
+        # the `saga show` poll sees the second try (a poll that takes seconds on a busy
+        # machine, by when a third try may be out): six tries leave it time to answer.
         "SAGA_STEP_TIMEOUT": "2",
         "SAGA_MAX_ATTEMPTS": "6",
         "SAGA_RETRY_BACKOFF": "0.1",
@@ -187,7 +187,7 @@ def spans_of(receiver: Receiver, traced: System, saga_id: str) -> list[Received]
         started = any(s.name.startswith("saga start") for s in found)
         if started and commands <= producers and producers == consumers:
             return found
-        assert time.monotonic() < deadline, (producers ^ consumers, found)
+        assert time.monotonic() < deadline, (commands - producers, producers ^ consumers, found)
         time.sleep(0.2)
 
 

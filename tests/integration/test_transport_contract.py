@@ -70,7 +70,14 @@ def real_transport(namespace: str, url: str = RABBITMQ_URL) -> AsyncIterator[Rab
     return connected(RabbitTransport(url, Topology(namespace, SHOP_PARTICIPANTS), prefetch=10))
 
 
-@pytest.fixture(params=["rabbitmq", "rabbitmq-cluster", "memory"])
+@pytest.fixture(
+    params=[
+        "rabbitmq",
+        # With the other tests on the session's cluster (tests/conftest.py): on one worker.
+        pytest.param("rabbitmq-cluster", marks=pytest.mark.xdist_group("heavy")),
+        "memory",
+    ]
+)
 def broker(request: pytest.FixtureRequest) -> str | None:
     """The URL of the broker the contract runs on: the shared node, or a 3-node cluster
     of the session's own (each queue held by all three); None: in memory."""
