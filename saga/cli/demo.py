@@ -121,6 +121,7 @@ def _summary(result: "DemoResult") -> str:
 
 
 def _serve(config: "Settings", *, port: int, orders: int) -> None:
+    from saga import eventloop
     from saga.demo import ADMIN, PASSWORD, serve_demo
 
     with socket.socket() as probe:  # said in one line here, not in uvicorn's words
@@ -136,6 +137,9 @@ def _serve(config: "Settings", *, port: int, orders: int) -> None:
         )
 
     try:
-        asyncio.run(serve_demo(config, port=port, orders=orders, serving=serving))
+        # On the configured loop, with the collector set, as every serving process.
+        eventloop.run(
+            serve_demo(config, port=port, orders=orders, serving=serving), config.event_loop
+        )
     except KeyboardInterrupt:  # Ctrl-C: the way it is meant to stop
         console().print("stopped")
