@@ -30,11 +30,24 @@ def bench(
             help="Then run a minimal hand-written flow with the same numbers, and compare.",
         ),
     ] = False,
+    core: Annotated[
+        bool,
+        typer.Option(
+            "--core",
+            help="Time only the engine's own work a saga (decisions, envelopes, append "
+            "arguments), with no I/O and no servers.",
+        ),
+    ] = False,
     json_out: Json = False,
 ) -> None:
     """Run order sagas on the configured servers and print throughput and latency."""
     if orchestrators > 1 and not processes:
         raise CliError("--orchestrators above 1 needs --processes", usage=True)
+    if core:
+        if processes or baseline:
+            raise CliError("--core runs no servers: not with --processes or --baseline", usage=True)
+        _core(sagas, json_out=json_out)
+        return
     config = settings().model_copy(update={"log_level": "warning"})
     configure_logging(config)
     from bench.run import run_bench
@@ -93,6 +106,29 @@ def _print(result: "BenchResult") -> None:
             rss,
         )
     console().print(memory)
+
+
+def _core(sagas: int, *, json_out: bool) -> None:
+    from bench.core import run_core
+    from bench.run import bench_order
+    from saga.definitions import compile_documents
+    from services.messages import CATALOGUE
+    from services.shop import DEFINITIONS
+
+    definition = compile_documents(DEFINITIONS, CATALOGUE)["order"][0]
+    try:
+        result = run_core(definition, bench_order().model_dump(mode="json"), sagas=sagas)
+    except RuntimeError as exc:
+        raise CliError(f"bench stopped: {exc}") from None
+    if json_out:
+        print_json(result.as_dict())
+        return
+    table = Table("figure", "value", title="saga bench --core (the engine's work, no I/O)")
+    for key, value in result.as_dict().items():
+        if key == "parts_us":
+            value = ", ".join(f"{k} {v:g}" for k, v in value.items())
+        table.add_row(key, str(value))
+    console().print(table)
 
 
 def flood(

@@ -112,6 +112,17 @@ class BenchResult:
         return asdict(self)
 
 
+def bench_order() -> OrderInput:
+    """The order every saga of the bench places."""
+    return OrderInput(
+        customer=CUSTOMER,
+        vendor=VENDOR,
+        delivery_address="1 Bench Road",
+        items=[OrderItem(product_id="widget", quantity=1)],
+        payment_method="Credit Card",
+    )
+
+
 async def run_bench(
     settings: Settings,
     *,
@@ -174,13 +185,7 @@ async def _run_system(
         dispatcher = wiring.dispatcher(starter_transport)
         starter = wiring.starter(dispatcher, replies_here=mode == "in-process")
         definition = await wiring.registry.latest("order")
-        order = OrderInput(
-            customer=CUSTOMER,
-            vendor=VENDOR,
-            delivery_address="1 Bench Road",
-            items=[OrderItem(product_id="widget", quantity=1)],
-            payment_method="Credit Card",
-        )
+        order = bench_order()
         processes = _processes(config, children)
         samples: list[Sample] = []
 

@@ -147,7 +147,7 @@ class RedisSagaStore:
         # A command's timeout due this long or more after its decision (the relay's grace
         # and two of its rounds: the relay takes a left outbox up before then) waits on
         # its outbox line (see store_scripts.OUTBOX_LINE).
-        self._defer = int((relay_grace + 2 * relay_interval) * 1_000_000)
+        self._defer = timeout_defer(relay_grace, relay_interval)
         self.keyspace = keyspace_of(redis, namespace, buckets=buckets)
         # With wait_replicas, whatever may lead to a command being published answers
         # only once that many replicas have it: an append, an outbox marked again by a
@@ -260,7 +260,7 @@ class RedisSagaStore:
         answered: str | None = None,
     ) -> AppendOutcome:
         state = decision.state
-        args = _append_args(
+        args = append_arguments(
             decision,
             defer=self._defer,
             expected_version=expected_version,
@@ -661,7 +661,15 @@ async def from_every_bucket(claims: Iterable[Awaitable[list[Any]]]) -> list[list
     return [a for a in answers if not isinstance(a, BaseException)]
 
 
-def _append_args(
+def timeout_defer(
+    relay_grace: float = DEFAULT_RELAY_GRACE, relay_interval: float = DEFAULT_RELAY_INTERVAL
+) -> int:
+    """How long after its decision (in microseconds) a command's timeout is due at the
+    least to wait on its line of the outbox rather than in the timer index."""
+    return int((relay_grace + 2 * relay_interval) * 1_000_000)
+
+
+def append_arguments(
     decision: Decision,
     *,
     defer: int,

@@ -72,7 +72,7 @@ end
 # keys only for a saga of the earlier layout), then its bucket's indexes and those the
 # saga's own entries are in (see RedisSagaStore._append_keys): all in the saga's bucket,
 # so on a Redis Cluster one slot (saga/keyspace.py).
-# ARGV[1]: the append as a JSON object, each field by name (see _append_args):
+# ARGV[1]: the append as a JSON object, each field by name (see append_arguments):
 #   expected_version  the version the decision was made on; version: the version after it
 #   saga              the saga id
 #   applied_id        the input's id (absent: none); record_applied: true to record it,

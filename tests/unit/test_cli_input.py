@@ -93,6 +93,8 @@ BAD_VALUES = [
     (["start", "order", "--input", "[1]", "--customer", "ann@example.com"], "--input"),
     (["start", "order", "--input", "{", "--customer", "ann@example.com"], "--input"),
     (["list", "--status", "sleeping"], "'--status'"),
+    (["bench", "--core", "--baseline"], "--core"),
+    (["bench", "--core", "--processes"], "--core"),
     (["replay", "--status", "running"], "'--status'"),
     (["definitions", "apply", "no/such/file.yaml"], "'FILE'"),
     (["definitions", "show", "order", "--version", "0"], "'--version'"),

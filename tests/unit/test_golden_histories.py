@@ -40,7 +40,7 @@ def test_the_log_folds_to_the_snapshot_stored(name: str) -> None:
 
 @pytest.mark.parametrize("name", HISTORIES)
 def test_records_and_snapshot_are_written_as_they_were(name: str) -> None:
-    # As the store writes them (saga.store._append_args): a changed shape shows here first.
+    # As the store writes them (saga.store.append_arguments): a changed shape shows here first.
     for line in lines(name):
         assert record_from_json(line).model_dump_json() == line
     text = snapshot(name).read_text().rstrip("\n")
