@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # loaded only for `saga bench`
 
 
 def bench(
+    ctx: typer.Context,
     sagas: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many sagas.")] = 2000,
     concurrency: Annotated[int, typer.Option(min=1, max=10_000, help="Sagas in flight.")] = 200,
     processes: Annotated[
@@ -34,20 +35,28 @@ def bench(
         bool,
         typer.Option(
             "--core",
-            help="Time only the engine's own work a saga (decisions, envelopes, append "
-            "arguments), with no I/O and no servers.",
+            help="Time only the core's work a saga (the start with the input's check, the "
+            "decisions, the append arguments, the envelopes), with no I/O and no server.",
         ),
     ] = False,
     json_out: Json = False,
 ) -> None:
-    """Run order sagas on the configured servers and print throughput and latency."""
-    if orchestrators > 1 and not processes:
-        raise CliError("--orchestrators above 1 needs --processes", usage=True)
+    """Run order sagas on the configured servers and print throughput and latency (with
+    --core: time the core's work alone, with no server)."""
     if core:
-        if processes or baseline:
-            raise CliError("--core runs no servers: not with --processes or --baseline", usage=True)
+        given = [
+            f"--{name}"
+            for name in ("concurrency", "processes", "orchestrators", "baseline")
+            if _given(ctx, name)
+        ]
+        if given:
+            raise CliError(
+                f"--core takes only --sagas and --json, not {', '.join(given)}", usage=True
+            )
         _core(sagas, json_out=json_out)
         return
+    if orchestrators > 1 and not processes:
+        raise CliError("--orchestrators above 1 needs --processes", usage=True)
     config = settings().model_copy(update={"log_level": "warning"})
     configure_logging(config)
     from bench.run import run_bench
@@ -108,8 +117,14 @@ def _print(result: "BenchResult") -> None:
     console().print(memory)
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option was given (on the command line or in the environment)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
 def _core(sagas: int, *, json_out: bool) -> None:
-    from bench.core import run_core
+    from bench.core import SagaDidNotComplete, run_core
     from bench.run import bench_order
     from saga.definitions import compile_documents
     from services.messages import CATALOGUE
@@ -118,12 +133,12 @@ def _core(sagas: int, *, json_out: bool) -> None:
     definition = compile_documents(DEFINITIONS, CATALOGUE)["order"][0]
     try:
         result = run_core(definition, bench_order().model_dump(mode="json"), sagas=sagas)
-    except RuntimeError as exc:
+    except SagaDidNotComplete as exc:
         raise CliError(f"bench stopped: {exc}") from None
     if json_out:
         print_json(result.as_dict())
         return
-    table = Table("figure", "value", title="saga bench --core (the engine's work, no I/O)")
+    table = Table("figure", "value", title="saga bench --core (the core's work, no I/O)")
     for key, value in result.as_dict().items():
         if key == "parts_us":
             value = ", ".join(f"{k} {v:g}" for k, v in value.items())

@@ -664,8 +664,8 @@ async def from_every_bucket(claims: Iterable[Awaitable[list[Any]]]) -> list[list
 def timeout_defer(
     relay_grace: float = DEFAULT_RELAY_GRACE, relay_interval: float = DEFAULT_RELAY_INTERVAL
 ) -> int:
-    """How long after its decision (in microseconds) a command's timeout is due at the
-    least to wait on its line of the outbox rather than in the timer index."""
+    """The least time (in microseconds) from a decision to a command's timeout for that
+    timeout to wait on the command's line of the outbox rather than in the timer index."""
     return int((relay_grace + 2 * relay_interval) * 1_000_000)
 
 
