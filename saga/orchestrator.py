@@ -26,7 +26,7 @@ from saga.core.decide import (
     decide,
     start_saga,
 )
-from saga.core.definition import SagaDefinition
+from saga.core.definition import CheckedInput, SagaDefinition
 from saga.core.events import ReplyIgnored
 from saga.core.state import SagaState
 from saga.handling import INFRASTRUCTURE_ERRORS
@@ -169,7 +169,7 @@ class SagaStarter:
         definition: SagaDefinition,
         *,
         customer: str,
-        saga_input: BaseModel | Mapping[str, Any],
+        saga_input: BaseModel | Mapping[str, Any] | CheckedInput,
         trace_id: str | None = None,
         saga_id: str | None = None,
     ) -> SagaState:
@@ -177,7 +177,8 @@ class SagaStarter:
 
         Once this returns the saga is durable; if publishing fails here, the outbox
         relay publishes the command later. Raises InputError if the input does not
-        match the definition's schema (a model is checked as its JSON).
+        match the definition's schema (a model is checked as its JSON; a CheckedInput
+        of this definition is not checked again).
         """
         now = self._clock()
         saga_id = saga_id or self._ids()

@@ -125,7 +125,7 @@ async def start_any(
     if spec is None or not may_start(spec, caller.roles):
         raise HTTPException(403, f"this caller may not start {body.type} sagas")
     try:
-        definition.check_input(body.input)  # before a key is claimed for it
+        checked = definition.checked(body.input)  # before a key is claimed for it
     except InputError as exc:
         raise unprocessable(exc.problems, "body", "input") from None
     return await start_saga(
@@ -133,7 +133,7 @@ async def start_any(
         response,
         caller,
         definition,
-        body.input,
+        checked,  # not checked again by the start
         idempotency_key=idempotency_key,
         body=body.model_dump(mode="json"),
         input_at=("body", "input"),

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from contracts.envelope import Envelope, traceparent
 from contracts.messages import CommandFailed
 from contracts.topology import Participant
-from saga.core.definition import BuildError, SagaDefinition, StepDefinition
+from saga.core.definition import BuildError, CheckedInput, SagaDefinition, StepDefinition
 from saga.core.events import (
     Action,
     AttemptFailed,
@@ -435,14 +435,15 @@ def start_saga(
     *,
     saga_id: str,
     customer: str,
-    saga_input: Mapping[str, Any],
+    saga_input: Mapping[str, Any] | CheckedInput,
     now: datetime,
     new_id: NewId,
     trace_id: str | None = None,
 ) -> Decision:
     """Begin a saga: SagaStarted, then the first step that applies.
 
-    Raises InputError if the input does not match the definition's schema.
+    Raises InputError if the input does not match the definition's schema (an input
+    this definition's check accepted already, a CheckedInput, is not checked again).
 
     `trace_id` (W3C) ties every command and reply of the saga to the request that began it.
     """
@@ -454,7 +455,7 @@ def start_saga(
             definition_version=definition.version,
             steps=[s.name for s in definition.steps],
             customer=customer,
-            input=definition.check_input(saga_input),
+            input=definition.input_of(saga_input),
             trace_id=trace_id,
         )
     )

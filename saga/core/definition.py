@@ -64,6 +64,15 @@ def _any_object(saga_input: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class CheckedInput:
+    """An input a definition's check accepted, as the saga keeps it (`SagaDefinition.checked`):
+    a start with the definition whose check it was does not check it again."""
+
+    value: dict[str, Any]
+    checked_by: InputCheck = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class StepDefinition:
     """One local transaction of a saga and, if it can be undone, how.
 
@@ -141,6 +150,20 @@ class SagaDefinition:
                     f"saga {self.name}: steps after or beside {pivot} (which cannot be "
                     "undone) must not have compensations either"
                 )
+
+    def checked(self, saga_input: Mapping[str, Any]) -> CheckedInput:
+        """The input checked once (for an answer before a start that would check it
+        again); raises InputError as `check_input` does."""
+        return CheckedInput(self.check_input(saga_input), self.check_input)
+
+    def input_of(self, saga_input: "Mapping[str, Any] | CheckedInput") -> dict[str, Any]:
+        """The input as the saga keeps it: checked now, unless this definition's check
+        accepted it already."""
+        if isinstance(saga_input, CheckedInput) and saga_input.checked_by is self.check_input:
+            return saga_input.value
+        if isinstance(saga_input, CheckedInput):
+            saga_input = saga_input.value
+        return self.check_input(saga_input)
 
     def step(self, name: str) -> StepDefinition:
         """The step of that name."""

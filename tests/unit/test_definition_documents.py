@@ -1,5 +1,6 @@
 """Definitions as documents: the path language, conditions, validation and compilation."""
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -389,6 +390,42 @@ def test_a_saga_starts_only_with_input_its_schema_takes() -> None:
         start_saga(
             _quoting(), saga_id="s1", customer="ann", saga_input={}, now=T0, new_id=lambda: "x"
         )
+
+
+def test_an_input_checked_once_is_not_checked_again_by_its_definition_s_start() -> None:
+    seen: list[Any] = []
+
+    def counting(saga_input: Any) -> dict[str, Any]:
+        seen.append(saga_input)
+        return ORDER_SAGA.check_input(saga_input)
+
+    order = replace(ORDER_SAGA, check_input=counting)
+    checked = order.checked(order_input().model_dump(mode="json"))
+    assert len(seen) == 1
+
+    def start(definition: SagaDefinition, saga_input: Any) -> dict[str, Any]:
+        decision = start_saga(
+            definition,
+            saga_id="s1",
+            customer="ann",
+            saga_input=saga_input,
+            now=T0,
+            new_id=lambda: "x",
+        )
+        return decision.state.input
+
+    assert start(order, checked) == checked.value and len(seen) == 1
+    # The same definition with an operator's policy keeps its check.
+    assert start(order.with_policy(max_attempts=2), checked) == checked.value
+    assert len(seen) == 1
+    # An input another definition's check took (another saga, another version's
+    # schema) is checked by this one's all the same.
+    quoted = _quoting().checked({"customer": "ann@example.com"})
+    with pytest.raises(InputError, match="'vendor' is a required property"):
+        start(order, quoted)
+    assert len(seen) == 2
+    with pytest.raises(InputError):
+        order.checked({})
 
 
 def test_every_problem_of_an_input_is_reported_with_its_place() -> None:
