@@ -36,7 +36,8 @@ def bench(
         typer.Option(
             "--core",
             help="Time only the core's work a saga (the start with the input's check, the "
-            "decisions, the append arguments, the envelopes), with no I/O and no server.",
+            "decisions, the append arguments, the envelopes), with no I/O and no server; "
+            "takes only --sagas and --json.",
         ),
     ] = False,
     json_out: Json = False,

@@ -189,7 +189,9 @@ def _drive_saga(
         state = decision.state
         sent.update(_sent(decision))
     if state.status != "completed":
-        raise SagaDidNotComplete(f"a {definition.name} saga ended {state.status}: {state.reason}")
+        raise SagaDidNotComplete(
+            f"a saga of type {definition.name} ended {state.status}: {state.reason}"
+        )
 
 
 def _participant_answer(body: bytes, success: tuple[str, dict[str, Any]]) -> bytes:

@@ -354,7 +354,10 @@ async def _drive(
             last_progress = time.monotonic()
             if len(ended) >= next_sample and len(ended) < sagas:
                 await sample(len(ended))
-                next_sample += max(1, sagas // 10)
+                # The next tenth not yet reached: a poll that saw several tenths end
+                # takes one sample, and the next one is not left behind.
+                tenth = max(1, sagas // 10)
+                next_sample = (len(ended) // tenth + 1) * tenth
         elif time.monotonic() - last_progress > 60:
             break  # stuck: report what did not end
     return ended

@@ -55,7 +55,9 @@ def test_a_saga_that_does_not_complete_stops_the_bench(monkeypatch: pytest.Monke
         return replies
 
     monkeypatch.setattr(core, "_replies", refusing)
-    with pytest.raises(SagaDidNotComplete, match="order saga ended compensated: out_of_stock"):
+    with pytest.raises(
+        SagaDidNotComplete, match="a saga of type order ended compensated: out_of_stock"
+    ):
         run_core(ORDER_SAGA, bench_order().model_dump(mode="json"), sagas=1)
 
 
