@@ -136,15 +136,10 @@ def _core(sagas: int, *, json_out: bool) -> None:
         result = run_core(definition, bench_order().model_dump(mode="json"), sagas=sagas)
     except SagaDidNotComplete as exc:
         raise CliError(f"bench stopped: {exc}") from None
-    if json_out:
-        print_json(result.as_dict())
-        return
-    table = Table("figure", "value", title="saga bench --core (the core's work, no I/O)")
-    for key, value in result.as_dict().items():
-        if key == "parts_us":
-            value = ", ".join(f"{k} {v:g}" for k, v in value.items())
-        table.add_row(key, str(value))
-    console().print(table)
+    figures = result.as_dict()
+    if not json_out:  # the parts on one line of the table
+        figures["parts_us"] = ", ".join(f"{k} {v:g}" for k, v in result.parts_us.items())
+    _print_figures(figures, title="saga bench --core (the core's work, no I/O)", json_out=json_out)
 
 
 def flood(
@@ -172,10 +167,19 @@ def flood(
         )
     except (RuntimeError, TimeoutError) as exc:
         raise CliError(f"bench-flood stopped: {exc}") from None
+    _print_figures(
+        result.as_dict(),
+        title="saga bench-flood (wrong passwords from one client)",
+        json_out=json_out,
+    )
+
+
+def _print_figures(figures: dict[str, Any], *, title: str, json_out: bool) -> None:
+    """A run's figures as one JSON document, or as a table of figure and value."""
     if json_out:
-        print_json(result.as_dict())
+        print_json(figures)
         return
-    table = Table("figure", "value", title="saga bench-flood (wrong passwords from one client)")
-    for key, value in result.as_dict().items():
+    table = Table("figure", "value", title=title)
+    for key, value in figures.items():
         table.add_row(key, str(value))
     console().print(table)

@@ -325,7 +325,8 @@ async def _drive(
     starting: set[asyncio.Task[None]] = set()
     launched = 0
     last_progress = time.monotonic()
-    next_sample = max(1, sagas // 10)
+    tenth = max(1, sagas // 10)
+    next_sample = tenth
     failures: list[BaseException] = []
 
     async def start_one() -> None:
@@ -356,7 +357,6 @@ async def _drive(
                 await sample(len(ended))
                 # The next tenth not yet reached: a poll that saw several tenths end
                 # takes one sample, and the next one is not left behind.
-                tenth = max(1, sagas // 10)
                 next_sample = (len(ended) // tenth + 1) * tenth
         elif time.monotonic() - last_progress > 60:
             break  # stuck: report what did not end

@@ -159,10 +159,10 @@ class SagaDefinition:
     def input_of(self, saga_input: "Mapping[str, Any] | CheckedInput") -> dict[str, Any]:
         """The input as the saga keeps it: checked now, unless this definition's check
         accepted it already."""
-        if isinstance(saga_input, CheckedInput) and saga_input.checked_by is self.check_input:
-            return saga_input.value
         if isinstance(saga_input, CheckedInput):
-            saga_input = saga_input.value
+            if saga_input.checked_by is self.check_input:
+                return saga_input.value
+            saga_input = saga_input.value  # another definition's check took it
         return self.check_input(saga_input)
 
     def step(self, name: str) -> StepDefinition:
